@@ -1,0 +1,93 @@
+//! Typed configuration, loaded in layers: built-in defaults < `~/.config/ptest/config.toml` <
+//! `./ptest.toml` `[defaults]` < `PTEST_*` variables < `--config KEY=VALUE` flags. Each value
+//! remembers which layer set it (`ptest config show`).
+
+mod layers;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration;
+use crate::model::{CleanupPolicy, IsolationLevel};
+
+pub use layers::{ConfigError, ConfigSources, Entry, LoadedConfig, Origin, validate_file};
+
+/// ptest's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// How many environments may exist at once in this home.
+    pub max_environments: u32,
+    /// The level `env create` uses when none is given.
+    pub default_level: IsolationLevel,
+    /// Defaults for environments of each level.
+    pub level: PerLevel,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_environments: 100,
+            default_level: IsolationLevel::Basic,
+            level: PerLevel::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The defaults for environments of `level`.
+    pub fn level(&self, level: IsolationLevel) -> &LevelDefaults {
+        match level {
+            IsolationLevel::Basic => &self.level.basic,
+            IsolationLevel::Virtualenv => &self.level.virtualenv,
+            IsolationLevel::Docker => &self.level.docker,
+            IsolationLevel::Kubernetes => &self.level.kubernetes,
+        }
+    }
+}
+
+/// One [`LevelDefaults`] per isolation level (`[level.basic]`, `[level.docker]`, ...).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerLevel {
+    /// `[level.basic]`.
+    pub basic: LevelDefaults,
+    /// `[level.virtualenv]`.
+    pub virtualenv: LevelDefaults,
+    /// `[level.docker]`.
+    pub docker: LevelDefaults,
+    /// `[level.kubernetes]`.
+    pub kubernetes: LevelDefaults,
+}
+
+/// Defaults for new environments of one level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LevelDefaults {
+    /// When environments are removed.
+    pub cleanup: CleanupPolicy,
+    /// Time to live under the `scheduled` policy.
+    #[serde(with = "duration::text")]
+    pub ttl: Duration,
+    /// Timeout of each command; `0s` means none.
+    #[serde(with = "duration::text")]
+    pub exec_timeout: Duration,
+}
+
+impl Default for LevelDefaults {
+    fn default() -> Self {
+        Self {
+            cleanup: CleanupPolicy::OnRequest,
+            ttl: Duration::from_secs(3600),
+            exec_timeout: Duration::ZERO,
+        }
+    }
+}
+
+impl LevelDefaults {
+    /// The command timeout, `None` when it is `0s`.
+    pub fn exec_timeout(&self) -> Option<Duration> {
+        (!self.exec_timeout.is_zero()).then_some(self.exec_timeout)
+    }
+}

@@ -1,0 +1,140 @@
+//! The contract every isolation level implements, and the registry the manager looks engines
+//! up in. The manager owns records, events and policy; an engine owns only what exists on the
+//! host (directories, sandboxes, containers), so a new level plugs in without touching the
+//! manager.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::{Environment, IsolationLevel, ProcessInfo, ProcessResult, ResourceUsage};
+
+/// Where a command's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputMode {
+    /// Captured into the [`ProcessResult`].
+    #[default]
+    Capture,
+    /// Written straight to the caller's stdout and stderr as it comes (the CLI's `env exec`).
+    Inherit,
+}
+
+/// A command to run in an environment.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Extra variables, on top of the environment's own.
+    pub env: Vec<(String, String)>,
+    /// Kill the whole process tree after this long.
+    pub timeout: Option<Duration>,
+    /// Where output goes.
+    pub output: OutputMode,
+}
+
+impl ExecRequest {
+    /// A request to run `argv` with captured output and no timeout.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(argv: I) -> Self {
+        Self {
+            argv: argv.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A command that has been spawned and is running.
+#[async_trait]
+pub trait RunningProcess: Send {
+    /// Its host pid and the kernel's start time for it (see [`crate::liveness`]).
+    fn pid(&self) -> (u32, u64);
+    /// Waits for it to end (or kills its tree at the timeout) and reports.
+    async fn wait(self: Box<Self>) -> Result<ProcessResult>;
+}
+
+/// What the engine found when asked whether an environment is intact.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// What was checked.
+    pub check: String,
+    /// Whether it holds.
+    pub ok: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+/// One isolation level's implementation.
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// The level it implements.
+    fn level(&self) -> IsolationLevel;
+
+    /// What this host offers the engine and what it lacks, for `ptest doctor`.
+    fn capabilities(&self) -> Vec<Finding>;
+
+    /// Builds the environment on the host (root, sandbox, container). On error, whatever was
+    /// made is left for [`Engine::cleanup`] to remove.
+    async fn create(&self, env: &Environment) -> Result<()>;
+
+    /// Starts what the environment needs to run commands.
+    async fn activate(&self, env: &Environment) -> Result<()>;
+
+    /// Spawns a command in the environment.
+    async fn spawn(
+        &self,
+        env: &Environment,
+        request: ExecRequest,
+    ) -> Result<Box<dyn RunningProcess>>;
+
+    /// Kills a process ptest started in the environment, with its whole tree.
+    async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()>;
+
+    /// Checks that what the environment is made of is still there and sound.
+    async fn validate(&self, env: &Environment) -> Result<Vec<Finding>>;
+
+    /// Stops what [`Engine::activate`] started.
+    async fn deactivate(&self, env: &Environment) -> Result<()>;
+
+    /// Deletes everything the environment is made of. Must succeed on a half-made environment
+    /// and on one that is already gone.
+    async fn cleanup(&self, env: &Environment) -> Result<()>;
+
+    /// What the environment uses now.
+    async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage>;
+}
+
+/// Engines by level.
+#[derive(Clone, Default)]
+pub struct EngineRegistry {
+    engines: BTreeMap<IsolationLevel, Arc<dyn Engine>>,
+}
+
+impl EngineRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the engine for its level.
+    pub fn register(&mut self, engine: Arc<dyn Engine>) {
+        self.engines.insert(engine.level(), engine);
+    }
+
+    /// The engine for `level`, if one is registered.
+    pub fn get(&self, level: IsolationLevel) -> Option<&Arc<dyn Engine>> {
+        self.engines.get(&level)
+    }
+
+    /// The levels that have an engine.
+    pub fn levels(&self) -> impl Iterator<Item = IsolationLevel> + '_ {
+        self.engines.keys().copied()
+    }
+}

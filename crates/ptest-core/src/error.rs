@@ -1,0 +1,166 @@
+//! The errors of ptest's core, each carrying what a user needs to act on it.
+
+use std::path::PathBuf;
+
+use crate::model::{EnvironmentStatus, IsolationLevel, ProcessInfo};
+use crate::name::InvalidName;
+
+/// Result with ptest's core error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, sorted by who can fix it (see [`Error::kind`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A name that breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+
+    /// Bad input other than a name.
+    #[error("{0}")]
+    Usage(String),
+
+    /// No environment has this id or name.
+    #[error("no environment named {0:?} (see `ptest env list`)")]
+    NotFound(String),
+
+    /// The name is already used.
+    #[error("an environment named {0:?} already exists; pick another name or remove it first")]
+    NameTaken(String),
+
+    /// `max_environments` would be exceeded.
+    #[error(
+        "limit reached: {current} environments exist and max_environments is {max}; remove some \
+         (`ptest env rm`) or raise the limit (PTEST_MAX_ENVIRONMENTS, config key max_environments)"
+    )]
+    LimitReached {
+        /// The configured limit.
+        max: u32,
+        /// How many exist.
+        current: u32,
+    },
+
+    /// The environment's status does not allow the action.
+    #[error("environment {name:?} is {status}, cannot {action}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
+    WrongState {
+        /// The environment.
+        name: String,
+        /// Its status.
+        status: EnvironmentStatus,
+        /// What was asked.
+        action: &'static str,
+        /// What to do instead.
+        hint: Option<String>,
+    },
+
+    /// Processes still run in the environment.
+    #[error(
+        "environment {name:?} has {} running process(es) ({}); stop them or use --force",
+        processes.len(),
+        processes.iter().map(|p| format!("pid {}: {}", p.pid, p.command.join(" "))).collect::<Vec<_>>().join(", ")
+    )]
+    Busy {
+        /// The environment.
+        name: String,
+        /// What still runs.
+        processes: Vec<ProcessInfo>,
+    },
+
+    /// The root directory cannot be used or removed.
+    #[error("root {}: {reason}", path.display())]
+    Root {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+
+    /// No engine for this level is available in this build or on this host.
+    #[error("the {level} level is not available: {reason}")]
+    LevelUnavailable {
+        /// The level asked for.
+        level: IsolationLevel,
+        /// Why not.
+        reason: String,
+    },
+
+    /// An engine operation failed.
+    #[error("{level} engine could not {action}: {message}")]
+    Engine {
+        /// The engine's level.
+        level: IsolationLevel,
+        /// What it was doing.
+        action: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// The state store failed.
+    #[error("state store: {action}: {source}")]
+    Store {
+        /// What ptest was doing.
+        action: &'static str,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// A file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What ptest was doing.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Who can fix an error; the CLI maps each kind to its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input was wrong (exit 2).
+    Usage,
+    /// The environment is missing, taken, busy or in the wrong state (exit 3).
+    State,
+    /// ptest or the host failed (exit 125).
+    Internal,
+}
+
+impl Error {
+    /// Who can fix it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidName(_) | Error::Usage(_) | Error::Root { .. } => ErrorKind::Usage,
+            Error::LevelUnavailable { .. } => ErrorKind::Usage,
+            Error::NotFound(_)
+            | Error::NameTaken(_)
+            | Error::LimitReached { .. }
+            | Error::WrongState { .. }
+            | Error::Busy { .. } => ErrorKind::State,
+            Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// An I/O error with what was being done and where.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Adds "what ptest was doing" to SQLite errors.
+pub(crate) trait StoreContext<T> {
+    fn ctx(self, action: &'static str) -> Result<T>;
+}
+
+impl<T> StoreContext<T> for rusqlite::Result<T> {
+    fn ctx(self, action: &'static str) -> Result<T> {
+        self.map_err(|source| Error::Store { action, source })
+    }
+}

@@ -1,0 +1,49 @@
+//! ptest's core: the model, the [`Engine`] trait every isolation level implements, the
+//! [`Manager`] that runs environments through their lifecycle, the SQLite [`Store`] shared by
+//! every `ptest` process of a home, the event log and the layered [`config`].
+//!
+//! A typical call: open a [`Manager`] on a [`Home`] with the engines you have, create an
+//! environment from an [`EnvironmentSpec`], run commands in it, remove it. Each step is one
+//! store transaction with its [`IsolationEvent`]; the engine only does the host-side work.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use ptest_core::*;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> ptest_core::Result<()> {
+//! # let tmp = tempfile::tempdir().unwrap();
+//! let mut engines = EngineRegistry::new();
+//! engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+//! let manager = Manager::open(Home::at(tmp.path()), Config::default(), engines)?;
+//!
+//! let spec = EnvironmentSpec::new(IsolationLevel::Basic).name(EnvName::new("demo")?);
+//! let env = manager.create_environment(spec).await?;
+//! let result = manager
+//!     .execute_command(&env, ExecRequest::new(["sh", "-c", "echo hi from $PTEST_ENV_NAME"]))
+//!     .await?;
+//! assert_eq!(result.stdout, "hi from demo\n");
+//! manager.cleanup(&env, RemoveOptions::default()).await?;
+//! assert!(!env.root.exists());
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+pub mod duration;
+mod engine;
+mod error;
+mod home;
+pub mod liveness;
+mod manager;
+pub mod model;
+mod name;
+pub mod root;
+mod store;
+
+pub use config::Config;
+pub use engine::{Engine, EngineRegistry, ExecRequest, Finding, OutputMode, RunningProcess};
+pub use error::{Error, ErrorKind, Result};
+pub use home::Home;
+pub use manager::{EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions};
+pub use model::*;
+pub use name::{EnvId, EnvName, InvalidName};
+pub use store::{EventQuery, Store};

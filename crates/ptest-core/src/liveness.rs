@@ -1,0 +1,35 @@
+//! Is a recorded process still the one we started? A pid alone can be reused; the pair
+//! (pid, start time in clock ticks since boot) cannot.
+
+/// The kernel's start time of `pid` in clock ticks since boot, or `None` when it is gone.
+pub fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace();
+    // Field 3 (state) is first here; field 22 (starttime) is 19 further on.
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
+}
+
+/// Whether `pid` is alive and is the process that had `ticks` as its start time.
+pub fn is_alive(pid: u32, ticks: u64) -> bool {
+    start_ticks(pid) == Some(ticks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_alive_and_reuse_is_detected() {
+        let me = std::process::id();
+        let ticks = start_ticks(me).expect("own /proc entry");
+        assert!(is_alive(me, ticks));
+        assert!(!is_alive(me, ticks + 1));
+        assert_eq!(start_ticks(u32::MAX / 2), None);
+    }
+}

@@ -1,0 +1,617 @@
+//! The manager: the one place that decides an environment's lifecycle. It records every step
+//! in the store (with its event), asks the level's engine to do the host-side work, and applies
+//! the cleanup policies.
+
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::engine::{EngineRegistry, ExecRequest, Finding, RunningProcess};
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::model::{
+    CleanupPolicy, Environment, EnvironmentSpec, EnvironmentStatus as S, Event, IsolationEvent,
+    IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, ResourceUsage,
+};
+use crate::name::EnvId;
+use crate::store::{EventQuery, EventRecord, Store};
+use crate::{Engine, root};
+
+/// A function called with every event this manager records.
+pub type Listener = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// Which environments to list.
+#[derive(Debug, Clone, Default)]
+pub struct EnvFilter {
+    /// Only this level.
+    pub level: Option<IsolationLevel>,
+    /// Only this status.
+    pub status: Option<S>,
+    /// Only environments carrying every one of these labels.
+    pub labels: Vec<(String, String)>,
+}
+
+impl EnvFilter {
+    fn matches(&self, env: &Environment) -> bool {
+        self.level.is_none_or(|l| l == env.level)
+            && self.status.is_none_or(|s| s == env.status)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| env.spec.labels.get(k) == Some(v))
+    }
+}
+
+/// How to remove an environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RemoveOptions {
+    /// Kill running processes, and remove even under the `never` policy or while another
+    /// `ptest` is changing it.
+    pub force: bool,
+}
+
+/// What `gc` should also collect.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcOptions {
+    /// Remove `on_shutdown` environments of every session (a host shutting down).
+    pub shutdown: bool,
+}
+
+/// One removal done by `gc`, `remove_all` or `shutdown`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Removal {
+    /// The environment's name.
+    pub name: String,
+    /// Its id.
+    pub id: String,
+    /// Why it was chosen.
+    pub reason: String,
+    /// `None` when removed, else what went wrong.
+    pub error: Option<String>,
+}
+
+/// Opens environments in one `PTEST_HOME` and runs their lifecycle.
+pub struct Manager {
+    home: Home,
+    store: Store,
+    config: Config,
+    engines: EngineRegistry,
+    listeners: RwLock<Vec<Listener>>,
+    session: String,
+}
+
+impl Manager {
+    /// Opens `home` (creating it as needed) with `config` and the given engines. Changes left
+    /// half-done by a `ptest` that died are marked `error` here.
+    pub fn open(home: Home, config: Config, engines: EngineRegistry) -> Result<Self> {
+        home.ensure()?;
+        let store = Store::open(&home.state_db())?;
+        store.repair_interrupted()?;
+        Ok(Self {
+            home,
+            store,
+            config,
+            engines,
+            listeners: RwLock::new(Vec::new()),
+            session: EnvId::random().to_string(),
+        })
+    }
+
+    /// The home this manager works in.
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The state store (read access for listings and tools).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The levels that have an engine in this manager.
+    pub fn levels(&self) -> Vec<IsolationLevel> {
+        self.engines.levels().collect()
+    }
+
+    /// What the host offers the engine of `level`, if there is one.
+    pub fn engine_capabilities(&self, level: IsolationLevel) -> Option<Vec<Finding>> {
+        self.engines.get(level).map(|e| e.capabilities())
+    }
+
+    /// Calls `listener` with every event this manager records from now on.
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+        self.listeners
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(listener));
+    }
+
+    fn emit(&self, event: Event) {
+        for listener in self
+            .listeners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            listener(&event);
+        }
+    }
+
+    fn emit_all(&self, events: impl IntoIterator<Item = Event>) {
+        events.into_iter().for_each(|e| self.emit(e));
+    }
+
+    fn engine(&self, level: IsolationLevel) -> Result<&Arc<dyn Engine>> {
+        self.engines
+            .get(level)
+            .ok_or_else(|| Error::LevelUnavailable {
+                level,
+                reason: format!(
+                    "this ptest has no {level} engine yet (available: {})",
+                    self.levels()
+                        .iter()
+                        .map(|l| l.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+    }
+
+    /// Moves `env` to `status`, logging `event`; `owned` marks a multi-step change in progress.
+    fn step(
+        &self,
+        env: &mut Environment,
+        status: S,
+        owned: bool,
+        event: Option<IsolationEvent>,
+    ) -> Result<()> {
+        let ev = self.store.set_status(
+            env,
+            status,
+            None,
+            owned,
+            event.map(|e| (e, serde_json::json!({}))),
+        )?;
+        env.status = status;
+        self.emit_all(ev);
+        Ok(())
+    }
+
+    /// Records that `env` failed while doing `action`, leaving it in `error`.
+    fn fail(&self, env: &mut Environment, action: &str, error: &Error) {
+        let message = format!("{action}: {error}");
+        match self.store.set_status(
+            env,
+            S::Error,
+            Some(&message),
+            false,
+            Some((
+                IsolationEvent::ErrorOccurred,
+                serde_json::json!({ "action": action, "error": error.to_string() }),
+            )),
+        ) {
+            Ok(ev) => self.emit_all(ev),
+            Err(e) => tracing::warn!("could not record the failure of {}: {e}", env.name),
+        }
+        env.status = S::Error;
+        env.error = Some(message);
+    }
+
+    /// Creates an environment from `spec` and makes it active.
+    ///
+    /// Refuses when `max_environments` exist (checked atomically across processes) or the name
+    /// is taken. If the engine fails, what it made is removed and the record deleted; if even
+    /// that fails, the record stays in `error` for `env rm` to retry.
+    pub async fn create_environment(&self, spec: EnvironmentSpec) -> Result<Environment> {
+        let engine = self.engine(spec.level)?.clone();
+        let id = EnvId::random();
+        let name = match &spec.name {
+            Some(n) => n.clone(),
+            None => format!("env-{id}")
+                .parse()
+                .expect("generated names are valid"),
+        };
+        let root = match &spec.path {
+            Some(p) => std::path::absolute(p).map_err(|e| Error::io("resolving", p, e))?,
+            None => self.home.envs_dir().join(id.as_str()),
+        };
+        if spec.path.is_some() {
+            root::check_available(&root)?;
+        }
+        let now = Timestamp::now();
+        let ttl = (spec.cleanup == CleanupPolicy::Scheduled)
+            .then(|| spec.ttl.unwrap_or(self.config.level(spec.level).ttl));
+        let expires_at = ttl
+            .map(|ttl| {
+                now.checked_add(ttl)
+                    .map_err(|e| Error::Usage(format!("ttl too large: {e}")))
+            })
+            .transpose()?;
+        let mut env = Environment {
+            id,
+            name,
+            level: spec.level,
+            status: S::Initializing,
+            root,
+            spec: EnvironmentSpec { ttl, ..spec },
+            created_at: now,
+            updated_at: now,
+            expires_at,
+            error: None,
+        };
+        let ev =
+            self.store
+                .insert_environment(&env, self.config.max_environments, &self.session)?;
+        self.emit(ev);
+
+        let built = async {
+            engine.create(&env).await?;
+            self.step(
+                &mut env,
+                S::Created,
+                true,
+                Some(IsolationEvent::EnvironmentCreated),
+            )?;
+            self.step(
+                &mut env,
+                S::Activating,
+                true,
+                Some(IsolationEvent::EnvironmentActivating),
+            )?;
+            engine.activate(&env).await
+        }
+        .await;
+        if let Err(error) = built {
+            self.fail(&mut env, "create", &error);
+            match engine.cleanup(&env).await {
+                Ok(()) => self.emit(self.store.delete_environment(&env)?),
+                Err(e) => tracing::warn!("could not undo the failed create of {}: {e}", env.name),
+            }
+            return Err(error);
+        }
+        self.step(
+            &mut env,
+            S::Active,
+            false,
+            Some(IsolationEvent::EnvironmentActivated),
+        )?;
+        Ok(env)
+    }
+
+    /// Finds an environment by id or name.
+    pub fn get_environment(&self, id_or_name: &str) -> Result<Environment> {
+        self.store
+            .find(id_or_name)?
+            .ok_or_else(|| Error::NotFound(id_or_name.to_owned()))
+    }
+
+    /// The status of an environment, read fresh from the store.
+    pub fn get_status(&self, id_or_name: &str) -> Result<S> {
+        Ok(self.get_environment(id_or_name)?.status)
+    }
+
+    /// Environments matching `filter`, oldest first.
+    pub fn list_environments(&self, filter: &EnvFilter) -> Result<Vec<Environment>> {
+        Ok(self
+            .store
+            .environments()?
+            .into_iter()
+            .filter(|e| filter.matches(e))
+            .collect())
+    }
+
+    /// Processes started by ptest that still run in `env`.
+    pub fn processes(&self, env: &Environment) -> Result<Vec<ProcessInfo>> {
+        self.store.live_processes(&env.id)
+    }
+
+    /// Runs a command in `env` and waits for it. The timeout (the request's, else the
+    /// environment's, else the level's default) kills the whole process tree.
+    pub async fn execute_command(
+        &self,
+        env: &Environment,
+        request: ExecRequest,
+    ) -> Result<ProcessResult> {
+        let env = self.get_environment(env.id.as_str())?;
+        if env.status != S::Active {
+            return Err(Error::WrongState {
+                name: env.name.to_string(),
+                status: env.status,
+                action: "run commands",
+                hint: Some(match &env.error {
+                    Some(e) => format!("{e}; remove it with `ptest env rm {}`", env.name),
+                    None => "wait until it is active".into(),
+                }),
+            });
+        }
+        if request.argv.is_empty() {
+            return Err(Error::Usage("no command given".into()));
+        }
+        let engine = self.engine(env.level)?;
+        let timeout = request
+            .timeout
+            .or(env.spec.exec_timeout)
+            .or(self.config.level(env.level).exec_timeout());
+        let command = request.argv.clone();
+        self.emit(self.store.append_event(&EventRecord {
+            event: IsolationEvent::ProcessStarting,
+            details: serde_json::json!({ "command": command }),
+            env: Some((&env.id, &env.name)),
+        })?);
+        let process = match engine.spawn(&env, request).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.emit(self.store.append_event(&EventRecord {
+                    event: IsolationEvent::ErrorOccurred,
+                    details: serde_json::json!({ "action": "spawn", "command": command, "error": e.to_string() }),
+                    env: Some((&env.id, &env.name)),
+                })?);
+                return Err(e);
+            }
+        };
+        let (pid, ticks) = process.pid();
+        let (record, ev) =
+            self.store
+                .insert_process(&env, pid, ticks, &command, Timestamp::now())?;
+        self.emit(ev);
+        let info = ProcessInfo {
+            id: record,
+            env_id: env.id.clone(),
+            pid,
+            start_ticks: ticks,
+            command: command.clone(),
+            status: ProcessStatus::Running,
+            started_at: Timestamp::now(),
+            ended_at: None,
+            exit_code: None,
+            signal: None,
+        };
+        let result = self
+            .wait_with_timeout(&env, engine, process, &info, timeout)
+            .await?;
+        let status = if result.timed_out {
+            ProcessStatus::Timeout
+        } else {
+            ProcessStatus::Stopped
+        };
+        self.emit(self.store.finish_process(
+            &env,
+            record,
+            status,
+            result.exit_code,
+            result.signal,
+            serde_json::json!({
+                "pid": pid, "exit_code": result.exit_code, "signal": result.signal,
+                "timed_out": result.timed_out, "duration": result.duration.as_secs_f64(),
+            }),
+        )?);
+        if env.spec.cleanup == CleanupPolicy::Immediate && self.processes(&env)?.is_empty() {
+            match self.cleanup(&env, RemoveOptions::default()).await {
+                Ok(()) | Err(Error::NotFound(_)) | Err(Error::Busy { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(result)
+    }
+
+    async fn wait_with_timeout(
+        &self,
+        env: &Environment,
+        engine: &Arc<dyn Engine>,
+        process: Box<dyn RunningProcess>,
+        info: &ProcessInfo,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<ProcessResult> {
+        let mut wait = process.wait();
+        let Some(timeout) = timeout else {
+            return wait.await;
+        };
+        tokio::select! {
+            result = &mut wait => return result,
+            () = tokio::time::sleep(timeout) => {}
+        }
+        self.emit(self.store.append_event(&EventRecord {
+            event: IsolationEvent::ProcessStopping,
+            details: serde_json::json!({
+                "pid": info.pid, "reason": "timeout", "timeout": timeout.as_secs_f64(),
+            }),
+            env: Some((&env.id, &env.name)),
+        })?);
+        engine.kill(env, info).await?;
+        let mut result = wait.await?;
+        result.timed_out = true;
+        Ok(result)
+    }
+
+    /// Checks that the environment is intact: its record and what the engine finds.
+    pub async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
+        let mut findings = vec![Finding {
+            check: "status".into(),
+            ok: env.status == S::Active,
+            detail: match &env.error {
+                Some(e) => format!("{}: {e}", env.status),
+                None => env.status.to_string(),
+            },
+        }];
+        findings.extend(self.engine(env.level)?.validate(env).await?);
+        Ok(findings)
+    }
+
+    /// What the environment uses now.
+    pub async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
+        self.engine(env.level)?.resource_usage(env).await
+    }
+
+    /// Removes an environment: stops its processes, deletes what the engine made, deletes the
+    /// record. Refuses while processes run or under the `never` policy unless forced.
+    pub async fn cleanup(&self, env: &Environment, options: RemoveOptions) -> Result<()> {
+        let mut env = self.get_environment(env.id.as_str())?;
+        let refuse = |action, hint: &str| Error::WrongState {
+            name: env.name.to_string(),
+            status: env.status,
+            action,
+            hint: Some(hint.to_owned()),
+        };
+        if !options.force {
+            if env.spec.cleanup == CleanupPolicy::Never {
+                return Err(refuse(
+                    "be removed under the `never` cleanup policy",
+                    "use --force to remove it anyway",
+                ));
+            }
+            if matches!(
+                env.status,
+                S::Initializing | S::Activating | S::Deactivating | S::CleanupStart | S::Cleaning
+            ) {
+                return Err(refuse(
+                    "be removed while another ptest is changing it",
+                    "wait, or use --force",
+                ));
+            }
+        }
+        let live = self.processes(&env)?;
+        if !live.is_empty() && !options.force {
+            return Err(Error::Busy {
+                name: env.name.to_string(),
+                processes: live,
+            });
+        }
+        let engine = self.engine(env.level)?.clone();
+        self.step(
+            &mut env,
+            S::Deactivating,
+            true,
+            Some(IsolationEvent::EnvironmentDeactivating),
+        )?;
+        let stopped = async {
+            for p in &live {
+                self.emit(self.store.append_event(&EventRecord {
+                    event: IsolationEvent::ProcessStopping,
+                    details: serde_json::json!({ "pid": p.pid, "reason": "environment removed" }),
+                    env: Some((&env.id, &env.name)),
+                })?);
+                engine.kill(&env, p).await?;
+            }
+            engine.deactivate(&env).await
+        }
+        .await;
+        if let Err(e) = stopped {
+            self.fail(&mut env, "deactivate", &e);
+            return Err(e);
+        }
+        self.step(
+            &mut env,
+            S::Inactive,
+            true,
+            Some(IsolationEvent::EnvironmentDeactivated),
+        )?;
+        self.step(
+            &mut env,
+            S::CleanupStart,
+            true,
+            Some(IsolationEvent::EnvironmentCleanupStart),
+        )?;
+        self.step(&mut env, S::Cleaning, true, None)?;
+        if let Err(e) = engine.cleanup(&env).await {
+            self.fail(&mut env, "clean up", &e);
+            return Err(e);
+        }
+        self.step(&mut env, S::CleanupComplete, true, None)?;
+        self.emit(self.store.delete_environment(&env)?);
+        Ok(())
+    }
+
+    /// Removes every environment matching `filter`, going on past failures; environments
+    /// under the `never` policy are skipped unless forced.
+    pub async fn cleanup_all(
+        &self,
+        filter: &EnvFilter,
+        options: RemoveOptions,
+    ) -> Result<Vec<Removal>> {
+        let chosen = self
+            .list_environments(filter)?
+            .into_iter()
+            .filter(|e| options.force || e.spec.cleanup != CleanupPolicy::Never)
+            .map(|e| (e, "requested".to_owned()))
+            .collect();
+        Ok(self.remove_each(chosen, options).await)
+    }
+
+    async fn remove_each(
+        &self,
+        chosen: Vec<(Environment, String)>,
+        options: RemoveOptions,
+    ) -> Vec<Removal> {
+        let mut out = Vec::with_capacity(chosen.len());
+        for (env, reason) in chosen {
+            let error = self
+                .cleanup(&env, options)
+                .await
+                .err()
+                .map(|e| e.to_string());
+            out.push(Removal {
+                name: env.name.to_string(),
+                id: env.id.to_string(),
+                reason,
+                error,
+            });
+        }
+        out
+    }
+
+    /// Removes what the cleanup policies say is due, and records whose root has vanished.
+    pub async fn gc(&self, options: GcOptions) -> Result<Vec<Removal>> {
+        let now = Timestamp::now();
+        let mut chosen = Vec::new();
+        for env in self.store.environments()? {
+            let reason = if env.status != S::Initializing && !env.root.exists() {
+                Some(format!("root {} vanished", env.root.display()))
+            } else {
+                match env.spec.cleanup {
+                    CleanupPolicy::Scheduled if env.expires_at.is_some_and(|t| t <= now) => {
+                        Some("time to live expired".to_owned())
+                    }
+                    CleanupPolicy::Immediate if self.processes(&env)?.is_empty() => {
+                        Some("immediate policy and idle".to_owned())
+                    }
+                    CleanupPolicy::OnShutdown if options.shutdown => {
+                        Some("on_shutdown policy".to_owned())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(reason) = reason {
+                chosen.push((env, reason));
+            }
+        }
+        Ok(self
+            .remove_each(chosen, RemoveOptions { force: true })
+            .await)
+    }
+
+    /// Removes the `on_shutdown` environments this manager created. Call it when done.
+    pub async fn shutdown(&self) -> Result<Vec<Removal>> {
+        let mut chosen = Vec::new();
+        for id in self.store.session_environments(&self.session)? {
+            if let Some(env) = self.store.find(&id)?
+                && env.spec.cleanup == CleanupPolicy::OnShutdown
+            {
+                chosen.push((env, "session shut down".to_owned()));
+            }
+        }
+        Ok(self
+            .remove_each(chosen, RemoveOptions { force: true })
+            .await)
+    }
+
+    /// Reads the event log.
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        self.store.events(query)
+    }
+}

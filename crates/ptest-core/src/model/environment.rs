@@ -1,0 +1,132 @@
+//! An environment and the spec it was created from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{CleanupPolicy, EnvironmentStatus, IsolationLevel};
+use crate::duration;
+use crate::name::{EnvId, EnvName};
+
+/// Free-form `key=value` labels, sorted by key.
+pub type Labels = BTreeMap<String, String>;
+
+/// What the caller asks for when creating an environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Unique name; a random one (`env-<id>`) when absent.
+    pub name: Option<EnvName>,
+    /// Isolation level.
+    pub level: IsolationLevel,
+    /// Root directory; `$PTEST_HOME/envs/<id>` when absent. Must not exist or be empty.
+    pub path: Option<PathBuf>,
+    /// Labels for filtering.
+    #[serde(default)]
+    pub labels: Labels,
+    /// When the environment is removed.
+    pub cleanup: CleanupPolicy,
+    /// Time to live for the `scheduled` policy.
+    #[serde(with = "duration::option", default)]
+    pub ttl: Option<Duration>,
+    /// Default timeout for commands run in it; none when absent.
+    #[serde(with = "duration::option", default)]
+    pub exec_timeout: Option<Duration>,
+}
+
+impl EnvironmentSpec {
+    /// A spec at `level` with the `on_request` policy and nothing else set.
+    pub fn new(level: IsolationLevel) -> Self {
+        Self {
+            name: None,
+            level,
+            path: None,
+            labels: Labels::new(),
+            cleanup: CleanupPolicy::OnRequest,
+            ttl: None,
+            exec_timeout: None,
+        }
+    }
+
+    /// Sets the name.
+    pub fn name(mut self, name: EnvName) -> Self {
+        self.name = Some(name);
+        self
+    }
+}
+
+/// An environment as recorded in the state store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Short unique id.
+    pub id: EnvId,
+    /// Unique name.
+    pub name: EnvName,
+    /// Isolation level.
+    pub level: IsolationLevel,
+    /// Where it is in its lifecycle.
+    pub status: EnvironmentStatus,
+    /// Host path of the root directory.
+    pub root: PathBuf,
+    /// The spec it was created from.
+    pub spec: EnvironmentSpec,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its record last changed.
+    pub updated_at: Timestamp,
+    /// When the `scheduled` policy lets `gc` remove it.
+    pub expires_at: Option<Timestamp>,
+    /// What went wrong, when `status` is `error`.
+    pub error: Option<String>,
+}
+
+impl Environment {
+    /// Its `workspace/` directory: the working directory of its commands.
+    pub fn workspace(&self) -> PathBuf {
+        self.root.join("workspace")
+    }
+    /// Its `home/` directory: `HOME` of its commands.
+    pub fn home(&self) -> PathBuf {
+        self.root.join("home")
+    }
+    /// Its `tmp/` directory: `TMPDIR` of its commands.
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    /// Its `logs/` directory: process output.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    /// Its `run/` directory: pid files and handles.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    /// The variables every command in it sees: `PTEST_ENV_*`, `HOME`, `TMPDIR`.
+    pub fn command_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PTEST_ENV_ID".into(), self.id.to_string()),
+            ("PTEST_ENV_NAME".into(), self.name.to_string()),
+            ("PTEST_ENV_ROOT".into(), self.root.display().to_string()),
+            ("HOME".into(), self.home().display().to_string()),
+            ("TMPDIR".into(), self.tmp().display().to_string()),
+        ]
+    }
+}
+
+/// What an environment uses right now. A reading the engine cannot take is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceUsage {
+    /// Bytes of files under the root (symlinks not followed).
+    pub disk_bytes: Option<u64>,
+    /// Number of files and directories under the root.
+    pub files: Option<u64>,
+    /// Resident memory in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU time used, in seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Live processes.
+    pub pids: Option<u64>,
+}

@@ -1,0 +1,79 @@
+//! Processes run inside environments.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::ProcessStatus;
+use crate::duration;
+use crate::name::EnvId;
+
+/// The outcome of a foreground command (`env exec`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessResult {
+    /// The command line.
+    pub command: Vec<String>,
+    /// Host pid it ran as.
+    pub pid: Option<u32>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+    /// Captured standard output (empty when output went to the caller's terminal).
+    pub stdout: String,
+    /// Captured standard error (empty when output went to the caller's terminal).
+    pub stderr: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub ended_at: Timestamp,
+    /// How long it ran.
+    #[serde(with = "duration::seconds")]
+    pub duration: Duration,
+    /// Whether it was killed for running past its timeout.
+    pub timed_out: bool,
+}
+
+impl ProcessResult {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+
+    /// The shell convention for its outcome: the exit code, 128 + signal, or 124 on timeout.
+    pub fn shell_code(&self) -> i32 {
+        if self.timed_out {
+            124
+        } else if let Some(code) = self.exit_code {
+            code
+        } else {
+            128 + self.signal.unwrap_or(0)
+        }
+    }
+}
+
+/// A process ptest started in an environment, as recorded in the state store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Store id of the record.
+    pub id: i64,
+    /// The environment it runs in.
+    pub env_id: EnvId,
+    /// Host pid (also its process group).
+    pub pid: u32,
+    /// The kernel's start time of `pid`, in clock ticks after boot: tells a reused pid apart.
+    pub start_ticks: u64,
+    /// The command line.
+    pub command: Vec<String>,
+    /// What it is doing.
+    pub status: ProcessStatus,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub ended_at: Option<Timestamp>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}

@@ -1,0 +1,182 @@
+//! Environment roots on the host: created with a marker naming their id, deleted only when the
+//! marker matches, never following a symlink out.
+
+use std::fs;
+use std::io::ErrorKind as IoKind;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::name::EnvId;
+
+/// The marker file at the top of every root.
+pub const MARKER: &str = ".ptest-env";
+
+/// The directories every root has: working directory, HOME, TMPDIR, process output, pid files.
+pub const ANATOMY: [&str; 5] = ["workspace", "home", "tmp", "logs", "run"];
+
+fn root_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Root {
+        path: path.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks that `path` can become a root: it must not exist, or be an empty real directory (a
+/// directory with content was not made by ptest and is left alone). Returns whether it exists.
+pub fn check_available(path: &Path) -> Result<bool> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(root_error(
+            path,
+            "is a symlink; give the path of a real directory",
+        )),
+        Ok(meta) if !meta.is_dir() => Err(root_error(path, "exists and is not a directory")),
+        Ok(_) => {
+            let mut entries = fs::read_dir(path).map_err(|e| Error::io("reading", path, e))?;
+            if entries.next().is_some() {
+                return Err(root_error(
+                    path,
+                    "is a non-empty directory not made by ptest; give a new or empty directory",
+                ));
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == IoKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("inspecting", path, e)),
+    }
+}
+
+/// Creates the root at `path` for environment `id` (see [`check_available`]), with its marker
+/// and anatomy.
+pub fn create(path: &Path, id: &EnvId) -> Result<()> {
+    if !check_available(path)? {
+        fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
+    }
+    let marker = path.join(MARKER);
+    fs::write(&marker, format!("{id}\n")).map_err(|e| Error::io("writing", &marker, e))?;
+    for dir in ANATOMY {
+        let dir = path.join(dir);
+        fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
+    }
+    Ok(())
+}
+
+/// The id written in the marker at `path`, if any.
+pub fn marker_id(path: &Path) -> Option<String> {
+    let marker = path.join(MARKER);
+    // Refuse a marker that is itself a symlink: it could point anywhere.
+    if fs::symlink_metadata(&marker).ok()?.file_type().is_symlink() {
+        return None;
+    }
+    Some(fs::read_to_string(marker).ok()?.trim().to_owned())
+}
+
+/// Deletes the root of environment `id`. Gone already is fine. Refuses a root that is a symlink
+/// or whose marker names another id. Symlinks inside are removed, never followed.
+pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("inspecting", path, e)),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(root_error(
+                path,
+                "has been replaced by a symlink; not deleting what it points to",
+            ));
+        }
+        Ok(_) => {}
+    }
+    match marker_id(path) {
+        Some(found) if found == id.as_str() => {}
+        Some(found) => {
+            return Err(root_error(
+                path,
+                format!("its marker names environment {found}, not {id}; not deleting it"),
+            ));
+        }
+        None => {
+            return Err(root_error(
+                path,
+                format!(
+                    "has no {MARKER} marker; not deleting a directory ptest cannot prove is its own"
+                ),
+            ));
+        }
+    }
+    // std's remove_dir_all unlinks symlinks without following them (CVE-2022-21658 fixed).
+    fs::remove_dir_all(path).map_err(|e| Error::io("deleting", path, e))
+}
+
+/// Bytes and entries under `path`, counting symlinks as themselves.
+pub fn usage(path: &Path) -> std::io::Result<(u64, u64)> {
+    let (mut bytes, mut files) = (0u64, 0u64);
+    let mut stack = vec![path.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?; // DirEntry::metadata does not follow symlinks.
+            files += 1;
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                bytes += meta.len();
+            }
+        }
+    }
+    Ok((bytes, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_lays_out_anatomy_and_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("r");
+        let id = EnvId::random();
+        create(&root, &id).unwrap();
+        for dir in ANATOMY {
+            assert!(root.join(dir).is_dir(), "{dir}");
+        }
+        assert_eq!(marker_id(&root).as_deref(), Some(id.as_str()));
+    }
+
+    #[test]
+    fn create_refuses_foreign_non_empty_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("precious"), "data").unwrap();
+        let err = create(tmp.path(), &EnvId::random()).unwrap_err();
+        assert!(err.to_string().contains("non-empty directory"), "{err}");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("precious")).unwrap(),
+            "data"
+        );
+    }
+
+    #[test]
+    fn remove_deletes_link_not_target() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("keep"), "x").unwrap();
+        let root = tmp.path().join("root");
+        let id = EnvId::random();
+        create(&root, &id).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("workspace/link")).unwrap();
+        remove(&root, &id).unwrap();
+        assert!(!root.exists());
+        assert!(outside.join("keep").exists());
+    }
+
+    #[test]
+    fn remove_refuses_wrong_marker_and_symlinked_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        create(&root, &EnvId::random()).unwrap();
+        assert!(remove(&root, &EnvId::random()).is_err());
+        assert!(root.exists());
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        assert!(remove(&link, &EnvId::random()).is_err());
+        assert!(root.join(MARKER).exists());
+    }
+}

@@ -1,0 +1,48 @@
+//! Schema versions. Each entry moves the database from version `i` to `i + 1`; the current
+//! version is SQLite's `user_version`. Never edit a shipped entry: append a new one.
+
+/// The migrations, in order.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: environments, their processes, the event log.
+    r#"
+    CREATE TABLE environments (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        level       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        root        TEXT NOT NULL,
+        spec        TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        expires_at  TEXT,
+        error       TEXT,
+        -- The process doing a multi-step change (create, remove), so that a crash is noticed.
+        owner_pid   INTEGER,
+        owner_ticks INTEGER,
+        -- The Manager session that created it (for the on_shutdown policy).
+        session     TEXT NOT NULL
+    );
+    CREATE TABLE processes (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        env_id      TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+        pid         INTEGER NOT NULL,
+        start_ticks INTEGER NOT NULL,
+        command     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        started_at  TEXT NOT NULL,
+        ended_at    TEXT,
+        exit_code   INTEGER,
+        signal      INTEGER
+    );
+    CREATE INDEX processes_env ON processes(env_id, status);
+    CREATE TABLE events (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        time      TEXT NOT NULL,
+        event     TEXT NOT NULL,
+        env_id    TEXT,
+        env_name  TEXT,
+        details   TEXT NOT NULL
+    );
+    CREATE INDEX events_env ON events(env_name, id);
+    "#,
+];

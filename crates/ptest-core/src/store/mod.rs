@@ -1,0 +1,576 @@
+//! The state store: one SQLite database (WAL mode) shared by every `ptest` process of a home.
+//!
+//! Every change is one transaction, and a change that emits an event writes the event in the
+//! same transaction, so the log never disagrees with the state. Changes that must see a
+//! consistent count (the `max_environments` check) use `BEGIN IMMEDIATE`, which takes the
+//! database's write lock before reading.
+
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::error::{Error, Result, StoreContext};
+use crate::model::{
+    Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent, ProcessInfo,
+    ProcessStatus,
+};
+use crate::name::{EnvId, EnvName};
+
+/// What an event is about: the environment it belongs to and the details to log.
+pub(crate) struct EventRecord<'a> {
+    pub event: IsolationEvent,
+    pub details: serde_json::Value,
+    pub env: Option<(&'a EnvId, &'a EnvName)>,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events after this id.
+    pub after: Option<i64>,
+    /// Only events of the environment with this name or id.
+    pub env: Option<String>,
+    /// At most this many (the newest ones when `after` is absent).
+    pub limit: Option<u32>,
+}
+
+/// The process that owns a multi-step change: its pid and start time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner {
+    pub pid: u32,
+    pub ticks: u64,
+}
+
+impl Owner {
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Self {
+            pid,
+            ticks: crate::liveness::start_ticks(pid).unwrap_or(0),
+        }
+    }
+}
+
+/// A handle on `state.db`.
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const ENV_COLUMNS: &str =
+    "id, name, level, status, root, spec, created_at, updated_at, expires_at, error";
+const PROCESS_COLUMNS: &str =
+    "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut conn = Connection::open(path).ctx("opening the database")?;
+        // Many ptest processes write at once: wait for the lock rather than fail.
+        conn.busy_timeout(Duration::from_secs(60))
+            .ctx("setting the busy timeout")?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .ctx("enabling WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .ctx("setting synchronous")?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .ctx("enabling foreign keys")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version.
+    pub fn schema_version(&self) -> Result<u32> {
+        self.lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .ctx("reading the schema version")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done transaction (rusqlite rolls back on
+        // drop), so a poisoned connection is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction.
+    fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("starting a transaction")?;
+        let out = f(&tx)?;
+        tx.commit().ctx("committing")?;
+        Ok(out)
+    }
+
+    /// Inserts a new environment in `initializing`, refusing when `max` environments exist or
+    /// the name is taken; logs `environment_creating` in the same transaction.
+    pub(crate) fn insert_environment(
+        &self,
+        env: &Environment,
+        max: u32,
+        session: &str,
+    ) -> Result<Event> {
+        let owner = Owner::current();
+        self.write(|tx| {
+            let current: u32 = tx
+                .query_row("SELECT COUNT(*) FROM environments", [], |r| r.get(0))
+                .ctx("counting environments")?;
+            if current >= max {
+                return Err(Error::LimitReached { max, current });
+            }
+            let taken: bool = tx
+                .query_row(
+                    "SELECT EXISTS(SELECT 1 FROM environments WHERE name = ?1)",
+                    [env.name.as_str()],
+                    |r| r.get(0),
+                )
+                .ctx("checking the name")?;
+            if taken {
+                return Err(Error::NameTaken(env.name.to_string()));
+            }
+            tx.execute(
+                "INSERT INTO environments (id, name, level, status, root, spec, created_at, \
+                 updated_at, expires_at, error, owner_pid, owner_ticks, session) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, NULL, ?9, ?10, ?11)",
+                params![
+                    env.id.as_str(),
+                    env.name.as_str(),
+                    env.level.as_str(),
+                    env.status.as_str(),
+                    env.root.to_string_lossy(),
+                    json(&env.spec),
+                    env.created_at.to_string(),
+                    env.expires_at.map(|t| t.to_string()),
+                    owner.pid,
+                    owner.ticks as i64,
+                    session,
+                ],
+            )
+            .ctx("inserting the environment")?;
+            insert_event(
+                tx,
+                &EventRecord {
+                    event: IsolationEvent::EnvironmentCreating,
+                    details: serde_json::json!({
+                        "level": env.level, "root": env.root, "cleanup": env.spec.cleanup,
+                    }),
+                    env: Some((&env.id, &env.name)),
+                },
+            )
+        })
+    }
+
+    /// Moves an environment to `status` and logs `event`, in one transaction. `owned` marks
+    /// the change as part of a multi-step operation run by this process (cleared otherwise).
+    pub(crate) fn set_status(
+        &self,
+        env: &Environment,
+        status: EnvironmentStatus,
+        error: Option<&str>,
+        owned: bool,
+        event: Option<(IsolationEvent, serde_json::Value)>,
+    ) -> Result<Option<Event>> {
+        let owner = owned.then(Owner::current);
+        self.write(|tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE environments SET status = ?2, error = ?3, updated_at = ?4, \
+                     owner_pid = ?5, owner_ticks = ?6 WHERE id = ?1",
+                    params![
+                        env.id.as_str(),
+                        status.as_str(),
+                        error,
+                        Timestamp::now().to_string(),
+                        owner.map(|o| o.pid),
+                        owner.map(|o| o.ticks as i64),
+                    ],
+                )
+                .ctx("updating the environment's status")?;
+            if changed == 0 {
+                return Err(Error::NotFound(env.name.to_string()));
+            }
+            event
+                .map(|(event, details)| {
+                    insert_event(
+                        tx,
+                        &EventRecord {
+                            event,
+                            details,
+                            env: Some((&env.id, &env.name)),
+                        },
+                    )
+                })
+                .transpose()
+        })
+    }
+
+    /// Deletes an environment's record (its processes go with it) and logs
+    /// `environment_cleanup_complete`.
+    pub(crate) fn delete_environment(&self, env: &Environment) -> Result<Event> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM environments WHERE id = ?1", [env.id.as_str()])
+                .ctx("deleting the environment")?;
+            insert_event(
+                tx,
+                &EventRecord {
+                    event: IsolationEvent::EnvironmentCleanupComplete,
+                    details: serde_json::json!({ "root": env.root }),
+                    env: Some((&env.id, &env.name)),
+                },
+            )
+        })
+    }
+
+    /// Marks environments whose multi-step change was interrupted (the owning process died)
+    /// as `error`, logging `error_occurred` for each. Returns the events.
+    pub(crate) fn repair_interrupted(&self) -> Result<Vec<Event>> {
+        let stale: Vec<(String, String, String, u32, i64)> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(
+                    "SELECT id, name, status, owner_pid, owner_ticks FROM environments \
+                     WHERE owner_pid IS NOT NULL",
+                )
+                .ctx("finding interrupted changes")?;
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ctx("finding interrupted changes")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("finding interrupted changes")?
+        };
+        let mut events = Vec::new();
+        for (id, name, status, pid, ticks) in stale {
+            if crate::liveness::is_alive(pid, ticks as u64) {
+                continue;
+            }
+            let message = format!("interrupted while {status}: ptest process {pid} exited");
+            let event = self.write(|tx| {
+                // Only if nobody took it over since we looked.
+                let changed = tx
+                    .execute(
+                        "UPDATE environments SET status = 'error', error = ?2, updated_at = ?3, \
+                         owner_pid = NULL, owner_ticks = NULL \
+                         WHERE id = ?1 AND owner_pid = ?4 AND owner_ticks = ?5",
+                        params![id, message, Timestamp::now().to_string(), pid, ticks],
+                    )
+                    .ctx("marking an interrupted environment")?;
+                (changed > 0)
+                    .then(|| {
+                        insert_event(
+                            tx,
+                            &EventRecord {
+                                event: IsolationEvent::ErrorOccurred,
+                                details: serde_json::json!({ "error": message }),
+                                env: Some((
+                                    &EnvId::from_stored(id.clone()),
+                                    &name.parse().expect("stored names are valid"),
+                                )),
+                            },
+                        )
+                    })
+                    .transpose()
+            })?;
+            events.extend(event);
+        }
+        Ok(events)
+    }
+
+    /// Finds an environment by id or by name.
+    pub fn find(&self, id_or_name: &str) -> Result<Option<Environment>> {
+        let conn = self.lock();
+        conn.query_row(
+            &format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = ?1 OR name = ?1"),
+            [id_or_name],
+            env_from_row,
+        )
+        .optional()
+        .ctx("reading an environment")
+    }
+
+    /// Every environment, oldest first.
+    pub fn environments(&self) -> Result<Vec<Environment>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {ENV_COLUMNS} FROM environments ORDER BY created_at, name"
+            ))
+            .ctx("listing environments")?;
+        stmt.query_map([], env_from_row)
+            .ctx("listing environments")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("listing environments")
+    }
+
+    /// Ids of environments created by `session` (for the `on_shutdown` policy).
+    pub(crate) fn session_environments(&self, session: &str) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare("SELECT id FROM environments WHERE session = ?1")
+            .ctx("listing the session's environments")?;
+        stmt.query_map([session], |r| r.get(0))
+            .ctx("listing the session's environments")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("listing the session's environments")
+    }
+
+    /// Appends one event on its own.
+    pub(crate) fn append_event(&self, record: &EventRecord<'_>) -> Result<Event> {
+        self.write(|tx| insert_event(tx, record))
+    }
+
+    /// Reads events, oldest first.
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let conn = self.lock();
+        let mut sql = String::from(
+            "SELECT id, time, event, env_id, env_name, details FROM events WHERE id > ?1",
+        );
+        if query.env.is_some() {
+            sql.push_str(" AND (env_name = ?2 OR env_id = ?2)");
+        }
+        // Newest `limit` events, returned oldest first.
+        sql = format!("SELECT * FROM ({sql} ORDER BY id DESC LIMIT ?3) ORDER BY id");
+        let mut stmt = conn.prepare(&sql).ctx("reading events")?;
+        let after = query.after.unwrap_or(0);
+        let limit = query.limit.map_or(-1, i64::from);
+        let rows = match &query.env {
+            Some(env) => stmt.query_map(params![after, env, limit], event_from_row),
+            None => stmt.query_map(params![after, rusqlite::types::Null, limit], event_from_row),
+        };
+        rows.ctx("reading events")?
+            .collect::<rusqlite::Result<_>>()
+            .ctx("reading events")
+    }
+
+    /// Records a started process and logs `process_started`.
+    pub(crate) fn insert_process(
+        &self,
+        env: &Environment,
+        pid: u32,
+        start_ticks: u64,
+        command: &[String],
+        started_at: Timestamp,
+    ) -> Result<(i64, Event)> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO processes (env_id, pid, start_ticks, command, status, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                params![
+                    env.id.as_str(),
+                    pid,
+                    start_ticks as i64,
+                    json(&command),
+                    started_at.to_string()
+                ],
+            )
+            .ctx("recording a process")?;
+            let id = tx.last_insert_rowid();
+            let event = insert_event(
+                tx,
+                &EventRecord {
+                    event: IsolationEvent::ProcessStarted,
+                    details: serde_json::json!({ "pid": pid, "command": command }),
+                    env: Some((&env.id, &env.name)),
+                },
+            )?;
+            Ok((id, event))
+        })
+    }
+
+    /// Records how a process ended and logs `process_stopped`.
+    pub(crate) fn finish_process(
+        &self,
+        env: &Environment,
+        id: i64,
+        status: ProcessStatus,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        details: serde_json::Value,
+    ) -> Result<Event> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE processes SET status = ?2, ended_at = ?3, exit_code = ?4, signal = ?5 \
+                 WHERE id = ?1",
+                params![
+                    id,
+                    status.as_str(),
+                    Timestamp::now().to_string(),
+                    exit_code,
+                    signal
+                ],
+            )
+            .ctx("recording a process's end")?;
+            insert_event(
+                tx,
+                &EventRecord {
+                    event: IsolationEvent::ProcessStopped,
+                    details,
+                    env: Some((&env.id, &env.name)),
+                },
+            )
+        })
+    }
+
+    /// Processes recorded as running in `env`. A record whose process is gone (the `ptest`
+    /// that watched it died) is corrected to `error` on the way.
+    pub fn live_processes(&self, env: &EnvId) -> Result<Vec<ProcessInfo>> {
+        let recorded: Vec<ProcessInfo> = {
+            let conn = self.lock();
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {PROCESS_COLUMNS} FROM processes \
+                     WHERE env_id = ?1 AND status IN ('starting', 'running', 'stopping')"
+                ))
+                .ctx("listing processes")?;
+            stmt.query_map([env.as_str()], process_from_row)
+                .ctx("listing processes")?
+                .collect::<rusqlite::Result<_>>()
+                .ctx("listing processes")?
+        };
+        let (live, gone): (Vec<_>, Vec<_>) = recorded
+            .into_iter()
+            .partition(|p| crate::liveness::is_alive(p.pid, p.start_ticks));
+        if !gone.is_empty() {
+            self.write(|tx| {
+                for p in &gone {
+                    tx.execute(
+                        "UPDATE processes SET status = 'error', ended_at = ?2 WHERE id = ?1",
+                        params![p.id, Timestamp::now().to_string()],
+                    )
+                    .ctx("correcting a vanished process")?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(live)
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Exclusive)
+        .ctx("starting the migration")?;
+    let version: usize = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .ctx("reading the schema version")?;
+    if version > migrations::MIGRATIONS.len() {
+        return Err(Error::Usage(format!(
+            "state.db has schema version {version}, newer than this ptest knows ({}); \
+             upgrade ptest",
+            migrations::MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in migrations::MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql).ctx("migrating the schema")?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .ctx("recording the schema version")?;
+    }
+    tx.commit().ctx("committing the migration")
+}
+
+fn insert_event(tx: &rusqlite::Transaction<'_>, record: &EventRecord<'_>) -> Result<Event> {
+    let time = Timestamp::now();
+    let (env_id, env_name) = record
+        .env
+        .map(|(i, n)| (i.to_string(), n.to_string()))
+        .unzip();
+    tx.execute(
+        "INSERT INTO events (time, event, env_id, env_name, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            time.to_string(),
+            record.event.as_str(),
+            env_id,
+            env_name,
+            record.details.to_string()
+        ],
+    )
+    .ctx("logging an event")?;
+    Ok(Event {
+        id: tx.last_insert_rowid(),
+        time,
+        event: record.event,
+        env_id,
+        env_name,
+        details: record.details.clone(),
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("model types serialize to JSON")
+}
+
+/// A column that does not parse is a corrupt database: report it as a conversion failure.
+fn parsed<T, E: std::error::Error + Send + Sync + 'static>(
+    col: usize,
+    r: std::result::Result<T, E>,
+) -> rusqlite::Result<T> {
+    r.map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, e.into())
+    })
+}
+
+fn timestamp(row: &Row<'_>, col: usize) -> rusqlite::Result<Timestamp> {
+    parsed(col, row.get::<_, String>(col)?.parse())
+}
+
+fn env_from_row(row: &Row<'_>) -> rusqlite::Result<Environment> {
+    let spec: EnvironmentSpec = parsed(5, serde_json::from_str(&row.get::<_, String>(5)?))?;
+    Ok(Environment {
+        id: EnvId::from_stored(row.get(0)?),
+        name: parsed(1, row.get::<_, String>(1)?.parse())?,
+        level: parsed(2, row.get::<_, String>(2)?.parse())?,
+        status: parsed(3, row.get::<_, String>(3)?.parse())?,
+        root: PathBuf::from(row.get::<_, String>(4)?),
+        spec,
+        created_at: timestamp(row, 6)?,
+        updated_at: timestamp(row, 7)?,
+        expires_at: row
+            .get::<_, Option<String>>(8)?
+            .map(|t| parsed(8, t.parse()))
+            .transpose()?,
+        error: row.get(9)?,
+    })
+}
+
+fn event_from_row(row: &Row<'_>) -> rusqlite::Result<Event> {
+    Ok(Event {
+        id: row.get(0)?,
+        time: timestamp(row, 1)?,
+        event: parsed(2, row.get::<_, String>(2)?.parse())?,
+        env_id: row.get(3)?,
+        env_name: row.get(4)?,
+        details: parsed(5, serde_json::from_str(&row.get::<_, String>(5)?))?,
+    })
+}
+
+fn process_from_row(row: &Row<'_>) -> rusqlite::Result<ProcessInfo> {
+    Ok(ProcessInfo {
+        id: row.get(0)?,
+        env_id: EnvId::from_stored(row.get(1)?),
+        pid: row.get(2)?,
+        start_ticks: row.get::<_, i64>(3)? as u64,
+        command: parsed(4, serde_json::from_str(&row.get::<_, String>(4)?))?,
+        status: parsed(5, row.get::<_, String>(5)?.parse())?,
+        started_at: timestamp(row, 6)?,
+        ended_at: row
+            .get::<_, Option<String>>(7)?
+            .map(|t| parsed(7, t.parse()))
+            .transpose()?,
+        exit_code: row.get(8)?,
+        signal: row.get(9)?,
+    })
+}

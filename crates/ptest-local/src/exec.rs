@@ -1,0 +1,150 @@
+//! Running one command in a directory environment.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use ptest_core::{
+    Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
+};
+use rustix::process::{Pid, PidfdFlags, Signal};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinHandle;
+
+/// A command started by [`spawn`].
+pub(crate) struct LocalProcess {
+    child: tokio::process::Child,
+    pid: u32,
+    ticks: u64,
+    pidfd: AsyncFd<OwnedFd>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    command: Vec<String>,
+    started_at: Timestamp,
+    started: Instant,
+}
+
+fn engine_error(action: &'static str, message: String) -> Error {
+    Error::Engine {
+        level: ptest_core::IsolationLevel::Basic,
+        action,
+        message,
+    }
+}
+
+/// Starts `request` in `env`: working directory `workspace/`, the environment's variables,
+/// its own process group.
+pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProcess> {
+    let (program, args) = request
+        .argv
+        .split_first()
+        .ok_or_else(|| Error::Usage("no command given".into()))?;
+    let (started_at, started) = (Timestamp::now(), Instant::now());
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(env.workspace())
+        .envs(env.command_env())
+        .envs(request.env)
+        .process_group(0)
+        .stdin(Stdio::null());
+    if request.output == OutputMode::Capture {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::Usage(format!(
+            "cannot run {program:?} in {}: command not found",
+            env.name
+        )),
+        _ => engine_error("spawn", format!("{program:?}: {e}")),
+    })?;
+    let pid = child.id().expect("a child not yet waited has a pid");
+    let ticks = ptest_core::liveness::start_ticks(pid).unwrap_or(0);
+    let pidfd = rustix::process::pidfd_open(pid_of(pid), PidfdFlags::empty())
+        .map_err(|e| engine_error("spawn", format!("pidfd_open({pid}): {e}")))?;
+    // SAFETY: an OwnedFd is a valid open descriptor that stays open, and always returns the
+    // same raw fd, for as long as the AsyncFd owns it.
+    let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+        .map_err(|e| engine_error("spawn", format!("pidfd: {e}")))?;
+    Ok(LocalProcess {
+        pid,
+        ticks,
+        pidfd,
+        stdout: child.stdout.take().map(read_all),
+        stderr: child.stderr.take().map(read_all),
+        child,
+        command: request.argv,
+        started_at,
+        started,
+    })
+}
+
+fn pid_of(pid: u32) -> Pid {
+    Pid::from_raw(pid as i32).expect("child pids are positive")
+}
+
+fn read_all(mut pipe: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        // A read error ends the capture; what was read so far is kept.
+        let _ = pipe.read_to_end(&mut buf).await;
+        buf
+    })
+}
+
+/// Kills process group `pid` if it is still ours: either `pid` is the live process we started
+/// (same start time), or no process has that pid, in which case the group id can only be
+/// held by what our process left behind.
+pub(crate) fn kill_group(pid: u32, ticks: u64) {
+    match ptest_core::liveness::start_ticks(pid) {
+        Some(t) if t != ticks => {} // pid reused by an unrelated process: leave it alone
+        _ => {
+            let _ = rustix::process::kill_process_group(pid_of(pid), Signal::KILL);
+        }
+    }
+}
+
+#[async_trait]
+impl RunningProcess for LocalProcess {
+    fn pid(&self) -> (u32, u64) {
+        (self.pid, self.ticks)
+    }
+
+    async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
+        // The pidfd turns readable when the command exits; it stays an unreaped zombie, so
+        // its pid (= its process group id) cannot be reused while we kill what it left behind.
+        let _ = self
+            .pidfd
+            .readable()
+            .await
+            .map_err(|e| engine_error("wait", e.to_string()))?;
+        let _ = rustix::process::kill_process_group(pid_of(self.pid), Signal::KILL);
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| engine_error("wait", e.to_string()))?;
+        let ended = Instant::now();
+        let text = |h: Option<JoinHandle<Vec<u8>>>| async move {
+            match h {
+                Some(h) => String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned(),
+                None => String::new(),
+            }
+        };
+        Ok(ProcessResult {
+            command: self.command,
+            pid: Some(self.pid),
+            exit_code: status.code(),
+            signal: status.signal(),
+            stdout: text(self.stdout.take()).await,
+            stderr: text(self.stderr.take()).await,
+            started_at: self.started_at,
+            ended_at: Timestamp::now(),
+            duration: ended - self.started,
+            timed_out: false,
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! The command line, declared with clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ptest_core::{CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel};
+
+/// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
+///
+/// ptest gives every test run its own environment and manages what happens inside it. State
+/// lives in $PTEST_HOME (default ~/.local/share/ptest).
+///
+/// Exit codes: a command's own code for `env exec`; 2 usage or config error; 3 environment not
+/// found, name taken, limit reached, busy or in the wrong state; 125 internal error.
+#[derive(Debug, Parser)]
+#[command(name = "ptest", version, max_term_width = 100)]
+pub struct Cli {
+    /// Override a config value for this command (KEY=VALUE, e.g. max_environments=10).
+    #[arg(long = "config", short = 'c', global = true, value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+
+    /// More log output on stderr (-v info, -vv debug); PTEST_LOG takes a tracing filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, inspect, run commands in and remove environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Show the event log (what happened to which environment, and when).
+    Events(EventsArgs),
+    /// Remove what the cleanup policies say is due, and records whose root vanished.
+    Gc(GcArgs),
+    /// Report which levels and features this host supports, and why not.
+    Doctor(JsonArg),
+    /// Show or check the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script (e.g. `ptest completions bash > /etc/bash_completion.d/ptest`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ptest env ...`.
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Create an environment and make it active.
+    Create(CreateArgs),
+    /// List environments.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Show one environment.
+    Show(NameArgs),
+    /// Run a command in an environment; its exit code becomes ptest's.
+    ///
+    /// Output streams live to this terminal. The command runs in the environment's workspace/
+    /// with HOME, TMPDIR and PTEST_ENV_ID/NAME/ROOT set. Anything it leaves running in its
+    /// process group is killed when it exits. A timeout kills the whole tree and exits 124; a
+    /// signal death exits 128+N.
+    Exec(ExecArgs),
+    /// Show what an environment uses: disk, files, memory, CPU, processes.
+    Stats(NameArgs),
+    /// Check that an environment is intact; exits 1 if something is wrong.
+    Validate(NameArgs),
+    /// Remove environments (their processes, their root, their record).
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+}
+
+/// Arguments of `env create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Name ([a-z0-9][a-z0-9_.-]{0,62}); env-<id> when omitted.
+    pub name: Option<EnvName>,
+    /// Isolation level (default: config key default_level).
+    #[arg(long, short)]
+    pub level: Option<IsolationLevel>,
+    /// Root directory (must not exist or be empty); default $PTEST_HOME/envs/<id>.
+    #[arg(long)]
+    pub path: Option<PathBuf>,
+    /// Label KEY=VALUE, repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// When to remove it (default: config key level.<level>.cleanup).
+    #[arg(long)]
+    pub cleanup: Option<CleanupPolicy>,
+    /// Time to live under --cleanup scheduled, e.g. 30m (default: level.<level>.ttl).
+    #[arg(long, value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Default timeout of commands run in it, e.g. 10m.
+    #[arg(long, value_parser = parse_duration)]
+    pub exec_timeout: Option<Duration>,
+    /// Print the environment as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `env list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this level.
+    #[arg(long)]
+    pub level: Option<IsolationLevel>,
+    /// Only this status.
+    #[arg(long)]
+    pub status: Option<EnvironmentStatus>,
+    /// Only environments with this label, repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub labels: Vec<(String, String)>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An environment name or id, with `--json`.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Environment name or id.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `env exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Environment name or id.
+    pub name: String,
+    /// Kill the command's whole tree after this long (e.g. 30s); exit code 124.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Extra variable KEY=VALUE, repeatable.
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE", value_parser = parse_pair)]
+    pub env: Vec<(String, String)>,
+    /// Capture the output and print the result (exit code, stdout, stderr, times) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `env rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Environment names or ids.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub names: Vec<String>,
+    /// Remove every environment (except cleanup policy `never`, unless --force).
+    #[arg(long)]
+    pub all: bool,
+    /// Kill running processes first; also remove under the `never` policy.
+    #[arg(long, short)]
+    pub force: bool,
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events of this environment (name or id; works after it is removed).
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Keep printing new events as they happen (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N events.
+    #[arg(long, short = 'n')]
+    pub limit: Option<u32>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Also remove every `on_shutdown` environment (run this when the host shuts down).
+    #[arg(long)]
+    pub shutdown: bool,
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ptest config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration and where each value came from.
+    Show(JsonArg),
+    /// Check config files: FILE, or every file that applies here.
+    Validate {
+        /// A config.toml or ptest.toml to check.
+        file: Option<PathBuf>,
+    },
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    ptest_core::duration::parse(s)
+}

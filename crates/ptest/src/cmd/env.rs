@@ -1,0 +1,250 @@
+//! `ptest env ...`.
+
+use std::process::ExitCode;
+
+use ptest_core::{
+    EnvFilter, Environment, EnvironmentSpec, ExecRequest, Manager, OutputMode, RemoveOptions,
+};
+
+use crate::Failure;
+use crate::cli::{CreateArgs, EnvCommand, ExecArgs, ListArgs, NameArgs, RmArgs};
+use crate::output::{self, Table};
+
+/// Runs one `env` subcommand.
+pub async fn run(manager: &Manager, cmd: EnvCommand) -> Result<ExitCode, Failure> {
+    match cmd {
+        EnvCommand::Create(args) => create(manager, args).await,
+        EnvCommand::List(args) => list(manager, args),
+        EnvCommand::Show(args) => show(manager, args),
+        EnvCommand::Exec(args) => exec(manager, args).await,
+        EnvCommand::Stats(args) => stats(manager, args).await,
+        EnvCommand::Validate(args) => validate(manager, args).await,
+        EnvCommand::Rm(args) => rm(manager, args).await,
+    }
+}
+
+async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure> {
+    let level = args.level.unwrap_or(manager.config().default_level);
+    let defaults = manager.config().level(level);
+    let spec = EnvironmentSpec {
+        name: args.name,
+        level,
+        path: args.path,
+        labels: args.labels.into_iter().collect(),
+        cleanup: args.cleanup.unwrap_or(defaults.cleanup),
+        ttl: args.ttl,
+        exec_timeout: args.exec_timeout,
+    };
+    let env = manager.create_environment(spec).await?;
+    if args.json {
+        output::json(&env);
+    } else {
+        println!("{}", env.name);
+        tracing::info!(
+            "created {} ({}) at {}",
+            env.name,
+            env.id,
+            env.root.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
+    let envs = manager.list_environments(&EnvFilter {
+        level: args.level,
+        status: args.status,
+        labels: args.labels,
+    })?;
+    if args.json {
+        output::json(&envs);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(vec![
+        "NAME", "ID", "LEVEL", "STATUS", "CLEANUP", "AGE", "ROOT",
+    ]);
+    for env in &envs {
+        table.styled_row(vec![
+            (env.name.to_string(), Default::default()),
+            (env.id.to_string(), Default::default()),
+            (env.level.to_string(), Default::default()),
+            (env.status.to_string(), output::status_style(env.status)),
+            (env.spec.cleanup.to_string(), Default::default()),
+            (output::age(env.created_at), Default::default()),
+            (env.root.display().to_string(), Default::default()),
+        ]);
+    }
+    table.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.name)?;
+    let processes = manager.processes(&env)?;
+    if args.json {
+        output::json(&serde_json::json!({ "environment": env, "processes": processes }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        ("name", env.name.to_string()),
+        ("id", env.id.to_string()),
+        ("level", env.level.to_string()),
+        ("status", env.status.to_string()),
+        ("root", env.root.display().to_string()),
+        ("cleanup", env.spec.cleanup.to_string()),
+        ("created", env.created_at.to_string()),
+    ];
+    if let Some(t) = env.expires_at {
+        rows.push(("expires", t.to_string()));
+    }
+    if let Some(t) = env.spec.exec_timeout {
+        rows.push(("exec timeout", humantime::format_duration(t).to_string()));
+    }
+    for (k, v) in &env.spec.labels {
+        rows.push(("label", format!("{k}={v}")));
+    }
+    if let Some(e) = &env.error {
+        rows.push(("error", e.clone()));
+    }
+    for p in &processes {
+        rows.push(("process", format!("pid {} {}", p.pid, p.command.join(" "))));
+    }
+    for (k, v) in rows {
+        println!("{k:<13}{v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.name)?;
+    let request = ExecRequest {
+        argv: args.command,
+        env: args.env,
+        timeout: args.timeout,
+        output: if args.json {
+            OutputMode::Capture
+        } else {
+            OutputMode::Inherit
+        },
+    };
+    let result = manager.execute_command(&env, request).await?;
+    if args.json {
+        output::json(&result);
+    } else if result.timed_out {
+        eprintln!(
+            "ptest: command timed out after {} in {}; its process tree was killed",
+            humantime::format_duration(std::time::Duration::from_millis(
+                result.duration.as_millis() as u64
+            )),
+            env.name
+        );
+    }
+    // Exit codes above 255 cannot happen on Unix; 128+signal stays below 256.
+    Ok(ExitCode::from(result.shell_code() as u8))
+}
+
+async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.name)?;
+    let usage = manager.resource_usage(&env).await?;
+    if args.json {
+        output::json(&usage);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
+    let mut table = Table::new(vec!["NAME", "DISK", "FILES", "MEMORY", "CPU", "PIDS"]);
+    table.row(vec![
+        env.name.to_string(),
+        show(usage.disk_bytes.map(output::bytes)),
+        show(usage.files.map(|n| n.to_string())),
+        show(usage.memory_bytes.map(output::bytes)),
+        show(usage.cpu_seconds.map(|s| format!("{s:.2}s"))),
+        show(usage.pids.map(|n| n.to_string())),
+    ]);
+    table.print();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn validate(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.name)?;
+    let findings = manager.validate(&env).await?;
+    let ok = findings.iter().all(|f| f.ok);
+    if args.json {
+        output::json(&serde_json::json!({ "ok": ok, "findings": findings }));
+    } else {
+        for f in &findings {
+            println!(
+                "{} {:<11}{}",
+                if f.ok { "ok  " } else { "FAIL" },
+                f.check,
+                f.detail
+            );
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn rm(manager: &Manager, args: RmArgs) -> Result<ExitCode, Failure> {
+    let options = RemoveOptions { force: args.force };
+    if args.all {
+        let removals = manager.cleanup_all(&EnvFilter::default(), options).await?;
+        let failed = removals.iter().filter(|r| r.error.is_some()).count();
+        if args.json {
+            output::json(&removals);
+        } else {
+            for r in &removals {
+                match &r.error {
+                    None => println!("removed {}", r.name),
+                    Some(e) => eprintln!("failed to remove {}: {e}", r.name),
+                }
+            }
+        }
+        return Ok(if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        });
+    }
+    // Each name on its own, going on past failures; the worst failure sets the exit code.
+    let mut worst: Option<Failure> = None;
+    let mut report = Vec::new();
+    for name in &args.names {
+        let removed: Result<Environment, ptest_core::Error> = async {
+            let env = manager.get_environment(name)?;
+            manager.cleanup(&env, options).await?;
+            Ok(env)
+        }
+        .await;
+        match removed {
+            Ok(env) => {
+                if !args.json {
+                    println!("removed {}", env.name);
+                }
+                report.push(serde_json::json!({ "name": name, "error": null }));
+            }
+            Err(e) => {
+                if !args.json {
+                    output::error(&e);
+                }
+                report.push(serde_json::json!({ "name": name, "error": e.to_string() }));
+                let e = Failure::Core(e);
+                if worst
+                    .as_ref()
+                    .is_none_or(|w| crate::exit_code(&e) > crate::exit_code(w))
+                {
+                    worst = Some(e);
+                }
+            }
+        }
+    }
+    if args.json {
+        output::json(&report);
+    }
+    Ok(match worst {
+        None => ExitCode::SUCCESS,
+        Some(w) => ExitCode::from(crate::exit_code(&w)),
+    })
+}

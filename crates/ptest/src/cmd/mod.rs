@@ -1,0 +1,7 @@
+//! One module per top-level command.
+
+pub mod config;
+pub mod doctor;
+pub mod env;
+pub mod events;
+pub mod gc;

@@ -1,0 +1,106 @@
+//! The `ptest` binary: parses the command line, calls the libraries, prints. Errors become
+//! messages and exit codes in one place, [`exit_code`].
+
+mod cli;
+mod cmd;
+mod output;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use ptest_core::config::{ConfigError, ConfigSources, LoadedConfig};
+use ptest_core::{EngineRegistry, ErrorKind, Home, Manager};
+
+use crate::cli::{Cli, Command};
+
+/// Why `ptest` itself failed.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Core(#[from] ptest_core::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// ptest's own exit codes (DESIGN.md): 2 usage or config, 3 state, 125 internal.
+fn exit_code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Config(_) => 2,
+        Failure::Core(e) => match e.kind() {
+            ErrorKind::Usage => 2,
+            ErrorKind::State => 3,
+            ErrorKind::Internal => 125,
+        },
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime can be built");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(failure) => {
+            let code = exit_code(&failure);
+            match failure {
+                // miette draws the file, line and column with a pointer at the mistake.
+                Failure::Config(e) => eprintln!("{:?}", miette::Report::new(e)),
+                Failure::Core(e) => output::error(&e),
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PTEST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Loads the layered configuration with the command line's `--config` flags on top.
+fn load_config(cli: &Cli) -> Result<LoadedConfig, ConfigError> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut sources = ConfigSources::discover(&cwd);
+    sources.flags = cli.config.clone();
+    LoadedConfig::load(&sources)
+}
+
+/// Opens the manager on `$PTEST_HOME` with every engine this build has.
+fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
+    let mut engines = EngineRegistry::new();
+    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+    Ok(Manager::open(Home::from_env()?, config, engines)?)
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "ptest", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Command::Config(cmd) = &cli.command {
+        return cmd::config::run(cmd, || load_config(&cli));
+    }
+    let loaded = load_config(&cli)?;
+    let manager = open_manager(loaded.config)?;
+    match cli.command {
+        Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
+        Command::Events(args) => cmd::events::run(&manager, args).await,
+        Command::Gc(args) => cmd::gc::run(&manager, args).await,
+        Command::Doctor(args) => cmd::doctor::run(&manager, args),
+        Command::Config(_) | Command::Completions { .. } => unreachable!("handled above"),
+    }
+}

@@ -54,18 +54,16 @@ impl FromStr for EnvName {
         if s.contains('/') {
             return fail("it contains '/' (a name is not a path)");
         }
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return fail("it contains an uppercase letter");
+        }
         if !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
             return fail("it must start with a lowercase letter or a digit");
         }
-        if let Some(bad) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(*c)))
+        if s.chars()
+            .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c)))
         {
-            return if bad.is_ascii_uppercase() {
-                fail("it contains an uppercase letter")
-            } else {
-                fail("it contains a character other than a-z, 0-9, '_', '.' and '-'")
-            };
+            return fail("it contains a character other than a-z, 0-9, '_', '.' and '-'");
         }
         Ok(Self(s.to_owned()))
     }

@@ -51,27 +51,9 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum ConfigError {
     /// A file has a syntax error, an unknown key or a value of the wrong type.
-    #[error("{path}:{line}:{column}: {message}")]
-    #[diagnostic(code(ptest::config::file))]
-    File {
-        /// The file.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-        /// The file's text, for the pointer.
-        #[source_code]
-        src: NamedSource<String>,
-        /// Where in it.
-        #[label("here")]
-        span: Option<SourceSpan>,
-        /// What to do.
-        #[help]
-        help: Option<String>,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    File(Box<FileError>),
     /// A `PTEST_*` variable or `--config` flag has a bad value.
     #[error("{setting}: {message}")]
     #[diagnostic(code(ptest::config::value))]
@@ -91,6 +73,30 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A mistake in a config file, with the file's text so the report can point at it.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{path}:{line}:{column}: {message}")]
+#[diagnostic(code(ptest::config::file))]
+pub struct FileError {
+    /// The file.
+    pub path: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+    /// The file's text, for the pointer.
+    #[source_code]
+    src: NamedSource<String>,
+    /// Where in it.
+    #[label("here")]
+    span: Option<SourceSpan>,
+    /// What to do.
+    #[help]
+    help: Option<String>,
 }
 
 /// The inputs of one load: which files, variables and flags to read.
@@ -272,7 +278,7 @@ fn file_error(path: &Path, text: String, e: &toml::de::Error) -> ConfigError {
     } else {
         None
     };
-    ConfigError::File {
+    ConfigError::File(Box::new(FileError {
         path: path.display().to_string(),
         line,
         column,
@@ -280,7 +286,7 @@ fn file_error(path: &Path, text: String, e: &toml::de::Error) -> ConfigError {
         src: NamedSource::new(path.display().to_string(), text),
         span: span.map(Into::into),
         help,
-    }
+    }))
 }
 
 /// A table holding one setting from a variable or flag, checked against the schema.
@@ -424,17 +430,11 @@ mod tests {
             "max_environments = 5\n  maxx = 3\n",
         );
         let err = validate_file(&path).unwrap_err();
-        let ConfigError::File {
-            line,
-            column,
-            message,
-            ..
-        } = &err
-        else {
+        let ConfigError::File(e) = &err else {
             panic!("{err:?}")
         };
-        assert_eq!((*line, *column), (2, 3), "{message}");
-        assert!(message.contains("unknown field"), "{message}");
+        assert_eq!((e.line, e.column), (2, 3), "{}", e.message);
+        assert!(e.message.contains("unknown field"), "{}", e.message);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::model::{CleanupPolicy, IsolationLevel};
 
-pub use layers::{ConfigError, ConfigSources, Entry, LoadedConfig, Origin, validate_file};
+pub use layers::{
+    ConfigError, ConfigSources, Entry, FileError, LoadedConfig, Origin, validate_file,
+};
 
 /// ptest's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

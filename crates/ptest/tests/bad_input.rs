@@ -1,0 +1,126 @@
+//! Every bad input gets a clear error, the documented exit code, and loses nothing.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use std::fs;
+
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use support::TestHome;
+
+#[test]
+fn invalid_names_are_usage_errors() {
+    let t = TestHome::new();
+    for (name, why) in [
+        ("..", "must start with"),
+        ("/etc", "not a path"),
+        ("a/../b", "not a path"),
+        ("Demo", "uppercase"),
+        ("-x", "must start with"),
+        ("a b", "character other than"),
+    ] {
+        t.ptest(["env", "create", "--", name])
+            .assert()
+            .code(2)
+            .stderr(contains(why).and(contains("[a-z0-9][a-z0-9_.-]")));
+    }
+    let long = "a".repeat(64);
+    t.ptest(["env", "create", &long])
+        .assert()
+        .code(2)
+        .stderr(contains("63"));
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn unknown_environment_is_exit_3() {
+    let t = TestHome::new();
+    for args in [
+        vec!["env", "show", "ghost"],
+        vec!["env", "exec", "ghost", "--", "true"],
+        vec!["env", "rm", "ghost"],
+        vec!["env", "stats", "ghost"],
+        vec!["env", "validate", "ghost"],
+    ] {
+        t.ptest(&args)
+            .assert()
+            .code(3)
+            .stderr(contains("no environment named \"ghost\""));
+    }
+}
+
+#[test]
+fn duplicate_name_is_refused_and_the_first_is_kept() {
+    let t = TestHome::new();
+    let first = t.create("dup");
+    t.ptest(["env", "create", "dup"])
+        .assert()
+        .code(3)
+        .stderr(contains("already exists"));
+    let envs = t.json(["env", "list"]);
+    assert_eq!(envs.as_array().unwrap().len(), 1);
+    assert_eq!(envs[0]["id"], first["id"]);
+}
+
+#[test]
+fn foreign_non_empty_path_is_refused_and_untouched() {
+    let t = TestHome::new();
+    let dir = t.dir.path().join("someone-elses");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("thesis.tex"), "years of work").unwrap();
+    t.ptest(["env", "create", "x", "--path", dir.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("non-empty directory not made by ptest"));
+    assert_eq!(
+        fs::read_to_string(dir.join("thesis.tex")).unwrap(),
+        "years of work"
+    );
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+    assert!(t.names().is_empty());
+
+    let link = t.dir.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    t.ptest(["env", "create", "y", "--path", link.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("symlink"));
+}
+
+#[test]
+fn unknown_level_and_values_are_usage_errors() {
+    let t = TestHome::new();
+    t.ptest(["env", "create", "x", "--level", "pod"])
+        .assert()
+        .code(2)
+        .stderr(contains("basic, virtualenv, docker, kubernetes"));
+    t.ptest(["env", "create", "x", "--cleanup", "sometimes"])
+        .assert()
+        .code(2);
+    t.ptest(["env", "create", "x", "--ttl", "soon"])
+        .assert()
+        .code(2)
+        .stderr(contains("invalid duration"));
+    t.ptest(["env", "create", "x", "--label", "novalue"])
+        .assert()
+        .code(2)
+        .stderr(contains("KEY=VALUE"));
+    // A level this build has no engine for says so instead of pretending.
+    t.ptest(["env", "create", "x", "--level", "kubernetes"])
+        .assert()
+        .code(2)
+        .stderr(contains("kubernetes level is not available"));
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn command_not_found_is_a_clear_error() {
+    let t = TestHome::new();
+    t.create("nf");
+    t.ptest(["env", "exec", "nf", "--", "no-such-program-xyz"])
+        .assert()
+        .code(2)
+        .stderr(contains("no-such-program-xyz").and(contains("command not found")));
+}

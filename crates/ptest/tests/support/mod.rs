@@ -1,0 +1,109 @@
+//! Shared set-up for CLI tests: a temporary PTEST_HOME and a `ptest` command bound to it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+#![allow(dead_code)] // each test file uses a different part of the support module
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A temporary home, config dir and working directory for one test.
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["home", "xdg-config", "cwd"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Self { dir }
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn cwd(&self) -> PathBuf {
+        self.dir.path().join("cwd")
+    }
+
+    /// `ptest ARGS...` with this home, no user config, and `cwd/` as working directory.
+    pub fn ptest<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = Command::cargo_bin("ptest").expect("ptest binary");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PTEST_HOME", self.home())
+            .env("HOME", self.dir.path())
+            .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))
+            .env("NO_COLOR", "1")
+            .current_dir(self.cwd())
+            .args(args);
+        cmd
+    }
+
+    /// Runs `ptest ARGS... --json` (successfully; `--json` goes before any `--`) and parses
+    /// its output.
+    pub fn json<I, S>(&self, args: I) -> serde_json::Value
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut args: Vec<String> = args.into_iter().map(|a| a.as_ref().to_owned()).collect();
+        let at = args.iter().position(|a| a == "--").unwrap_or(args.len());
+        args.insert(at, "--json".into());
+        let out = self.ptest(args).assert().success();
+        serde_json::from_slice(&out.get_output().stdout).expect("valid JSON")
+    }
+
+    /// Creates a basic environment and returns its JSON.
+    pub fn create(&self, name: &str) -> serde_json::Value {
+        self.json(["env", "create", name])
+    }
+
+    /// Environment names in `env list`.
+    pub fn names(&self) -> Vec<String> {
+        self.json(["env", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+/// Whether a process with this pid exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+}
+
+/// Waits up to 5 s for `path` to hold a pid, and returns it.
+pub fn read_pid(path: &Path) -> u32 {
+    for _ in 0..500 {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no pid appeared in {}", path.display());
+}
+
+/// Waits up to 5 s for `pid` to be gone.
+pub fn wait_gone(pid: u32) -> bool {
+    for _ in 0..500 {
+        if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}

@@ -1,7 +1,6 @@
 //! Shared set-up for CLI tests: a temporary PTEST_HOME and a `ptest` command bound to it.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
-
 #![allow(dead_code)] // each test file uses a different part of the support module
 
 use std::path::{Path, PathBuf};

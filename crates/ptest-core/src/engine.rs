@@ -10,7 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Environment, IsolationLevel, ProcessInfo, ProcessResult, ResourceUsage};
+use crate::model::{
+    Environment, EnvironmentSpec, IsolationLevel, ProcessInfo, ProcessResult, ResourceUsage,
+};
 
 /// Where a command's output goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,6 +81,10 @@ pub trait Engine: Send + Sync {
 
     /// What this host offers the engine and what it lacks, for `ptest doctor`.
     fn capabilities(&self) -> Vec<Finding>;
+
+    /// Refuses a spec asking for what this engine or host cannot apply (a limit, a network
+    /// mode, a security level), naming what is missing. Called before anything is recorded.
+    fn check(&self, spec: &EnvironmentSpec) -> Result<()>;
 
     /// Builds the environment on the host (root, sandbox, container). On error, whatever was
     /// made is left for [`Engine::cleanup`] to remove.

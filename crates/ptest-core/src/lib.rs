@@ -37,6 +37,7 @@ mod manager;
 pub mod model;
 mod name;
 pub mod root;
+mod size;
 mod store;
 
 pub use config::Config;
@@ -46,4 +47,5 @@ pub use home::Home;
 pub use manager::{EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions};
 pub use model::*;
 pub use name::{EnvId, EnvName, InvalidName};
+pub use size::ByteSize;
 pub use store::{EventQuery, Store};

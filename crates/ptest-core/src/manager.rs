@@ -210,6 +210,7 @@ impl Manager {
     /// that fails, the record stays in `error` for `env rm` to retry.
     pub async fn create_environment(&self, spec: EnvironmentSpec) -> Result<Environment> {
         let engine = self.engine(spec.level)?.clone();
+        engine.check(&spec)?;
         let id = EnvId::random();
         let name = match &spec.name {
             Some(n) => n.clone(),

@@ -160,6 +160,9 @@ impl Engine for StoppingEngine {
     fn capabilities(&self) -> Vec<Finding> {
         self.0.capabilities()
     }
+    fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
+        self.0.check(spec)
+    }
     async fn create(&self, env: &Environment) -> Result<()> {
         self.0.create(env).await?;
         // Stop here, half-way through the manager's create, so the parent can kill us.

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use ptest_core::{
-    Engine, Environment, ExecRequest, Finding, IsolationLevel, ProcessInfo, ResourceUsage, Result,
-    RunningProcess, root,
+    Engine, Environment, EnvironmentSpec, ExecRequest, Finding, IsolationLevel, Limits,
+    NetworkMode, ProcessInfo, ResourceUsage, Result, RunningProcess, SecurityLevel, root,
 };
 use rustix::process::{Pid, Signal};
 
@@ -49,6 +49,30 @@ impl Engine for DirectoryEngine {
                 },
             },
         ]
+    }
+
+    fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
+        let mut unsupported = Vec::new();
+        if spec.limits != Limits::default() {
+            unsupported.push("resource limits (they need the sandbox's cgroups)");
+        }
+        if spec.network.is_some_and(|n| n != NetworkMode::Host) {
+            unsupported.push("a network mode other than host (it needs a network namespace)");
+        }
+        if spec.security.is_some_and(|s| s != SecurityLevel::Low) {
+            unsupported.push("a security level above low (it needs namespaces)");
+        }
+        if spec.virtualenv.is_some() || spec.docker.is_some() {
+            unsupported.push("settings of another level");
+        }
+        if unsupported.is_empty() {
+            Ok(())
+        } else {
+            Err(ptest_core::Error::Usage(format!(
+                "the directory engine cannot apply {}",
+                unsupported.join(", ")
+            )))
+        }
     }
 
     async fn create(&self, env: &Environment) -> Result<()> {

@@ -7,9 +7,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{CleanupPolicy, EnvironmentStatus, IsolationLevel};
+use super::{CleanupPolicy, EnvironmentStatus, IsolationLevel, SecurityLevel};
 use crate::duration;
 use crate::name::{EnvId, EnvName};
+use crate::size::ByteSize;
 
 /// Free-form `key=value` labels, sorted by key.
 pub type Labels = BTreeMap<String, String>;
@@ -35,6 +36,89 @@ pub struct EnvironmentSpec {
     /// Default timeout for commands run in it; none when absent.
     #[serde(with = "duration::option", default)]
     pub exec_timeout: Option<Duration>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Network mode; the level's default when absent.
+    #[serde(default)]
+    pub network: Option<NetworkMode>,
+    /// Security level; the strongest the host supports up to `medium` when absent.
+    #[serde(default)]
+    pub security: Option<SecurityLevel>,
+    /// Settings of the `virtualenv` level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtualenv: Option<VirtualenvSpec>,
+    /// Settings of the `docker` level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerSpec>,
+}
+
+/// Resource limits; an absent limit is not applied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory, swap counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// CPU as a fraction of cores (`0.5`, `2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Maximum open files per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    /// Disk space of the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<ByteSize>,
+    /// Number of files in the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+}
+
+/// How an environment reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The host's network.
+    Host,
+    /// Its own network namespace with only `lo`.
+    Loopback,
+    /// No interface at all.
+    None,
+    /// Its own namespace (or container network) joined to a ptest bridge.
+    Bridge,
+}
+
+/// The Python side of a `virtualenv` environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualenvSpec {
+    /// Interpreter: a version (`3.11`), a path or a command; the default `python3` when absent.
+    #[serde(default)]
+    pub python: Option<String>,
+    /// Requirements to install (`requests==2.31`, `-e .`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Requirements files.
+    #[serde(default)]
+    pub requirements: Vec<PathBuf>,
+    /// Constraints files.
+    #[serde(default)]
+    pub constraints: Vec<PathBuf>,
+}
+
+/// The container of a `docker` environment.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSpec {
+    /// Image to run (must exist locally or be pullable).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Directory with a Dockerfile to build the image from.
+    #[serde(default)]
+    pub build: Option<PathBuf>,
 }
 
 impl EnvironmentSpec {
@@ -48,6 +132,11 @@ impl EnvironmentSpec {
             cleanup: CleanupPolicy::OnRequest,
             ttl: None,
             exec_timeout: None,
+            limits: Limits::default(),
+            network: None,
+            security: None,
+            virtualenv: None,
+            docker: None,
         }
     }
 

@@ -9,6 +9,9 @@ pub use enums::{
     CleanupPolicy, EnvironmentStatus, IsolationEvent, IsolationLevel, NetworkStatus, ProcessStatus,
     ResourceType, SecurityLevel, UnknownValue,
 };
-pub use environment::{Environment, EnvironmentSpec, Labels, ResourceUsage};
+pub use environment::{
+    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, ResourceUsage,
+    VirtualenvSpec,
+};
 pub use event::Event;
 pub use process::{ProcessInfo, ProcessResult};

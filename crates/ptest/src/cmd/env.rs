@@ -34,6 +34,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         cleanup: args.cleanup.unwrap_or(defaults.cleanup),
         ttl: args.ttl,
         exec_timeout: args.exec_timeout,
+        ..EnvironmentSpec::new(level)
     };
     let env = manager.create_environment(spec).await?;
     if args.json {

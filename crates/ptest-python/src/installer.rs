@@ -1,0 +1,433 @@
+//! Installing and uninstalling packages in a venv, with uv (`uv pip install --python`) or pip
+//! (the base interpreter's `pip --python`, so a venv needs no pip of its own), both pointed at
+//! one cache directory so a second environment with the same packages links or copies from
+//! the cache instead of downloading.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result, tail};
+use crate::interpreter::find_on_path;
+use crate::metadata::{Distribution, installed};
+use crate::requirement::{PackageName, Requirement};
+use crate::venv::Venv;
+
+/// Which tool installs packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstallerKind {
+    /// uv, with the binary used and its `--version` answer.
+    Uv {
+        /// The `uv` binary.
+        binary: PathBuf,
+        /// e.g. `uv 0.13.9`.
+        version: String,
+    },
+    /// pip, run from the venv's base interpreter with `--python` (pip >= 22.3), or from the
+    /// venv after bootstrapping it with `ensurepip` when the base pip is older.
+    Pip,
+}
+
+impl InstallerKind {
+    /// `uv` or `pip`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            InstallerKind::Uv { .. } => "uv",
+            InstallerKind::Pip => "pip",
+        }
+    }
+}
+
+/// An installer: a tool plus the shared cache directory it uses.
+///
+/// Cloning is cheap and clones share what was learnt about base interpreters (their pip
+/// version), which is asked once per interpreter.
+#[derive(Debug, Clone)]
+pub struct Installer {
+    kind: InstallerKind,
+    cache_dir: PathBuf,
+    pip_versions: Arc<Mutex<PipVersions>>,
+}
+
+/// `(major, minor)` of each base interpreter's pip (`None`: no pip).
+type PipVersions = HashMap<PathBuf, Option<(u64, u64)>>;
+
+/// Two installers are equal when they use the same tool and cache.
+impl PartialEq for Installer {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.cache_dir == other.cache_dir
+    }
+}
+
+impl Eq for Installer {}
+
+/// What to install.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallRequest {
+    /// PEP 508 requirements, or paths/URLs of wheels, sdists or project directories.
+    /// Requirements are parsed before any tool runs, so a typo fails with its position.
+    pub requirements: Vec<String>,
+    /// Requirements files (`-r`).
+    pub requirement_files: Vec<PathBuf>,
+    /// Constraints files (`-c`).
+    pub constraint_files: Vec<PathBuf>,
+    /// Install only what is named, not its dependencies (`--no-deps`).
+    pub no_deps: bool,
+    /// Upgrade what is already installed (`--upgrade`).
+    pub upgrade: bool,
+    /// Do not use the package index (`--no-index`).
+    pub no_index: bool,
+    /// Directories or URLs to find distributions in (`--find-links`).
+    pub find_links: Vec<String>,
+    /// Replacement index URL (`--index-url`).
+    pub index_url: Option<String>,
+    /// Additional index URLs (`--extra-index-url`).
+    pub extra_index_urls: Vec<String>,
+    /// Further arguments passed to the tool as they are.
+    pub extra_args: Vec<String>,
+}
+
+/// One package whose installed version changed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PackageChange {
+    /// The normalized name.
+    pub name: PackageName,
+    /// Version before (`None`: was not installed).
+    pub before: Option<String>,
+    /// Version after (`None`: removed).
+    pub after: Option<String>,
+}
+
+/// The result of an install or uninstall, computed by reading `site-packages` before and
+/// after, so it is the same whichever tool ran.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstallOutcome {
+    /// `uv` or `pip`.
+    pub tool: &'static str,
+    /// The command line that ran.
+    pub command: String,
+    /// Packages added, removed or changed in version, sorted by name.
+    pub changes: Vec<PackageChange>,
+    /// Wall-clock time of the tool.
+    #[serde(with = "duration_ms")]
+    pub duration: Duration,
+}
+
+mod duration_ms {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+impl InstallOutcome {
+    /// Packages now present that were not before, or whose version changed.
+    pub fn installed(&self) -> impl Iterator<Item = &PackageChange> {
+        self.changes.iter().filter(|c| c.after.is_some())
+    }
+
+    /// Packages no longer present.
+    pub fn removed(&self) -> impl Iterator<Item = &PackageChange> {
+        self.changes.iter().filter(|c| c.after.is_none())
+    }
+}
+
+impl Installer {
+    /// uv when a `uv` binary is on `PATH`, pip otherwise. `cache_dir` is shared by every
+    /// environment (`UV_CACHE_DIR` / `PIP_CACHE_DIR`).
+    pub fn detect(cache_dir: &Path) -> Installer {
+        for binary in find_on_path("uv") {
+            match Installer::uv(&binary, cache_dir) {
+                Ok(installer) => return installer,
+                Err(err) => tracing::warn!(%err, "ignoring unusable uv"),
+            }
+        }
+        Installer::pip(cache_dir)
+    }
+
+    /// uv at `binary` (checked by running `uv --version`).
+    pub fn uv(binary: &Path, cache_dir: &Path) -> Result<Installer> {
+        let output = run_tool(
+            Command::new(binary).arg("--version"),
+            "asking uv for its version",
+        )?;
+        Ok(Installer {
+            kind: InstallerKind::Uv {
+                binary: binary.to_owned(),
+                version: String::from_utf8_lossy(&output).trim().to_owned(),
+            },
+            cache_dir: cache_dir.to_owned(),
+            pip_versions: Arc::default(),
+        })
+    }
+
+    /// pip (from each venv's base interpreter).
+    pub fn pip(cache_dir: &Path) -> Installer {
+        Installer {
+            kind: InstallerKind::Pip,
+            cache_dir: cache_dir.to_owned(),
+            pip_versions: Arc::default(),
+        }
+    }
+
+    /// The tool.
+    pub fn kind(&self) -> &InstallerKind {
+        &self.kind
+    }
+
+    /// The shared cache directory.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Installs into `venv` and reports what changed.
+    pub fn install(&self, venv: &Venv, request: &InstallRequest) -> Result<InstallOutcome> {
+        for text in &request.requirements {
+            if !looks_like_path_or_url(text) {
+                Requirement::parse(text)?;
+            }
+        }
+        let mut args: Vec<OsString> = vec!["install".into()];
+        if matches!(self.kind, InstallerKind::Pip) {
+            args.push("--no-input".into());
+        }
+        if request.no_deps {
+            args.push("--no-deps".into());
+        }
+        if request.upgrade {
+            args.push("--upgrade".into());
+        }
+        if request.no_index {
+            args.push("--no-index".into());
+        }
+        for link in &request.find_links {
+            args.push("--find-links".into());
+            args.push(link.into());
+        }
+        if let Some(url) = &request.index_url {
+            args.push("--index-url".into());
+            args.push(url.into());
+        }
+        for url in &request.extra_index_urls {
+            args.push("--extra-index-url".into());
+            args.push(url.into());
+        }
+        for file in &request.requirement_files {
+            args.push("-r".into());
+            args.push(file.into());
+        }
+        for file in &request.constraint_files {
+            args.push("-c".into());
+            args.push(file.into());
+        }
+        args.extend(request.extra_args.iter().map(OsString::from));
+        args.extend(request.requirements.iter().map(OsString::from));
+        self.run_changing(venv, args, "installing packages")
+    }
+
+    /// Uninstalls `names` from `venv` and reports what was removed.
+    pub fn uninstall(&self, venv: &Venv, names: &[PackageName]) -> Result<InstallOutcome> {
+        let mut args: Vec<OsString> = vec!["uninstall".into()];
+        if matches!(self.kind, InstallerKind::Pip) {
+            args.push("--yes".into());
+        }
+        args.extend(names.iter().map(|n| OsString::from(n.as_str())));
+        self.run_changing(venv, args, "uninstalling packages")
+    }
+
+    fn run_changing(&self, venv: &Venv, args: Vec<OsString>, what: &str) -> Result<InstallOutcome> {
+        let before = installed(venv)?;
+        let (subcommand, rest) = args.split_first().expect("a subcommand is always given");
+        let mut command = self.command(venv, subcommand)?;
+        command.args(rest);
+        let shown = show_command(&command);
+        let started = Instant::now();
+        run_tool(
+            &mut command,
+            &format!("{what} in {}", venv.root().display()),
+        )?;
+        let duration = started.elapsed();
+        let after = installed(venv)?;
+        let changes = diff(&before, &after);
+        tracing::debug!(command = %shown, ?duration, changes = changes.len(), "installer finished");
+        Ok(InstallOutcome {
+            tool: self.kind.name(),
+            command: shown,
+            changes,
+            duration,
+        })
+    }
+
+    /// The tool's command with its subcommand (`install`, `uninstall`), pointed at `venv`.
+    fn command(&self, venv: &Venv, subcommand: &OsString) -> Result<Command> {
+        match &self.kind {
+            InstallerKind::Uv { binary, .. } => {
+                let mut c = Command::new(binary);
+                c.arg("pip")
+                    .arg(subcommand)
+                    .arg("--no-config")
+                    .arg("--python")
+                    .arg(venv.python())
+                    .env("UV_CACHE_DIR", &self.cache_dir)
+                    .env("UV_PYTHON_DOWNLOADS", "never")
+                    .env_remove("VIRTUAL_ENV");
+                Ok(c)
+            }
+            InstallerKind::Pip => {
+                let mut c = self.pip_command(venv)?;
+                c.arg(subcommand)
+                    .env("PIP_CACHE_DIR", &self.cache_dir)
+                    .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                    .env("PIP_ROOT_USER_ACTION", "ignore")
+                    .env("PIP_NO_WARN_SCRIPT_LOCATION", "1")
+                    .env_remove("PIP_REQUIRE_VIRTUALENV")
+                    .env_remove("VIRTUAL_ENV");
+                Ok(c)
+            }
+        }
+    }
+
+    /// `<base> -m pip --python <venv python>` when the base has pip >= 22.3; otherwise pip is
+    /// bootstrapped into the venv with `ensurepip` and the venv's own pip is used.
+    fn pip_command(&self, venv: &Venv) -> Result<Command> {
+        if venv.bin_dir().join("pip").exists() {
+            let mut c = Command::new(venv.python());
+            c.arg("-m").arg("pip");
+            return Ok(c);
+        }
+        let base = venv.base_python().ok_or_else(|| Error::PipUnavailable {
+            venv: venv.root().to_owned(),
+            reason: "pyvenv.cfg names no base interpreter".to_owned(),
+        })?;
+        let version = {
+            let mut known = self.pip_versions.lock().expect("no panics while held");
+            *known
+                .entry(base.clone())
+                .or_insert_with(|| pip_version(&base))
+        };
+        let supports_python_option = version.is_some_and(|v| v >= (22, 3));
+        if supports_python_option {
+            let mut c = Command::new(base);
+            c.arg("-m").arg("pip").arg("--python").arg(venv.python());
+            return Ok(c);
+        }
+        run_tool(
+            Command::new(venv.python()).args(["-m", "ensurepip", "--default-pip"]),
+            &format!("bootstrapping pip into {}", venv.root().display()),
+        )
+        .map_err(|e| Error::PipUnavailable {
+            venv: venv.root().to_owned(),
+            reason: format!("the base pip is missing or older than 22.3 and ensurepip failed: {e}"),
+        })?;
+        let mut c = Command::new(venv.python());
+        c.arg("-m").arg("pip");
+        Ok(c)
+    }
+}
+
+/// `(major, minor)` of `python -m pip --version`, or `None` when pip is not there.
+fn pip_version(python: &Path) -> Option<(u64, u64)> {
+    let output = Command::new(python)
+        .args(["-m", "pip", "--version"])
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let version = text.split_whitespace().nth(1)?;
+    let mut parts = version.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
+fn looks_like_path_or_url(text: &str) -> bool {
+    let t = text.trim();
+    if t.starts_with(['.', '/', '-', '~']) {
+        return true;
+    }
+    // `name @ url` is a PEP 508 requirement; `git+https://host/x@ref` is a URL.
+    if let Some((before, _)) = t.split_once('@')
+        && !before.contains('/')
+    {
+        return false;
+    }
+    t.contains('/') || t.ends_with(".whl") || t.ends_with(".tar.gz") || t.ends_with(".zip")
+}
+
+fn diff(before: &[Distribution], after: &[Distribution]) -> Vec<PackageChange> {
+    use std::collections::BTreeMap;
+    let index = |dists: &[Distribution]| -> BTreeMap<PackageName, String> {
+        dists
+            .iter()
+            .map(|d| (d.name.clone(), d.version.clone()))
+            .collect()
+    };
+    let (before, after) = (index(before), index(after));
+    let mut names: Vec<&PackageName> = before.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let (b, a) = (before.get(name), after.get(name));
+            (b != a).then(|| PackageChange {
+                name: name.clone(),
+                before: b.cloned(),
+                after: a.cloned(),
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn show_command(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs a tool to completion; on failure the error carries its stderr tail. Returns stdout.
+pub(crate) fn run_tool(command: &mut Command, action: &str) -> Result<Vec<u8>> {
+    let shown = show_command(command);
+    tracing::debug!(command = %shown, "running");
+    let output = command.output().map_err(|source| Error::Spawn {
+        program: command.get_program().to_string_lossy().into_owned(),
+        action: action.to_owned(),
+        source,
+    })?;
+    if !output.status.success() {
+        let mut stderr_tail = tail(&output.stderr, 20);
+        if stderr_tail.is_empty() {
+            stderr_tail = tail(&output.stdout, 20);
+        }
+        return Err(Error::ToolFailed {
+            action: action.to_owned(),
+            command: shown,
+            status: output.status.code(),
+            stderr_tail,
+        });
+    }
+    Ok(output.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_paths_from_requirements() {
+        assert!(looks_like_path_or_url("./dist/pkg-1.0-py3-none-any.whl"));
+        assert!(looks_like_path_or_url("/tmp/project"));
+        assert!(looks_like_path_or_url("https://example.invalid/pkg.tar.gz"));
+        assert!(!looks_like_path_or_url("requests>=2"));
+        assert!(!looks_like_path_or_url("pkg @ file:///tmp/pkg.whl"));
+    }
+}

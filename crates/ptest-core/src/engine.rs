@@ -11,7 +11,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::{
-    Environment, EnvironmentSpec, IsolationLevel, ProcessInfo, ProcessResult, ResourceUsage,
+    Environment, EnvironmentSpec, IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult,
+    ResourceUsage,
 };
 
 /// Where a command's output goes.
@@ -73,6 +74,14 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// What an engine may record through the manager while it works on an environment.
+pub trait EngineContext: Send + Sync {
+    /// Logs an event about the environment (e.g. `package_installed`).
+    fn event(&self, event: IsolationEvent, details: serde_json::Value) -> Result<()>;
+    /// Keeps a fact about what was built, shown by `env show` (e.g. the interpreter used).
+    fn note(&self, key: &str, value: serde_json::Value) -> Result<()>;
+}
+
 /// One isolation level's implementation.
 #[async_trait]
 pub trait Engine: Send + Sync {
@@ -87,8 +96,9 @@ pub trait Engine: Send + Sync {
     fn check(&self, spec: &EnvironmentSpec) -> Result<()>;
 
     /// Builds the environment on the host (root, sandbox, container). On error, whatever was
-    /// made is left for [`Engine::cleanup`] to remove.
-    async fn create(&self, env: &Environment) -> Result<()>;
+    /// made is left for [`Engine::cleanup`] to remove. Events and facts worth keeping go
+    /// through `ctx`.
+    async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()>;
 
     /// Starts what the environment needs to run commands.
     async fn activate(&self, env: &Environment) -> Result<()>;

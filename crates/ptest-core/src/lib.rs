@@ -41,7 +41,9 @@ mod size;
 mod store;
 
 pub use config::Config;
-pub use engine::{Engine, EngineRegistry, ExecRequest, Finding, OutputMode, RunningProcess};
+pub use engine::{
+    Engine, EngineContext, EngineRegistry, ExecRequest, Finding, OutputMode, RunningProcess,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;
 pub use manager::{EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions};

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::engine::{EngineRegistry, ExecRequest, Finding, RunningProcess};
+use crate::engine::{EngineContext, EngineRegistry, ExecRequest, Finding, RunningProcess};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::model::{
@@ -245,6 +245,7 @@ impl Manager {
             updated_at: now,
             expires_at,
             error: None,
+            details: serde_json::Map::new(),
         };
         let ev =
             self.store
@@ -252,7 +253,15 @@ impl Manager {
         self.emit(ev);
 
         let built = async {
-            engine.create(&env).await?;
+            engine
+                .create(
+                    &env,
+                    &Recorder {
+                        manager: self,
+                        env: &env,
+                    },
+                )
+                .await?;
             self.step(
                 &mut env,
                 S::Created,
@@ -283,6 +292,22 @@ impl Manager {
             Some(IsolationEvent::EnvironmentActivated),
         )?;
         Ok(env)
+    }
+
+    /// Logs an event about `env` (for operations outside the lifecycle, such as installing
+    /// packages into it) and tells the listeners.
+    pub fn record_event(
+        &self,
+        env: &Environment,
+        event: IsolationEvent,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        self.emit(self.store.append_event(&EventRecord {
+            event,
+            details,
+            env: Some((&env.id, &env.name)),
+        })?);
+        Ok(())
     }
 
     /// Finds an environment by id or name.
@@ -614,5 +639,21 @@ impl Manager {
     /// Reads the event log.
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         self.store.events(query)
+    }
+}
+
+/// The [`EngineContext`] the manager hands an engine: events and notes about one environment.
+struct Recorder<'a> {
+    manager: &'a Manager,
+    env: &'a Environment,
+}
+
+impl EngineContext for Recorder<'_> {
+    fn event(&self, event: IsolationEvent, details: serde_json::Value) -> Result<()> {
+        self.manager.record_event(self.env, event, details)
+    }
+
+    fn note(&self, key: &str, value: serde_json::Value) -> Result<()> {
+        self.manager.store.set_detail(&self.env.id, key, &value)
     }
 }

@@ -163,8 +163,8 @@ impl Engine for StoppingEngine {
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
         self.0.check(spec)
     }
-    async fn create(&self, env: &Environment) -> Result<()> {
-        self.0.create(env).await?;
+    async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
+        self.0.create(env, ctx).await?;
         // Stop here, half-way through the manager's create, so the parent can kill us.
         rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP)
             .unwrap();

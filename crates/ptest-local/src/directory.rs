@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use ptest_core::{
-    Engine, Environment, EnvironmentSpec, ExecRequest, Finding, IsolationLevel, Limits,
-    NetworkMode, ProcessInfo, ResourceUsage, Result, RunningProcess, SecurityLevel, root,
+    Engine, EngineContext, Environment, EnvironmentSpec, ExecRequest, Finding, IsolationLevel,
+    Limits, NetworkMode, ProcessInfo, ResourceUsage, Result, RunningProcess, SecurityLevel, root,
 };
 use rustix::process::{Pid, Signal};
 
@@ -52,30 +52,18 @@ impl Engine for DirectoryEngine {
     }
 
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
-        let mut unsupported = Vec::new();
-        if spec.limits != Limits::default() {
-            unsupported.push("resource limits (they need the sandbox's cgroups)");
-        }
-        if spec.network.is_some_and(|n| n != NetworkMode::Host) {
-            unsupported.push("a network mode other than host (it needs a network namespace)");
-        }
-        if spec.security.is_some_and(|s| s != SecurityLevel::Low) {
-            unsupported.push("a security level above low (it needs namespaces)");
-        }
+        check_host_spec(spec, "the directory engine")?;
         if spec.virtualenv.is_some() || spec.docker.is_some() {
-            unsupported.push("settings of another level");
+            return Err(ptest_core::Error::Usage(
+                "settings of another level (python, packages, image) given for a basic \
+                 environment; use --level virtualenv or --level docker"
+                    .into(),
+            ));
         }
-        if unsupported.is_empty() {
-            Ok(())
-        } else {
-            Err(ptest_core::Error::Usage(format!(
-                "the directory engine cannot apply {}",
-                unsupported.join(", ")
-            )))
-        }
+        Ok(())
     }
 
-    async fn create(&self, env: &Environment) -> Result<()> {
+    async fn create(&self, env: &Environment, _ctx: &dyn EngineContext) -> Result<()> {
         let (root, id) = (env.root.clone(), env.id.clone());
         blocking(move || root::create(&root, &id)).await
     }
@@ -158,13 +146,38 @@ impl Engine for DirectoryEngine {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+/// Refuses limits, network modes and security levels that need the sandbox, which this build
+/// does not have yet.
+pub(crate) fn check_host_spec(spec: &EnvironmentSpec, engine: &str) -> Result<()> {
+    let mut unsupported = Vec::new();
+    if spec.limits != Limits::default() {
+        unsupported.push("resource limits (they need the sandbox's cgroups)");
+    }
+    if spec.network.is_some_and(|n| n != NetworkMode::Host) {
+        unsupported.push("a network mode other than host (it needs a network namespace)");
+    }
+    if spec.security.is_some_and(|s| s != SecurityLevel::Low) {
+        unsupported.push("a security level above low (it needs namespaces)");
+    }
+    if unsupported.is_empty() {
+        Ok(())
+    } else {
+        Err(ptest_core::Error::Usage(format!(
+            "{engine} cannot apply {}",
+            unsupported.join(", ")
+        )))
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .expect("blocking filesystem work does not panic")
 }
 
-fn findings(env: &Environment) -> Vec<Finding> {
+pub(crate) fn findings(env: &Environment) -> Vec<Finding> {
     let mut out = Vec::new();
     let marker = root::marker_id(&env.root);
     out.push(Finding {

@@ -17,7 +17,7 @@ use ptest_core::{CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel};
 #[command(name = "ptest", version, max_term_width = 100)]
 pub struct Cli {
     /// Override a config value for this command (KEY=VALUE, e.g. max_environments=10).
-    #[arg(long = "config", short = 'c', global = true, value_name = "KEY=VALUE")]
+    #[arg(long = "config", global = true, value_name = "KEY=VALUE")]
     pub config: Vec<String>,
 
     /// More log output on stderr (-v info, -vv debug); PTEST_LOG takes a tracing filter.
@@ -35,6 +35,9 @@ pub enum Command {
     /// Create, inspect, run commands in and remove environments.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Install, inspect and check Python packages of a virtualenv environment.
+    #[command(subcommand)]
+    Pkg(PkgCommand),
     /// Show the event log (what happened to which environment, and when).
     Events(EventsArgs),
     /// Remove what the cleanup policies say is due, and records whose root vanished.
@@ -108,9 +111,134 @@ pub struct CreateArgs {
     /// Default timeout of commands run in it, e.g. 10m.
     #[arg(long, value_parser = parse_duration)]
     pub exec_timeout: Option<Duration>,
+    /// Python for a virtualenv environment: a version (3.11), a path or a command; implies
+    /// --level virtualenv.
+    #[arg(long, help_heading = "Virtualenv")]
+    pub python: Option<String>,
+    /// Requirement to install (PEP 508, or a path such as `.`), repeatable; implies --level
+    /// virtualenv.
+    #[arg(
+        long = "package",
+        short = 'p',
+        value_name = "SPEC",
+        help_heading = "Virtualenv"
+    )]
+    pub packages: Vec<String>,
+    /// Requirements file to install, repeatable.
+    #[arg(long, short = 'r', value_name = "FILE", help_heading = "Virtualenv")]
+    pub requirements: Vec<PathBuf>,
+    /// Constraints file, repeatable.
+    #[arg(long, value_name = "FILE", help_heading = "Virtualenv")]
+    pub constraints: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexArgs,
     /// Print the environment as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ptest pkg ...`: packages of a virtualenv environment.
+#[derive(Debug, Subcommand)]
+pub enum PkgCommand {
+    /// Install packages (uv when on PATH, else pip; one shared cache).
+    Install(PkgInstallArgs),
+    /// Uninstall packages by name.
+    Uninstall {
+        /// Environment name or id.
+        env: String,
+        /// Package names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Print what changed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List installed packages (read from *.dist-info, no subprocess).
+    #[command(alias = "ls")]
+    List(NameArgs),
+    /// Show one installed package.
+    Show {
+        /// Environment name or id.
+        env: String,
+        /// Package name (any spelling).
+        package: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print name==version lines.
+    Freeze {
+        /// Environment name or id.
+        env: String,
+    },
+    /// Show the dependency tree (markers evaluated for the environment's Python).
+    Tree {
+        /// Environment name or id.
+        env: String,
+        /// Start from this package (`name` or `name[extra]`).
+        package: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every installed requirement is satisfied (as `pip check`); exit 1 if not.
+    Check(NameArgs),
+}
+
+/// Arguments of `pkg install`.
+#[derive(Debug, Args)]
+pub struct PkgInstallArgs {
+    /// Environment name or id.
+    pub env: String,
+    /// Requirements (PEP 508 or paths).
+    #[arg(required_unless_present = "requirements")]
+    pub specs: Vec<String>,
+    /// Requirements file, repeatable.
+    #[arg(long, short = 'r', value_name = "FILE")]
+    pub requirements: Vec<PathBuf>,
+    /// Constraints file, repeatable.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub constraints: Vec<PathBuf>,
+    #[command(flatten)]
+    pub index: IndexArgs,
+    /// Do not install dependencies.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// Upgrade packages that are already installed.
+    #[arg(long, short = 'U')]
+    pub upgrade: bool,
+    /// Print what changed as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where packages come from.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Also look for packages here (a directory of wheels or a URL), repeatable.
+    #[arg(long, value_name = "DIR|URL", help_heading = "Package index")]
+    pub find_links: Vec<String>,
+    /// Use no package index: only --find-links.
+    #[arg(long, help_heading = "Package index")]
+    pub no_index: bool,
+}
+
+impl IndexArgs {
+    /// Whether any option was given.
+    pub fn given(&self) -> bool {
+        self.no_index || !self.find_links.is_empty()
+    }
+
+    /// `--find-links` with local directories made absolute.
+    pub fn find_links(&self) -> Vec<String> {
+        self.find_links
+            .iter()
+            .map(|l| match std::path::absolute(l) {
+                Ok(p) if !l.contains("://") => p.display().to_string(),
+                _ => l.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Arguments of `env list`.
@@ -225,4 +353,14 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     ptest_core::duration::parse(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -80,9 +80,11 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, ConfigError> {
 
 /// Opens the manager on `$PTEST_HOME` with every engine this build has.
 fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
+    let home = Home::from_env()?;
     let mut engines = EngineRegistry::new();
     engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
-    Ok(Manager::open(Home::from_env()?, config, engines)?)
+    engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
+    Ok(Manager::open(home, config, engines)?)
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
@@ -98,6 +100,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let manager = open_manager(loaded.config)?;
     match cli.command {
         Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
+        Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,
         Command::Events(args) => cmd::events::run(&manager, args).await,
         Command::Gc(args) => cmd::gc::run(&manager, args).await,
         Command::Doctor(args) => cmd::doctor::run(&manager, args),

@@ -107,6 +107,12 @@ pub struct VirtualenvSpec {
     /// Constraints files.
     #[serde(default)]
     pub constraints: Vec<PathBuf>,
+    /// Extra places to find packages (directories of wheels or URLs), as pip's `--find-links`.
+    #[serde(default)]
+    pub find_links: Vec<String>,
+    /// Use no package index, only `find_links`.
+    #[serde(default)]
+    pub no_index: bool,
 }
 
 /// The container of a `docker` environment.
@@ -170,6 +176,9 @@ pub struct Environment {
     pub expires_at: Option<Timestamp>,
     /// What went wrong, when `status` is `error`.
     pub error: Option<String>,
+    /// Facts the engine recorded about what it built (interpreter, spec hash, container).
+    #[serde(default)]
+    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Environment {

@@ -45,4 +45,6 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_env ON events(env_name, id);
     "#,
+    // 2: facts an engine keeps about what it built (interpreter, spec hash, container id).
+    "ALTER TABLE environments ADD COLUMN details TEXT NOT NULL DEFAULT '{}';",
 ];

@@ -63,7 +63,7 @@ pub struct Store {
 }
 
 const ENV_COLUMNS: &str =
-    "id, name, level, status, root, spec, created_at, updated_at, expires_at, error";
+    "id, name, level, status, root, spec, created_at, updated_at, expires_at, error, details";
 const PROCESS_COLUMNS: &str =
     "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
 
@@ -215,6 +215,23 @@ impl Store {
                     )
                 })
                 .transpose()
+        })
+    }
+
+    /// Sets `key` in the environment's details.
+    pub(crate) fn set_detail(
+        &self,
+        env: &EnvId,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE environments SET details = json_set(details, ?2, json(?3)) WHERE id = ?1",
+                params![env.as_str(), format!("$.\"{key}\""), value.to_string()],
+            )
+            .ctx("recording a detail")?;
+            Ok(())
         })
     }
 
@@ -543,6 +560,7 @@ fn env_from_row(row: &Row<'_>) -> rusqlite::Result<Environment> {
             .map(|t| parsed(8, t.parse()))
             .transpose()?,
         error: row.get(9)?,
+        details: parsed(10, serde_json::from_str(&row.get::<_, String>(10)?))?,
     })
 }
 

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use ptest_core::{
-    EnvFilter, Environment, EnvironmentSpec, ExecRequest, Manager, OutputMode, RemoveOptions,
+    EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Manager, OutputMode,
+    RemoveOptions, VirtualenvSpec,
 };
 
 use crate::Failure;
@@ -24,7 +25,37 @@ pub async fn run(manager: &Manager, cmd: EnvCommand) -> Result<ExitCode, Failure
 }
 
 async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure> {
-    let level = args.level.unwrap_or(manager.config().default_level);
+    let wants_python = args.python.is_some()
+        || !args.packages.is_empty()
+        || !args.requirements.is_empty()
+        || !args.constraints.is_empty()
+        || args.index.given();
+    let level = args.level.unwrap_or(if wants_python {
+        IsolationLevel::Virtualenv
+    } else {
+        manager.config().default_level
+    });
+    // Files are named relative to where the user stands; the engine may run elsewhere.
+    let absolute = |paths: Vec<std::path::PathBuf>| -> Result<Vec<_>, Failure> {
+        paths
+            .into_iter()
+            .map(|p| {
+                std::path::absolute(&p).map_err(|e| ptest_core::Error::io("resolving", p, e).into())
+            })
+            .collect()
+    };
+    let virtualenv = (wants_python || level == IsolationLevel::Virtualenv).then_some(());
+    let virtualenv = match virtualenv {
+        Some(()) => Some(VirtualenvSpec {
+            python: args.python,
+            packages: args.packages,
+            requirements: absolute(args.requirements)?,
+            constraints: absolute(args.constraints)?,
+            find_links: args.index.find_links(),
+            no_index: args.index.no_index,
+        }),
+        None => None,
+    };
     let defaults = manager.config().level(level);
     let spec = EnvironmentSpec {
         name: args.name,
@@ -34,6 +65,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         cleanup: args.cleanup.unwrap_or(defaults.cleanup),
         ttl: args.ttl,
         exec_timeout: args.exec_timeout,
+        virtualenv,
         ..EnvironmentSpec::new(level)
     };
     let env = manager.create_environment(spec).await?;
@@ -106,6 +138,46 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(e) = &env.error {
         rows.push(("error", e.clone()));
+    }
+    if let Some(python) = env.details.get("python") {
+        rows.push((
+            "python",
+            format!(
+                "{} ({})",
+                python["version"].as_str().unwrap_or("?"),
+                python["path"].as_str().unwrap_or("?")
+            ),
+        ));
+    }
+    if let Some(tool) = env.details.get("installer").and_then(|t| t.as_str()) {
+        rows.push(("installer", tool.to_owned()));
+    }
+    if let Some(hash) = env.details.get("spec_hash") {
+        rows.push((
+            "spec hash",
+            hash["digest"].as_str().unwrap_or("?").to_owned(),
+        ));
+        // Which inputs made the hash: what to compare when an environment was rebuilt.
+        for input in hash["inputs"].as_array().into_iter().flatten() {
+            rows.push((
+                "  input",
+                format!(
+                    "{} = {}",
+                    input["key"].as_str().unwrap_or(""),
+                    input["value"].as_str().unwrap_or("")
+                ),
+            ));
+        }
+    }
+    if let Some(reused) = env.details.get("reused_template") {
+        rows.push((
+            "reused",
+            format!(
+                "template {} ({} files hard-linked)",
+                reused["hash"].as_str().unwrap_or("?"),
+                reused["hardlinked"]
+            ),
+        ));
     }
     for p in &processes {
         rows.push(("process", format!("pid {} {}", p.pid, p.command.join(" "))));

@@ -5,3 +5,4 @@ pub mod doctor;
 pub mod env;
 pub mod events;
 pub mod gc;
+pub mod pkg;

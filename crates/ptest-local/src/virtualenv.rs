@@ -1,0 +1,357 @@
+//! The `virtualenv` level: a directory environment plus a Python virtual environment at
+//! `<root>/venv`, whose `bin/` comes first on `PATH` for every command.
+//!
+//! A new environment whose spec hashes like an earlier one is cloned by hard links from a
+//! template under `$PTEST_HOME/cache/venvs/<hash>/` instead of being installed again.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use ptest_core::{
+    Engine, EngineContext, Environment, EnvironmentSpec, Error, ExecRequest, Finding, Home,
+    IsolationEvent, IsolationLevel, ProcessInfo, ResourceUsage, Result, RunningProcess,
+};
+use ptest_python::{
+    InstallOutcome, InstallRequest, Installer, InstallerKind, Interpreter, PythonRequest,
+    Requirement, SpecHash, Venv,
+};
+use serde_json::json;
+
+use crate::DirectoryEngine;
+use crate::directory::{blocking, check_host_spec};
+
+/// Where an environment's venv lives inside its root.
+pub fn venv_path(env: &Environment) -> PathBuf {
+    env.root.join("venv")
+}
+
+/// Python environments: a directory environment with a venv inside.
+#[derive(Debug)]
+pub struct VirtualenvEngine {
+    dir: DirectoryEngine,
+    cache: PathBuf,
+}
+
+impl VirtualenvEngine {
+    /// The engine, caching downloads and templates under `home`'s `cache/`.
+    pub fn new(home: &Home) -> Self {
+        Self {
+            dir: DirectoryEngine::new(),
+            cache: home.cache_dir(),
+        }
+    }
+
+    /// The installer (uv when on `PATH`, else pip), sharing one cache across environments.
+    pub fn installer(&self) -> Installer {
+        installer_for(&self.cache)
+    }
+}
+
+/// The installer for a home's cache directory.
+pub(crate) fn installer_for(cache: &Path) -> Installer {
+    Installer::detect(&cache.join("python"))
+}
+
+/// Turns the Python crate's errors into ptest's: what the user asked for is a usage error,
+/// the rest is the engine's.
+pub(crate) fn python_error(action: &'static str, e: ptest_python::Error) -> Error {
+    use ptest_python::Error as P;
+    match e {
+        P::InterpreterNotFound { .. }
+        | P::Requirement(_)
+        | P::ToolFailed { .. }
+        | P::PipUnavailable { .. }
+        | P::NotAVenv { .. } => Error::Usage(e.to_string()),
+        other => Error::Engine {
+            level: IsolationLevel::Virtualenv,
+            action,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// Requirements of a spec: its packages, then the lines of its requirements files.
+fn requirements(spec: &ptest_core::VirtualenvSpec) -> Result<Vec<String>> {
+    let mut out = spec.packages.clone();
+    for file in &spec.requirements {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("reading", file, e))?;
+        out.extend(
+            text.lines()
+                .map(|l| l.split(" #").next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
+/// A requirement naming a local path or a URL depends on files the hash cannot see, so an
+/// environment holding one is never cloned from a template.
+fn is_local(requirement: &str) -> bool {
+    let r = requirement.trim_start_matches("-e").trim();
+    r.starts_with('.') || r.starts_with('/') || r.starts_with('-') || r.contains("://")
+}
+
+#[async_trait]
+impl Engine for VirtualenvEngine {
+    fn level(&self) -> IsolationLevel {
+        IsolationLevel::Virtualenv
+    }
+
+    fn capabilities(&self) -> Vec<Finding> {
+        let mut out = self.dir.capabilities();
+        let python = Interpreter::find(&PythonRequest::Default);
+        out.push(Finding {
+            check: "python".into(),
+            ok: python.is_ok(),
+            detail: match &python {
+                Ok(i) => format!("{} {} at {}", i.implementation, i.version, i.path.display()),
+                Err(e) => e.to_string(),
+            },
+        });
+        out.push(Finding {
+            check: "installer".into(),
+            ok: true,
+            detail: match self.installer().kind() {
+                InstallerKind::Uv { binary, version } => {
+                    format!("uv {version} at {} (fast path)", binary.display())
+                }
+                _ => "pip (uv not on PATH: `pip install uv` makes venvs ~5x faster)".into(),
+            },
+        });
+        out
+    }
+
+    fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
+        check_host_spec(spec, "the virtualenv engine")?;
+        if spec.docker.is_some() {
+            return Err(Error::Usage(
+                "docker settings (image, build) given for a virtualenv environment".into(),
+            ));
+        }
+        let Some(venv) = &spec.virtualenv else {
+            return Ok(());
+        };
+        for package in &venv.packages {
+            if !is_local(package) {
+                Requirement::parse(package).map_err(|e| Error::Usage(e.to_string()))?;
+            }
+        }
+        for file in venv.requirements.iter().chain(&venv.constraints) {
+            if !file.is_file() {
+                return Err(Error::Usage(format!(
+                    "requirements or constraints file {} does not exist",
+                    file.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
+        self.dir.create(env, ctx).await?;
+        let spec = env.spec.virtualenv.clone().unwrap_or_default();
+        let request: PythonRequest = spec
+            .python
+            .as_deref()
+            .unwrap_or("")
+            .parse()
+            .expect("every string is a python request");
+        let interpreter = blocking(move || {
+            Interpreter::find(&request).map_err(|e| python_error("find python", e))
+        })
+        .await?;
+        ctx.note(
+            "python",
+            json!({ "path": interpreter.path, "version": interpreter.version.to_string() }),
+        )?;
+        let reqs = requirements(&spec)?;
+        let hash = {
+            let (i, r, c) = (interpreter.clone(), reqs.clone(), spec.constraints.clone());
+            blocking(move || SpecHash::compute(&i, &r, &c).map_err(|e| python_error("hash", e)))
+                .await?
+        };
+        ctx.note(
+            "spec_hash",
+            serde_json::to_value(&hash).expect("hashes serialize"),
+        )?;
+
+        let installer = self.installer();
+        ctx.note("installer", json!(installer.kind().name()))?;
+        let venv_dir = venv_path(env);
+        let template = self.cache.join("venvs").join(hash.short());
+        let reusable = !reqs.iter().any(|r| is_local(r));
+        if reusable && template.join("complete").is_file() {
+            ctx.event(
+                IsolationEvent::PackageInstalling,
+                json!({ "requirements": reqs, "from_template": hash.short() }),
+            )?;
+            let (src, dst) = (template.join("venv"), venv_dir.clone());
+            let report = blocking(move || {
+                ptest_python::clone_venv(&src, &dst).map_err(|e| python_error("clone the venv", e))
+            })
+            .await?
+            .1;
+            ctx.note(
+                "reused_template",
+                json!({ "hash": hash.short(), "hardlinked": report.hardlinked, "copied": report.copied }),
+            )?;
+            ctx.event(
+                IsolationEvent::PackageInstalled,
+                json!({ "from_template": hash.short(), "hardlinked": report.hardlinked }),
+            )?;
+            return Ok(());
+        }
+
+        let (dir, interp, inst) = (venv_dir.clone(), interpreter.clone(), installer.clone());
+        let venv = blocking(move || {
+            Venv::create(&dir, &interp, &inst).map_err(|e| python_error("create the venv", e))
+        })
+        .await?;
+        if !reqs.is_empty() {
+            let request = InstallRequest {
+                requirements: spec.packages.clone(),
+                requirement_files: spec.requirements.clone(),
+                constraint_files: spec.constraints.clone(),
+                find_links: spec.find_links.clone(),
+                no_index: spec.no_index,
+                ..InstallRequest::default()
+            };
+            install_with_events(ctx, &installer, venv, request).await?;
+        }
+        if reusable {
+            let (src, template) = (venv_dir, template);
+            // Saving the template is an optimisation: a failure is logged, not fatal.
+            if let Err(e) = blocking(move || save_template(&src, &template)).await {
+                tracing::warn!("could not save the venv template: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn activate(&self, env: &Environment) -> Result<()> {
+        self.dir.activate(env).await
+    }
+
+    async fn spawn(
+        &self,
+        env: &Environment,
+        mut request: ExecRequest,
+    ) -> Result<Box<dyn RunningProcess>> {
+        let venv = venv_path(env);
+        let path = std::env::var("PATH").unwrap_or_default();
+        // Caller-given variables come after, so they still win.
+        let mut vars = vec![
+            (
+                "PATH".to_owned(),
+                format!("{}:{path}", venv.join("bin").display()),
+            ),
+            ("VIRTUAL_ENV".to_owned(), venv.display().to_string()),
+        ];
+        vars.append(&mut request.env);
+        request.env = vars;
+        self.dir.spawn(env, request).await
+    }
+
+    async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
+        self.dir.kill(env, process).await
+    }
+
+    async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
+        let mut findings = self.dir.validate(env).await?;
+        let venv = Venv::open(&venv_path(env));
+        findings.push(Finding {
+            check: "venv".into(),
+            ok: venv.as_ref().is_ok_and(|v| v.python().exists()),
+            detail: match &venv {
+                Ok(v) => format!(
+                    "{} (python {})",
+                    v.root().display(),
+                    v.python_version().unwrap_or("?")
+                ),
+                Err(e) => e.to_string(),
+            },
+        });
+        if let Ok(v) = &venv {
+            let base = v.base_python();
+            findings.push(Finding {
+                check: "base python".into(),
+                ok: base.as_ref().is_some_and(|b| b.exists()),
+                detail: match base {
+                    Some(b) => b.display().to_string(),
+                    None => "pyvenv.cfg names no base interpreter".into(),
+                },
+            });
+        }
+        Ok(findings)
+    }
+
+    async fn deactivate(&self, env: &Environment) -> Result<()> {
+        self.dir.deactivate(env).await
+    }
+
+    async fn cleanup(&self, env: &Environment) -> Result<()> {
+        self.dir.cleanup(env).await
+    }
+
+    async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
+        self.dir.resource_usage(env).await
+    }
+}
+
+/// Installs with `package_installing` before and `package_installed` (names, versions, tool,
+/// time) after.
+pub(crate) async fn install_with_events(
+    ctx: &dyn EngineContext,
+    installer: &Installer,
+    venv: Venv,
+    request: InstallRequest,
+) -> Result<InstallOutcome> {
+    ctx.event(
+        IsolationEvent::PackageInstalling,
+        json!({
+            "requirements": request.requirements,
+            "requirement_files": request.requirement_files,
+            "constraint_files": request.constraint_files,
+            "tool": installer.kind().name(),
+        }),
+    )?;
+    let installer = installer.clone();
+    let outcome = blocking(move || {
+        installer
+            .install(&venv, &request)
+            .map_err(|e| python_error("install packages", e))
+    })
+    .await?;
+    ctx.event(
+        IsolationEvent::PackageInstalled,
+        json!({
+            "tool": outcome.tool,
+            "changes": outcome.changes,
+            "seconds": outcome.duration.as_secs_f64(),
+        }),
+    )?;
+    Ok(outcome)
+}
+
+/// Keeps a copy of a freshly built venv (hard links, so nearly free) for later environments
+/// with the same hash. Built beside the final place and renamed, so a half-made template is
+/// never used; a concurrent builder that renamed first wins.
+fn save_template(venv: &Path, template: &Path) -> Result<()> {
+    let parent = template.parent().expect("templates live under cache/venvs");
+    std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+    let staging = parent.join(format!(
+        ".{}-{}",
+        template.file_name().and_then(|n| n.to_str()).unwrap_or("t"),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir(&staging).map_err(|e| Error::io("creating", &staging, e))?;
+    ptest_python::clone_venv(venv, &staging.join("venv"))
+        .map_err(|e| python_error("save a template", e))?;
+    std::fs::write(staging.join("complete"), "").map_err(|e| Error::io("writing", &staging, e))?;
+    if std::fs::rename(&staging, template).is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
+    }
+    Ok(())
+}

@@ -40,6 +40,34 @@ pub enum Error {
         current: u32,
     },
 
+    /// The environment already holds a port under this name.
+    #[error(
+        "environment {env:?} already has a port named {name:?} ({port}); pick another name or release it"
+    )]
+    PortTaken {
+        /// The environment.
+        env: String,
+        /// The port's name.
+        name: String,
+        /// The port it holds.
+        port: u16,
+    },
+
+    /// No port of the range is free.
+    #[error(
+        "no free port in range {range}: {leased} held by ptest leases, {busy} busy with other \
+         programs; release some (`ptest port release`, `ptest env rm`) or widen the range \
+         (config key ports.range)"
+    )]
+    PortsExhausted {
+        /// The range.
+        range: String,
+        /// How many ports of it ptest leases hold.
+        leased: usize,
+        /// How many were busy with other listeners.
+        busy: u32,
+    },
+
     /// The environment's status does not allow the action.
     #[error("environment {name:?} is {status}, cannot {action}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     WrongState {
@@ -139,7 +167,9 @@ impl Error {
             | Error::NameTaken(_)
             | Error::LimitReached { .. }
             | Error::WrongState { .. }
-            | Error::Busy { .. } => ErrorKind::State,
+            | Error::Busy { .. }
+            | Error::PortTaken { .. }
+            | Error::PortsExhausted { .. } => ErrorKind::State,
             Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -16,6 +16,7 @@ use crate::model::{
     IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, ResourceUsage,
 };
 use crate::name::EnvId;
+use crate::ports::{PortLease, PortName};
 use crate::store::{EventQuery, EventRecord, Store};
 use crate::{Engine, root};
 
@@ -246,6 +247,7 @@ impl Manager {
             expires_at,
             error: None,
             details: serde_json::Map::new(),
+            ports: Default::default(),
         };
         let ev =
             self.store
@@ -253,6 +255,10 @@ impl Manager {
         self.emit(ev);
 
         let built = async {
+            for name in &env.spec.ports {
+                let port = self.allocate_port(&env, name)?;
+                env.ports.insert(name.clone(), port);
+            }
             engine
                 .create(
                     &env,
@@ -308,6 +314,38 @@ impl Manager {
             env: Some((&env.id, &env.name)),
         })?);
         Ok(())
+    }
+
+    /// Leases a host port to `env` under `name` from the configured range; the command
+    /// environment shows it as `PTEST_PORT_<NAME>`.
+    pub fn allocate_port(&self, env: &Environment, name: &PortName) -> Result<u16> {
+        self.record_event(
+            env,
+            IsolationEvent::NetworkAllocating,
+            serde_json::json!({ "name": name, "range": self.config.ports.range.to_string() }),
+        )?;
+        let (port, event) =
+            self.store
+                .lease_port(env, name, self.config.ports.range, crate::ports::can_bind)?;
+        self.emit(event);
+        Ok(port)
+    }
+
+    /// Releases `env`'s port `name`.
+    pub fn release_port(&self, env: &Environment, name: &PortName) -> Result<u16> {
+        self.record_event(
+            env,
+            IsolationEvent::NetworkReleasing,
+            serde_json::json!({ "name": name }),
+        )?;
+        let (port, event) = self.store.release_port(env, name)?;
+        self.emit(event);
+        Ok(port)
+    }
+
+    /// Port leases: all, or those of one environment.
+    pub fn port_leases(&self, env: Option<&Environment>) -> Result<Vec<PortLease>> {
+        self.store.port_leases(env.map(|e| &e.id))
     }
 
     /// Finds an environment by id or name.
@@ -548,6 +586,13 @@ impl Manager {
             self.fail(&mut env, "clean up", &e);
             return Err(e);
         }
+        for name in env.ports.keys() {
+            self.record_event(
+                &env,
+                IsolationEvent::NetworkReleasing,
+                serde_json::json!({ "name": name, "port": env.ports[name] }),
+            )?;
+        }
         self.step(&mut env, S::CleanupComplete, true, None)?;
         self.emit(self.store.delete_environment(&env)?);
         Ok(())
@@ -591,11 +636,31 @@ impl Manager {
         out
     }
 
-    /// Removes what the cleanup policies say is due, and records whose root has vanished.
+    /// Removes what the cleanup policies say is due and records whose root has vanished, and
+    /// takes back the ports of environments in `error`.
     pub async fn gc(&self, options: GcOptions) -> Result<Vec<Removal>> {
         let now = Timestamp::now();
         let mut chosen = Vec::new();
+        let mut reclaimed = Vec::new();
         for env in self.store.environments()? {
+            // An environment in `error` runs nothing: its ports go back to the pool.
+            if env.status == S::Error && !env.ports.is_empty() {
+                let error = env
+                    .ports
+                    .keys()
+                    .try_for_each(|name| self.release_port(&env, name).map(|_| ()))
+                    .err()
+                    .map(|e| e.to_string());
+                reclaimed.push(Removal {
+                    name: env.name.to_string(),
+                    id: env.id.to_string(),
+                    reason: format!(
+                        "ports {:?} reclaimed from an environment in error",
+                        env.ports
+                    ),
+                    error,
+                });
+            }
             let reason = if env.status != S::Initializing && !env.root.exists() {
                 Some(format!("root {} vanished", env.root.display()))
             } else {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ptest_core::{CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel};
+use ptest_core::{CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, PortName};
 
 /// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
 ///
@@ -38,6 +38,9 @@ pub enum Command {
     /// Install, inspect and check Python packages of a virtualenv environment.
     #[command(subcommand)]
     Pkg(PkgCommand),
+    /// Lease, list and release host ports (clash-free across every ptest on this host).
+    #[command(subcommand)]
+    Port(PortCommand),
     /// Show the event log (what happened to which environment, and when).
     Events(EventsArgs),
     /// Remove what the cleanup policies say is due, and records whose root vanished.
@@ -108,6 +111,9 @@ pub struct CreateArgs {
     /// Time to live under --cleanup scheduled, e.g. 30m (default: level.<level>.ttl).
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+    /// Lease a host port under this name (PTEST_PORT_<NAME> in every command), repeatable.
+    #[arg(long = "port", value_name = "NAME")]
+    pub ports: Vec<PortName>,
     /// Default timeout of commands run in it, e.g. 10m.
     #[arg(long, value_parser = parse_duration)]
     pub exec_timeout: Option<Duration>,
@@ -210,6 +216,37 @@ pub struct PkgInstallArgs {
     /// Print what changed as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `ptest port ...`.
+#[derive(Debug, Subcommand)]
+pub enum PortCommand {
+    /// Lease a free host port to an environment under a name; prints the port.
+    Alloc {
+        /// Environment name or id.
+        env: String,
+        /// Port name ([a-z][a-z0-9_-]{0,31}); commands see PTEST_PORT_<NAME>.
+        name: PortName,
+        /// Print the lease as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List port leases.
+    #[command(alias = "ls")]
+    List {
+        /// Only this environment's.
+        env: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a port back.
+    Release {
+        /// Environment name or id.
+        env: String,
+        /// Port name.
+        name: PortName,
+    },
 }
 
 /// Where packages come from.

@@ -38,6 +38,10 @@ fn exit_code(failure: &Failure) -> u8 {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // Messages keep their lines whole, so they can be searched and copied.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -100,6 +104,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let manager = open_manager(loaded.config)?;
     match cli.command {
         Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
+        Command::Port(cmd) => cmd::port::run(&manager, cmd),
         Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,
         Command::Events(args) => cmd::events::run(&manager, args).await,
         Command::Gc(args) => cmd::gc::run(&manager, args).await,

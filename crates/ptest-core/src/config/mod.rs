@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration;
 use crate::model::{CleanupPolicy, IsolationLevel};
+use crate::ports::PortRange;
 
 pub use layers::{
     ConfigError, ConfigSources, Entry, FileError, LoadedConfig, Origin, validate_file,
@@ -25,6 +26,16 @@ pub struct Config {
     pub default_level: IsolationLevel,
     /// Defaults for environments of each level.
     pub level: PerLevel,
+    /// Port allocation.
+    pub ports: PortsConfig,
+}
+
+/// `[ports]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsConfig {
+    /// The host ports ptest hands out (`"20000-29999"`).
+    pub range: PortRange,
 }
 
 impl Default for Config {
@@ -33,6 +44,7 @@ impl Default for Config {
             max_environments: 100,
             default_level: IsolationLevel::Basic,
             level: PerLevel::default(),
+            ports: PortsConfig::default(),
         }
     }
 }

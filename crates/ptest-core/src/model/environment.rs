@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{CleanupPolicy, EnvironmentStatus, IsolationLevel, SecurityLevel};
 use crate::duration;
 use crate::name::{EnvId, EnvName};
+use crate::ports::PortName;
 use crate::size::ByteSize;
 
 /// Free-form `key=value` labels, sorted by key.
@@ -45,6 +46,9 @@ pub struct EnvironmentSpec {
     /// Security level; the strongest the host supports up to `medium` when absent.
     #[serde(default)]
     pub security: Option<SecurityLevel>,
+    /// Named host ports to lease at creation (`PTEST_PORT_<NAME>` in every command).
+    #[serde(default)]
+    pub ports: Vec<PortName>,
     /// Settings of the `virtualenv` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualenv: Option<VirtualenvSpec>,
@@ -141,6 +145,7 @@ impl EnvironmentSpec {
             limits: Limits::default(),
             network: None,
             security: None,
+            ports: Vec::new(),
             virtualenv: None,
             docker: None,
         }
@@ -179,6 +184,9 @@ pub struct Environment {
     /// Facts the engine recorded about what it built (interpreter, spec hash, container).
     #[serde(default)]
     pub details: serde_json::Map<String, serde_json::Value>,
+    /// Host ports it holds, by name.
+    #[serde(default)]
+    pub ports: BTreeMap<PortName, u16>,
 }
 
 impl Environment {
@@ -211,6 +219,13 @@ impl Environment {
             ("HOME".into(), self.home().display().to_string()),
             ("TMPDIR".into(), self.tmp().display().to_string()),
         ]
+        .into_iter()
+        .chain(
+            self.ports
+                .iter()
+                .map(|(name, port)| (name.env_var(), port.to_string())),
+        )
+        .collect()
     }
 }
 

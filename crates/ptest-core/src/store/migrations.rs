@@ -47,4 +47,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "#,
     // 2: facts an engine keeps about what it built (interpreter, spec hash, container id).
     "ALTER TABLE environments ADD COLUMN details TEXT NOT NULL DEFAULT '{}';",
+    // 3: port leases; the primary key keeps a port from being held twice.
+    r#"
+    CREATE TABLE port_leases (
+        port      INTEGER PRIMARY KEY,
+        env_id    TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+        name      TEXT NOT NULL,
+        leased_at TEXT NOT NULL,
+        UNIQUE (env_id, name)
+    );
+    "#,
 ];

@@ -20,6 +20,7 @@ use crate::model::{
     ProcessStatus,
 };
 use crate::name::{EnvId, EnvName};
+use crate::ports::{PortLease, PortName, PortRange};
 
 /// What an event is about: the environment it belongs to and the details to log.
 pub(crate) struct EventRecord<'a> {
@@ -62,8 +63,9 @@ pub struct Store {
     path: PathBuf,
 }
 
-const ENV_COLUMNS: &str =
-    "id, name, level, status, root, spec, created_at, updated_at, expires_at, error, details";
+const ENV_COLUMNS: &str = "id, name, level, status, root, spec, created_at, updated_at, \
+     expires_at, error, details, \
+     (SELECT json_group_object(name, port) FROM port_leases WHERE env_id = environments.id)";
 const PROCESS_COLUMNS: &str =
     "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
 
@@ -239,6 +241,16 @@ impl Store {
     /// `environment_cleanup_complete`.
     pub(crate) fn delete_environment(&self, env: &Environment) -> Result<Event> {
         self.write(|tx| {
+            for (name, port) in leases_of(tx, &env.id)? {
+                insert_event(
+                    tx,
+                    &EventRecord {
+                        event: IsolationEvent::NetworkReleased,
+                        details: serde_json::json!({ "port": port, "name": name }),
+                        env: Some((&env.id, &env.name)),
+                    },
+                )?;
+            }
             tx.execute("DELETE FROM environments WHERE id = ?1", [env.id.as_str()])
                 .ctx("deleting the environment")?;
             insert_event(
@@ -477,6 +489,155 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Leases a port in `range` to `env` under `name`: the first port from a random start that
+    /// no lease holds and that `bind` proves free, all under the write lock. Logs
+    /// `network_allocated`.
+    pub(crate) fn lease_port(
+        &self,
+        env: &Environment,
+        name: &PortName,
+        range: PortRange,
+        bind: impl Fn(u16) -> bool,
+    ) -> Result<(u16, Event)> {
+        self.write(|tx| {
+            let held: std::collections::HashSet<u16> = {
+                let mut stmt = tx
+                    .prepare("SELECT port FROM port_leases")
+                    .ctx("reading port leases")?;
+                stmt.query_map([], |r| r.get(0))
+                    .ctx("reading port leases")?
+                    .collect::<rusqlite::Result<_>>()
+                    .ctx("reading port leases")?
+            };
+            if let Some(port) = leases_of(tx, &env.id)?
+                .into_iter()
+                .find_map(|(n, p)| (n == name.as_str()).then_some(p))
+            {
+                return Err(Error::PortTaken {
+                    env: env.name.to_string(),
+                    name: name.to_string(),
+                    port,
+                });
+            }
+            // Start at a random offset so concurrent allocators rarely try the same ports.
+            let mut offset = [0u8; 4];
+            getrandom::fill(&mut offset).expect("the kernel's random source is available");
+            let len = range.len();
+            let start = u32::from_le_bytes(offset) % len;
+            let mut busy = 0u32;
+            for i in 0..len {
+                let port = (u32::from(range.start) + (start + i) % len) as u16;
+                if held.contains(&port) {
+                    continue;
+                }
+                if !bind(port) {
+                    busy += 1;
+                    continue;
+                }
+                tx.execute(
+                    "INSERT INTO port_leases (port, env_id, name, leased_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![port, env.id.as_str(), name.as_str(), Timestamp::now().to_string()],
+                )
+                .ctx("leasing a port")?;
+                let event = insert_event(
+                    tx,
+                    &EventRecord {
+                        event: IsolationEvent::NetworkAllocated,
+                        details: serde_json::json!({ "port": port, "name": name }),
+                        env: Some((&env.id, &env.name)),
+                    },
+                )?;
+                return Ok((port, event));
+            }
+            let leased = held.iter().filter(|p| range.contains(**p)).count();
+            Err(Error::PortsExhausted {
+                range: range.to_string(),
+                leased,
+                busy,
+            })
+        })
+    }
+
+    /// Releases `env`'s port `name`, logging `network_released`.
+    pub(crate) fn release_port(&self, env: &Environment, name: &PortName) -> Result<(u16, Event)> {
+        self.write(|tx| {
+            let port: Option<u16> = tx
+                .query_row(
+                    "DELETE FROM port_leases WHERE env_id = ?1 AND name = ?2 RETURNING port",
+                    params![env.id.as_str(), name.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx("releasing a port")?;
+            let port = port.ok_or_else(|| {
+                Error::NotFound(format!("{name} (port of environment {})", env.name))
+            })?;
+            let event = insert_event(
+                tx,
+                &EventRecord {
+                    event: IsolationEvent::NetworkReleased,
+                    details: serde_json::json!({ "port": port, "name": name }),
+                    env: Some((&env.id, &env.name)),
+                },
+            )?;
+            Ok((port, event))
+        })
+    }
+
+    /// Every lease, or those of one environment, by port.
+    pub fn port_leases(&self, env: Option<&EnvId>) -> Result<Vec<PortLease>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.name, l.env_id, l.name, l.port, l.leased_at FROM port_leases l \
+                 JOIN environments e ON e.id = l.env_id \
+                 WHERE ?1 IS NULL OR l.env_id = ?1 ORDER BY l.port",
+            )
+            .ctx("listing port leases")?;
+        stmt.query_map([env.map(EnvId::as_str)], |r| {
+            Ok(PortLease {
+                env: r.get(0)?,
+                env_id: r.get(1)?,
+                name: parsed(
+                    2,
+                    r.get::<_, String>(2)?
+                        .parse::<PortName>()
+                        .map_err(StringError),
+                )?,
+                port: r.get(3)?,
+                leased_at: timestamp(r, 4)?,
+            })
+        })
+        .ctx("listing port leases")?
+        .collect::<rusqlite::Result<_>>()
+        .ctx("listing port leases")
+    }
+}
+
+/// A message as an error type, for conversion failures of stored text.
+#[derive(Debug)]
+struct StringError(String);
+
+impl std::fmt::Display for StringError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StringError {}
+
+/// (name, port) of each lease `env` holds.
+fn leases_of(tx: &rusqlite::Transaction<'_>, env: &EnvId) -> Result<Vec<(String, u16)>> {
+    let mut stmt = tx
+        .prepare("SELECT name, port FROM port_leases WHERE env_id = ?1 ORDER BY name")
+        .ctx("reading port leases")?;
+    stmt.query_map([env.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx("reading port leases")?
+        .collect::<rusqlite::Result<_>>()
+        .ctx("reading port leases")
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Exclusive)
@@ -561,6 +722,7 @@ fn env_from_row(row: &Row<'_>) -> rusqlite::Result<Environment> {
             .transpose()?,
         error: row.get(9)?,
         details: parsed(10, serde_json::from_str(&row.get::<_, String>(10)?))?,
+        ports: parsed(11, serde_json::from_str(&row.get::<_, String>(11)?))?,
     })
 }
 
@@ -591,4 +753,49 @@ fn process_from_row(row: &Row<'_>) -> rusqlite::Result<ProcessInfo> {
         exit_code: row.get(8)?,
         signal: row.get(9)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_database_is_migrated_and_keeps_its_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.db");
+        {
+            // A database as the first release left it.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(migrations::MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let spec = json(&EnvironmentSpec::new(crate::IsolationLevel::Basic));
+            conn.execute(
+                "INSERT INTO environments (id, name, level, status, root, spec, created_at, \
+                 updated_at, session) VALUES ('0123456789ab', 'old', 'basic', 'active', '/x', \
+                 ?1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 's')",
+                [spec],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap() as usize,
+            migrations::MIGRATIONS.len()
+        );
+        let env = store.find("old").unwrap().unwrap();
+        assert_eq!(env.status, crate::EnvironmentStatus::Active);
+        assert!(env.details.is_empty() && env.ports.is_empty());
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer than this ptest knows"), "{err}");
+    }
 }

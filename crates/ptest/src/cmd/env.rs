@@ -65,6 +65,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         cleanup: args.cleanup.unwrap_or(defaults.cleanup),
         ttl: args.ttl,
         exec_timeout: args.exec_timeout,
+        ports: args.ports,
         virtualenv,
         ..EnvironmentSpec::new(level)
     };
@@ -132,6 +133,9 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(t) = env.spec.exec_timeout {
         rows.push(("exec timeout", humantime::format_duration(t).to_string()));
+    }
+    for (name, port) in &env.ports {
+        rows.push(("port", format!("{name} = {port} ({})", name.env_var())));
     }
     for (k, v) in &env.spec.labels {
         rows.push(("label", format!("{k}={v}")));

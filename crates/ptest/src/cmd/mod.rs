@@ -6,3 +6,4 @@ pub mod env;
 pub mod events;
 pub mod gc;
 pub mod pkg;
+pub mod port;

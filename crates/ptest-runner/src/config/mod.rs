@@ -1,0 +1,283 @@
+//! The `ptest.toml` model, one file per config element as nextest does: [`EnvTemplate`]
+//! (`[env.NAME]`), [`Suite`] (`[[suite]]`), [`Command`]. `[defaults]` is ptest-core's
+//! configuration and is accepted and ignored here. [`Project::load`] checks everything that
+//! can be checked without running (unknown keys, durations, names, references, dependency
+//! cycles, features not available yet) and points at file, line and column.
+
+mod command;
+mod suite;
+mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use ptest_core::CleanupPolicy;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use command::Command;
+pub use suite::{MAX_SUITE_NAME, Suite, SuiteConfig};
+pub use template::{EnvTemplate, EnvTemplateConfig, ProjectMode};
+
+use crate::error::{ProjectError, ProjectFileError};
+
+/// The name of the project file.
+pub const PROJECT_FILE: &str = "ptest.toml";
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectFile {
+    /// ptest-core's configuration layer; checked by `ptest config`, ignored here.
+    #[serde(default, rename = "defaults")]
+    _defaults: Option<toml::Value>,
+    #[serde(default)]
+    env: BTreeMap<Spanned<String>, EnvTemplateConfig>,
+    #[serde(default)]
+    suite: Vec<SuiteConfig>,
+}
+
+/// A loaded and checked `ptest.toml`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Project {
+    /// The project directory (where `ptest.toml` lives), absolute.
+    pub dir: PathBuf,
+    /// The `ptest.toml` file.
+    pub file: PathBuf,
+    /// Environment templates by name, including `basic` for suites that name none.
+    pub templates: BTreeMap<String, EnvTemplate>,
+    /// Suites in file order.
+    pub suites: Vec<Suite>,
+}
+
+impl Project {
+    /// Finds `ptest.toml` in `start` or the nearest parent that has one, and loads it.
+    pub fn discover(start: &Path) -> Result<Self, ProjectError> {
+        let start = std::path::absolute(start).unwrap_or_else(|_| start.to_owned());
+        match start.ancestors().map(|d| d.join(PROJECT_FILE)).find(|f| f.is_file()) {
+            Some(file) => Self::load(&file),
+            None => Err(ProjectError::NotFound { start }),
+        }
+    }
+
+    /// Loads `path`: a `ptest.toml` file, or a directory holding one.
+    pub fn load(path: &Path) -> Result<Self, ProjectError> {
+        let file = if path.is_dir() {
+            path.join(PROJECT_FILE)
+        } else {
+            path.to_owned()
+        };
+        let file = std::path::absolute(&file).map_err(|source| ProjectError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| ProjectError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let dir = file
+            .parent()
+            .expect("an absolute file path has a parent")
+            .to_owned();
+        Self::parse(&file, &dir, &text)
+    }
+
+    /// Parses and checks `text`, the contents of `file` in project directory `dir`.
+    pub fn parse(file: &Path, dir: &Path, text: &str) -> Result<Self, ProjectError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String, help: Option<&str>| {
+            ProjectFileError::new(file, text, span, message, help.map(str::to_owned))
+        };
+        let parsed: ProjectFile = toml::from_str(text).map_err(|e| {
+            let help = e.message().contains("unknown field").then_some(
+                "remove the key or fix its spelling; see examples/project/ptest.toml for every key",
+            );
+            err(e.span(), e.message().trim().to_owned(), help)
+        })?;
+
+        let mut templates = BTreeMap::new();
+        templates.insert("basic".to_owned(), EnvTemplate::default_basic());
+        for (name, config) in parsed.env {
+            if let Some(mode) = &config.project
+                && *mode.get_ref() == ProjectMode::Overlay
+            {
+                return Err(err(
+                    Some(mode.span()),
+                    "project = \"overlay\" is not available yet: it needs the sandbox's \
+                     overlay mounts, which this build does not have"
+                        .into(),
+                    Some("use project = \"copy\" (a private copy per suite) or \"bind\""),
+                ));
+            }
+            if let Some(policy) = &config.cleanup
+                && *policy.get_ref() == CleanupPolicy::Immediate
+            {
+                return Err(err(
+                    Some(policy.span()),
+                    "cleanup = \"immediate\" would remove the environment after its first \
+                     command"
+                        .into(),
+                    Some("leave cleanup out: the runner removes environments when a suite ends"),
+                ));
+            }
+            let template = EnvTemplate::from_config(name.get_ref(), config, dir);
+            templates.insert(name.into_inner(), template);
+        }
+
+        let mut suites: Vec<Suite> = Vec::new();
+        let mut spans = BTreeMap::new();
+        for config in &parsed.suite {
+            let name = config.name.get_ref();
+            if let Some(problem) = suite::check_name(name) {
+                return Err(err(Some(config.name.span()), problem, None));
+            }
+            if spans.insert(name.clone(), config.name.span()).is_some() {
+                return Err(err(
+                    Some(config.name.span()),
+                    format!("a suite named {name:?} is already defined"),
+                    Some("suite names must be unique"),
+                ));
+            }
+            if let Some(services) = &config.services {
+                return Err(err(
+                    Some(services.span()),
+                    "services are not available yet: they need ptest's process supervisor, \
+                     which this build does not have"
+                        .into(),
+                    Some("start the service from `setup` or inside `run` for now"),
+                ));
+            }
+            if config.run.get_ref().is_empty() {
+                return Err(err(
+                    Some(config.run.span()),
+                    format!("suite {name:?} has an empty `run` command"),
+                    None,
+                ));
+            }
+            let env = match &config.env {
+                Some(env) if !templates.contains_key(env.get_ref()) => {
+                    let known: Vec<&str> = templates.keys().map(String::as_str).collect();
+                    return Err(err(
+                        Some(env.span()),
+                        format!("unknown environment template {:?}", env.get_ref()),
+                        Some(&format!(
+                            "define it as [env.{}], or use one of: {}",
+                            env.get_ref(),
+                            known.join(", ")
+                        )),
+                    ));
+                }
+                Some(env) => env.get_ref().clone(),
+                None => "basic".to_owned(),
+            };
+            suites.push(Suite {
+                name: name.clone(),
+                env,
+                run: config.run.get_ref().clone(),
+                setup: config.setup.clone(),
+                teardown: config.teardown.clone(),
+                timeout: config.timeout,
+                retries: config.retries,
+                tags: config.tags.clone(),
+                shards: config.parallel.map_or(1, |n| n.get()),
+                junit: config.junit.clone(),
+                depends_on: config.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                env_vars: config.env_vars.clone(),
+            });
+        }
+        for config in &parsed.suite {
+            for dep in &config.depends_on {
+                if !spans.contains_key(dep.get_ref()) {
+                    return Err(err(
+                        Some(dep.span()),
+                        format!(
+                            "suite {:?} depends on {:?}, which is not a suite",
+                            config.name.get_ref(),
+                            dep.get_ref()
+                        ),
+                        None,
+                    ));
+                }
+                if dep.get_ref() == config.name.get_ref() {
+                    return Err(err(
+                        Some(dep.span()),
+                        format!("suite {:?} depends on itself", dep.get_ref()),
+                        None,
+                    ));
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&suites) {
+            let first = &cycle[0];
+            let span = parsed
+                .suite
+                .iter()
+                .find(|s| s.name.get_ref() == first)
+                .and_then(|s| s.depends_on.iter().find(|d| *d.get_ref() == cycle[1]))
+                .map(Spanned::span);
+            return Err(err(
+                span,
+                format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+                Some("remove one of these dependencies"),
+            ));
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            file: file.to_owned(),
+            templates,
+            suites,
+        })
+    }
+
+    /// The suite named `name`.
+    pub fn suite(&self, name: &str) -> Option<&Suite> {
+        self.suites.iter().find(|s| s.name == name)
+    }
+
+    /// The template a suite runs in.
+    pub fn template(&self, suite: &Suite) -> &EnvTemplate {
+        self.templates
+            .get(&suite.env)
+            .expect("load checked every suite's template")
+    }
+}
+
+/// A dependency cycle (`a -> b -> a`), if there is one.
+fn find_cycle(suites: &[Suite]) -> Option<Vec<String>> {
+    let deps: BTreeMap<&str, &[String]> = suites
+        .iter()
+        .map(|s| (s.name.as_str(), s.depends_on.as_slice()))
+        .collect();
+    let mut done = BTreeSet::new();
+    for start in deps.keys() {
+        let mut path: Vec<&str> = Vec::new();
+        if let Some(cycle) = visit(start, &deps, &mut path, &mut done) {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+fn visit<'a>(
+    node: &'a str,
+    deps: &BTreeMap<&'a str, &'a [String]>,
+    path: &mut Vec<&'a str>,
+    done: &mut BTreeSet<&'a str>,
+) -> Option<Vec<String>> {
+    if let Some(at) = path.iter().position(|n| *n == node) {
+        let mut cycle: Vec<String> = path[at..].iter().map(|s| (*s).to_owned()).collect();
+        cycle.push(node.to_owned());
+        return Some(cycle);
+    }
+    if done.contains(node) {
+        return None;
+    }
+    path.push(node);
+    for dep in deps.get(node).copied().unwrap_or_default() {
+        if let Some(cycle) = visit(dep, deps, path, done) {
+            return Some(cycle);
+        }
+    }
+    path.pop();
+    done.insert(node);
+    None
+}

@@ -1,0 +1,126 @@
+//! `[[suite]]`: one test suite, the command that runs it and how.
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::Command;
+
+/// A `[[suite]]` table as written in `ptest.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    /// Unique name: `[a-z0-9][a-z0-9_.-]*`, at most 40 characters (it is part of the
+    /// environment's name).
+    pub name: Spanned<String>,
+    /// The `[env.NAME]` template; a `basic` environment with a project copy when absent.
+    #[serde(default)]
+    pub env: Option<Spanned<String>>,
+    /// The test command.
+    pub run: Spanned<Command>,
+    /// Runs before `run`, in the same environment and directory.
+    #[serde(default)]
+    pub setup: Option<Command>,
+    /// Runs after `run`, whatever its outcome.
+    #[serde(default)]
+    pub teardown: Option<Command>,
+    /// Kills each command (and its whole process tree) after this long.
+    #[serde(default, with = "ptest_core::duration::option")]
+    pub timeout: Option<Duration>,
+    /// How many times a failing suite is run again; passing on a retry makes it `flaky`.
+    #[serde(default)]
+    pub retries: u32,
+    /// Tags for `--tag` and `--exclude-tag`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Number of shards: that many environments, each run with `PTEST_SHARD`=0..N-1 and
+    /// `PTEST_SHARDS`=N.
+    #[serde(default)]
+    pub parallel: Option<NonZeroU32>,
+    /// A JUnit XML file the command writes, relative to its working directory.
+    #[serde(default)]
+    pub junit: Option<PathBuf>,
+    /// Suites that must pass before this one starts.
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    /// Extra variables for every command of the suite.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Background services. Parsed so the error can point at it; not available yet.
+    #[serde(default)]
+    pub services: Option<Spanned<toml::Value>>,
+}
+
+/// A checked suite.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suite {
+    /// Unique name.
+    pub name: String,
+    /// Name of its environment template.
+    pub env: String,
+    /// The test command.
+    pub run: Command,
+    /// Runs before `run`.
+    pub setup: Option<Command>,
+    /// Runs after `run`.
+    pub teardown: Option<Command>,
+    /// Timeout of each command.
+    #[serde(with = "ptest_core::duration::option")]
+    pub timeout: Option<Duration>,
+    /// Retries after a failure.
+    pub retries: u32,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Number of shards (1 when not sharded).
+    pub shards: u32,
+    /// JUnit XML file written by `run`, relative to its working directory.
+    pub junit: Option<PathBuf>,
+    /// Suites that must pass first.
+    pub depends_on: Vec<String>,
+    /// Extra variables.
+    pub env_vars: BTreeMap<String, String>,
+}
+
+/// Longest suite name: `run-<12 hex>-<name>-<shard>` must fit the 63 characters of an
+/// environment name.
+pub const MAX_SUITE_NAME: usize = 40;
+
+/// Why `name` cannot name a suite, if it cannot.
+pub(crate) fn check_name(name: &str) -> Option<String> {
+    let mut bytes = name.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    let rest_ok = bytes.all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
+    });
+    if !first_ok || !rest_ok {
+        Some(format!(
+            "suite name {name:?} must match [a-z0-9][a-z0-9_.-]* (it becomes part of an \
+             environment name)"
+        ))
+    } else if name.len() > MAX_SUITE_NAME {
+        Some(format!(
+            "suite name {name:?} is longer than {MAX_SUITE_NAME} characters"
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_environment_name_rule() {
+        assert!(check_name("unit-1.x_y").is_none());
+        assert!(check_name("Unit").is_some());
+        assert!(check_name("").is_some());
+        assert!(check_name(&"a".repeat(41)).is_some());
+    }
+}

@@ -1,0 +1,233 @@
+//! `[env.NAME]`: the environment template a suite runs in.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ptest_core::{
+    CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits, NetworkMode,
+    SecurityLevel, VirtualenvSpec,
+};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// How a suite sees the project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ProjectMode {
+    /// A private copy of the project tree in the environment's `workspace/` (the default):
+    /// suites never see each other's writes and the project is left as it was.
+    #[default]
+    Copy,
+    /// The real project directory: writes go to the user's tree.
+    Bind,
+    /// A copy-on-write overlay of the project. Parsed, refused until the sandbox exists.
+    Overlay,
+}
+
+/// An `[env.NAME]` table as written in `ptest.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvTemplateConfig {
+    /// Isolation level; `virtualenv` when any Python key is set, else `basic`.
+    #[serde(default)]
+    pub level: Option<IsolationLevel>,
+    /// Interpreter of a virtualenv (`3.11`, a path or a command).
+    #[serde(default)]
+    pub python: Option<String>,
+    /// Requirements to install (`requests==2.31`, `.`, `-e ./sub`).
+    #[serde(default)]
+    pub packages: Vec<String>,
+    /// Requirements files, relative to the project directory.
+    #[serde(default)]
+    pub requirements: Vec<PathBuf>,
+    /// Constraints files, relative to the project directory.
+    #[serde(default)]
+    pub constraints: Vec<PathBuf>,
+    /// Directories of wheels (relative to the project directory) or URLs.
+    #[serde(default)]
+    pub find_links: Vec<String>,
+    /// Install from `find_links` only.
+    #[serde(default)]
+    pub no_index: bool,
+    /// Resource limits, passed to the engine (which refuses what it cannot apply).
+    #[serde(default)]
+    pub limits: Limits,
+    /// Network mode, passed to the engine.
+    #[serde(default)]
+    pub network: Option<NetworkMode>,
+    /// Security level, passed to the engine.
+    #[serde(default)]
+    pub security: Option<SecurityLevel>,
+    /// Cleanup policy a kept environment carries afterwards (`on_request` by default,
+    /// `scheduled` with `ttl` for `ptest gc`; `never` keeps it; `immediate` is refused).
+    #[serde(default)]
+    pub cleanup: Option<Spanned<CleanupPolicy>>,
+    /// Time to live of a kept environment under the `scheduled` policy.
+    #[serde(default, with = "ptest_core::duration::option")]
+    pub ttl: Option<Duration>,
+    /// Keep the environments after the run instead of removing them.
+    #[serde(default)]
+    pub keep: bool,
+    /// How suites see the project: `copy` (default), `bind` (or `overlay`, refused for now).
+    #[serde(default)]
+    pub project: Option<Spanned<ProjectMode>>,
+}
+
+/// A checked environment template, its relative paths resolved against the project directory.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvTemplate {
+    /// The template's name (`[env.NAME]`), or `basic` for suites that name none.
+    pub name: String,
+    /// Isolation level.
+    pub level: IsolationLevel,
+    /// Python settings of a `virtualenv` environment.
+    pub virtualenv: Option<VirtualenvSpec>,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Network mode.
+    pub network: Option<NetworkMode>,
+    /// Security level.
+    pub security: Option<SecurityLevel>,
+    /// Policy kept environments carry.
+    pub cleanup: CleanupPolicy,
+    /// Time to live under `scheduled`.
+    #[serde(with = "ptest_core::duration::option")]
+    pub ttl: Option<Duration>,
+    /// Whether environments are kept after the run.
+    pub keep: bool,
+    /// How suites see the project.
+    pub project: ProjectMode,
+}
+
+impl EnvTemplate {
+    /// The template of suites that name no `env`: a `basic` environment with a project copy.
+    pub fn default_basic() -> Self {
+        Self {
+            name: "basic".into(),
+            level: IsolationLevel::Basic,
+            virtualenv: None,
+            limits: Limits::default(),
+            network: None,
+            security: None,
+            cleanup: CleanupPolicy::OnRequest,
+            ttl: None,
+            keep: false,
+            project: ProjectMode::Copy,
+        }
+    }
+
+    /// Builds the template from its table; `dir` is the project directory. The checks that
+    /// need spans (project mode, cleanup) are done by the caller before this.
+    pub(crate) fn from_config(name: &str, c: EnvTemplateConfig, dir: &Path) -> Self {
+        let python_keys = c.python.is_some()
+            || !c.packages.is_empty()
+            || !c.requirements.is_empty()
+            || !c.constraints.is_empty()
+            || !c.find_links.is_empty()
+            || c.no_index;
+        let level = c.level.unwrap_or(if python_keys {
+            IsolationLevel::Virtualenv
+        } else {
+            IsolationLevel::Basic
+        });
+        let virtualenv = (python_keys || level == IsolationLevel::Virtualenv).then(|| {
+            VirtualenvSpec {
+                python: c.python,
+                packages: c.packages.iter().map(|p| resolve_requirement(p, dir)).collect(),
+                requirements: c.requirements.iter().map(|p| dir.join(p)).collect(),
+                constraints: c.constraints.iter().map(|p| dir.join(p)).collect(),
+                find_links: c
+                    .find_links
+                    .iter()
+                    .map(|l| {
+                        if l.contains("://") {
+                            l.clone()
+                        } else {
+                            dir.join(l).display().to_string()
+                        }
+                    })
+                    .collect(),
+                no_index: c.no_index,
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            level,
+            virtualenv,
+            limits: c.limits,
+            network: c.network,
+            security: c.security,
+            cleanup: c
+                .cleanup
+                .map_or(CleanupPolicy::OnRequest, Spanned::into_inner),
+            ttl: c.ttl,
+            keep: c.keep,
+            project: c.project.map_or(ProjectMode::Copy, Spanned::into_inner),
+        }
+    }
+
+    /// The spec of one environment made from this template.
+    pub fn spec(&self, name: EnvName, labels: Labels) -> EnvironmentSpec {
+        let mut spec = EnvironmentSpec::new(self.level).name(name);
+        spec.labels = labels;
+        spec.cleanup = self.cleanup;
+        spec.ttl = self.ttl;
+        spec.limits = self.limits.clone();
+        spec.network = self.network;
+        spec.security = self.security;
+        spec.virtualenv = self.virtualenv.clone();
+        spec
+    }
+
+    /// Whether environments of this template outlive the run.
+    pub fn kept(&self) -> bool {
+        self.keep || self.cleanup == CleanupPolicy::Never
+    }
+}
+
+/// Makes a requirement naming a relative path (`.`, `./sub`, `-e .`, `../lib`) absolute
+/// against `dir`, since installs run elsewhere; any other requirement is returned as is.
+pub(crate) fn resolve_requirement(requirement: &str, dir: &Path) -> String {
+    let trimmed = requirement.trim();
+    let (editable, rest) = match trimmed.strip_prefix("-e") {
+        Some(rest) if rest.starts_with(char::is_whitespace) => (true, rest.trim()),
+        _ => (false, trimmed),
+    };
+    let relative = rest == "." || rest == ".." || rest.starts_with("./") || rest.starts_with("../");
+    let target = if relative {
+        let rel = rest.strip_prefix("./").unwrap_or(rest);
+        let joined = if rel == "." { dir.to_path_buf() } else { dir.join(rel) };
+        joined.display().to_string()
+    } else {
+        rest.to_owned()
+    };
+    if editable {
+        format!("-e {target}")
+    } else {
+        target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_requirements_resolve_against_the_project() {
+        let dir = Path::new("/p");
+        assert_eq!(resolve_requirement(".", dir), "/p");
+        assert_eq!(resolve_requirement("-e .", dir), "-e /p");
+        assert_eq!(resolve_requirement("./sub", dir), "/p/sub");
+        assert_eq!(resolve_requirement("requests==2.31", dir), "requests==2.31");
+        assert_eq!(resolve_requirement("-e /abs", dir), "-e /abs");
+    }
+
+    #[test]
+    fn python_keys_imply_virtualenv() {
+        let c: EnvTemplateConfig = toml::from_str("packages = ['a']").expect("parses");
+        let t = EnvTemplate::from_config("py", c, Path::new("/p"));
+        assert_eq!(t.level, IsolationLevel::Virtualenv);
+        assert_eq!(t.virtualenv.expect("venv").packages, ["a"]);
+    }
+}

@@ -1,0 +1,384 @@
+//! What a run produced: a [`RunReport`] with one [`SuiteReport`] per suite shard, written as
+//! JSON (serde), as JUnit XML (see [`crate::junit`]) or as a human summary.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// How a suite shard ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SuiteStatus {
+    /// Its commands succeeded (and no ingested test case failed) on the first attempt.
+    Passed,
+    /// It failed on every attempt.
+    Failed,
+    /// It failed, then passed on a retry. Counts as passed.
+    Flaky,
+    /// It did not run: a dependency failed, fail-fast stopped the run, or the run ended first.
+    Skipped,
+    /// A command ran past the suite's timeout (its process tree was killed), or the run's
+    /// timeout ended it.
+    TimedOut,
+    /// ptest could not run it: the environment could not be created, the project not copied.
+    Error,
+    /// The run was cancelled while it ran.
+    Cancelled,
+}
+
+impl SuiteStatus {
+    /// Whether the suite counts as passed (`passed` or `flaky`).
+    pub fn is_success(self) -> bool {
+        matches!(self, SuiteStatus::Passed | SuiteStatus::Flaky)
+    }
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuiteStatus::Passed => "passed",
+            SuiteStatus::Failed => "failed",
+            SuiteStatus::Flaky => "flaky",
+            SuiteStatus::Skipped => "skipped",
+            SuiteStatus::TimedOut => "timed_out",
+            SuiteStatus::Error => "error",
+            SuiteStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// A short upper-case label for live output (`PASS`, `FAIL`, `FLAKY`, ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            SuiteStatus::Passed => "PASS",
+            SuiteStatus::Failed => "FAIL",
+            SuiteStatus::Flaky => "FLAKY",
+            SuiteStatus::Skipped => "SKIP",
+            SuiteStatus::TimedOut => "TIMEOUT",
+            SuiteStatus::Error => "ERROR",
+            SuiteStatus::Cancelled => "CANCEL",
+        }
+    }
+}
+
+impl std::fmt::Display for SuiteStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// Who could fix a suite's `error`, as ptest-core's [`ptest_core::ErrorKind`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The user's input (a template the engine cannot apply, a package that does not exist).
+    Usage,
+    /// An environment in the wrong state or a limit reached.
+    State,
+    /// ptest or the host failed.
+    Internal,
+}
+
+impl From<ptest_core::ErrorKind> for ErrorClass {
+    fn from(kind: ptest_core::ErrorKind) -> Self {
+        match kind {
+            ptest_core::ErrorKind::Usage => ErrorClass::Usage,
+            ptest_core::ErrorKind::State => ErrorClass::State,
+            ptest_core::ErrorKind::Internal => ErrorClass::Internal,
+        }
+    }
+}
+
+impl ErrorClass {
+    /// ptest's exit code for it (2, 3 or 125).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorClass::Usage => 2,
+            ErrorClass::State => 3,
+            ErrorClass::Internal => 125,
+        }
+    }
+}
+
+/// The outcome of one test case read from a JUnit file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    /// It passed.
+    Passed,
+    /// An assertion failed (`<failure>`).
+    Failed,
+    /// It broke unexpectedly (`<error>`).
+    Error,
+    /// It did not run (`<skipped>`).
+    Skipped,
+}
+
+/// One test case from the JUnit file a suite wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TestCaseReport {
+    /// The test's name.
+    pub name: String,
+    /// Its class or module, when given.
+    pub classname: Option<String>,
+    /// Outcome.
+    pub status: CaseStatus,
+    /// How long it took, when given.
+    #[serde(with = "option_seconds")]
+    pub duration: Option<Duration>,
+    /// The failure, error or skip message, when given.
+    pub message: Option<String>,
+}
+
+/// One suite shard's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuiteReport {
+    /// The suite's name.
+    pub name: String,
+    /// The shard (0-based) when the suite is sharded.
+    pub shard: Option<u32>,
+    /// Number of shards (1 when not sharded).
+    pub shards: u32,
+    /// The environment template.
+    pub env: String,
+    /// The environment's name, when one was created.
+    pub env_name: Option<String>,
+    /// Whether the environment was kept after the run.
+    pub env_kept: bool,
+    /// How it ended.
+    pub status: SuiteStatus,
+    /// Why it was skipped or errored, what failed, or what went wrong reading its JUnit file.
+    pub reason: Option<String>,
+    /// Who could fix an `error`.
+    pub error_class: Option<ErrorClass>,
+    /// Attempts made (0 when it never ran).
+    pub attempts: u32,
+    /// Exit code of the last command that ran (128+N for signal N, 124 on timeout).
+    pub exit_code: Option<i32>,
+    /// From the first attempt's start to the last one's end (environment set-up not counted).
+    #[serde(with = "seconds")]
+    pub duration: Duration,
+    /// The end of the last attempt's standard output.
+    pub stdout_tail: String,
+    /// The end of the last attempt's standard error.
+    pub stderr_tail: String,
+    /// Test cases from the suite's JUnit file, when it has one.
+    pub test_cases: Vec<TestCaseReport>,
+}
+
+impl SuiteReport {
+    /// `name` or `name[shard]`.
+    pub fn display_name(&self) -> String {
+        match self.shard {
+            Some(shard) => format!("{}[{shard}]", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// A nextest-style live line: `   PASS [   0.412s] unit (3 tests)`.
+    pub fn line(&self) -> String {
+        let mut line = format!(
+            "{:>8} [{:>8.3}s] {}",
+            self.status.label(),
+            self.duration.as_secs_f64(),
+            self.display_name()
+        );
+        if self.attempts > 1 {
+            let _ = write!(line, " (attempt {})", self.attempts);
+        }
+        if !self.test_cases.is_empty() {
+            let failed = self
+                .test_cases
+                .iter()
+                .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
+                .count();
+            let _ = write!(line, " ({} tests, {failed} failed)", self.test_cases.len());
+        }
+        if let Some(reason) = &self.reason
+            && !self.status.is_success()
+        {
+            let _ = write!(line, ": {reason}");
+        }
+        line
+    }
+}
+
+/// Everything a run did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The run's id (also the `ptest.run` label of its environments).
+    pub run_id: String,
+    /// The project file.
+    pub project: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// How long it took.
+    #[serde(with = "seconds")]
+    pub duration: Duration,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+    /// Whether the run's own timeout ended it.
+    pub timed_out: bool,
+    /// One entry per suite shard, in plan order.
+    pub suites: Vec<SuiteReport>,
+}
+
+impl RunReport {
+    /// The number of suite shards with `status`.
+    pub fn count(&self, status: SuiteStatus) -> usize {
+        self.suites.iter().filter(|s| s.status == status).count()
+    }
+
+    /// Whether every suite passed (flaky counts as passed) and the run was not cut short.
+    pub fn success(&self) -> bool {
+        !self.cancelled && !self.timed_out && self.suites.iter().all(|s| s.status.is_success())
+    }
+
+    /// The exit code of `ptest run`: 0 when everything passed (flaky included); 130 when
+    /// cancelled; when a suite could not run because of an `error`, ptest's code for its
+    /// kind (2 usage, 3 state, 125 internal); otherwise 1 (something failed, timed out or
+    /// was skipped because of a failure).
+    pub fn exit_code(&self) -> i32 {
+        if self.cancelled {
+            return 130;
+        }
+        if let Some(class) = self.suites.iter().filter_map(|s| s.error_class).max_by_key(|c| c.exit_code()) {
+            return class.exit_code();
+        }
+        if self.success() { 0 } else { 1 }
+    }
+
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialize")
+    }
+
+    /// A human summary: one line per suite that did not pass with its output tail, then the
+    /// totals, as nextest prints at the end of a run.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for suite in self.suites.iter().filter(|s| {
+            !s.status.is_success() && s.status != SuiteStatus::Skipped || s.status == SuiteStatus::Flaky
+        }) {
+            let _ = writeln!(out, "--- {} {} ---", suite.status.label(), suite.display_name());
+            if let Some(reason) = &suite.reason {
+                let _ = writeln!(out, "{reason}");
+            }
+            for case in suite
+                .test_cases
+                .iter()
+                .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
+            {
+                let _ = writeln!(
+                    out,
+                    "  {} {}{}",
+                    match case.status {
+                        CaseStatus::Error => "error:",
+                        _ => "failed:",
+                    },
+                    case.classname.as_deref().map(|c| format!("{c}.")).unwrap_or_default(),
+                    case.name
+                );
+            }
+            for (label, tail) in [("stdout", &suite.stdout_tail), ("stderr", &suite.stderr_tail)] {
+                if !tail.trim().is_empty() {
+                    let _ = writeln!(out, "  {label}:");
+                    for line in tail.trim_end().lines() {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                }
+            }
+        }
+        let _ = write!(
+            out,
+            "Summary [{:>8.3}s] {} suite(s) run {}: {} passed",
+            self.duration.as_secs_f64(),
+            self.suites.len() - self.count(SuiteStatus::Skipped),
+            self.run_id,
+            self.count(SuiteStatus::Passed) + self.count(SuiteStatus::Flaky),
+        );
+        for status in [
+            SuiteStatus::Flaky,
+            SuiteStatus::Failed,
+            SuiteStatus::TimedOut,
+            SuiteStatus::Error,
+            SuiteStatus::Cancelled,
+            SuiteStatus::Skipped,
+        ] {
+            let n = self.count(status);
+            if n > 0 {
+                let _ = write!(out, ", {n} {status}");
+            }
+        }
+        if self.cancelled {
+            out.push_str(" (cancelled)");
+        }
+        if self.timed_out {
+            out.push_str(" (run timeout)");
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// The last `lines` lines of `text`, at most `bytes` bytes (cut at a character boundary).
+pub(crate) fn tail(text: &str, lines: usize, bytes: usize) -> String {
+    let start = text
+        .char_indices()
+        .rev()
+        .filter(|(_, c)| *c == '\n')
+        .nth(lines)
+        .map_or(0, |(i, _)| i + 1);
+    let mut start = start.max(text.len().saturating_sub(bytes));
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_owned()
+}
+
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+mod option_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\n", 2, 100), "b\nc\n");
+        assert_eq!(tail("a\nb\nc", 5, 100), "a\nb\nc");
+        assert_eq!(tail("abcdef", 5, 3), "def");
+        assert_eq!(tail("ééé", 5, 3), "é");
+    }
+}

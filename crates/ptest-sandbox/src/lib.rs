@@ -1,0 +1,55 @@
+//! Linux sandboxing primitives: cgroups (v1 and v2), resource limits, and *pods* — a
+//! long-lived holder process owning PID, mount, IPC, UTS and network namespaces, which commands
+//! enter with one fork/exec. The crate knows nothing of test environments; it is the kernel
+//! layer below them.
+//!
+//! Main types:
+//! - [`Cgroup`] creates, limits, measures, kills and removes one control group, whichever
+//!   hierarchy the host uses; [`cgroup::probe`] says what the host offers.
+//! - [`Pod`] is the holder: [`Pod::create`] builds it from a [`PodSpec`], [`Pod::attach`]
+//!   reopens it by pid and start time from another process, [`Pod::spawn`] runs a
+//!   [`CommandSpec`] inside it, [`Pod::destroy`] tears it down.
+//! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces).
+//! - [`Rlimits`] are applied in the child before `execve`.
+//!
+//! A typical call sequence:
+//!
+//! ```no_run
+//! use ptest_sandbox::{Cgroup, CommandSpec, Limits, Pod, PodSpec};
+//! # fn main() -> ptest_sandbox::Result<()> {
+//! let limits = Limits { memory_bytes: Some(256 << 20), pids_max: Some(512), ..Limits::default() };
+//! let cgroup = Cgroup::create("ptest", "env-1a2b", &limits)?;
+//! let mut spec = PodSpec::new("/home/me/envs/1a2b", "env-1a2b");
+//! spec.cgroup = Some(cgroup);
+//! let pod = Pod::create(&spec)?;            // holder ready: namespaces, view, lo up
+//! let (pid, started) = (pod.holder_pid(), pod.start_time()); // store these
+//!
+//! // later, possibly in another process:
+//! let pod = Pod::attach(pid, started, Some(Cgroup::open("ptest", "env-1a2b")?))?;
+//! let cmd = CommandSpec::new(["sh", "-c", "echo hello"]).env("PATH", "/usr/bin:/bin");
+//! let child = pod.spawn(&cmd)?;             // setns + fork + exec
+//! let status = child.wait()?;               // or waitpid/pidfd from an async runtime
+//! assert!(status.success());
+//! pod.destroy()?;                           // kill cgroup, holder; remove cgroup
+//! # Ok(()) }
+//! ```
+//!
+//! Everything that runs between `fork` and `execve` is async-signal-safe system calls on
+//! data prepared beforehand, so these functions may be called from a multi-threaded program.
+//! They block (briefly): call them from a dedicated thread, not from an async task.
+
+#![cfg(target_os = "linux")]
+
+pub mod cgroup;
+mod error;
+mod pod;
+mod procfs;
+mod rlimit;
+mod spawn;
+mod sys;
+
+pub use cgroup::{Cgroup, CgroupVersion, Controller, Limits, Usage};
+pub use error::{Error, Result};
+pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec};
+pub use rlimit::Rlimits;
+pub use spawn::{CommandSpec, ExitStatus, SpawnedChild, Stdio, spawn_in_cgroup};

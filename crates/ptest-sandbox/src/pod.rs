@@ -1,0 +1,894 @@
+//! The pod: a long-lived holder process owning a set of namespaces, which commands enter.
+//!
+//! [`Pod::create`] forks twice. The first child starts a new session, joins the cgroup,
+//! unshares the namespaces, forks the holder (PID 1 of the new PID namespace), reports the
+//! holder's pid and exits, so the holder is not a child of the caller and outlives it. The
+//! holder builds the filesystem view, `pivot_root`s into it, sets the hostname, brings `lo` up,
+//! reports readiness, then reaps orphans forever. All set-up steps are computed before the first
+//! `fork` as a list of system calls ([`Op`]); the children only execute that list.
+
+use std::ffi::{CString, OsStr};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::cgroup::Cgroup;
+use crate::error::{Error, Result};
+use crate::procfs;
+use crate::spawn::{self, CommandSpec, PodTarget, SpawnedChild};
+use crate::sys;
+
+/// The pod's network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum NetworkMode {
+    /// Share the host's network namespace.
+    Host,
+    /// Own network namespace with only `lo`, which is up: services bind 127.0.0.1 freely.
+    #[default]
+    Loopback,
+    /// Own network namespace, nothing up: no network at all.
+    None,
+}
+
+/// How much of the host filesystem the pod sees (always read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum HostView {
+    /// The whole host tree, recursively read-only (Linux 5.12+ for `mount_setattr`; older
+    /// kernels only make the top mount read-only).
+    #[default]
+    Full,
+    /// Only system directories: `/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`,
+    /// `/libx32`, `/etc` (those that exist; symlinks such as `/bin -> usr/bin` are kept as
+    /// symlinks). Anything else must be bound through [`PodSpec::binds`].
+    System,
+}
+
+/// An extra bind mount into the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Absolute host path (file or directory).
+    pub source: PathBuf,
+    /// Absolute path inside the pod; created when missing (its parent must be writable or
+    /// already exist).
+    pub target: PathBuf,
+    /// Mount it read-only (recursively).
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// A read-only bind at the same path.
+    pub fn read_only(path: impl Into<PathBuf>) -> Bind {
+        let path = path.into();
+        Bind {
+            source: path.clone(),
+            target: path,
+            read_only: true,
+        }
+    }
+
+    /// A read-write bind at the same path.
+    pub fn read_write(path: impl Into<PathBuf>) -> Bind {
+        let path = path.into();
+        Bind {
+            source: path.clone(),
+            target: path,
+            read_only: false,
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct PodSpec {
+    /// Absolute host directory bound read-write at the same path inside the pod.
+    pub root: PathBuf,
+    /// Hostname inside the pod's UTS namespace.
+    pub hostname: String,
+    /// Network namespace mode.
+    pub network: NetworkMode,
+    /// How much of the host is visible (read-only).
+    pub host_view: HostView,
+    /// Extra binds, mounted in order after the root.
+    pub binds: Vec<Bind>,
+    /// Mount a private `devpts` on `/dev/pts` (with `/dev/ptmx`).
+    pub dev_pts: bool,
+    /// Size limit of the private `/tmp` tmpfs, in bytes (`None`: the kernel default, half of RAM).
+    pub tmp_size: Option<u64>,
+    /// The cgroup the holder (and so every command) is placed in before it forks anything.
+    pub cgroup: Option<Cgroup>,
+}
+
+impl PodSpec {
+    /// A spec with loopback network, full read-only host view, no extra binds, no cgroup.
+    pub fn new(root: impl Into<PathBuf>, hostname: impl Into<String>) -> PodSpec {
+        PodSpec {
+            root: root.into(),
+            hostname: hostname.into(),
+            network: NetworkMode::Loopback,
+            host_view: HostView::Full,
+            binds: Vec::new(),
+            dev_pts: false,
+            tmp_size: None,
+            cgroup: None,
+        }
+    }
+}
+
+/// A running pod: its holder process, identified by pid and start time.
+///
+/// Dropping the value leaves the pod running; [`Pod::destroy`] tears it down.
+#[derive(Debug)]
+pub struct Pod {
+    holder_pid: i32,
+    start_time: u64,
+    cgroup: Option<Cgroup>,
+}
+
+/// One system call of the holder's set-up.
+#[derive(Debug)]
+enum Op {
+    Mount {
+        source: Option<CString>,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    ReadOnly(CString),
+    Umount(CString),
+    Mkdir(CString, libc::mode_t),
+    Touch(CString),
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    PivotRoot {
+        new_root: CString,
+        put_old: CString,
+    },
+    Chdir(CString),
+    Hostname(Vec<u8>),
+    LoopbackUp,
+}
+
+impl Op {
+    fn run(&self) -> std::result::Result<(), sys::Errno> {
+        match self {
+            Op::Mount {
+                source,
+                target,
+                fstype,
+                flags,
+                data,
+            } => sys::mount(
+                source.as_deref(),
+                target,
+                fstype.as_deref(),
+                *flags,
+                data.as_deref(),
+            ),
+            Op::ReadOnly(target) => sys::make_readonly_recursive(target),
+            Op::Umount(target) => sys::umount2(target, libc::MNT_DETACH),
+            Op::Mkdir(path, mode) => sys::mkdir(path, *mode),
+            Op::Touch(path) => sys::touch(path),
+            Op::Symlink { target, link } => sys::symlink(target, link),
+            Op::PivotRoot { new_root, put_old } => sys::pivot_root(new_root, put_old),
+            Op::Chdir(path) => sys::chdir(path),
+            Op::Hostname(name) => sys::sethostname(name),
+            Op::LoopbackUp => sys::loopback_up(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        // Paths as the user gave them: "/newroot/x" is "/x" in the pod, "/oldroot/x" is host "/x".
+        let s = |c: &CString| {
+            let text = c.to_string_lossy();
+            match text.strip_prefix(NEW).or_else(|| text.strip_prefix(OLD)) {
+                Some("") => "/".to_owned(),
+                Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                _ => text.into_owned(),
+            }
+        };
+        match self {
+            Op::Mount {
+                source,
+                target,
+                fstype,
+                ..
+            } => match (source, fstype) {
+                (Some(src), Some(t)) if src.as_bytes() == t.as_bytes() => {
+                    format!("mount {} on {}", s(t), s(target))
+                }
+                (Some(src), None) => format!("bind {} -> {}", s(src), s(target)),
+                (Some(src), Some(t)) => format!("mount {} ({}) on {}", s(src), s(t), s(target)),
+                (None, _) => format!("make {} private", s(target)),
+            },
+            Op::ReadOnly(t) => format!("make {} read-only", s(t)),
+            Op::Umount(t) => format!("unmount {}", s(t)),
+            Op::Mkdir(p, _) => format!("mkdir {}", s(p)),
+            Op::Touch(p) => format!("create {}", s(p)),
+            Op::Symlink { target, link } => format!("symlink {} -> {}", s(link), s(target)),
+            Op::PivotRoot { new_root, put_old } => {
+                format!("pivot_root {} {}", s(new_root), s(put_old))
+            }
+            Op::Chdir(p) => format!("chdir {}", s(p)),
+            Op::Hostname(n) => format!("sethostname {}", String::from_utf8_lossy(n)),
+            Op::LoopbackUp => "bring lo up".into(),
+        }
+    }
+}
+
+fn cpath(p: impl AsRef<OsStr>) -> Result<CString> {
+    CString::new(p.as_ref().as_bytes()).map_err(|_| Error::InvalidSpec {
+        what: "path",
+        reason: format!("{:?} contains a NUL byte", p.as_ref()),
+    })
+}
+
+fn under(prefix: &str, path: &Path) -> Result<CString> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    bytes.extend_from_slice(path.as_os_str().as_bytes());
+    cpath(OsStr::from_bytes(&bytes))
+}
+
+fn check_absolute(what: &'static str, path: &Path) -> Result<()> {
+    let clean = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+    if clean {
+        Ok(())
+    } else {
+        Err(Error::InvalidSpec {
+            what,
+            reason: format!("{} must be absolute, without . or ..", path.display()),
+        })
+    }
+}
+
+const NEW: &str = "/newroot";
+const OLD: &str = "/oldroot";
+/// Host directory the staging tmpfs is mounted on, in the holder's private mount namespace
+/// only (the host never sees it).
+const STAGING: &str = "/tmp";
+
+/// Ops creating every missing directory from `/` down to `path` below [`NEW`].
+fn mkdir_all(ops: &mut Vec<Op>, path: &Path) -> Result<()> {
+    let mut acc = PathBuf::from("/");
+    for c in path.components().skip(1) {
+        acc.push(c);
+        ops.push(Op::Mkdir(under(NEW, &acc)?, 0o755));
+    }
+    Ok(())
+}
+
+fn bind_ops(ops: &mut Vec<Op>, source: &Path, target: &Path, read_only: bool) -> Result<()> {
+    let meta = fs::metadata(source).map_err(|e| Error::InvalidSpec {
+        what: "bind source",
+        reason: format!("{}: {e}", source.display()),
+    })?;
+    if let Some(parent) = target.parent() {
+        mkdir_all(ops, parent)?;
+    }
+    let dest = under(NEW, target)?;
+    if meta.is_dir() {
+        ops.push(Op::Mkdir(dest.clone(), 0o755));
+    } else {
+        ops.push(Op::Touch(dest.clone()));
+    }
+    ops.push(Op::Mount {
+        source: Some(under(OLD, source)?),
+        target: dest.clone(),
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    });
+    if read_only {
+        ops.push(Op::ReadOnly(dest));
+    }
+    Ok(())
+}
+
+fn fs_mount(
+    ops: &mut Vec<Op>,
+    fstype: &str,
+    target: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<()> {
+    let target = under(NEW, Path::new(target))?;
+    ops.push(Op::Mkdir(target.clone(), 0o755));
+    ops.push(Op::Mount {
+        source: Some(cpath(fstype)?),
+        target,
+        fstype: Some(cpath(fstype)?),
+        flags,
+        data: data.map(cpath).transpose()?,
+    });
+    Ok(())
+}
+
+/// The holder's whole set-up, as system calls to run in order.
+fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
+    check_absolute("root", &spec.root)?;
+    let hostname = spec.hostname.as_bytes();
+    if hostname.is_empty() || hostname.len() > 64 {
+        return Err(Error::InvalidName {
+            what: "hostname",
+            value: spec.hostname.clone(),
+            reason: "must be 1 to 64 bytes",
+        });
+    }
+    if !spec.root.is_dir() {
+        return Err(Error::InvalidSpec {
+            what: "root",
+            reason: format!("{} is not a directory", spec.root.display()),
+        });
+    }
+    let nosuid_nodev = libc::MS_NOSUID | libc::MS_NODEV;
+    let mut ops = vec![
+        Op::Mount {
+            source: None,
+            target: cpath("/")?,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+            data: None,
+        },
+        Op::Mount {
+            source: Some(cpath("tmpfs")?),
+            target: cpath(STAGING)?,
+            fstype: Some(cpath("tmpfs")?),
+            flags: nosuid_nodev,
+            data: Some(cpath("mode=0755")?),
+        },
+        Op::Chdir(cpath(STAGING)?),
+        Op::Mkdir(cpath("newroot")?, 0o755),
+        Op::Mkdir(cpath("oldroot")?, 0o755),
+        Op::PivotRoot {
+            new_root: cpath(".")?,
+            put_old: cpath("oldroot")?,
+        },
+        Op::Chdir(cpath("/")?),
+    ];
+    match spec.host_view {
+        HostView::Full => {
+            ops.push(Op::Mount {
+                source: Some(cpath(OLD)?),
+                target: cpath(NEW)?,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REC,
+                data: None,
+            });
+            ops.push(Op::ReadOnly(cpath(NEW)?));
+        }
+        HostView::System => {
+            ops.push(Op::Mount {
+                source: Some(cpath("tmpfs")?),
+                target: cpath(NEW)?,
+                fstype: Some(cpath("tmpfs")?),
+                flags: nosuid_nodev,
+                data: Some(cpath("mode=0755")?),
+            });
+            for dir in [
+                "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+            ] {
+                let path = Path::new(dir);
+                let Ok(meta) = fs::symlink_metadata(path) else {
+                    continue;
+                };
+                if meta.file_type().is_symlink() {
+                    let target = fs::read_link(path)
+                        .map_err(|e| Error::syscall(format!("readlink {dir}"), e))?;
+                    ops.push(Op::Symlink {
+                        target: cpath(&target)?,
+                        link: under(NEW, path)?,
+                    });
+                } else if meta.is_dir() {
+                    bind_ops(&mut ops, path, path, true)?;
+                }
+            }
+        }
+    }
+    fs_mount(
+        &mut ops,
+        "proc",
+        "/proc",
+        nosuid_nodev | libc::MS_NOEXEC,
+        None,
+    )?;
+    fs_mount(
+        &mut ops,
+        "tmpfs",
+        "/dev",
+        libc::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(node);
+        if host.exists() {
+            let dest = under(NEW, &host)?;
+            ops.push(Op::Touch(dest.clone()));
+            ops.push(Op::Mount {
+                source: Some(under(OLD, &host)?),
+                target: dest,
+                fstype: None,
+                flags: libc::MS_BIND,
+                data: None,
+            });
+        }
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        ops.push(Op::Symlink {
+            target: cpath(target)?,
+            link: under(NEW, &Path::new("/dev").join(link))?,
+        });
+    }
+    fs_mount(
+        &mut ops,
+        "tmpfs",
+        "/dev/shm",
+        nosuid_nodev,
+        Some("mode=1777"),
+    )?;
+    if spec.dev_pts {
+        fs_mount(
+            &mut ops,
+            "devpts",
+            "/dev/pts",
+            libc::MS_NOSUID | libc::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=620"),
+        )?;
+        ops.push(Op::Symlink {
+            target: cpath("pts/ptmx")?,
+            link: under(NEW, Path::new("/dev/ptmx"))?,
+        });
+    }
+    let tmp_data = match spec.tmp_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777".into(),
+    };
+    fs_mount(&mut ops, "tmpfs", "/tmp", nosuid_nodev, Some(&tmp_data))?;
+    bind_ops(&mut ops, &spec.root, &spec.root, false)?;
+    for bind in &spec.binds {
+        check_absolute("bind source", &bind.source)?;
+        check_absolute("bind target", &bind.target)?;
+        bind_ops(&mut ops, &bind.source, &bind.target, bind.read_only)?;
+    }
+    ops.push(Op::Umount(cpath(OLD)?));
+    ops.push(Op::Chdir(cpath(NEW)?));
+    ops.push(Op::PivotRoot {
+        new_root: cpath(".")?,
+        put_old: cpath(".")?,
+    });
+    ops.push(Op::Umount(cpath(".")?));
+    ops.push(Op::Chdir(cpath("/")?));
+    ops.push(Op::Hostname(hostname.to_vec()));
+    if spec.network == NetworkMode::Loopback {
+        ops.push(Op::LoopbackUp);
+    }
+    Ok(ops)
+}
+
+/// Record tags on the readiness pipe (12-byte records: tag, a, b).
+const TAG_PID: u32 = 1;
+const TAG_READY: u32 = 2;
+const TAG_ERROR: u32 = 3;
+
+/// Fixed steps of the first child, numbered after the ops.
+const STEP_NAMES: [&str; 6] = [
+    "setsid",
+    "join cgroup",
+    "unshare user namespace",
+    "write uid/gid map",
+    "unshare namespaces",
+    "fork holder",
+];
+
+fn record(fd: RawFd, tag: u32, a: i32, b: i32) {
+    let mut rec = [0u8; 12];
+    rec[..4].copy_from_slice(&tag.to_le_bytes());
+    rec[4..8].copy_from_slice(&a.to_le_bytes());
+    rec[8..].copy_from_slice(&b.to_le_bytes());
+    let _ = sys::write_all(fd, &rec);
+}
+
+fn fail(fd: RawFd, step: usize, errno: sys::Errno) -> ! {
+    record(fd, TAG_ERROR, step as i32, errno);
+    sys::exit(1)
+}
+
+/// Checks that this host lets an unprivileged user create user namespaces.
+fn check_user_namespaces() -> Result<()> {
+    for (file, blocked) in [
+        ("/proc/sys/user/max_user_namespaces", "0"),
+        ("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+    ] {
+        if let Ok(v) = fs::read_to_string(file)
+            && v.trim() == blocked
+        {
+            return Err(Error::UserNamespacesBlocked {
+                reason: format!("{file} is {blocked}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The user-namespace set-up of a non-root creator: files and contents, prepared before fork.
+struct UserNsSetup {
+    files: [(CString, Vec<u8>); 3],
+}
+
+impl UserNsSetup {
+    fn new() -> Result<UserNsSetup> {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        Ok(UserNsSetup {
+            files: [
+                (cpath("/proc/self/setgroups")?, b"deny".to_vec()),
+                (
+                    cpath("/proc/self/uid_map")?,
+                    format!("0 {uid} 1").into_bytes(),
+                ),
+                (
+                    cpath("/proc/self/gid_map")?,
+                    format!("0 {gid} 1").into_bytes(),
+                ),
+            ],
+        })
+    }
+
+    /// In the child: write the maps. Async-signal-safe.
+    fn apply(&self) -> std::result::Result<(), sys::Errno> {
+        for (path, content) in &self.files {
+            // SAFETY: path is NUL-terminated; the fd is closed below.
+            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if fd < 0 {
+                let e = sys::errno();
+                // setgroups is missing on kernels before 3.19; the maps still work there.
+                if e == libc::ENOENT && path.as_bytes().ends_with(b"setgroups") {
+                    continue;
+                }
+                return Err(e);
+            }
+            let r = sys::write_all(fd, content);
+            sys::close(fd);
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Pod {
+    /// Creates the holder and waits until its namespaces and filesystem view are ready.
+    ///
+    /// Blocks for the set-up (a few milliseconds). Safe to call from a multi-threaded program:
+    /// the children run only precomputed async-signal-safe system calls.
+    pub fn create(spec: &PodSpec) -> Result<Pod> {
+        let ops = build_ops(spec)?;
+        // SAFETY: geteuid cannot fail.
+        let need_userns = unsafe { libc::geteuid() } != 0;
+        let userns = if need_userns {
+            check_user_namespaces()?;
+            Some(UserNsSetup::new()?)
+        } else {
+            None
+        };
+        let mut flags =
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        if spec.network != NetworkMode::Host {
+            flags |= libc::CLONE_NEWNET;
+        }
+        let cgroup_fds: Vec<OwnedFd> = match &spec.cgroup {
+            Some(cg) => cg
+                .procs_files()
+                .into_iter()
+                .map(|file| {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(&file)
+                        .map(OwnedFd::from)
+                        .map_err(|source| Error::CgroupIo {
+                            action: "open",
+                            path: file,
+                            source,
+                        })
+                })
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let devnull: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| Error::syscall("open /dev/null", e))?
+            .into();
+        let mut pipe = [0; 2];
+        // SAFETY: pipe is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(Error::last_os("pipe2"));
+        }
+        // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
+        let (mut reader, writer) =
+            unsafe { (File::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        // The holder keeps only the pipe and the cgroup files; every other inherited descriptor
+        // is closed (it would otherwise hold the caller's sockets and files open for its whole
+        // life). Compute the gaps before fork.
+        let mut keep: Vec<RawFd> = cgroup_fds.iter().map(AsRawFd::as_raw_fd).collect();
+        keep.push(writer.as_raw_fd());
+        keep.sort_unstable();
+        let mut gaps: Vec<(RawFd, RawFd)> = Vec::new();
+        let mut next = 3;
+        for &fd in &keep {
+            if fd > next {
+                gaps.push((next, fd - 1));
+            }
+            next = next.max(fd + 1);
+        }
+        let first_free = next;
+        let n_ops = ops.len();
+
+        let pid =
+            sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
+        if pid == 0 {
+            // First child: async-signal-safe calls only from here on.
+            let w = writer.as_raw_fd();
+            let _ = sys::dup2(devnull.as_raw_fd(), 0);
+            let _ = sys::dup2(devnull.as_raw_fd(), 1);
+            let _ = sys::dup2(devnull.as_raw_fd(), 2);
+            for &(lo, hi) in &gaps {
+                for fd in lo..=hi {
+                    sys::close(fd);
+                }
+            }
+            sys::close_from(first_free);
+            sys::reset_signals();
+            if let Err(e) = sys::setsid() {
+                fail(w, n_ops, e);
+            }
+            for fd in &cgroup_fds {
+                if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
+                    fail(w, n_ops + 1, e);
+                }
+                sys::close(fd.as_raw_fd());
+            }
+            if let Some(u) = &userns {
+                if let Err(e) = sys::unshare(libc::CLONE_NEWUSER) {
+                    fail(w, n_ops + 2, e);
+                }
+                if let Err(e) = u.apply() {
+                    fail(w, n_ops + 3, e);
+                }
+            }
+            if let Err(e) = sys::unshare(flags) {
+                fail(w, n_ops + 4, e);
+            }
+            let holder = match sys::fork() {
+                Ok(h) => h,
+                Err(e) => fail(w, n_ops + 5, e),
+            };
+            if holder != 0 {
+                record(w, TAG_PID, holder, 0);
+                sys::exit(0);
+            }
+            // The holder: PID 1 of the new PID namespace.
+            for (i, op) in ops.iter().enumerate() {
+                if let Err(e) = op.run() {
+                    fail(w, i, e);
+                }
+            }
+            sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
+            record(w, TAG_READY, 0, 0);
+            sys::close(w);
+            hold();
+        }
+        drop(writer);
+        drop(devnull);
+        drop(cgroup_fds);
+        let first_child = pid;
+        let mut holder = None;
+        let mut outcome: Option<Result<()>> = None;
+        let mut rec = [0u8; 12];
+        while outcome.is_none() {
+            match reader.read_exact(&mut rec) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    outcome = Some(Err(Error::syscall("read pod readiness pipe", e)));
+                    break;
+                }
+            }
+            let tag = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+            let a = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let b = i32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+            match tag {
+                TAG_PID => holder = Some(a),
+                TAG_READY => outcome = Some(Ok(())),
+                _ => {
+                    let step = a as usize;
+                    let step = match ops.get(step) {
+                        Some(op) => op.describe(),
+                        None => STEP_NAMES
+                            .get(step - n_ops.min(step))
+                            .copied()
+                            .unwrap_or("unknown")
+                            .to_owned(),
+                    };
+                    outcome = Some(Err(Error::HolderSetup {
+                        step,
+                        source: io::Error::from_raw_os_error(b),
+                    }));
+                }
+            }
+        }
+        let _ = sys::waitpid(first_child, 0);
+        let outcome = outcome.unwrap_or(Err(Error::HolderDiedEarly));
+        let holder = match (outcome, holder) {
+            (Ok(()), Some(h)) => h,
+            (Ok(()), None) => return Err(Error::HolderDiedEarly),
+            (Err(e), h) => {
+                if let Some(h) = h {
+                    let _ = sys::kill(h, libc::SIGKILL);
+                }
+                return Err(e);
+            }
+        };
+        let stat = procfs::stat(holder)
+            .map_err(|e| Error::syscall(format!("read /proc/{holder}/stat"), e))?
+            .ok_or(Error::HolderGone { pid: holder })?;
+        tracing::debug!(holder, root = %spec.root.display(), "pod ready");
+        Ok(Pod {
+            holder_pid: holder,
+            start_time: stat.start_time,
+            cgroup: spec.cgroup.clone(),
+        })
+    }
+
+    /// Reopens a pod created by another process (or an earlier `Pod` value).
+    ///
+    /// Fails with [`Error::HolderGone`] when no such process runs (or it is a zombie), and with
+    /// [`Error::HolderPidReused`] when the pid now belongs to a process started at another time,
+    /// and with [`Error::NotAHolder`] when the process shares the caller's mount namespace.
+    /// `cgroup` is the pod's cgroup, if it has one (reopen it with [`Cgroup::open`]); it is not
+    /// inferred, so that `destroy` never kills a group it was not told about.
+    pub fn attach(
+        holder_pid: i32,
+        expected_start_time: u64,
+        cgroup: Option<Cgroup>,
+    ) -> Result<Pod> {
+        let stat = procfs::stat(holder_pid)
+            .map_err(|e| Error::syscall(format!("read /proc/{holder_pid}/stat"), e))?
+            .ok_or(Error::HolderGone { pid: holder_pid })?;
+        if stat.start_time != expected_start_time {
+            return Err(Error::HolderPidReused {
+                pid: holder_pid,
+                expected: expected_start_time,
+                found: stat.start_time,
+            });
+        }
+        if stat.state == b'Z' || stat.state == b'X' {
+            return Err(Error::HolderGone { pid: holder_pid });
+        }
+        let theirs = fs::metadata(format!("/proc/{holder_pid}/ns/mnt"))
+            .map_err(|e| Error::syscall(format!("stat /proc/{holder_pid}/ns/mnt"), e))?;
+        let ours = fs::metadata("/proc/self/ns/mnt")
+            .map_err(|e| Error::syscall("stat /proc/self/ns/mnt", e))?;
+        if theirs.ino() == ours.ino() && theirs.dev() == ours.dev() {
+            return Err(Error::NotAHolder { pid: holder_pid });
+        }
+        Ok(Pod {
+            holder_pid,
+            start_time: expected_start_time,
+            cgroup,
+        })
+    }
+
+    /// The holder's pid in the caller's PID namespace.
+    pub fn holder_pid(&self) -> i32 {
+        self.holder_pid
+    }
+
+    /// The holder's start time (clock ticks since boot, field 22 of `/proc/<pid>/stat`); store
+    /// it with the pid to [`attach`](Pod::attach) later.
+    pub fn start_time(&self) -> u64 {
+        self.start_time
+    }
+
+    /// The pod's cgroup, if it has one.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Whether the holder still runs (same pid, same start time, not a zombie).
+    pub fn is_alive(&self) -> bool {
+        matches!(procfs::stat(self.holder_pid), Ok(Some(s)) if s.start_time == self.start_time && s.state != b'Z' && s.state != b'X')
+    }
+
+    /// Runs a command inside the pod: its namespaces, its filesystem view, its cgroup.
+    ///
+    /// Fork, then in the child: join the cgroup, `setns` into each of the holder's namespaces
+    /// (user first, mount last), chroot to the holder's root, fork again (the PID namespace
+    /// applies to children), and in the grandchild: `PR_SET_PDEATHSIG`, `setpgid`, stdio,
+    /// `chdir`, rlimits, no_new_privs and capability drop when asked, `execve`. Errors up to and
+    /// including `execve` are returned here. See [`SpawnedChild`] for what the pid is.
+    pub fn spawn(&self, cmd: &CommandSpec) -> Result<SpawnedChild> {
+        if !self.is_alive() {
+            return Err(Error::HolderGone {
+                pid: self.holder_pid,
+            });
+        }
+        let target = PodTarget::open(self.holder_pid)?;
+        // The pid could have been recycled between the check and the opens.
+        if !self.is_alive() {
+            return Err(Error::HolderGone {
+                pid: self.holder_pid,
+            });
+        }
+        spawn::spawn_in_pod(cmd, &target, self.cgroup.as_ref())
+    }
+
+    /// Tears the pod down: kills every process of its cgroup (daemons included), then the
+    /// holder (which takes the whole PID namespace with it), waits until the holder is gone and
+    /// removes the cgroup. The mounts vanish with the mount namespace.
+    pub fn destroy(self) -> Result<()> {
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all()?;
+        }
+        if self.is_alive() {
+            let _ = sys::kill(self.holder_pid, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.is_alive() {
+            if Instant::now() > deadline {
+                return Err(Error::syscall(
+                    format!("kill pod holder {}", self.holder_pid),
+                    io::Error::new(io::ErrorKind::TimedOut, "still alive 10s after SIGKILL"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if let Some(cg) = self.cgroup {
+            cg.remove()?;
+        }
+        tracing::debug!(holder = self.holder_pid, "pod destroyed");
+        Ok(())
+    }
+
+    /// Inode numbers of the holder's namespaces, `(name, inode)`, for diagnostics and tests.
+    pub fn namespaces(&self) -> Result<Vec<(&'static str, u64)>> {
+        let mut out = Vec::new();
+        for name in ["ipc", "mnt", "net", "pid", "user", "uts"] {
+            let path = format!("/proc/{}/ns/{name}", self.holder_pid);
+            let meta =
+                fs::metadata(&path).map_err(|e| Error::syscall(format!("stat {path}"), e))?;
+            out.push((name, meta.ino()));
+        }
+        Ok(out)
+    }
+}
+
+/// The holder's life after set-up: reap every child, forever. Dies only by SIGKILL (from the
+/// cgroup kill or [`Pod::destroy`]); as PID 1 of its namespace it ignores other signals.
+fn hold() -> ! {
+    loop {
+        loop {
+            match sys::waitpid(-1, libc::WNOHANG | libc::__WALL) {
+                Ok((pid, _)) if pid > 0 => continue,
+                _ => break,
+            }
+        }
+        let _ = sys::wait_signal(&[libc::SIGCHLD]);
+    }
+}

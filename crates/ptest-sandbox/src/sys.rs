@@ -1,0 +1,499 @@
+//! Thin wrappers over the raw system calls this crate makes.
+//!
+//! Everything here is async-signal-safe: no allocation, no locks, only system calls and stack
+//! buffers. That is what lets [`crate::pod`] and [`crate::spawn`] call these functions between
+//! `fork` and `execve` in a child of a multi-threaded program. Errors are plain `errno` values;
+//! the parent side turns them into [`std::io::Error`]s.
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+use std::ptr;
+
+/// An `errno` value.
+pub(crate) type Errno = i32;
+
+/// The calling thread's current `errno`.
+pub(crate) fn errno() -> Errno {
+    // SAFETY: `__errno_location` always returns a valid pointer to the calling thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+fn check(ret: libc::c_int) -> Result<libc::c_int, Errno> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+fn check_long(ret: libc::c_long) -> Result<libc::c_long, Errno> {
+    if ret < 0 { Err(errno()) } else { Ok(ret) }
+}
+
+fn opt_ptr(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(ptr::null(), CStr::as_ptr)
+}
+
+/// `fork(2)`: `Ok(0)` in the child, `Ok(pid)` in the parent.
+pub(crate) fn fork() -> Result<libc::pid_t, Errno> {
+    // SAFETY: fork has no memory-safety preconditions; callers only run async-signal-safe code
+    // in the child (documented on every caller).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 { Err(errno()) } else { Ok(pid) }
+}
+
+/// `_exit(2)`: leave immediately, without running atexit handlers or flushing stdio.
+pub(crate) fn exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no user-space state.
+    unsafe { libc::_exit(code) }
+}
+
+/// `write(2)` the whole buffer, retrying on `EINTR` and short writes.
+pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid readable slice of buf.len() bytes.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        buf = &buf[n as usize..];
+    }
+    Ok(())
+}
+
+/// `close(2)`, ignoring errors.
+pub(crate) fn close(fd: RawFd) {
+    // SAFETY: closing an fd the caller owns; errors (EBADF) are harmless here.
+    unsafe { libc::close(fd) };
+}
+
+/// Formats `n` as decimal into `buf`, returning the used tail.
+pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 24]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[i..]
+}
+
+/// Writes this process's pid, in decimal, to `fd` (a `cgroup.procs` file opened earlier).
+pub(crate) fn write_own_pid(fd: RawFd) -> Result<(), Errno> {
+    let mut buf = [0u8; 24];
+    let text = format_u64(getpid() as u64, &mut buf);
+    write_all(fd, text)
+}
+
+/// `getpid(2)`.
+pub(crate) fn getpid() -> libc::pid_t {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+/// `getppid(2)`.
+pub(crate) fn getppid() -> libc::pid_t {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// `setsid(2)`.
+pub(crate) fn setsid() -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::setsid() }).map(drop)
+}
+
+/// `setpgid(0, 0)`: become leader of a new process group.
+pub(crate) fn setpgid_self() -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+/// `unshare(2)`.
+pub(crate) fn unshare(flags: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::unshare(flags) }).map(drop)
+}
+
+/// `setns(2)`.
+pub(crate) fn setns(fd: RawFd, nstype: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: fd is a namespace fd the caller opened; no pointers involved.
+    check(unsafe { libc::setns(fd, nstype) }).map(drop)
+}
+
+/// `prctl(PR_SET_PDEATHSIG, sig)`.
+pub(crate) fn set_pdeathsig(sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: PR_SET_PDEATHSIG takes a plain integer argument.
+    check(unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, sig as libc::c_ulong, 0, 0, 0) }).map(drop)
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+pub(crate) fn set_no_new_privs() -> Result<(), Errno> {
+    // SAFETY: PR_SET_NO_NEW_PRIVS takes plain integer arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
+
+/// Drops every capability: bounding set (0..=`last_cap`), ambient set, then the
+/// effective/permitted/inheritable sets.
+pub(crate) fn drop_all_capabilities(last_cap: u32) -> Result<(), Errno> {
+    for cap in 0..=last_cap {
+        // SAFETY: PR_CAPBSET_DROP takes a plain integer argument.
+        let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret < 0 && errno() != libc::EINVAL {
+            return Err(errno());
+        }
+    }
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes plain integer arguments.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if ret < 0 && errno() != libc::EINVAL {
+        return Err(errno());
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data have the layout capset(2) expects for version 3 (two data
+    // structs); both live for the duration of the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    check_long(ret).map(drop)
+}
+
+/// `mount(2)`.
+pub(crate) fn mount(
+    source: Option<&CStr>,
+    target: &CStr,
+    fstype: Option<&CStr>,
+    flags: libc::c_ulong,
+    data: Option<&CStr>,
+) -> Result<(), Errno> {
+    // SAFETY: every pointer is either null or a NUL-terminated string that outlives the call.
+    let ret = unsafe {
+        libc::mount(
+            opt_ptr(source),
+            target.as_ptr(),
+            opt_ptr(fstype),
+            flags,
+            opt_ptr(data).cast(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `umount2(2)`.
+pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: target is a NUL-terminated string.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
+}
+
+/// Makes the mount at `target` and every mount below it read-only (`mount_setattr(2)`,
+/// Linux 5.12+). Falls back to a non-recursive read-only remount when the call is missing.
+pub(crate) fn make_readonly_recursive(target: &CStr) -> Result<(), Errno> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: target is NUL-terminated, attr is a valid mount_attr of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    match check_long(ret) {
+        Ok(_) => Ok(()),
+        Err(libc::ENOSYS) => mount(
+            None,
+            target,
+            None,
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+            None,
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// `mkdir(2)`; an existing directory is success.
+pub(crate) fn mkdir(path: &CStr, mode: libc::mode_t) -> Result<(), Errno> {
+    // SAFETY: path is NUL-terminated.
+    match check(unsafe { libc::mkdir(path.as_ptr(), mode) }) {
+        Ok(_) => Ok(()),
+        Err(libc::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates an empty regular file (a bind-mount target); an existing file is success.
+pub(crate) fn touch(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is NUL-terminated; the returned fd is closed right away.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        let e = errno();
+        return if e == libc::EEXIST || e == libc::EROFS || e == libc::EISDIR {
+            Ok(())
+        } else {
+            Err(e)
+        };
+    }
+    close(fd);
+    Ok(())
+}
+
+/// `symlink(2)`; an existing path is success.
+pub(crate) fn symlink(target: &CStr, link: &CStr) -> Result<(), Errno> {
+    // SAFETY: both are NUL-terminated strings.
+    match check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }) {
+        Ok(_) | Err(libc::EEXIST) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// `pivot_root(2)`.
+pub(crate) fn pivot_root(new_root: &CStr, put_old: &CStr) -> Result<(), Errno> {
+    // SAFETY: both are NUL-terminated strings.
+    let ret = unsafe { libc::syscall(libc::SYS_pivot_root, new_root.as_ptr(), put_old.as_ptr()) };
+    check_long(ret).map(drop)
+}
+
+/// `chdir(2)`.
+pub(crate) fn chdir(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::chdir(path.as_ptr()) }).map(drop)
+}
+
+/// `fchdir(2)`.
+pub(crate) fn fchdir(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::fchdir(fd) }).map(drop)
+}
+
+/// `chroot(2)`.
+pub(crate) fn chroot(path: &CStr) -> Result<(), Errno> {
+    // SAFETY: path is NUL-terminated.
+    check(unsafe { libc::chroot(path.as_ptr()) }).map(drop)
+}
+
+/// `sethostname(2)`.
+pub(crate) fn sethostname(name: &[u8]) -> Result<(), Errno> {
+    // SAFETY: name is a valid slice of name.len() bytes.
+    check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) }).map(drop)
+}
+
+/// Brings the loopback interface of the current network namespace up (`SIOCSIFFLAGS`).
+pub(crate) fn loopback_up() -> Result<(), Errno> {
+    #[repr(C)]
+    struct IfReqFlags {
+        name: [u8; 16],
+        flags: libc::c_short,
+        pad: [u8; 22],
+    }
+    const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+    const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+    // SAFETY: plain socket(2) call.
+    let sock =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let mut req = IfReqFlags {
+        name: [0; 16],
+        flags: 0,
+        pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    // SAFETY: req is a properly sized, initialised struct ifreq for these ioctls.
+    let result = check(unsafe { libc::ioctl(sock, SIOCGIFFLAGS, &mut req as *mut IfReqFlags) })
+        .and_then(|_| {
+            req.flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            // SAFETY: as above.
+            check(unsafe { libc::ioctl(sock, SIOCSIFFLAGS, &mut req as *mut IfReqFlags) })
+        });
+    close(sock);
+    result.map(drop)
+}
+
+/// `dup2(2)`.
+pub(crate) fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::dup2(from, to) }).map(drop)
+}
+
+/// Duplicates `fd` to a number ≥ `min`, with close-on-exec set.
+pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+}
+
+/// Marks every fd from `first` upwards close-on-exec (`close_range(2)`, Linux 5.11+).
+/// Errors are ignored: this is defence in depth, the crate's own fds are already CLOEXEC.
+pub(crate) fn cloexec_from(first: RawFd) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: no pointers involved.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
+/// Closes every fd from `first` upwards (`close_range(2)`), falling back to a loop.
+pub(crate) fn close_from(first: RawFd) {
+    // SAFETY: no pointers involved.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        )
+    };
+    if ret < 0 {
+        for fd in first..4096 {
+            close(fd);
+        }
+    }
+}
+
+/// `setrlimit(2)` with soft = hard = `value`.
+pub(crate) fn setrlimit(resource: libc::__rlimit_resource_t, value: u64) -> Result<(), Errno> {
+    let lim = libc::rlimit {
+        rlim_cur: value as libc::rlim_t,
+        rlim_max: value as libc::rlim_t,
+    };
+    // SAFETY: lim is a valid rlimit.
+    check(unsafe { libc::setrlimit(resource, &lim) }).map(drop)
+}
+
+/// Resets every catchable signal to its default action and unblocks all signals.
+pub(crate) fn reset_signals() {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    set_signal_mask(&[], libc::SIG_SETMASK);
+}
+
+/// Changes the signal mask: `how` is `SIG_BLOCK`, `SIG_UNBLOCK` or `SIG_SETMASK`.
+pub(crate) fn set_signal_mask(signals: &[libc::c_int], how: libc::c_int) {
+    // SAFETY: set is initialised by sigemptyset before use and lives on the stack.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(how, &set, ptr::null_mut());
+    }
+}
+
+/// Waits for any blocked signal in `signals` (`sigwaitinfo(2)`), returning its number.
+pub(crate) fn wait_signal(signals: &[libc::c_int]) -> Result<libc::c_int, Errno> {
+    // SAFETY: set is initialised by sigemptyset before use; info may be null.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        check(libc::sigwaitinfo(&set, ptr::null_mut()))
+    }
+}
+
+/// `waitpid(2)`, retrying on `EINTR`. Returns the pid and raw status.
+pub(crate) fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> Result<(libc::pid_t, i32), Errno> {
+    loop {
+        let mut status = 0;
+        // SAFETY: status is a valid out-pointer.
+        let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if ret < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok((ret, status));
+    }
+}
+
+/// `kill(2)`.
+pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// `execve(2)`; returns only on failure.
+pub(crate) fn execve(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to NUL-terminated strings
+    // owned by the caller (built before fork and alive until exec).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    errno()
+}
+
+/// Installs `handler` for `sig` (plain `sa_handler`, `SA_RESTART`).
+pub(crate) fn set_handler(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
+    // SAFETY: action is zero-initialised then filled; handler is a valid extern "C" fn that
+    // only makes async-signal-safe calls.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = handler as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(sig, &action, ptr::null_mut());
+    }
+}

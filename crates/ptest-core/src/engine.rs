@@ -88,8 +88,15 @@ pub trait Engine: Send + Sync {
     /// The level it implements.
     fn level(&self) -> IsolationLevel;
 
-    /// What this host offers the engine and what it lacks, for `ptest doctor`.
+    /// What the engine needs from this host, for `ptest doctor`: the level is available when
+    /// every one of these holds.
     fn capabilities(&self) -> Vec<Finding>;
+
+    /// Optional features (sandboxing, limits) and whether this host offers them; a missing
+    /// feature does not make the level unavailable, asking for it is an error.
+    fn features(&self) -> Vec<Finding> {
+        Vec::new()
+    }
 
     /// Refuses a spec asking for what this engine or host cannot apply (a limit, a network
     /// mode, a security level), naming what is missing. Called before anything is recorded.
@@ -100,8 +107,8 @@ pub trait Engine: Send + Sync {
     /// through `ctx`.
     async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()>;
 
-    /// Starts what the environment needs to run commands.
-    async fn activate(&self, env: &Environment) -> Result<()>;
+    /// Starts what the environment needs to run commands (a sandbox holder, a container).
+    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()>;
 
     /// Spawns a command in the environment.
     async fn spawn(

@@ -120,9 +120,15 @@ impl Manager {
         self.engines.levels().collect()
     }
 
-    /// What the host offers the engine of `level`, if there is one.
-    pub fn engine_capabilities(&self, level: IsolationLevel) -> Option<Vec<Finding>> {
-        self.engines.get(level).map(|e| e.capabilities())
+    /// What the engine of `level` needs and which optional features the host offers, if
+    /// there is an engine for it.
+    pub fn engine_capabilities(
+        &self,
+        level: IsolationLevel,
+    ) -> Option<(Vec<Finding>, Vec<Finding>)> {
+        self.engines
+            .get(level)
+            .map(|e| (e.capabilities(), e.features()))
     }
 
     /// Calls `listener` with every event this manager records from now on.
@@ -280,7 +286,15 @@ impl Manager {
                 true,
                 Some(IsolationEvent::EnvironmentActivating),
             )?;
-            engine.activate(&env).await
+            engine
+                .activate(
+                    &env,
+                    &Recorder {
+                        manager: self,
+                        env: &env,
+                    },
+                )
+                .await
         }
         .await;
         if let Err(error) = built {

@@ -94,6 +94,9 @@ async fn shutdown_removes_this_sessions_on_shutdown_environments() {
     assert_eq!(removed.len(), 1);
     assert!(!env.root.exists());
     assert_eq!(m.get_status("lasting").unwrap(), EnvironmentStatus::Active);
+    m.cleanup_all(&EnvFilter::default(), RemoveOptions::default())
+        .await
+        .unwrap();
 }
 
 /// A `ptest` killed in the middle of creating leaves a record that the next open marks `error`
@@ -170,8 +173,8 @@ impl Engine for StoppingEngine {
             .unwrap();
         Ok(())
     }
-    async fn activate(&self, env: &Environment) -> Result<()> {
-        self.0.activate(env).await
+    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
+        self.0.activate(env, ctx).await
     }
     async fn spawn(&self, env: &Environment, r: ExecRequest) -> Result<Box<dyn RunningProcess>> {
         self.0.spawn(env, r).await

@@ -1,15 +1,20 @@
-//! The `basic` level as a plain directory tree on the host.
+//! The `basic` level: a directory tree on the host, sandboxed in a pod (namespaces and a
+//! cgroup) as far as its security level asks and the host allows.
+
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use ptest_core::{
     Engine, EngineContext, Environment, EnvironmentSpec, ExecRequest, Finding, IsolationLevel,
-    Limits, NetworkMode, ProcessInfo, ResourceUsage, Result, RunningProcess, SecurityLevel, root,
+    ProcessInfo, ResourceUsage, Result, RunningProcess, root,
 };
 use rustix::process::{Pid, Signal};
 
-use crate::{exec, procscan};
+use crate::isolation::{HostCaps, resolve};
+use crate::{enter, exec, procscan, sandbox};
 
-/// Environments as directories: no namespaces, no cgroup.
+/// Environments as directory trees, each with its own cgroup and, at security `medium` and
+/// above, its own PID, mount, IPC, UTS (and network) namespaces.
 #[derive(Debug, Default)]
 pub struct DirectoryEngine;
 
@@ -17,6 +22,30 @@ impl DirectoryEngine {
     /// The engine.
     pub fn new() -> Self {
         Self
+    }
+
+    /// Checks the root is whole, then builds the sandbox, with `binds` (read-only host paths)
+    /// visible inside its pod.
+    pub(crate) async fn activate_with(
+        &self,
+        env: &Environment,
+        ctx: &dyn EngineContext,
+        binds: Vec<PathBuf>,
+    ) -> Result<()> {
+        let broken: Vec<String> = self
+            .validate(env)
+            .await?
+            .into_iter()
+            .filter(|f| !f.ok)
+            .map(|f| format!("{}: {}", f.check, f.detail))
+            .collect();
+        if !broken.is_empty() {
+            return Err(ptest_core::Error::Root {
+                path: env.root.clone(),
+                reason: broken.join("; "),
+            });
+        }
+        sandbox::activate(env, ctx, binds).await
     }
 }
 
@@ -51,8 +80,12 @@ impl Engine for DirectoryEngine {
         ]
     }
 
+    fn features(&self) -> Vec<Finding> {
+        HostCaps::get().findings()
+    }
+
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
-        check_host_spec(spec, "the directory engine")?;
+        resolve(spec, HostCaps::get())?;
         if spec.virtualenv.is_some() || spec.docker.is_some() {
             return Err(ptest_core::Error::Usage(
                 "settings of another level (python, packages, image) given for a basic \
@@ -68,48 +101,43 @@ impl Engine for DirectoryEngine {
         blocking(move || root::create(&root, &id)).await
     }
 
-    async fn activate(&self, env: &Environment) -> Result<()> {
-        // A directory needs nothing started; check it is whole before calling it active.
-        let broken: Vec<String> = self
-            .validate(env)
-            .await?
-            .into_iter()
-            .filter(|f| !f.ok)
-            .map(|f| format!("{}: {}", f.check, f.detail))
-            .collect();
-        if broken.is_empty() {
-            Ok(())
-        } else {
-            Err(ptest_core::Error::Root {
-                path: env.root.clone(),
-                reason: broken.join("; "),
-            })
-        }
+    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
+        self.activate_with(env, ctx, Vec::new()).await
     }
-
     async fn spawn(
         &self,
         env: &Environment,
         request: ExecRequest,
     ) -> Result<Box<dyn RunningProcess>> {
-        Ok(Box::new(exec::spawn(env, request)?))
+        match sandbox::isolation(env).filter(|i| i.pod || i.cgroup) {
+            Some(iso) => Ok(Box::new(enter::spawn(env, request, &iso)?)),
+            None => Ok(Box::new(exec::spawn(env, request)?)),
+        }
     }
 
-    async fn kill(&self, _env: &Environment, process: &ProcessInfo) -> Result<()> {
-        exec::kill_group(process.pid, process.start_ticks);
+    async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
+        match sandbox::isolation(env) {
+            Some(iso) if iso.pod => enter::kill_tree(process.pid, process.start_ticks),
+            _ => exec::kill_group(process.pid, process.start_ticks),
+        }
         Ok(())
     }
 
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
         let env = env.clone();
-        Ok(tokio::task::spawn_blocking(move || findings(&env))
-            .await
-            .expect("validation does not panic"))
+        blocking(move || {
+            let mut out = findings(&env);
+            out.extend(sandbox_findings(&env));
+            Ok(out)
+        })
+        .await
     }
 
     async fn deactivate(&self, env: &Environment) -> Result<()> {
-        // Anything still carrying the environment's id (daemons that left their process
-        // group) is ended here.
+        // The cgroup takes every process with it, the holder included.
+        sandbox::teardown(env).await?;
+        // Without a cgroup, anything still carrying the environment's id (daemons that left
+        // their process group) is ended here.
         let id = env.id.to_string();
         blocking(move || {
             for found in procscan::scan(&id) {
@@ -123,49 +151,44 @@ impl Engine for DirectoryEngine {
     }
 
     async fn cleanup(&self, env: &Environment) -> Result<()> {
+        sandbox::teardown(env).await?;
         let (root, id) = (env.root.clone(), env.id.clone());
         blocking(move || root::remove(&root, &id)).await
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
-        let (root, id) = (env.root.clone(), env.id.to_string());
+        let env = env.clone();
         blocking(move || {
-            let (disk, files) =
-                root::usage(&root).map_err(|e| ptest_core::Error::io("measuring", &root, e))?;
-            let procs = procscan::scan(&id);
-            let hz = rustix::param::clock_ticks_per_second() as f64;
-            Ok(ResourceUsage {
+            let (disk, files) = root::usage(&env.root)
+                .map_err(|e| ptest_core::Error::io("measuring", &env.root, e))?;
+            let mut usage = ResourceUsage {
                 disk_bytes: Some(disk),
                 files: Some(files),
-                memory_bytes: Some(procs.iter().map(|p| p.rss).sum()),
-                cpu_seconds: Some(procs.iter().map(|p| p.cpu_ticks).sum::<u64>() as f64 / hz),
-                pids: Some(procs.len() as u64),
-            })
+                ..ResourceUsage::default()
+            };
+            if let Some(cgroup) = sandbox::open_cgroup(&env) {
+                // The cgroup counts every process of the environment, wherever it forked to.
+                let u = cgroup.usage().map_err(|e| ptest_core::Error::Engine {
+                    level: env.level,
+                    action: "read the cgroup",
+                    message: e.to_string(),
+                })?;
+                usage.memory_bytes = u.memory_current;
+                usage.memory_peak_bytes = u.memory_peak;
+                usage.cpu_seconds = u.cpu_time.map(|t| t.as_secs_f64());
+                usage.pids = u.pids_current;
+                usage.oom_kills = u.oom_kills;
+            } else {
+                let procs = procscan::scan(env.id.as_str());
+                let hz = rustix::param::clock_ticks_per_second() as f64;
+                usage.memory_bytes = Some(procs.iter().map(|p| p.rss).sum());
+                usage.cpu_seconds =
+                    Some(procs.iter().map(|p| p.cpu_ticks).sum::<u64>() as f64 / hz);
+                usage.pids = Some(procs.len() as u64);
+            }
+            Ok(usage)
         })
         .await
-    }
-}
-
-/// Refuses limits, network modes and security levels that need the sandbox, which this build
-/// does not have yet.
-pub(crate) fn check_host_spec(spec: &EnvironmentSpec, engine: &str) -> Result<()> {
-    let mut unsupported = Vec::new();
-    if spec.limits != Limits::default() {
-        unsupported.push("resource limits (they need the sandbox's cgroups)");
-    }
-    if spec.network.is_some_and(|n| n != NetworkMode::Host) {
-        unsupported.push("a network mode other than host (it needs a network namespace)");
-    }
-    if spec.security.is_some_and(|s| s != SecurityLevel::Low) {
-        unsupported.push("a security level above low (it needs namespaces)");
-    }
-    if unsupported.is_empty() {
-        Ok(())
-    } else {
-        Err(ptest_core::Error::Usage(format!(
-            "{engine} cannot apply {}",
-            unsupported.join(", ")
-        )))
     }
 }
 
@@ -198,6 +221,50 @@ pub(crate) fn findings(env: &Environment) -> Vec<Finding> {
                 path.display().to_string()
             } else {
                 format!("{} is missing or not a directory", path.display())
+            },
+        });
+    }
+    out
+}
+
+/// Whether the sandbox recorded for `env` is still there.
+fn sandbox_findings(env: &Environment) -> Vec<Finding> {
+    let Some(iso) = sandbox::isolation(env) else {
+        return Vec::new();
+    };
+    let mut out = vec![Finding {
+        check: "isolation".into(),
+        ok: true,
+        detail: format!(
+            "security {}, network {:?}{}{}",
+            iso.security,
+            iso.network,
+            if iso.pod { ", pod" } else { "" },
+            if iso.cgroup { ", cgroup" } else { "" }
+        )
+        .to_lowercase(),
+    }];
+    if iso.cgroup {
+        let found = sandbox::open_cgroup(env).is_some();
+        out.push(Finding {
+            check: "cgroup".into(),
+            ok: found,
+            detail: format!(
+                "{}/{}",
+                crate::isolation::CGROUP_PARENT,
+                sandbox::cgroup_name(env)
+            ) + if found { "" } else { " is missing" },
+        });
+    }
+    if iso.pod {
+        let holder = sandbox::attach(env);
+        out.push(Finding {
+            check: "holder".into(),
+            ok: holder.is_ok(),
+            detail: match holder {
+                Ok(Some(pod)) => format!("pid {} alive", pod.holder_pid()),
+                Ok(None) => "no holder recorded".into(),
+                Err(e) => e.to_string(),
             },
         });
     }

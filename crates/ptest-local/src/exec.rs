@@ -145,6 +145,8 @@ impl RunningProcess for LocalProcess {
             ended_at: Timestamp::now(),
             duration: ended - self.started,
             timed_out: false,
+            // Without a cgroup there is no memory limit to be killed by.
+            oom_killed: false,
         })
     }
 }

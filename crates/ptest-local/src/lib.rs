@@ -1,9 +1,12 @@
 //! ptest's local engines: environments that live on this host as directories.
 //!
-//! [`DirectoryEngine`] implements the `basic` level as a plain directory tree (the root's
-//! anatomy, a marker, commands run with the root's `workspace/` as working directory). Each
-//! command runs in its own process group and carries `PTEST_ENV_ID`, so the engine can find and
-//! kill everything an environment started, daemons included, and measure what it uses.
+//! [`DirectoryEngine`] implements the `basic` level as a directory tree (the root's anatomy, a
+//! marker, commands run with the root's `workspace/` as working directory) sandboxed by
+//! `ptest-sandbox`: at activation the spec's security level, network mode and limits are
+//! resolved against the host (`isolation`), then a cgroup `ptest/env-<id>` and, at `medium`
+//! and above, a pod holder are made (`sandbox`); each command enters them (`enter`). Without
+//! cgroups or namespaces, commands run as plain children in their own process group
+//! (`exec`), found again through the `PTEST_ENV_ID` they carry (`procscan`).
 //!
 //! [`VirtualenvEngine`] adds a Python venv at `<root>/venv` (uv or pip, one shared cache,
 //! templates reused by spec hash); [`Packages`] installs into it and reads its metadata.
@@ -13,9 +16,12 @@
 //! unreaped zombie (so the group id cannot be reused), then reaps it and collects the output.
 
 mod directory;
+mod enter;
 mod exec;
+mod isolation;
 mod packages;
 mod procscan;
+mod sandbox;
 mod virtualenv;
 
 pub use directory::DirectoryEngine;

@@ -18,7 +18,7 @@ use ptest_python::{
 use serde_json::json;
 
 use crate::DirectoryEngine;
-use crate::directory::{blocking, check_host_spec};
+use crate::directory::blocking;
 
 /// Where an environment's venv lives inside its root.
 pub fn venv_path(env: &Environment) -> PathBuf {
@@ -122,13 +122,15 @@ impl Engine for VirtualenvEngine {
         out
     }
 
+    fn features(&self) -> Vec<Finding> {
+        self.dir.features()
+    }
+
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
-        check_host_spec(spec, "the virtualenv engine")?;
-        if spec.docker.is_some() {
-            return Err(Error::Usage(
-                "docker settings (image, build) given for a virtualenv environment".into(),
-            ));
-        }
+        self.dir.check(&EnvironmentSpec {
+            virtualenv: None,
+            ..spec.clone()
+        })?;
         let Some(venv) = &spec.virtualenv else {
             return Ok(());
         };
@@ -163,7 +165,11 @@ impl Engine for VirtualenvEngine {
         .await?;
         ctx.note(
             "python",
-            json!({ "path": interpreter.path, "version": interpreter.version.to_string() }),
+            json!({
+                "path": interpreter.path,
+                "version": interpreter.version.to_string(),
+                "base_prefix": interpreter.base_prefix,
+            }),
         )?;
         let reqs = requirements(&spec)?;
         let hash = {
@@ -229,8 +235,17 @@ impl Engine for VirtualenvEngine {
         Ok(())
     }
 
-    async fn activate(&self, env: &Environment) -> Result<()> {
-        self.dir.activate(env).await
+    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
+        // The venv's base interpreter must be visible wherever it lives, even where the
+        // sandbox shows only system directories.
+        let base = env
+            .details
+            .get("python")
+            .and_then(|p| p["base_prefix"].as_str())
+            .map(PathBuf::from);
+        self.dir
+            .activate_with(env, ctx, base.into_iter().collect())
+            .await
     }
 
     async fn spawn(

@@ -230,13 +230,19 @@ mod tests {
 
         let rules = IgnoreRules::for_project(&src).unwrap();
         let stats = copy_tree(&src, &dst, &rules).unwrap();
-        assert_eq!(stats.files, 4, "a.txt, run.sh, .ptestignore, pkg/target/kept");
+        assert_eq!(
+            stats.files, 4,
+            "a.txt, run.sh, .ptestignore, pkg/target/kept"
+        );
         assert!(!dst.join(".git").exists());
         assert!(!dst.join("target").exists());
         assert!(!dst.join("junk.tmp").exists());
         assert!(dst.join("pkg/target/kept").is_file());
         assert_eq!(fs::read_link(dst.join("link")).unwrap(), Path::new("a.txt"));
-        let mode = fs::metadata(dst.join("run.sh")).unwrap().permissions().mode();
+        let mode = fs::metadata(dst.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
 
         fs::write(dst.join("a.txt"), "changed").unwrap();

@@ -66,7 +66,7 @@ pub struct ProjectFileError {
 
 impl ProjectFileError {
     /// An error at byte range `span` of `text`, the contents of `path`.
-    pub(crate) fn new(
+    pub(crate) fn at(
         path: &std::path::Path,
         text: &str,
         span: Option<std::ops::Range<usize>>,

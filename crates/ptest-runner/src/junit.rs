@@ -164,7 +164,8 @@ pub fn to_junit(report: &RunReport) -> String {
         }
         out.add_test_suite(ts);
     }
-    out.to_string().expect("JUnit reports serialize to a string")
+    out.to_string()
+        .expect("JUnit reports serialize to a string")
 }
 
 #[cfg(test)]

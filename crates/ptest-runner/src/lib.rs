@@ -1,1 +1,61 @@
-//! placeholder for resolution
+//! ptest's test runner: reads a project's `ptest.toml`, runs its suites in parallel, each in
+//! its own environment, and reports, as cargo-nextest does for Rust tests.
+//!
+//! The main types: [`Project`] (the checked `ptest.toml`: [`EnvTemplate`]s from
+//! `[env.NAME]`, [`Suite`]s from `[[suite]]`), [`Selection`] (names, `--tag`,
+//! `--exclude-tag`), [`Run`] (a plan under a run id), [`RunOptions`] (`-j`, fail-fast,
+//! retries, timeout, keep), the [`Reporter`] trait for live progress, and the [`RunReport`]
+//! that comes out, written as JSON, as JUnit XML ([`junit::to_junit`]) or as a summary.
+//!
+//! The flow of a run:
+//!
+//! 1. [`Project::discover`] (or [`Project::load`]) reads `ptest.toml` and refuses, with file,
+//!    line and column, anything it cannot run: unknown keys, bad durations, unknown templates,
+//!    dependency cycles, and features not available yet (`services`, `project = "overlay"`).
+//! 2. [`Run::new`] plans the selected suites plus what they depend on; [`Run::plan`] is what
+//!    `ptest run --list` shows.
+//! 3. [`Run::execute`] starts suites as their dependencies pass, `jobs` at a time. Each suite
+//!    (or each shard of a `parallel = N` suite) gets its own environment from the
+//!    [`ptest_core::Manager`], named `run-<run id>-<suite>[-<shard>]` and labelled
+//!    `ptest.run=<run id>`; the project is copied into the environment's `workspace/`
+//!    (reflinks where the filesystem can, never hard links) so suites never see each other's
+//!    writes and the user's tree stays as it was (`project = "bind"` runs in the real
+//!    directory instead). `setup`, `run` and `teardown` run there with the suite's timeout
+//!    (which kills the whole process tree), a failing suite is retried in a fresh copy, and a
+//!    JUnit file the command writes is read into per-test results. Environments are removed
+//!    when their suite ends unless kept; cancellation and the run's timeout stop what runs
+//!    and remove everything.
+//! 4. [`RunReport::exit_code`] gives `ptest run`'s exit status.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # async fn demo(manager: Arc<ptest_core::Manager>) -> Result<(), Box<dyn std::error::Error>> {
+//! use ptest_runner::{Project, Run, RunOptions, Selection, Silent};
+//!
+//! let project = Project::discover(std::path::Path::new("."))?;
+//! let run = Run::new(project, &Selection::default())?;
+//! let report = run
+//!     .execute(manager, RunOptions::default(), Arc::new(Silent), async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await;
+//! print!("{}", report.summary());
+//! std::process::exit(report.exit_code());
+//! # }
+//! ```
+
+pub mod config;
+pub mod copy;
+mod error;
+pub mod junit;
+mod report;
+mod reporter;
+mod run;
+mod select;
+
+pub use config::{Command, EnvTemplate, Project, ProjectMode, Suite};
+pub use error::{ProjectError, ProjectFileError, SelectError};
+pub use report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport};
+pub use reporter::{Reporter, Silent};
+pub use run::{RUN_LABEL, Run, RunOptions};
+pub use select::{PlannedSuite, Selection, list_text};

@@ -243,7 +243,12 @@ impl RunReport {
         if self.cancelled {
             return 130;
         }
-        if let Some(class) = self.suites.iter().filter_map(|s| s.error_class).max_by_key(|c| c.exit_code()) {
+        if let Some(class) = self
+            .suites
+            .iter()
+            .filter_map(|s| s.error_class)
+            .max_by_key(|c| c.exit_code())
+        {
             return class.exit_code();
         }
         if self.success() { 0 } else { 1 }
@@ -259,9 +264,15 @@ impl RunReport {
     pub fn summary(&self) -> String {
         let mut out = String::new();
         for suite in self.suites.iter().filter(|s| {
-            !s.status.is_success() && s.status != SuiteStatus::Skipped || s.status == SuiteStatus::Flaky
+            !s.status.is_success() && s.status != SuiteStatus::Skipped
+                || s.status == SuiteStatus::Flaky
         }) {
-            let _ = writeln!(out, "--- {} {} ---", suite.status.label(), suite.display_name());
+            let _ = writeln!(
+                out,
+                "--- {} {} ---",
+                suite.status.label(),
+                suite.display_name()
+            );
             if let Some(reason) = &suite.reason {
                 let _ = writeln!(out, "{reason}");
             }
@@ -277,11 +288,17 @@ impl RunReport {
                         CaseStatus::Error => "error:",
                         _ => "failed:",
                     },
-                    case.classname.as_deref().map(|c| format!("{c}.")).unwrap_or_default(),
+                    case.classname
+                        .as_deref()
+                        .map(|c| format!("{c}."))
+                        .unwrap_or_default(),
                     case.name
                 );
             }
-            for (label, tail) in [("stdout", &suite.stdout_tail), ("stderr", &suite.stderr_tail)] {
+            for (label, tail) in [
+                ("stdout", &suite.stdout_tail),
+                ("stderr", &suite.stderr_tail),
+            ] {
                 if !tail.trim().is_empty() {
                     let _ = writeln!(out, "  {label}:");
                     for line in tail.trim_end().lines() {

@@ -19,7 +19,13 @@ pub trait Reporter: Send + Sync {
     }
 
     /// Attempt `attempt` (1-based) failed and the suite will be tried again.
-    fn suite_retrying(&self, suite: &str, shard: Option<u32>, attempt: u32, exit_code: Option<i32>) {
+    fn suite_retrying(
+        &self,
+        suite: &str,
+        shard: Option<u32>,
+        attempt: u32,
+        exit_code: Option<i32>,
+    ) {
         let _ = (suite, shard, attempt, exit_code);
     }
 

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use ptest_core::{CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, PortName};
+use ptest_core::{
+    ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, NetworkMode, PortName,
+    SecurityLevel,
+};
 
 /// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
 ///
@@ -69,7 +72,7 @@ pub struct JsonArg {
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
     /// Create an environment and make it active.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List environments.
     #[command(alias = "ls")]
     List(ListArgs),
@@ -111,6 +114,36 @@ pub struct CreateArgs {
     /// Time to live under --cleanup scheduled, e.g. 30m (default: level.<level>.ttl).
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
+    /// Security level: low (own directories and cgroup), medium (plus PID/mount/IPC/UTS
+    /// namespaces, read-only host, private /tmp), high (plus no network by default, no
+    /// capabilities, only system directories visible), strict (refused: needs seccomp and
+    /// Landlock). Default: medium where the host allows, else low.
+    #[arg(long, help_heading = "Sandbox")]
+    pub security: Option<SecurityLevel>,
+    /// Network: host, loopback (own namespace, only lo), none; bridge is not in this build.
+    #[arg(long, value_parser = parse_network, help_heading = "Sandbox")]
+    pub network: Option<NetworkMode>,
+    /// Memory limit, swap counted (e.g. 512M).
+    #[arg(long, help_heading = "Sandbox")]
+    pub memory: Option<ByteSize>,
+    /// CPU limit as a fraction of cores (e.g. 0.5, 2).
+    #[arg(long, help_heading = "Sandbox")]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long, help_heading = "Sandbox")]
+    pub pids: Option<u64>,
+    /// Maximum open files per process.
+    #[arg(long, help_heading = "Sandbox")]
+    pub nofile: Option<u64>,
+    /// Disk space of the root (not in this build: refused).
+    #[arg(long, help_heading = "Sandbox")]
+    pub disk: Option<ByteSize>,
+    /// Number of files in the root (not in this build: refused).
+    #[arg(long, help_heading = "Sandbox")]
+    pub files: Option<u64>,
+    /// Apply what this host can and record what was dropped, instead of refusing.
+    #[arg(long, help_heading = "Sandbox")]
+    pub allow_degraded: bool,
     /// Lease a host port under this name (PTEST_PORT_<NAME> in every command), repeatable.
     #[arg(long = "port", value_name = "NAME")]
     pub ports: Vec<PortName>,
@@ -379,6 +412,18 @@ pub enum ConfigCommand {
         /// A config.toml or ptest.toml to check.
         file: Option<PathBuf>,
     },
+}
+
+fn parse_network(s: &str) -> Result<NetworkMode, String> {
+    match s {
+        "host" => Ok(NetworkMode::Host),
+        "loopback" => Ok(NetworkMode::Loopback),
+        "none" => Ok(NetworkMode::None),
+        "bridge" => Ok(NetworkMode::Bridge),
+        _ => Err(format!(
+            "unknown network mode {s:?}; expected host, loopback, none or bridge"
+        )),
+    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -7,7 +7,7 @@ mod support;
 use std::fs;
 
 use predicates::str::contains;
-use support::{TestHome, alive, read_pid, wait_gone};
+use support::{TestHome, env_processes, read_pid, wait_env_empty};
 
 #[test]
 fn create_exec_rm_leaves_nothing_behind() {
@@ -106,7 +106,7 @@ fn exit_codes_and_stderr_pass_through() {
 fn timeout_kills_the_whole_tree() {
     let t = TestHome::new();
     let env = t.create("slow");
-    let pidfile = format!("{}/workspace/child.pid", env["root"].as_str().unwrap());
+    let id = env["id"].as_str().unwrap();
     t.ptest([
         "env",
         "exec",
@@ -121,10 +121,10 @@ fn timeout_kills_the_whole_tree() {
     .assert()
     .code(124)
     .stderr(contains("timed out"));
-    let child = read_pid(std::path::Path::new(&pidfile));
     assert!(
-        wait_gone(child),
-        "the backgrounded sleep {child} survived the timeout"
+        wait_env_empty(id),
+        "left running after the timeout: {:?}",
+        env_processes(id)
     );
     let events = t
         .ptest(["events", "--env", "slow", "--json"])
@@ -141,7 +141,7 @@ fn timeout_kills_the_whole_tree() {
 fn leftover_background_processes_die_with_the_command() {
     let t = TestHome::new();
     let env = t.create("bg");
-    let pidfile = format!("{}/workspace/bg.pid", env["root"].as_str().unwrap());
+    let id = env["id"].as_str().unwrap();
     t.ptest([
         "env",
         "exec",
@@ -153,8 +153,11 @@ fn leftover_background_processes_die_with_the_command() {
     ])
     .assert()
     .success();
-    let pid = read_pid(std::path::Path::new(&pidfile));
-    assert!(wait_gone(pid), "background sleep {pid} outlived env exec");
+    assert!(
+        wait_env_empty(id),
+        "outlived env exec: {:?}",
+        env_processes(id)
+    );
 }
 
 #[test]
@@ -173,16 +176,21 @@ fn rm_refuses_a_busy_environment_unless_forced() {
         "echo $$ > me.pid; exec sleep 300",
     ]);
     let mut running = exec.spawn().unwrap();
-    let pid = read_pid(&std::path::Path::new(&root).join("workspace/me.pid"));
+    read_pid(&std::path::Path::new(&root).join("workspace/me.pid"));
+    let id = env["id"].as_str().unwrap();
 
     t.ptest(["env", "rm", "busy"])
         .assert()
         .code(3)
         .stderr(contains("running process").and(contains("--force")));
-    assert!(alive(pid) && std::path::Path::new(&root).exists());
+    assert!(!env_processes(id).is_empty() && std::path::Path::new(&root).exists());
 
     t.ptest(["env", "rm", "--force", "busy"]).assert().success();
-    assert!(wait_gone(pid), "sleep {pid} survived rm --force");
+    assert!(
+        wait_env_empty(id),
+        "survived rm --force: {:?}",
+        env_processes(id)
+    );
     assert!(!std::path::Path::new(&root).exists());
     let status = running.wait().unwrap();
     assert!(!status.success());

@@ -46,6 +46,10 @@ pub struct EnvironmentSpec {
     /// Security level; the strongest the host supports up to `medium` when absent.
     #[serde(default)]
     pub security: Option<SecurityLevel>,
+    /// Apply what this host can and record what was dropped, instead of refusing a level or
+    /// limit the host cannot apply.
+    #[serde(default)]
+    pub allow_degraded: bool,
     /// Named host ports to lease at creation (`PTEST_PORT_<NAME>` in every command).
     #[serde(default)]
     pub ports: Vec<PortName>,
@@ -145,6 +149,7 @@ impl EnvironmentSpec {
             limits: Limits::default(),
             network: None,
             security: None,
+            allow_degraded: false,
             ports: Vec::new(),
             virtualenv: None,
             docker: None,
@@ -236,8 +241,12 @@ pub struct ResourceUsage {
     pub disk_bytes: Option<u64>,
     /// Number of files and directories under the root.
     pub files: Option<u64>,
-    /// Resident memory in bytes.
+    /// Memory in use, in bytes (the cgroup's count, or the processes' resident memory).
     pub memory_bytes: Option<u64>,
+    /// Highest memory use seen, in bytes (cgroup only).
+    pub memory_peak_bytes: Option<u64>,
+    /// How many times the memory limit killed a process (cgroup only).
+    pub oom_kills: Option<u64>,
     /// CPU time used, in seconds.
     pub cpu_seconds: Option<f64>,
     /// Live processes.

@@ -33,6 +33,9 @@ pub struct ProcessResult {
     pub duration: Duration,
     /// Whether it was killed for running past its timeout.
     pub timed_out: bool,
+    /// Whether the environment's memory limit killed it (the cgroup's OOM count rose and it
+    /// died of SIGKILL).
+    pub oom_killed: bool,
 }
 
 impl ProcessResult {

@@ -54,7 +54,11 @@ impl Project {
     /// Finds `ptest.toml` in `start` or the nearest parent that has one, and loads it.
     pub fn discover(start: &Path) -> Result<Self, ProjectError> {
         let start = std::path::absolute(start).unwrap_or_else(|_| start.to_owned());
-        match start.ancestors().map(|d| d.join(PROJECT_FILE)).find(|f| f.is_file()) {
+        match start
+            .ancestors()
+            .map(|d| d.join(PROJECT_FILE))
+            .find(|f| f.is_file())
+        {
             Some(file) => Self::load(&file),
             None => Err(ProjectError::NotFound { start }),
         }
@@ -85,7 +89,7 @@ impl Project {
     /// Parses and checks `text`, the contents of `file` in project directory `dir`.
     pub fn parse(file: &Path, dir: &Path, text: &str) -> Result<Self, ProjectError> {
         let err = |span: Option<std::ops::Range<usize>>, message: String, help: Option<&str>| {
-            ProjectFileError::new(file, text, span, message, help.map(str::to_owned))
+            ProjectFileError::at(file, text, span, message, help.map(str::to_owned))
         };
         let parsed: ProjectFile = toml::from_str(text).map_err(|e| {
             let help = e.message().contains("unknown field").then_some(
@@ -180,7 +184,11 @@ impl Project {
                 tags: config.tags.clone(),
                 shards: config.parallel.map_or(1, |n| n.get()),
                 junit: config.junit.clone(),
-                depends_on: config.depends_on.iter().map(|d| d.get_ref().clone()).collect(),
+                depends_on: config
+                    .depends_on
+                    .iter()
+                    .map(|d| d.get_ref().clone())
+                    .collect(),
                 env_vars: config.env_vars.clone(),
             });
         }

@@ -95,9 +95,8 @@ pub(crate) fn check_name(name: &str) -> Option<String> {
     let first_ok = bytes
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    let rest_ok = bytes.all(|b| {
-        b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')
-    });
+    let rest_ok = bytes
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'));
     if !first_ok || !rest_ok {
         Some(format!(
             "suite name {name:?} must match [a-z0-9][a-z0-9_.-]* (it becomes part of an \

@@ -19,7 +19,9 @@ pub enum ProjectMode {
     /// suites never see each other's writes and the project is left as it was.
     #[default]
     Copy,
-    /// The real project directory: writes go to the user's tree.
+    /// The real project directory: writes go to the user's tree. At security level
+    /// `medium` and above the sandbox shows the host read-only, the project included; use
+    /// `security = "low"` for a suite that must write to it.
     Bind,
     /// A copy-on-write overlay of the project. Parsed, refused until the sandbox exists.
     Overlay,
@@ -61,6 +63,7 @@ pub struct EnvTemplateConfig {
     pub security: Option<SecurityLevel>,
     /// Cleanup policy a kept environment carries afterwards (`on_request` by default,
     /// `scheduled` with `ttl` for `ptest gc`; `never` keeps it; `immediate` is refused).
+    /// Environments that are not kept carry `on_shutdown` while the run uses them.
     #[serde(default)]
     pub cleanup: Option<Spanned<CleanupPolicy>>,
     /// Time to live of a kept environment under the `scheduled` policy.
@@ -131,10 +134,14 @@ impl EnvTemplate {
         } else {
             IsolationLevel::Basic
         });
-        let virtualenv = (python_keys || level == IsolationLevel::Virtualenv).then(|| {
-            VirtualenvSpec {
+        let virtualenv =
+            (python_keys || level == IsolationLevel::Virtualenv).then(|| VirtualenvSpec {
                 python: c.python,
-                packages: c.packages.iter().map(|p| resolve_requirement(p, dir)).collect(),
+                packages: c
+                    .packages
+                    .iter()
+                    .map(|p| resolve_requirement(p, dir))
+                    .collect(),
                 requirements: c.requirements.iter().map(|p| dir.join(p)).collect(),
                 constraints: c.constraints.iter().map(|p| dir.join(p)).collect(),
                 find_links: c
@@ -149,8 +156,7 @@ impl EnvTemplate {
                     })
                     .collect(),
                 no_index: c.no_index,
-            }
-        });
+            });
         Self {
             name: name.to_owned(),
             level,
@@ -197,7 +203,11 @@ pub(crate) fn resolve_requirement(requirement: &str, dir: &Path) -> String {
     let relative = rest == "." || rest == ".." || rest.starts_with("./") || rest.starts_with("../");
     let target = if relative {
         let rel = rest.strip_prefix("./").unwrap_or(rest);
-        let joined = if rel == "." { dir.to_path_buf() } else { dir.join(rel) };
+        let joined = if rel == "." {
+            dir.to_path_buf()
+        } else {
+            dir.join(rel)
+        };
         joined.display().to_string()
     } else {
         rest.to_owned()

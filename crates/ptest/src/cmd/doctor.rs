@@ -14,6 +14,7 @@ struct LevelReport {
     available: bool,
     detail: String,
     checks: Vec<Finding>,
+    features: Vec<Finding>,
 }
 
 /// Reports each isolation level: whether this build and host support it, and why not.
@@ -21,22 +22,19 @@ pub fn run(manager: &Manager, args: JsonArg) -> Result<ExitCode, Failure> {
     let reports: Vec<LevelReport> = IsolationLevel::ALL
         .iter()
         .map(|&level| match manager.engine_capabilities(level) {
-            Some(checks) => LevelReport {
+            Some((checks, features)) => LevelReport {
                 level,
                 available: checks.iter().all(|c| c.ok),
-                detail: match level {
-                    IsolationLevel::Basic => {
-                        "directory environments (no namespaces or cgroups in this build)".into()
-                    }
-                    _ => String::new(),
-                },
+                detail: String::new(),
                 checks,
+                features,
             },
             None => LevelReport {
                 level,
                 available: false,
                 detail: "no engine for this level in this build of ptest".into(),
                 checks: Vec::new(),
+                features: Vec::new(),
             },
         })
         .collect();
@@ -50,23 +48,19 @@ pub fn run(manager: &Manager, args: JsonArg) -> Result<ExitCode, Failure> {
     }
     println!("home      {}", manager.home().path().display());
     for r in &reports {
-        println!(
-            "{:<11}{}  {}",
-            r.level,
-            if r.available {
-                "available  "
-            } else {
-                "unavailable"
-            },
-            r.detail
-        );
+        let state = if r.available {
+            "available"
+        } else {
+            "unavailable"
+        };
+        println!("{:<11}{state:<12} {}", r.level, r.detail);
         for c in &r.checks {
-            println!(
-                "  {} {:<8}{}",
-                if c.ok { "ok  " } else { "FAIL" },
-                c.check,
-                c.detail
-            );
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            println!("  {mark} {:<12}{}", c.check, c.detail);
+        }
+        for c in &r.features {
+            let mark = if c.ok { "yes " } else { "no  " };
+            println!("  {mark} {:<12}{}", c.check, c.detail);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use ptest_core::{
-    EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Manager, OutputMode,
-    RemoveOptions, VirtualenvSpec,
+    EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Limits, Manager,
+    OutputMode, RemoveOptions, VirtualenvSpec,
 };
 
 use crate::Failure;
@@ -14,7 +14,7 @@ use crate::output::{self, Table};
 /// Runs one `env` subcommand.
 pub async fn run(manager: &Manager, cmd: EnvCommand) -> Result<ExitCode, Failure> {
     match cmd {
-        EnvCommand::Create(args) => create(manager, args).await,
+        EnvCommand::Create(args) => create(manager, *args).await,
         EnvCommand::List(args) => list(manager, args),
         EnvCommand::Show(args) => show(manager, args),
         EnvCommand::Exec(args) => exec(manager, args).await,
@@ -66,6 +66,17 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         ttl: args.ttl,
         exec_timeout: args.exec_timeout,
         ports: args.ports,
+        security: args.security,
+        network: args.network,
+        limits: Limits {
+            memory: args.memory,
+            cpus: args.cpus,
+            pids: args.pids,
+            nofile: args.nofile,
+            disk: args.disk,
+            files: args.files,
+        },
+        allow_degraded: args.allow_degraded,
         virtualenv,
         ..EnvironmentSpec::new(level)
     };
@@ -142,6 +153,29 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
     }
     if let Some(e) = &env.error {
         rows.push(("error", e.clone()));
+    }
+    if let Some(iso) = env.details.get("isolation") {
+        let mut parts = vec![
+            format!("security {}", iso["security"].as_str().unwrap_or("?")),
+            format!("network {}", iso["network"].as_str().unwrap_or("?")),
+        ];
+        if iso["pod"] == true {
+            parts.push("own namespaces".into());
+        }
+        if iso["cgroup"] == true {
+            parts.push("own cgroup".into());
+        }
+        rows.push(("isolation", parts.join(", ")));
+        for dropped in iso["dropped"].as_array().into_iter().flatten() {
+            rows.push(("  dropped", dropped.as_str().unwrap_or("").to_owned()));
+        }
+    }
+    let limits = serde_json::to_value(&env.spec.limits).expect("limits serialize");
+    for (k, v) in limits.as_object().into_iter().flatten() {
+        rows.push((
+            "limit",
+            format!("{k} = {}", v.to_string().trim_matches('"')),
+        ));
     }
     if let Some(python) = env.details.get("python") {
         rows.push((
@@ -228,14 +262,25 @@ async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
-    let mut table = Table::new(vec!["NAME", "DISK", "FILES", "MEMORY", "CPU", "PIDS"]);
+    let mut table = Table::new(vec![
+        "NAME",
+        "DISK",
+        "FILES",
+        "MEMORY",
+        "PEAK",
+        "CPU",
+        "PIDS",
+        "OOM KILLS",
+    ]);
     table.row(vec![
         env.name.to_string(),
         show(usage.disk_bytes.map(output::bytes)),
         show(usage.files.map(|n| n.to_string())),
         show(usage.memory_bytes.map(output::bytes)),
+        show(usage.memory_peak_bytes.map(output::bytes)),
         show(usage.cpu_seconds.map(|s| format!("{s:.2}s"))),
         show(usage.pids.map(|n| n.to_string())),
+        show(usage.oom_kills.map(|n| n.to_string())),
     ]);
     table.print();
     Ok(ExitCode::SUCCESS)

@@ -61,6 +61,15 @@ impl TestHome {
         serde_json::from_slice(&out.get_output().stdout).expect("valid JSON")
     }
 
+    /// Runs `ptest env exec --json ...` and parses the result whatever the command's exit code.
+    pub fn exec_json(&self, env: &str, command: &[&str]) -> serde_json::Value {
+        let mut args = vec!["env", "exec", "--json", env, "--"];
+        args.extend_from_slice(command);
+        let out = self.ptest(args).output().expect("ptest runs");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+
     /// Creates a basic environment and returns its JSON.
     pub fn create(&self, name: &str) -> serde_json::Value {
         self.json(["env", "create", name])
@@ -74,6 +83,14 @@ impl TestHome {
             .iter()
             .map(|e| e["name"].as_str().unwrap().to_owned())
             .collect()
+    }
+}
+
+impl Drop for TestHome {
+    /// Removes every environment left, so no sandbox (holder process, cgroup) outlives the
+    /// test's temporary home.
+    fn drop(&mut self) {
+        let _ = self.ptest(["env", "rm", "--all", "--force"]).output();
     }
 }
 
@@ -100,6 +117,32 @@ pub fn read_pid(path: &Path) -> u32 {
 pub fn wait_gone(pid: u32) -> bool {
     for _ in 0..500 {
         if !alive(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// Host pids of every process carrying `PTEST_ENV_ID=<id>`: what runs in an environment,
+/// seen from the host whatever pid namespace it is in.
+pub fn env_processes(id: &str) -> Vec<u32> {
+    let needle = format!("PTEST_ENV_ID={id}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .collect()
+}
+
+/// Waits up to 5 s for nothing to run in environment `id`.
+pub fn wait_env_empty(id: &str) -> bool {
+    for _ in 0..500 {
+        if env_processes(id).is_empty() {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -1,0 +1,282 @@
+//! Running one command in a sandboxed environment: inside its pod (setns, fork, exec) or, at
+//! security `low`, on the host inside its cgroup. A thread of its own spawns the command and
+//! waits for it, so the command's parent-death signal is tied to a thread that lives exactly
+//! as long as the command.
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use ptest_core::{
+    Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
+    SecurityLevel,
+};
+use ptest_sandbox::{CommandSpec, ExitStatus, Rlimits, Stdio, spawn_in_cgroup};
+use rustix::process::{Pid, Signal};
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::isolation::Isolation;
+use crate::sandbox;
+
+/// A command started in a sandbox.
+pub(crate) struct SandboxedProcess {
+    pid: u32,
+    ticks: u64,
+    exited: oneshot::Receiver<Result<ExitStatus>>,
+    stdout: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<JoinHandle<Vec<u8>>>,
+    command: Vec<String>,
+    started_at: Timestamp,
+    started: Instant,
+    cgroup: Option<ptest_sandbox::Cgroup>,
+    oom_before: u64,
+}
+
+fn spawn_error(e: impl std::fmt::Display) -> Error {
+    Error::Engine {
+        level: ptest_core::IsolationLevel::Basic,
+        action: "run a command in the sandbox",
+        message: e.to_string(),
+    }
+}
+
+/// Starts `request` in `env`'s sandbox as `iso` describes.
+pub(crate) fn spawn(
+    env: &Environment,
+    request: ExecRequest,
+    iso: &Isolation,
+) -> Result<SandboxedProcess> {
+    if request.argv.is_empty() {
+        return Err(Error::Usage("no command given".into()));
+    }
+    let (started_at, started) = (Timestamp::now(), Instant::now());
+    // Nothing is inherited by a pod command: pass ptest's environment, then the environment's
+    // own variables, then the caller's.
+    let mut cmd = CommandSpec::new(request.argv.clone()).cwd(env.workspace());
+    // A later value of a name replaces an earlier one (getenv would see only the first).
+    let vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        std::env::vars_os()
+            .chain(
+                env.command_env()
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into())),
+            )
+            .chain(request.env.into_iter().map(|(k, v)| (k.into(), v.into())))
+            .collect();
+    cmd.env = vars.into_iter().collect();
+    cmd.stdin = Stdio::null().map_err(spawn_error)?;
+    cmd.rlimits = Rlimits {
+        open_files: env.spec.limits.nofile,
+        file_size: None,
+    };
+    if iso.security >= SecurityLevel::High {
+        cmd.no_new_privs = true;
+        cmd.drop_capabilities = true;
+    }
+    let (stdout, stderr) = if request.output == OutputMode::Capture {
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        cmd.stdout = Stdio::Fd(out_w);
+        cmd.stderr = Stdio::Fd(err_w);
+        (Some(read_all(out_r)), Some(read_all(err_r)))
+    } else {
+        (None, None)
+    };
+    // One handle reads the OOM count here; the spawning thread joins through its own.
+    let cgroup = sandbox::open_cgroup(env);
+    let oom_before = oom_kills(cgroup.as_ref());
+    let pod = if iso.pod { sandbox::attach(env)? } else { None };
+    let own_group = pod.is_none();
+    let group = sandbox::open_cgroup(env);
+
+    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+    let (exit_tx, exit_rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let spawned = match &pod {
+            Some(pod) => pod.spawn(&cmd),
+            None => spawn_in_cgroup(&cmd, group.as_ref()),
+        };
+        drop(cmd); // our copies of the pipes' write ends: the readers see end-of-file
+        let child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = pid_tx.send(Err(e));
+                return;
+            }
+        };
+        let _ = pid_tx.send(Ok(child.pid()));
+        if !own_group {
+            // In a pod the relay's child is the command and leads its process group. Once the
+            // command is done, what it left in that group is ended, found through the cgroup
+            // so that only this environment's processes are ever touched.
+            let leader = command_of_relay(child.pid());
+            let status = child.wait().map_err(spawn_error);
+            if let (Some(leader), Some(group)) = (leader, group.as_ref()) {
+                for p in group.pids().unwrap_or_default() {
+                    if process_group(p) == Some(leader)
+                        && let Some(pid) = Pid::from_raw(p)
+                    {
+                        let _ = rustix::process::kill_process(pid, Signal::KILL);
+                    }
+                }
+            }
+            let _ = exit_tx.send(status);
+            return;
+        }
+        {
+            // On the host the command leads its own process group: once it has exited (but
+            // before it is reaped, so the group id stays ours), end what it left behind.
+            if let Ok(fd) = child.pidfd() {
+                let _ = rustix::process::waitid(
+                    rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)),
+                    rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
+                );
+                if let Some(pid) = Pid::from_raw(child.pid()) {
+                    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+                }
+            }
+        }
+        let _ = exit_tx.send(child.wait().map_err(spawn_error));
+    });
+    let pid = pid_rx.recv().map_err(spawn_error)?.map_err(|e| match e {
+        ptest_sandbox::Error::Spawn {
+            step: "execve",
+            source,
+            ..
+        } if source.kind() == std::io::ErrorKind::NotFound => Error::Usage(format!(
+            "cannot run {:?} in {}: command not found",
+            request.argv[0], env.name
+        )),
+        e => spawn_error(e),
+    })? as u32;
+    Ok(SandboxedProcess {
+        pid,
+        ticks: ptest_core::liveness::start_ticks(pid).unwrap_or(0),
+        exited: exit_rx,
+        stdout,
+        stderr,
+        command: request.argv,
+        started_at,
+        started,
+        cgroup,
+        oom_before,
+    })
+}
+
+/// The host pid of the command a pod relay forked (its only child), waiting briefly for it.
+fn command_of_relay(relay: i32) -> Option<i32> {
+    for _ in 0..200 {
+        let children =
+            std::fs::read_to_string(format!("/proc/{relay}/task/{relay}/children")).ok()?;
+        if let Some(pid) = children
+            .split_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+        {
+            return Some(pid);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(250));
+    }
+    None
+}
+
+/// The process group of `pid`, as the host sees it.
+fn process_group(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name: state, ppid, pgrp.
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+fn oom_kills(cgroup: Option<&ptest_sandbox::Cgroup>) -> u64 {
+    cgroup
+        .and_then(|c| c.usage().ok())
+        .and_then(|u| u.oom_kills)
+        .unwrap_or(0)
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(spawn_error)
+}
+
+fn read_all(fd: OwnedFd) -> JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut file = tokio::fs::File::from_std(File::from(fd));
+        let mut buf = Vec::new();
+        let _ = file.read_to_end(&mut buf).await;
+        buf
+    })
+}
+
+/// Kills `pid` and everything below it, with their process groups: the command's tree
+/// inside a pod, where the relay's child leads the command's group.
+pub(crate) fn kill_tree(pid: u32, ticks: u64) {
+    if ptest_core::liveness::start_ticks(pid) != Some(ticks) {
+        return;
+    }
+    let mut stack = vec![pid];
+    let mut all = Vec::new();
+    while let Some(p) = stack.pop() {
+        all.push(p);
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            stack.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    // Children first, so nothing is re-parented away between the kills.
+    for p in all.iter().rev() {
+        if let Some(pid) = Pid::from_raw(*p as i32) {
+            // Only a group leader has a group with its own id; for the rest this is ESRCH.
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+        }
+    }
+}
+
+#[async_trait]
+impl RunningProcess for SandboxedProcess {
+    fn pid(&self) -> (u32, u64) {
+        (self.pid, self.ticks)
+    }
+
+    async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
+        let status = (&mut self.exited).await.map_err(spawn_error)??;
+        let ended = Instant::now();
+        let text = |h: Option<JoinHandle<Vec<u8>>>| async move {
+            match h {
+                Some(h) => String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned(),
+                None => String::new(),
+            }
+        };
+        let oom_killed =
+            status.signal() == Some(9) && oom_kills(self.cgroup.as_ref()) > self.oom_before;
+        Ok(ProcessResult {
+            command: self.command,
+            pid: Some(self.pid),
+            exit_code: status.code(),
+            signal: status.signal(),
+            stdout: text(self.stdout.take()).await,
+            stderr: text(self.stderr.take()).await,
+            started_at: self.started_at,
+            ended_at: Timestamp::now(),
+            duration: ended - self.started,
+            timed_out: false,
+            oom_killed,
+        })
+    }
+}

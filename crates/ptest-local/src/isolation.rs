@@ -1,0 +1,310 @@
+//! What sandboxing a `basic` or `virtualenv` environment gets: its spec (security level,
+//! network mode, limits) resolved against what this host offers. A level or limit the host
+//! cannot apply is an error naming the missing piece, unless the spec allows degrading, in
+//! which case the drop is recorded on the environment.
+
+use std::sync::OnceLock;
+
+use ptest_core::{EnvironmentSpec, Error, Finding, NetworkMode, Result, SecurityLevel};
+use ptest_sandbox::{Controller, cgroup};
+use serde::{Deserialize, Serialize};
+
+/// The cgroup parent every environment's group lives under.
+pub(crate) const CGROUP_PARENT: &str = "ptest";
+
+/// What this host offers, probed once per process.
+#[derive(Debug, Clone)]
+pub(crate) struct HostCaps {
+    /// Why namespaces cannot be used, if they cannot.
+    pub namespaces: std::result::Result<(), String>,
+    /// Controllers available, or why cgroups cannot be used at all.
+    pub cgroups: std::result::Result<Vec<Controller>, String>,
+    /// Whether memory limits can count swap.
+    pub swap_accounting: bool,
+}
+
+impl HostCaps {
+    /// The host's capabilities (probed on first use).
+    pub fn get() -> &'static HostCaps {
+        static CAPS: OnceLock<HostCaps> = OnceLock::new();
+        CAPS.get_or_init(|| {
+            let probe = cgroup::probe();
+            let cgroups = match &probe.version {
+                Err(e) => Err(e.clone()),
+                Ok(_) => {
+                    let have: Vec<Controller> = Controller::ALL
+                        .iter()
+                        .copied()
+                        .filter(|c| probe.has(*c))
+                        .collect();
+                    if rustix::process::geteuid().is_root() {
+                        Ok(have)
+                    } else {
+                        Err("not root, and this build does not use delegated cgroups".into())
+                    }
+                }
+            };
+            HostCaps {
+                namespaces: namespaces_usable(),
+                cgroups,
+                swap_accounting: probe.swap_accounting,
+            }
+        })
+    }
+
+    fn has(&self, controller: Controller) -> bool {
+        self.cgroups.as_ref().is_ok_and(|c| c.contains(&controller))
+    }
+
+    /// Findings for `ptest doctor`.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut out = vec![Finding {
+            check: "namespaces".into(),
+            ok: self.namespaces.is_ok(),
+            detail: match &self.namespaces {
+                Ok(()) => {
+                    "PID, mount, IPC, UTS and network namespaces: security medium and high".into()
+                }
+                Err(e) => e.clone(),
+            },
+        }];
+        out.push(Finding {
+            check: "cgroups".into(),
+            ok: self.cgroups.is_ok(),
+            detail: match &self.cgroups {
+                Ok(c) => format!(
+                    "{:?}: controllers {}; swap {}",
+                    cgroup::probe().version.ok(),
+                    c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
+                    if self.swap_accounting {
+                        "counted"
+                    } else {
+                        "not counted"
+                    }
+                ),
+                Err(e) => e.clone(),
+            },
+        });
+        out.push(Finding {
+            check: "strict".into(),
+            ok: false,
+            detail: "seccomp and Landlock are not in this build: security strict is refused".into(),
+        });
+        out.push(Finding {
+            check: "disk quota".into(),
+            ok: false,
+            detail: "size-limited roots are not in this build: --disk and --files are refused"
+                .into(),
+        });
+        out
+    }
+
+    /// The level an environment gets when none is asked for.
+    pub fn default_security(&self) -> SecurityLevel {
+        if self.namespaces.is_ok() {
+            SecurityLevel::Medium
+        } else {
+            SecurityLevel::Low
+        }
+    }
+}
+
+/// Whether this process can create the namespaces a pod needs.
+fn namespaces_usable() -> std::result::Result<(), String> {
+    if !std::path::Path::new("/proc/self/ns/pid").exists() {
+        return Err("the kernel has no namespaces (/proc/self/ns missing)".into());
+    }
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    match std::fs::read_to_string("/proc/sys/user/max_user_namespaces") {
+        Ok(n) if n.trim() == "0" => {
+            Err("user namespaces blocked: /proc/sys/user/max_user_namespaces is 0".into())
+        }
+        _ => Err("not root: this build creates pods as root only".into()),
+    }
+}
+
+/// How one environment is sandboxed, recorded in its details as `isolation`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Isolation {
+    /// The security level applied.
+    pub security: SecurityLevel,
+    /// The network mode applied.
+    pub network: NetworkMode,
+    /// Whether the environment has a cgroup.
+    pub cgroup: bool,
+    /// Whether it runs in a pod (namespaces).
+    pub pod: bool,
+    /// What was asked for but dropped (only with `allow_degraded`).
+    pub dropped: Vec<String>,
+}
+
+/// Resolves `spec` against `host`: what will be applied, or why it cannot be.
+pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolation> {
+    let mut missing: Vec<String> = Vec::new();
+    let mut dropped: Vec<String> = Vec::new();
+    let mut lack = |what: String, missing: &mut Vec<String>| {
+        if spec.allow_degraded {
+            dropped.push(what);
+        } else {
+            missing.push(what);
+        }
+    };
+
+    let mut security = spec.security.unwrap_or_else(|| host.default_security());
+    if security == SecurityLevel::Strict {
+        lack(
+            "security strict (seccomp and Landlock are not in this build); high applied".into(),
+            &mut missing,
+        );
+        security = SecurityLevel::High;
+    }
+    if security >= SecurityLevel::Medium
+        && let Err(why) = &host.namespaces
+    {
+        lack(
+            format!("security {security} ({why}); low applied"),
+            &mut missing,
+        );
+        security = SecurityLevel::Low;
+    }
+    let pod = security >= SecurityLevel::Medium;
+
+    let default_network = if security >= SecurityLevel::High {
+        NetworkMode::None
+    } else {
+        NetworkMode::Host
+    };
+    let mut network = spec.network.unwrap_or(default_network);
+    match network {
+        NetworkMode::Bridge => {
+            lack(
+                "network bridge (veth and bridge set-up are not in this build); loopback applied"
+                    .into(),
+                &mut missing,
+            );
+            network = NetworkMode::Loopback;
+        }
+        NetworkMode::Loopback | NetworkMode::None if !pod => {
+            lack(
+                format!(
+                    "network {} needs security medium or higher; host applied",
+                    wire(network)
+                ),
+                &mut missing,
+            );
+            network = NetworkMode::Host;
+        }
+        _ => {}
+    }
+    if network == NetworkMode::Loopback && !pod {
+        network = NetworkMode::Host;
+    }
+
+    let limits = &spec.limits;
+    let want = [
+        (limits.memory.is_some(), Controller::Memory, "--memory"),
+        (limits.cpus.is_some(), Controller::Cpu, "--cpus"),
+        (limits.pids.is_some(), Controller::Pids, "--pids"),
+    ];
+    for (asked, controller, flag) in want {
+        if asked && !host.has(controller) {
+            let why = match &host.cgroups {
+                Err(e) => e.clone(),
+                Ok(_) => format!("no cgroup controller {} mounted", controller.name()),
+            };
+            lack(format!("{flag} ({why})"), &mut missing);
+        }
+    }
+    if limits.disk.is_some() || limits.files.is_some() {
+        lack(
+            "--disk/--files (size-limited roots are not in this build)".into(),
+            &mut missing,
+        );
+    }
+    if !missing.is_empty() {
+        return Err(Error::Usage(format!(
+            "this host cannot apply: {}; use --allow-degraded to apply the rest",
+            missing.join("; ")
+        )));
+    }
+    Ok(Isolation {
+        security,
+        network,
+        cgroup: host.cgroups.is_ok() && host.has(Controller::Freezer),
+        pod,
+        dropped,
+    })
+}
+
+fn wire(n: NetworkMode) -> &'static str {
+    match n {
+        NetworkMode::Host => "host",
+        NetworkMode::Loopback => "loopback",
+        NetworkMode::None => "none",
+        NetworkMode::Bridge => "bridge",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ptest_core::IsolationLevel;
+
+    fn host(ns: bool, cg: bool) -> HostCaps {
+        HostCaps {
+            namespaces: if ns {
+                Ok(())
+            } else {
+                Err("no namespaces here".into())
+            },
+            cgroups: if cg {
+                Ok(Controller::ALL.to_vec())
+            } else {
+                Err("no cgroups here".into())
+            },
+            swap_accounting: true,
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_host() {
+        let spec = EnvironmentSpec::new(IsolationLevel::Basic);
+        let full = resolve(&spec, &host(true, true)).unwrap();
+        assert_eq!(
+            (full.security, full.network, full.pod, full.cgroup),
+            (SecurityLevel::Medium, NetworkMode::Host, true, true)
+        );
+        let bare = resolve(&spec, &host(false, false)).unwrap();
+        assert_eq!(
+            (bare.security, bare.pod, bare.cgroup),
+            (SecurityLevel::Low, false, false)
+        );
+    }
+
+    #[test]
+    fn unavailable_asks_are_errors_unless_degraded() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Basic);
+        spec.security = Some(SecurityLevel::Strict);
+        spec.limits.memory = Some(ptest_core::ByteSize(1 << 20));
+        let err = resolve(&spec, &host(true, false)).unwrap_err().to_string();
+        assert!(
+            err.contains("security strict") && err.contains("--memory (no cgroups here)"),
+            "{err}"
+        );
+        spec.allow_degraded = true;
+        let iso = resolve(&spec, &host(true, false)).unwrap();
+        assert_eq!(iso.security, SecurityLevel::High);
+        assert_eq!(iso.network, NetworkMode::None);
+        assert_eq!(iso.dropped.len(), 2);
+    }
+
+    #[test]
+    fn network_namespaces_need_a_pod() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Basic);
+        spec.security = Some(SecurityLevel::Low);
+        spec.network = Some(NetworkMode::Loopback);
+        assert!(resolve(&spec, &host(true, true)).is_err());
+    }
+}

@@ -1,0 +1,695 @@
+//! Executing a plan: the scheduler and what one suite shard does.
+//!
+//! The scheduler starts suite shards as their dependencies pass, at most `jobs` at once, each
+//! in its own environment `run-<run id>-<suite>[-<shard>]` labelled `ptest.run=<run id>`. A
+//! shard creates its environment, copies the project into the environment's `workspace/`
+//! (`project = "copy"`), runs `setup`, `run` and `teardown` there (again, after a fresh copy,
+//! for each retry), reads its JUnit file, and removes the environment unless it is kept.
+//! Cancellation and the run's timeout drop the running commands; the environments are then
+//! removed with force, which kills every process left in them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use ptest_core::{
+    EnvFilter, EnvName, Environment, ExecRequest, Labels, Manager, ProcessResult, RemoveOptions,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::{Command, Project, ProjectMode, Suite};
+use crate::copy::{self, IgnoreRules};
+use crate::error::SelectError;
+use crate::junit;
+use crate::report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, tail};
+use crate::reporter::Reporter;
+use crate::select::{PlannedSuite, Selection};
+
+/// The label every environment of a run carries, with the run id as value.
+pub const RUN_LABEL: &str = "ptest.run";
+
+/// Lines and bytes kept of a suite's output in the report.
+const TAIL_LINES: usize = 40;
+const TAIL_BYTES: usize = 8 * 1024;
+
+/// How to execute a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Suite shards at once; 0 means the number of available cores.
+    pub jobs: usize,
+    /// Start no new suite after the first one fails; running ones finish.
+    pub fail_fast: bool,
+    /// Retries for every suite, instead of each suite's own `retries`.
+    pub retries: Option<u32>,
+    /// Ends the whole run after this long: running suites are `timed_out`, the rest `skipped`.
+    pub timeout: Option<Duration>,
+    /// Keep every environment after the run (as `keep = true` on every template).
+    pub keep: bool,
+}
+
+impl RunOptions {
+    /// The number of suite shards run at once.
+    pub fn effective_jobs(&self) -> usize {
+        if self.jobs > 0 {
+            self.jobs
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}
+
+/// A planned run of a project: which suites, under which run id.
+#[derive(Debug, Clone)]
+pub struct Run {
+    id: String,
+    project: Arc<Project>,
+    plan: Vec<PlannedSuite>,
+}
+
+/// Why running suites were interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Cancelled,
+    RunTimeout,
+}
+
+/// One environment's worth of work: a suite, or one shard of it.
+#[derive(Debug, Clone)]
+struct Unit {
+    suite: String,
+    shard: Option<u32>,
+    shards: u32,
+}
+
+struct Shared {
+    run_id: String,
+    project: Arc<Project>,
+    manager: Arc<Manager>,
+    reporter: Arc<dyn Reporter>,
+    options: RunOptions,
+}
+
+impl Run {
+    /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
+    /// under a fresh run id.
+    pub fn new(project: Project, selection: &Selection) -> Result<Self, SelectError> {
+        let plan = selection.plan(&project)?;
+        Ok(Self {
+            id: ptest_core::EnvId::random().to_string(),
+            project: Arc::new(project),
+            plan,
+        })
+    }
+
+    /// The run id: part of every environment name and the `ptest.run` label's value.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The suites that will run, in file order (what `ptest run --list` shows).
+    pub fn plan(&self) -> &[PlannedSuite] {
+        &self.plan
+    }
+
+    /// The project.
+    pub fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// Runs the plan with `manager`, telling `reporter` as suites start and end. When
+    /// `cancel` resolves (the CLI's Ctrl-C), running suites are stopped and reported
+    /// `cancelled`, the rest `skipped`; either way every environment the run made is removed
+    /// (except kept ones of suites that ended normally) before this returns.
+    pub async fn execute(
+        self,
+        manager: Arc<Manager>,
+        options: RunOptions,
+        reporter: Arc<dyn Reporter>,
+        cancel: impl Future<Output = ()> + Send,
+    ) -> RunReport {
+        let started_at = Timestamp::now();
+        let start = Instant::now();
+        let jobs = options.effective_jobs();
+        reporter.run_started(&self.id, &self.plan, jobs);
+        let shared = Arc::new(Shared {
+            run_id: self.id.clone(),
+            project: self.project.clone(),
+            manager: manager.clone(),
+            reporter: reporter.clone(),
+            options: options.clone(),
+        });
+
+        let units: Vec<Unit> = self
+            .plan
+            .iter()
+            .flat_map(|p| {
+                let sharded = p.shards > 1;
+                (0..p.shards).map(move |n| Unit {
+                    suite: p.name.clone(),
+                    shard: sharded.then_some(n),
+                    shards: p.shards,
+                })
+            })
+            .collect();
+        let mut results: Vec<Option<SuiteReport>> = vec![None; units.len()];
+        // Per suite: shards not yet finished, and whether all finished ones passed.
+        let mut left: HashMap<&str, (u32, bool)> = self
+            .plan
+            .iter()
+            .map(|p| (p.name.as_str(), (p.shards, true)))
+            .collect();
+        let mut pending: VecDeque<usize> = (0..units.len()).collect();
+        let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
+        let mut running: JoinSet<SuiteReport> = JoinSet::new();
+        let mut task_unit: HashMap<tokio::task::Id, usize> = HashMap::new();
+        let mut no_more: Option<String> = None;
+        let (mut cancelled, mut timed_out) = (false, false);
+        let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut cancel = std::pin::pin!(cancel);
+
+        loop {
+            let mut i = 0;
+            while i < pending.len() {
+                let u = pending[i];
+                let unit = &units[u];
+                let suite = self
+                    .project
+                    .suite(&unit.suite)
+                    .expect("planned suites exist");
+                let skip = no_more.clone().or_else(|| {
+                    suite
+                        .depends_on
+                        .iter()
+                        .find_map(|d| match left.get(d.as_str()) {
+                            Some((0, false)) => Some(format!("dependency {d:?} did not pass")),
+                            _ => None,
+                        })
+                });
+                if let Some(reason) = skip {
+                    let report = skipped(&self.project, unit, reason);
+                    reporter.suite_finished(&report);
+                    finish(&mut left, &report);
+                    results[u] = Some(report);
+                    pending.remove(i);
+                    continue;
+                }
+                let ready = suite
+                    .depends_on
+                    .iter()
+                    .all(|d| matches!(left.get(d.as_str()), Some((0, true))));
+                if ready && running.len() < jobs {
+                    let handle =
+                        running.spawn(run_unit(shared.clone(), unit.clone(), stop_rx.clone()));
+                    task_unit.insert(handle.id(), u);
+                    pending.remove(i);
+                    continue;
+                }
+                i += 1;
+            }
+            if running.is_empty() {
+                // Nothing runs and nothing is ready: everything is done (cycles are refused
+                // when the project is loaded, and every dependency is in the plan).
+                debug_assert!(pending.is_empty());
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next_with_id() => {
+                    let (u, report) = match joined.expect("the set is not empty") {
+                        Ok((id, report)) => (task_unit[&id], report),
+                        Err(e) => {
+                            let u = task_unit[&e.id()];
+                            let mut report = skipped(&self.project, &units[u], String::new());
+                            report.status = SuiteStatus::Error;
+                            report.error_class = Some(ErrorClass::Internal);
+                            report.reason = Some(format!("the suite's task failed: {e}"));
+                            (u, report)
+                        }
+                    };
+                    reporter.suite_finished(&report);
+                    finish(&mut left, &report);
+                    if options.fail_fast && !report.status.is_success() && no_more.is_none() {
+                        no_more = Some(format!("fail-fast: {} did not pass", report.display_name()));
+                    }
+                    results[u] = Some(report);
+                }
+                () = &mut cancel, if !cancelled => {
+                    cancelled = true;
+                    no_more = Some("the run was cancelled".into());
+                    let _ = stop_tx.send(Some(Stop::Cancelled));
+                }
+                () = sleep_until(deadline), if deadline.is_some() && !timed_out && !cancelled => {
+                    timed_out = true;
+                    let t = humantime::format_duration(options.timeout.unwrap_or_default());
+                    no_more = Some(format!("the run's timeout ({t}) passed"));
+                    let _ = stop_tx.send(Some(Stop::RunTimeout));
+                }
+            }
+        }
+
+        let suites: Vec<SuiteReport> = results
+            .into_iter()
+            .map(|r| r.expect("every unit is reported"))
+            .collect();
+        sweep(&manager, &self.id, &suites).await;
+        let report = RunReport {
+            run_id: self.id,
+            project: self.project.file.display().to_string(),
+            started_at,
+            duration: start.elapsed(),
+            cancelled,
+            timed_out,
+            suites,
+        };
+        reporter.run_finished(&report);
+        report
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn finish(left: &mut HashMap<&str, (u32, bool)>, report: &SuiteReport) {
+    if let Some((n, ok)) = left.get_mut(report.name.as_str()) {
+        *n = n.saturating_sub(1);
+        *ok &= report.status.is_success();
+    }
+}
+
+/// Removes what is left of the run's environments (one whose creation was interrupted, one a
+/// failed removal left behind), except those kept on purpose.
+async fn sweep(manager: &Manager, run_id: &str, suites: &[SuiteReport]) {
+    let kept: BTreeSet<&str> = suites
+        .iter()
+        .filter(|s| s.env_kept)
+        .filter_map(|s| s.env_name.as_deref())
+        .collect();
+    let filter = EnvFilter {
+        labels: vec![(RUN_LABEL.to_owned(), run_id.to_owned())],
+        ..EnvFilter::default()
+    };
+    let envs = match manager.list_environments(&filter) {
+        Ok(envs) => envs,
+        Err(e) => {
+            tracing::warn!("could not list the environments of run {run_id}: {e}");
+            return;
+        }
+    };
+    for env in envs.iter().filter(|e| !kept.contains(e.name.as_str())) {
+        if let Err(e) = manager.cleanup(env, RemoveOptions { force: true }).await {
+            tracing::warn!("could not remove environment {}: {e}", env.name);
+        }
+    }
+}
+
+fn base_report(project: &Project, unit: &Unit) -> SuiteReport {
+    let suite = project.suite(&unit.suite).expect("planned suites exist");
+    SuiteReport {
+        name: unit.suite.clone(),
+        shard: unit.shard,
+        shards: unit.shards,
+        env: suite.env.clone(),
+        env_name: None,
+        env_kept: false,
+        status: SuiteStatus::Error,
+        reason: None,
+        error_class: None,
+        attempts: 0,
+        exit_code: None,
+        duration: Duration::ZERO,
+        stdout_tail: String::new(),
+        stderr_tail: String::new(),
+        test_cases: Vec::new(),
+    }
+}
+
+fn skipped(project: &Project, unit: &Unit, reason: String) -> SuiteReport {
+    SuiteReport {
+        status: SuiteStatus::Skipped,
+        reason: Some(reason),
+        ..base_report(project, unit)
+    }
+}
+
+fn error(mut report: SuiteReport, what: &str, e: &ptest_core::Error) -> SuiteReport {
+    report.status = SuiteStatus::Error;
+    report.reason = Some(format!("{what}: {e}"));
+    report.error_class = Some(e.kind().into());
+    report
+}
+
+/// Waits for the stop signal; never returns if it never comes.
+async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
+    let seen = stop.wait_for(Option::is_some).await.map(|s| *s);
+    match seen {
+        Ok(s) => s.expect("waited for Some"),
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// One suite shard, start to end.
+async fn run_unit(
+    shared: Arc<Shared>,
+    unit: Unit,
+    mut stop: watch::Receiver<Option<Stop>>,
+) -> SuiteReport {
+    let project = &shared.project;
+    let suite = project.suite(&unit.suite).expect("planned suites exist");
+    let template = project.template(suite);
+    let mut report = base_report(project, &unit);
+
+    let mut name = format!("run-{}-{}", shared.run_id, unit.suite);
+    if let Some(shard) = unit.shard {
+        name.push_str(&format!("-{shard}"));
+    }
+    let env_name = match EnvName::new(&name) {
+        Ok(n) => n,
+        Err(e) => return error(report, "naming the environment", &e),
+    };
+    let mut labels = Labels::new();
+    labels.insert(RUN_LABEL.into(), shared.run_id.clone());
+    labels.insert("ptest.suite".into(), unit.suite.clone());
+    if let Some(shard) = unit.shard {
+        labels.insert("ptest.shard".into(), shard.to_string());
+    }
+    // Creation is not interrupted: an engine's blocking work (an install) would go on after
+    // the future was dropped. The stop is checked right after.
+    let keep = shared.options.keep || template.kept();
+    let mut spec = template.spec(env_name, labels);
+    if !keep {
+        // Removed by this run when the suite ends; should this process die first, the
+        // manager's shutdown (or `ptest gc --shutdown`) still collects it.
+        spec.cleanup = ptest_core::CleanupPolicy::OnShutdown;
+        spec.ttl = None;
+    }
+    let env = match shared.manager.create_environment(spec).await {
+        Ok(env) => env,
+        Err(e) => return error(report, &format!("creating environment {name}"), &e),
+    };
+    report.env_name = Some(env.name.to_string());
+
+    let already = *stop.borrow();
+    let interrupted = if let Some(s) = already {
+        Some(s)
+    } else {
+        shared
+            .reporter
+            .suite_started(&unit.suite, unit.shard, env.name.as_str());
+        let started = Instant::now();
+        tokio::select! {
+            () = attempts(&shared, suite, &unit, &env, &mut report) => {
+                report.duration = started.elapsed();
+                None
+            }
+            s = stopped(&mut stop) => {
+                report.duration = started.elapsed();
+                Some(s)
+            }
+        }
+    };
+    if let Some(s) = interrupted {
+        let (status, reason) = match s {
+            Stop::Cancelled => (SuiteStatus::Cancelled, "the run was cancelled".to_owned()),
+            Stop::RunTimeout => (
+                SuiteStatus::TimedOut,
+                format!(
+                    "the run's timeout ({}) passed",
+                    humantime::format_duration(shared.options.timeout.unwrap_or_default())
+                ),
+            ),
+        };
+        report.status = status;
+        report.reason = Some(reason);
+        report.exit_code = None;
+    }
+
+    if keep && interrupted.is_none() {
+        report.env_kept = true;
+    } else if let Err(e) = shared
+        .manager
+        .cleanup(&env, RemoveOptions { force: true })
+        .await
+    {
+        tracing::warn!("could not remove environment {}: {e}", env.name);
+        if report.status.is_success() {
+            return error(report, &format!("removing environment {}", env.name), &e);
+        }
+    }
+    report
+}
+
+/// Where a suite's commands run, and whether the project is copied there.
+fn workdir(project: &Project, mode: ProjectMode, env: &Environment) -> (PathBuf, bool) {
+    match mode {
+        ProjectMode::Bind => (project.dir.clone(), false),
+        _ => (env.workspace(), true),
+    }
+}
+
+/// The outcome of one attempt.
+struct Attempt {
+    status: SuiteStatus,
+    reason: Option<String>,
+    error_class: Option<ErrorClass>,
+    result: Option<ProcessResult>,
+    cases: Vec<crate::report::TestCaseReport>,
+}
+
+/// Runs attempts until one passes or the retries are used up, filling `report`.
+async fn attempts(
+    shared: &Shared,
+    suite: &Suite,
+    unit: &Unit,
+    env: &Environment,
+    report: &mut SuiteReport,
+) {
+    let project = &shared.project;
+    let template = project.template(suite);
+    let retries = shared.options.retries.unwrap_or(suite.retries);
+    let (dir, copied) = workdir(project, template.project, env);
+    for attempt in 1..=retries + 1 {
+        report.attempts = attempt;
+        let outcome = if copied {
+            match fresh_copy(&project.dir, &dir, attempt > 1).await {
+                Ok(()) => run_attempt(shared, suite, unit, env, &dir, copied, attempt).await,
+                Err(e) => Attempt {
+                    status: SuiteStatus::Error,
+                    reason: Some(format!("copying the project into {}: {e}", dir.display())),
+                    error_class: Some(ErrorClass::Internal),
+                    result: None,
+                    cases: Vec::new(),
+                },
+            }
+        } else {
+            run_attempt(shared, suite, unit, env, &dir, copied, attempt).await
+        };
+        report.status = outcome.status;
+        report.reason = outcome.reason;
+        report.error_class = outcome.error_class;
+        report.test_cases = outcome.cases;
+        if let Some(result) = &outcome.result {
+            report.exit_code = Some(result.shell_code());
+            report.stdout_tail = tail(&result.stdout, TAIL_LINES, TAIL_BYTES);
+            report.stderr_tail = tail(&result.stderr, TAIL_LINES, TAIL_BYTES);
+        }
+        match report.status {
+            SuiteStatus::Passed => {
+                if attempt > 1 {
+                    report.status = SuiteStatus::Flaky;
+                    report.reason = Some(format!("passed on attempt {attempt}"));
+                }
+                return;
+            }
+            SuiteStatus::Failed | SuiteStatus::TimedOut if attempt <= retries => {
+                shared
+                    .reporter
+                    .suite_retrying(&unit.suite, unit.shard, attempt, report.exit_code);
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Copies the project into `dir` (emptied first on a retry).
+async fn fresh_copy(project: &Path, dir: &Path, empty_first: bool) -> std::io::Result<()> {
+    let (project, dir) = (project.to_owned(), dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        if empty_first {
+            copy::empty_dir(&dir)?;
+        }
+        let rules = IgnoreRules::for_project(&project)?;
+        copy::copy_tree(&project, &dir, &rules).map(|_| ())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// The argv that runs `command` in `dir`: as is when `dir` is the workspace (the engine's
+/// working directory), else through `sh` changing directory first, since `ExecRequest` has
+/// no working directory of its own yet.
+fn argv_in(command: &Command, dir: &Path, in_workspace: bool) -> Vec<String> {
+    let argv = command.argv();
+    if in_workspace {
+        return argv;
+    }
+    let mut out = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        "cd \"$1\" && shift && exec \"$@\"".to_owned(),
+        "sh".to_owned(),
+        dir.display().to_string(),
+    ];
+    out.extend(argv);
+    out
+}
+
+/// setup, run and teardown once.
+async fn run_attempt(
+    shared: &Shared,
+    suite: &Suite,
+    unit: &Unit,
+    env: &Environment,
+    dir: &Path,
+    in_workspace: bool,
+    attempt: u32,
+) -> Attempt {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    vars.insert("PTEST_RUN_ID".into(), shared.run_id.clone());
+    vars.insert("PTEST_SUITE".into(), suite.name.clone());
+    vars.insert("PTEST_SHARD".into(), unit.shard.unwrap_or(0).to_string());
+    vars.insert("PTEST_SHARDS".into(), unit.shards.to_string());
+    vars.insert("PTEST_ATTEMPT".into(), attempt.to_string());
+    vars.insert("PTEST_PROJECT_DIR".into(), dir.display().to_string());
+    vars.extend(suite.env_vars.clone());
+    let request = |command: &Command| ExecRequest {
+        argv: argv_in(command, dir, in_workspace),
+        env: vars.clone().into_iter().collect(),
+        timeout: suite.timeout,
+        ..ExecRequest::default()
+    };
+    let exec = |command: &Command| shared.manager.execute_command(env, request(command));
+    let failed_stage = |stage: &str, r: ProcessResult| Attempt {
+        status: if r.timed_out {
+            SuiteStatus::TimedOut
+        } else {
+            SuiteStatus::Failed
+        },
+        reason: Some(describe(stage, &r, suite)),
+        error_class: None,
+        result: Some(r),
+        cases: Vec::new(),
+    };
+    let broken = |stage: &str, e: ptest_core::Error| Attempt {
+        status: SuiteStatus::Error,
+        reason: Some(format!("{stage}: {e}")),
+        error_class: Some(e.kind().into()),
+        result: None,
+        cases: Vec::new(),
+    };
+
+    let junit_path = suite.junit.as_ref().map(|p| dir.join(p));
+    if let Some(path) = &junit_path {
+        // A file left by an earlier run (in a bound project) must not pass for this one's.
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    let mut outcome = match &suite.setup {
+        Some(setup) => match exec(setup).await {
+            Ok(r) if r.success() => None,
+            Ok(r) => Some(failed_stage("setup", r)),
+            Err(e) => Some(broken("setup", e)),
+        },
+        None => None,
+    };
+    if outcome.is_none() {
+        outcome = Some(match exec(&suite.run).await {
+            Ok(r) if r.success() => Attempt {
+                status: SuiteStatus::Passed,
+                reason: None,
+                error_class: None,
+                result: Some(r),
+                cases: Vec::new(),
+            },
+            Ok(r) => failed_stage("run", r),
+            Err(e) => broken("run", e),
+        });
+    }
+    let mut outcome = outcome.expect("set above");
+    if let Some(path) = &junit_path
+        && outcome.result.is_some()
+    {
+        ingest(path, suite, &mut outcome).await;
+    }
+    if let Some(teardown) = &suite.teardown {
+        match exec(teardown).await {
+            Ok(r) if r.success() => {}
+            Ok(r) if outcome.status == SuiteStatus::Passed => {
+                outcome = failed_stage("teardown", r);
+            }
+            Ok(r) => {
+                let extra = describe("teardown", &r, suite);
+                outcome.reason = Some(match outcome.reason {
+                    Some(reason) => format!("{reason}; {extra}"),
+                    None => extra,
+                });
+            }
+            Err(e) if outcome.status == SuiteStatus::Passed => outcome = broken("teardown", e),
+            Err(e) => tracing::warn!("teardown of {} failed: {e}", suite.name),
+        }
+    }
+    outcome
+}
+
+/// Reads the suite's JUnit file into the outcome; a failed case fails the suite, and a file
+/// that is missing or unreadable fails a suite whose command passed.
+async fn ingest(path: &Path, suite: &Suite, outcome: &mut Attempt) {
+    let shown = suite.junit.as_deref().unwrap_or(path).display().to_string();
+    let problem = match tokio::fs::read_to_string(path).await {
+        Ok(text) => match junit::read_cases(&text) {
+            Ok(cases) => {
+                let failed = cases
+                    .iter()
+                    .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
+                    .count();
+                outcome.cases = cases;
+                if failed > 0 && outcome.status == SuiteStatus::Passed {
+                    outcome.status = SuiteStatus::Failed;
+                    outcome.reason = Some(format!("{failed} test case(s) failed in {shown}"));
+                }
+                None
+            }
+            Err(e) => Some(format!("JUnit file {shown}: {e}")),
+        },
+        Err(e) => Some(format!("JUnit file {shown} was not readable: {e}")),
+    };
+    if let Some(problem) = problem {
+        if outcome.status == SuiteStatus::Passed {
+            outcome.status = SuiteStatus::Failed;
+            outcome.reason = Some(problem);
+        } else {
+            outcome.reason = Some(match outcome.reason.take() {
+                Some(r) => format!("{r}; {problem}"),
+                None => problem,
+            });
+        }
+    }
+}
+
+fn describe(stage: &str, r: &ProcessResult, suite: &Suite) -> String {
+    if r.timed_out {
+        format!(
+            "{stage} timed out after {} and its process tree was killed",
+            humantime::format_duration(suite.timeout.unwrap_or_default())
+        )
+    } else if let Some(code) = r.exit_code {
+        format!("{stage} exited with code {code}")
+    } else {
+        format!("{stage} was killed by signal {}", r.signal.unwrap_or(0))
+    }
+}

@@ -1,0 +1,142 @@
+//! Mistakes in ptest.toml name the file, line and column, and what to do.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use ptest_runner::{Project, ProjectError};
+
+/// Loads `text` as a ptest.toml and returns (line, column, message, help).
+fn error_of(text: &str) -> (usize, usize, String, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ptest.toml");
+    std::fs::write(&file, text).unwrap();
+    let err = Project::load(dir.path()).unwrap_err();
+    assert_eq!(err.kind(), ptest_core::ErrorKind::Usage);
+    let ProjectError::File(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.path, file.display().to_string());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:{}:{}: ", file.display(), e.line, e.column)),
+        "{err}"
+    );
+    (e.line, e.column, e.message.clone(), e.help.clone())
+}
+
+#[test]
+fn unknown_key_points_at_the_key() {
+    let (line, column, message, help) =
+        error_of("[[suite]]\nname = \"a\"\nrun = \"true\"\n  retires = 2\n");
+    assert_eq!((line, column), (4, 3), "{message}");
+    assert!(message.contains("unknown field `retires`"), "{message}");
+    assert!(help.unwrap().contains("spelling"));
+}
+
+#[test]
+fn bad_duration_points_at_the_value() {
+    let (line, column, message, _) =
+        error_of("[[suite]]\nname = \"a\"\nrun = \"true\"\ntimeout = \"5 parsecs\"\n");
+    assert_eq!((line, column), (4, 11), "{message}");
+    assert!(
+        message.contains("invalid duration \"5 parsecs\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_template_points_at_the_reference() {
+    let (line, column, message, help) = error_of(
+        "[env.py]\npython = \"3\"\n\n[[suite]]\nname = \"a\"\nenv = \"pyy\"\nrun = \"true\"\n",
+    );
+    assert_eq!((line, column), (6, 7), "{message}");
+    assert!(
+        message.contains("unknown environment template \"pyy\""),
+        "{message}"
+    );
+    assert!(help.unwrap().contains("basic, py"));
+}
+
+#[test]
+fn dependency_cycle_is_refused_with_its_path() {
+    let (line, column, message, _) = error_of(
+        "[[suite]]\nname = \"a\"\nrun = \"true\"\ndepends_on = [\"b\"]\n\n\
+         [[suite]]\nname = \"b\"\nrun = \"true\"\ndepends_on = [\"c\"]\n\n\
+         [[suite]]\nname = \"c\"\nrun = \"true\"\ndepends_on = [\"a\"]\n",
+    );
+    assert_eq!((line, column), (4, 15), "{message}");
+    assert!(message.contains("a -> b -> c -> a"), "{message}");
+}
+
+#[test]
+fn unknown_dependency_is_refused() {
+    let (line, _, message, _) =
+        error_of("[[suite]]\nname = \"a\"\nrun = \"true\"\ndepends_on = [\"ghost\"]\n");
+    assert_eq!(line, 4);
+    assert!(
+        message.contains("\"ghost\", which is not a suite"),
+        "{message}"
+    );
+}
+
+#[test]
+fn services_are_refused_as_not_available_yet() {
+    let (line, column, message, _) = error_of(
+        "[[suite]]\nname = \"a\"\nrun = \"true\"\nservices = [{ name = \"db\", run = \"postgres\" }]\n",
+    );
+    assert_eq!((line, column), (4, 12), "{message}");
+    assert!(
+        message.contains("services are not available yet"),
+        "{message}"
+    );
+}
+
+#[test]
+fn overlay_projects_are_refused_until_the_sandbox_exists() {
+    let (line, column, message, _) = error_of("[env.o]\nproject = \"overlay\"\n");
+    assert_eq!((line, column), (2, 11), "{message}");
+    assert!(message.contains("overlay"), "{message}");
+}
+
+#[test]
+fn suite_names_must_fit_an_environment_name() {
+    let (line, _, message, _) = error_of("[[suite]]\nname = \"Unit Tests\"\nrun = \"true\"\n");
+    assert_eq!(line, 2);
+    assert!(message.contains("[a-z0-9]"), "{message}");
+    let (line, _, message, _) =
+        error_of("[[suite]]\nname = \"a\"\nrun = \"true\"\n[[suite]]\nname = \"a\"\nrun = \"x\"\n");
+    assert_eq!(line, 5);
+    assert!(message.contains("already defined"), "{message}");
+}
+
+#[test]
+fn defaults_table_is_accepted_and_paths_resolve_against_the_project() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ptest.toml"),
+        "[defaults]\nmax_environments = 5\n\n\
+         [env.py]\npackages = [\".\", \"-e ./sub\", \"requests==2.31\"]\n\
+         requirements = [\"req.txt\"]\nfind_links = [\"wheels\", \"https://example.org/w\"]\n\n\
+         [[suite]]\nname = \"a\"\nenv = \"py\"\nrun = [\"python\", \"-m\", \"unittest\"]\n",
+    )
+    .unwrap();
+    let project = Project::discover(&dir.path().join("nested/deeper")).unwrap_or_else(|_| {
+        std::fs::create_dir_all(dir.path().join("nested/deeper")).unwrap();
+        Project::discover(&dir.path().join("nested/deeper")).unwrap()
+    });
+    let root = dir.path().display().to_string();
+    let venv = project.templates["py"].virtualenv.clone().unwrap();
+    assert_eq!(
+        venv.packages,
+        [
+            root.clone(),
+            format!("-e {root}/sub"),
+            "requests==2.31".into()
+        ]
+    );
+    assert_eq!(venv.requirements, [dir.path().join("req.txt")]);
+    assert_eq!(
+        venv.find_links,
+        [format!("{root}/wheels"), "https://example.org/w".into()]
+    );
+    assert_eq!(project.suites[0].run.argv(), ["python", "-m", "unittest"]);
+}

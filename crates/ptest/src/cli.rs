@@ -35,6 +35,8 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the test suites of ptest.toml, each in its own environment, in parallel.
+    Run(RunArgs),
     /// Create, inspect, run commands in and remove environments.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -58,6 +60,46 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Only these suites (and the suites they depend on).
+    pub suites: Vec<String>,
+    /// Only suites with this tag, repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Leave out suites with this tag, repeatable.
+    #[arg(long = "exclude-tag", value_name = "TAG")]
+    pub exclude_tags: Vec<String>,
+    /// Print what would run (suites, environments, tags) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Suites at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Start no new suite after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Retry failing suites N times (a suite passing on retry is reported flaky).
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// End the whole run after this long (e.g. 10m).
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Keep every environment after the run (for debugging).
+    #[arg(long)]
+    pub keep: bool,
+    /// The project: a ptest.toml or its directory (default: found from here upwards).
+    #[arg(long, value_name = "PATH")]
+    pub project: Option<PathBuf>,
+    /// Print the run report (or with --list, the plan) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `--json`.

@@ -21,12 +21,15 @@ enum Failure {
     Core(#[from] ptest_core::Error),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A usage error with a source location to show (ptest.toml, suite selection).
+    #[error("{0}")]
+    Diagnostic(miette::Report),
 }
 
 /// ptest's own exit codes (DESIGN.md): 2 usage or config, 3 state, 125 internal.
 fn exit_code(failure: &Failure) -> u8 {
     match failure {
-        Failure::Config(_) => 2,
+        Failure::Config(_) | Failure::Diagnostic(_) => 2,
         Failure::Core(e) => match e.kind() {
             ErrorKind::Usage => 2,
             ErrorKind::State => 3,
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             match failure {
                 // miette draws the file, line and column with a pointer at the mistake.
                 Failure::Config(e) => eprintln!("{:?}", miette::Report::new(e)),
+                Failure::Diagnostic(report) => eprintln!("{report:?}"),
                 Failure::Core(e) => output::error(&e),
             }
             ExitCode::from(code)
@@ -103,6 +107,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let loaded = load_config(&cli)?;
     let manager = open_manager(loaded.config)?;
     match cli.command {
+        Command::Run(args) => cmd::run::run(manager, args).await,
         Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
         Command::Port(cmd) => cmd::port::run(&manager, cmd),
         Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,

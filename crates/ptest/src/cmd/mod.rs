@@ -7,3 +7,4 @@ pub mod events;
 pub mod gc;
 pub mod pkg;
 pub mod port;
+pub mod run;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::manager::Removal;
 use crate::model::{
     Environment, EnvironmentSpec, IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult,
     ResourceUsage,
@@ -132,6 +133,14 @@ pub trait Engine: Send + Sync {
 
     /// What the environment uses now.
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage>;
+
+    /// Removes host objects this engine made for environments that no longer exist (a
+    /// `ptest` killed mid-create), given the ids of every recorded environment. Only objects
+    /// marked as this home's are touched.
+    async fn collect_garbage(&self, live_ids: &[String]) -> Vec<Removal> {
+        let _ = live_ids;
+        Vec::new()
+    }
 }
 
 /// Engines by level.

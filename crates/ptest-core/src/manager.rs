@@ -650,8 +650,9 @@ impl Manager {
         out
     }
 
-    /// Removes what the cleanup policies say is due and records whose root has vanished, and
-    /// takes back the ports of environments in `error`.
+    /// Removes what the cleanup policies say is due and records whose root has vanished,
+    /// takes back the ports of environments in `error`, and has every engine remove what it
+    /// left on the host for environments that no longer exist.
     pub async fn gc(&self, options: GcOptions) -> Result<Vec<Removal>> {
         let now = Timestamp::now();
         let mut chosen = Vec::new();

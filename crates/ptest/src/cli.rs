@@ -213,6 +213,19 @@ pub struct CreateArgs {
     pub constraints: Vec<PathBuf>,
     #[command(flatten)]
     pub index: IndexArgs,
+    /// Image for a docker environment (must exist locally or be pullable); implies --level
+    /// docker.
+    #[arg(
+        long,
+        value_name = "IMAGE",
+        help_heading = "Docker",
+        conflicts_with = "build"
+    )]
+    pub image: Option<String>,
+    /// Build the docker environment's image from this directory's Dockerfile (tagged by
+    /// content hash, reused while unchanged); implies --level docker.
+    #[arg(long, value_name = "DIR", help_heading = "Docker")]
+    pub build: Option<PathBuf>,
     /// Print the environment as JSON.
     #[arg(long)]
     pub json: bool,

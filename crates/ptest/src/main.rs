@@ -92,6 +92,7 @@ fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
     let mut engines = EngineRegistry::new();
     engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
     engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
+    engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
     Ok(Manager::open(home, config, engines)?)
 }
 

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use ptest_core::{
-    EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Limits, Manager,
-    OutputMode, RemoveOptions, VirtualenvSpec,
+    DockerSpec, EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Limits,
+    Manager, OutputMode, RemoveOptions, VirtualenvSpec,
 };
 
 use crate::Failure;
@@ -30,10 +30,17 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         || !args.requirements.is_empty()
         || !args.constraints.is_empty()
         || args.index.given();
-    let level = args.level.unwrap_or(if wants_python {
+    let wants_docker = args.image.is_some() || args.build.is_some();
+    let level = args.level.unwrap_or(if wants_docker {
+        IsolationLevel::Docker
+    } else if wants_python {
         IsolationLevel::Virtualenv
     } else {
         manager.config().default_level
+    });
+    let docker = wants_docker.then(|| DockerSpec {
+        image: args.image,
+        build: args.build.map(|b| std::path::absolute(&b).unwrap_or(b)),
     });
     // Files are named relative to where the user stands; the engine may run elsewhere.
     let absolute = |paths: Vec<std::path::PathBuf>| -> Result<Vec<_>, Failure> {
@@ -78,7 +85,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         },
         allow_degraded: args.allow_degraded,
         virtualenv,
-        ..EnvironmentSpec::new(level)
+        docker,
     };
     let env = manager.create_environment(spec).await?;
     if args.json {
@@ -205,6 +212,23 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
                     input["value"].as_str().unwrap_or("")
                 ),
             ));
+        }
+    }
+    // Facts other engines keep (a container's image, name and network).
+    for (key, value) in &env.details {
+        let shown = [
+            "isolation",
+            "sandbox",
+            "python",
+            "installer",
+            "spec_hash",
+            "reused_template",
+        ];
+        if !shown.contains(&key.as_str()) {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            rows.push((key.as_str(), text));
         }
     }
     if let Some(reused) = env.details.get("reused_template") {

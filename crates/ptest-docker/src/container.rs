@@ -1,0 +1,420 @@
+//! What a container of an environment looks like: its name, labels, mounts, limits, security
+//! options and network, built from the environment's spec. Everything here is a pure function
+//! of the spec, so the mapping is tested without an engine.
+//!
+//! # Layout inside the container
+//!
+//! The environment root is mounted read-only at [`CONTAINER_ROOT`] (`/ptest`), so the
+//! `.ptest-env` marker cannot be changed from inside; each directory of its anatomy
+//! (`workspace/`, `home/`, `tmp/`, `logs/`, `run/`) is mounted read-write on top of it at
+//! `/ptest/<dir>`, and `workspace/` once more at [`CONTAINER_WORKSPACE`] (`/workspace`), the
+//! working directory. Commands see `PTEST_ENV_ROOT=/ptest`, `HOME=/ptest/home`,
+//! `TMPDIR=/ptest/tmp`.
+//!
+//! The main process is Docker's init (`init: true`, PID 1, reaping what exec'd commands leave)
+//! running `sleep 2147483647`: the only thing the image must provide is a `sleep` on its
+//! `PATH` (busybox, coreutils and every distribution image have one). The image's own
+//! entrypoint and command are not run.
+//!
+//! # Security levels
+//!
+//! | level | what the container gets |
+//! |---|---|
+//! | `low` | Docker's defaults: root, Docker's default capability set, its default seccomp profile (and AppArmor profile where the host has AppArmor) |
+//! | `medium` (default) | plus `no-new-privileges` and these capabilities dropped: [`MEDIUM_CAP_DROP`] |
+//! | `high` | runs as uid:gid 65534:65534, every capability dropped, `no-new-privileges`, read-only root filesystem with a tmpfs `/tmp`; network `none` unless asked for |
+//! | `strict` | `high`, and the engine must have its default seccomp profile on (create fails otherwise); Landlock has no Docker equivalent and is not applied |
+//!
+//! Every level keeps Docker's default seccomp profile: ptest never passes `seccomp=unconfined`.
+//!
+//! # Networks
+//!
+//! `none` → Docker's `none`; `loopback` → Docker's `none` too, which is a network namespace
+//! with only `lo` (exactly what `loopback` means); `host` → `host`; `bridge` (the default below
+//! `high`) → the user-defined network `ptest-<home hash>`, where the container is reachable from
+//! its neighbours by its environment name (a network alias).
+//!
+//! # Ports
+//!
+//! Each port leased to the environment (`PTEST_PORT_<NAME>=P`) is, on the bridge network,
+//! published from the container's port P to the host's `127.0.0.1:P`, so a service listening
+//! on `$PTEST_PORT_<NAME>` inside is reached at the same port from the host. With the host
+//! network it is the host's port already; with `none` and `loopback` nothing is published.
+//!
+//! # Limits
+//!
+//! `memory` → memory and memory+swap both set to it (swap counted); `cpus` → `NanoCpus`;
+//! `pids` → the pids cgroup limit; `nofile` → the `nofile` ulimit (soft = hard). `disk` and
+//! `files` are refused: see [`unsupported`].
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
+    PortBinding, ResourcesUlimits,
+};
+use ptest_core::{Environment, EnvironmentSpec, NetworkMode, SecurityLevel, root};
+use sha2::{Digest, Sha256};
+
+/// Label naming the environment id a Docker object belongs to.
+pub const LABEL_ENV: &str = "ptest.env";
+/// Label naming (by hash, see [`home_hash`]) the `PTEST_HOME` that made a Docker object.
+pub const LABEL_HOME: &str = "ptest.home";
+/// Label with the environment's name, for people reading `docker ps`.
+pub const LABEL_NAME: &str = "ptest.name";
+/// Where the environment root is mounted (read-only) inside the container.
+pub const CONTAINER_ROOT: &str = "/ptest";
+/// Where `workspace/` is mounted inside the container: the working directory.
+pub const CONTAINER_WORKSPACE: &str = "/workspace";
+/// The user of `high` and `strict` containers (`nobody:nogroup`).
+pub const UNPRIVILEGED_USER: &str = "65534:65534";
+/// Capabilities dropped at `medium`: those a test suite has no business with (raw sockets,
+/// device nodes, audit, chroot, file capabilities), keeping what package installs need
+/// (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `SETUID`, `SETGID`, `KILL`, `NET_BIND_SERVICE`, ...).
+pub const MEDIUM_CAP_DROP: [&str; 6] = [
+    "NET_RAW",
+    "MKNOD",
+    "AUDIT_WRITE",
+    "SYS_CHROOT",
+    "SETFCAP",
+    "SETPCAP",
+];
+/// The main command of every container (after Docker's init): sleep "forever" (68 years).
+pub const MAIN_COMMAND: [&str; 2] = ["sleep", "2147483647"];
+
+/// A short stable hash of a `PTEST_HOME` path: 12 hex digits of its SHA-256.
+pub fn home_hash(home: &Path) -> String {
+    let digest = Sha256::digest(home.as_os_str().as_encoded_bytes());
+    hex(&digest[..6])
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The container's name: `ptest-<env name>-<env id>`.
+pub fn container_name(env: &Environment) -> String {
+    format!("ptest-{}-{}", env.name, env.id)
+}
+
+/// The bridge network of a home: `ptest-<home hash>`.
+pub fn network_name(home_hash: &str) -> String {
+    format!("ptest-{home_hash}")
+}
+
+/// The security level applied: the spec's, else `medium` (Docker applies every level).
+pub fn effective_security(spec: &EnvironmentSpec) -> SecurityLevel {
+    spec.security.unwrap_or(SecurityLevel::Medium)
+}
+
+/// The network mode applied: the spec's, else `none` at `high` and above, else `bridge`.
+pub fn effective_network(spec: &EnvironmentSpec) -> NetworkMode {
+    spec.network
+        .unwrap_or(if effective_security(spec) >= SecurityLevel::High {
+            NetworkMode::None
+        } else {
+            NetworkMode::Bridge
+        })
+}
+
+/// What a container cannot apply from `spec`, with the reason for each.
+pub fn unsupported(spec: &EnvironmentSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.limits.disk.is_some() || spec.limits.files.is_some() {
+        out.push(
+            "disk and file-count limits: Docker's only per-container quota (--storage-opt \
+             size) needs the overlay2 driver on xfs mounted with pquota, and even then does \
+             not cover the bind-mounted environment root"
+                .to_owned(),
+        );
+    }
+    if let Some(cpus) = spec.limits.cpus
+        && !(cpus.is_finite() && cpus > 0.0)
+    {
+        out.push(format!("cpus = {cpus}: must be a positive number of cores"));
+    }
+    if spec.virtualenv.is_some() {
+        out.push("settings of the virtualenv level".to_owned());
+    }
+    out
+}
+
+/// The variables every command sees, with paths as the container sees them.
+pub fn command_env(env: &Environment) -> Vec<(String, String)> {
+    env.command_env()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "PTEST_ENV_ROOT" => CONTAINER_ROOT.to_owned(),
+                "HOME" => format!("{CONTAINER_ROOT}/home"),
+                "TMPDIR" => format!("{CONTAINER_ROOT}/tmp"),
+                _ => v,
+            };
+            (k, v)
+        })
+        .collect()
+}
+
+/// The labels of every object made for `env` by the home with hash `home`.
+pub(crate) fn labels(env: &Environment, home: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (LABEL_ENV.to_owned(), env.id.to_string()),
+        (LABEL_HOME.to_owned(), home.to_owned()),
+        (LABEL_NAME.to_owned(), env.name.to_string()),
+    ])
+}
+
+fn bind(source: &Path, target: &str, read_only: bool) -> Mount {
+    Mount {
+        target: Some(target.to_owned()),
+        source: Some(source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(read_only),
+        ..Mount::default()
+    }
+}
+
+/// The container to create for `env` from `image`, by the home with hash `home`.
+pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> ContainerCreateBody {
+    let spec = &env.spec;
+    let security = effective_security(spec);
+    let network = effective_network(spec);
+
+    let mut mounts = vec![bind(&env.root, CONTAINER_ROOT, true)];
+    for dir in root::ANATOMY {
+        mounts.push(bind(
+            &env.root.join(dir),
+            &format!("{CONTAINER_ROOT}/{dir}"),
+            false,
+        ));
+    }
+    mounts.push(bind(&env.workspace(), CONTAINER_WORKSPACE, false));
+
+    let limits = &spec.limits;
+    let memory = limits.memory.map(|m| m.0.min(i64::MAX as u64) as i64);
+    let mut host = HostConfig {
+        mounts: Some(mounts),
+        init: Some(true),
+        memory,
+        memory_swap: memory,
+        nano_cpus: limits.cpus.map(|c| (c * 1e9).round() as i64),
+        pids_limit: limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
+        ulimits: limits.nofile.map(|n| {
+            let n = n.min(i64::MAX as u64) as i64;
+            vec![ResourcesUlimits {
+                name: Some("nofile".to_owned()),
+                soft: Some(n),
+                hard: Some(n),
+            }]
+        }),
+        network_mode: Some(match network {
+            NetworkMode::Host => "host".to_owned(),
+            NetworkMode::None | NetworkMode::Loopback => "none".to_owned(),
+            NetworkMode::Bridge => network_name(home),
+        }),
+        ..HostConfig::default()
+    };
+    let mut user = None;
+    match security {
+        SecurityLevel::Low => {}
+        SecurityLevel::Medium => {
+            host.cap_drop = Some(MEDIUM_CAP_DROP.iter().map(|c| (*c).to_owned()).collect());
+            host.security_opt = Some(vec!["no-new-privileges:true".to_owned()]);
+        }
+        SecurityLevel::High | SecurityLevel::Strict => {
+            user = Some(UNPRIVILEGED_USER.to_owned());
+            host.cap_drop = Some(vec!["ALL".to_owned()]);
+            host.security_opt = Some(vec!["no-new-privileges:true".to_owned()]);
+            host.readonly_rootfs = Some(true);
+            host.tmpfs = Some(HashMap::from([(
+                "/tmp".to_owned(),
+                "rw,nosuid,nodev,mode=1777".to_owned(),
+            )]));
+        }
+    }
+    let published: Vec<u16> = if network == NetworkMode::Bridge {
+        env.ports.values().copied().collect()
+    } else {
+        Vec::new()
+    };
+    if !published.is_empty() {
+        host.port_bindings = Some(
+            published
+                .iter()
+                .map(|p| {
+                    (
+                        format!("{p}/tcp"),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".to_owned()),
+                            host_port: Some(p.to_string()),
+                        }]),
+                    )
+                })
+                .collect(),
+        );
+    }
+    let networking_config = (network == NetworkMode::Bridge).then(|| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            network_name(home),
+            EndpointSettings {
+                aliases: Some(vec![env.name.to_string()]),
+                ..EndpointSettings::default()
+            },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        exposed_ports: (!published.is_empty())
+            .then(|| published.iter().map(|p| format!("{p}/tcp")).collect()),
+        entrypoint: Some(MAIN_COMMAND.iter().map(|s| (*s).to_owned()).collect()),
+        cmd: None,
+        user,
+        working_dir: Some(CONTAINER_WORKSPACE.to_owned()),
+        env: Some(
+            command_env(env)
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        ),
+        labels: Some(labels(env, home)),
+        stop_timeout: Some(2),
+        host_config: Some(host),
+        networking_config,
+        ..ContainerCreateBody::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use ptest_core::{ByteSize, CleanupPolicy, EnvId, EnvName, EnvironmentStatus, IsolationLevel};
+
+    fn env(spec: EnvironmentSpec) -> Environment {
+        Environment {
+            id: EnvId::random(),
+            name: EnvName::new("web").unwrap(),
+            level: IsolationLevel::Docker,
+            status: EnvironmentStatus::Initializing,
+            root: "/h/envs/x".into(),
+            spec: EnvironmentSpec {
+                cleanup: CleanupPolicy::OnRequest,
+                ..spec
+            },
+            created_at: jiff::Timestamp::now(),
+            updated_at: jiff::Timestamp::now(),
+            expires_at: None,
+            error: None,
+            details: Default::default(),
+            ports: Default::default(),
+        }
+    }
+
+    #[test]
+    fn limits_map_to_host_config_with_swap_counted() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.limits.memory = Some(ByteSize(32 << 20));
+        spec.limits.cpus = Some(0.5);
+        spec.limits.pids = Some(64);
+        spec.limits.nofile = Some(256);
+        let body = create_body(&env(spec), "img", "abc");
+        let host = body.host_config.unwrap();
+        assert_eq!(host.memory, Some(32 << 20));
+        assert_eq!(host.memory_swap, Some(32 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.pids_limit, Some(64));
+        let ulimit = &host.ulimits.unwrap()[0];
+        assert_eq!(
+            (ulimit.name.as_deref(), ulimit.soft, ulimit.hard),
+            (Some("nofile"), Some(256), Some(256))
+        );
+        assert_eq!(host.init, Some(true));
+    }
+
+    #[test]
+    fn high_is_unprivileged_read_only_and_offline_by_default() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.security = Some(SecurityLevel::High);
+        let body = create_body(&env(spec), "img", "abc");
+        assert_eq!(body.user.as_deref(), Some(UNPRIVILEGED_USER));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert!(host.tmpfs.unwrap().contains_key("/tmp"));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert!(body.networking_config.is_none());
+    }
+
+    #[test]
+    fn bridge_joins_the_home_network_under_the_env_name() {
+        let body = create_body(
+            &env(EnvironmentSpec::new(IsolationLevel::Docker)),
+            "img",
+            "abc",
+        );
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("ptest-abc")
+        );
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(
+            endpoints["ptest-abc"].aliases.as_deref(),
+            Some(&["web".to_owned()][..])
+        );
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_HOME], "abc");
+    }
+
+    #[test]
+    fn loopback_is_dockers_none_mode() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.network = Some(NetworkMode::Loopback);
+        let body = create_body(&env(spec), "img", "abc");
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("none")
+        );
+    }
+
+    #[test]
+    fn root_is_read_only_and_anatomy_read_write() {
+        let body = create_body(
+            &env(EnvironmentSpec::new(IsolationLevel::Docker)),
+            "img",
+            "abc",
+        );
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        let find = |t: &str| {
+            mounts
+                .iter()
+                .find(|m| m.target.as_deref() == Some(t))
+                .unwrap()
+        };
+        assert_eq!(find("/ptest").read_only, Some(true));
+        assert_eq!(find("/ptest/home").read_only, Some(false));
+        assert_eq!(
+            find("/workspace").source.as_deref(),
+            Some("/h/envs/x/workspace")
+        );
+    }
+
+    #[test]
+    fn disk_limits_are_refused_with_the_reason() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.limits.disk = Some(ByteSize(1 << 30));
+        let why = unsupported(&spec).join("; ");
+        assert!(why.contains("xfs"), "{why}");
+    }
+
+    #[test]
+    fn command_env_points_into_the_container() {
+        let vars = command_env(&env(EnvironmentSpec::new(IsolationLevel::Docker)));
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        assert_eq!(get("PTEST_ENV_ROOT"), "/ptest");
+        assert_eq!(get("HOME"), "/ptest/home");
+        assert_eq!(get("TMPDIR"), "/ptest/tmp");
+        assert_eq!(get("PTEST_ENV_NAME"), "web");
+    }
+}

@@ -1,0 +1,419 @@
+//! The docker engine against a real Docker engine, driven through the manager.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use ptest_core::*;
+use ptest_docker::{LABEL_ENV, LABEL_HOME, ObjectKind};
+use support::{TEST_IMAGE, fixture};
+
+#[tokio::test]
+async fn exec_passes_files_streams_and_exit_codes_and_remove_leaves_nothing() {
+    let Some(f) = fixture().await else { return };
+    let env = f.manager.create_environment(f.spec("round")).await.unwrap();
+    let container = f.engine.container_name(&env);
+    assert!(f.container_exists(&container).await);
+
+    std::fs::write(
+        env.workspace().join("from-host.txt"),
+        "written on the host\n",
+    )
+    .unwrap();
+    let cat = f
+        .manager
+        .execute_command(&env, ExecRequest::new(["cat", "from-host.txt"]))
+        .await
+        .unwrap();
+    assert_eq!(cat.stdout, "written on the host\n");
+    assert!(cat.success());
+    assert!(cat.pid.is_some());
+
+    let mixed = f.sh(&env, "echo out; echo err >&2; exit 3").await;
+    assert_eq!(mixed.exit_code, Some(3));
+    assert_eq!(mixed.stdout, "out\n");
+    assert_eq!(mixed.stderr, "err\n");
+
+    let vars = f
+        .sh(
+            &env,
+            "echo $PTEST_ENV_NAME $PTEST_ENV_ROOT $HOME $TMPDIR; pwd; echo x > out.txt",
+        )
+        .await;
+    assert_eq!(
+        vars.stdout,
+        "round /ptest /ptest/home /ptest/tmp\n/workspace\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.workspace().join("out.txt")).unwrap(),
+        "x\n"
+    );
+    // The marker is out of reach from inside.
+    let marker = f.sh(&env, "echo forged > /ptest/.ptest-env").await;
+    assert_ne!(marker.exit_code, Some(0));
+
+    let mut request = ExecRequest::new(["sh", "-c", "echo $EXTRA"]);
+    request.env.push(("EXTRA".into(), "given".into()));
+    let extra = f.manager.execute_command(&env, request).await.unwrap();
+    assert_eq!(extra.stdout, "given\n");
+
+    let findings = f.manager.validate(&env).await.unwrap();
+    assert!(findings.iter().all(|c| c.ok), "{findings:?}");
+    let usage = f.manager.resource_usage(&env).await.unwrap();
+    assert!(
+        usage.memory_bytes.is_some() && usage.pids.is_some(),
+        "{usage:?}"
+    );
+    assert!(usage.disk_bytes.unwrap() > 0);
+
+    f.manager
+        .cleanup(&env, RemoveOptions::default())
+        .await
+        .unwrap();
+    assert!(!f.container_exists(&container).await);
+    assert!(!env.root.exists());
+    assert!(
+        f.manager
+            .list_environments(&EnvFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_tree() {
+    let Some(f) = fixture().await else { return };
+    let env = f.manager.create_environment(f.spec("slow")).await.unwrap();
+    let request = ExecRequest::new(["sh", "-c", "sleep 300 & sleep 301 & sleep 302"])
+        .timeout(Duration::from_millis(800));
+    let result = f.manager.execute_command(&env, request).await.unwrap();
+    assert!(result.timed_out);
+    assert_eq!(result.shell_code(), 124);
+    let left = f
+        .sh(&env, "ps -o args | grep -c '^sleep 30[012]' || true")
+        .await;
+    assert_eq!(left.stdout.trim(), "0", "left behind: {}", left.stdout);
+    assert!(f.manager.processes(&env).unwrap().is_empty());
+    f.manager
+        .cleanup(&env, RemoveOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn oom_kill_is_reported() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("hungry");
+    spec.limits.memory = Some(ByteSize(32 << 20));
+    let env = f.manager.create_environment(spec).await.unwrap();
+    assert_eq!(f.engine.oom_killed(&env).await.unwrap(), Some(false));
+    // The shell holds 100 MB in a variable: far past 32M with swap counted.
+    let result = f
+        .sh(
+            &env,
+            "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ${#x}",
+        )
+        .await;
+    assert_ne!(result.stdout.trim(), "100000000");
+    assert_ne!(result.exit_code, Some(0));
+    assert!(result.oom_killed, "{result:?}");
+    assert_eq!(f.engine.oom_killed(&env).await.unwrap(), Some(true));
+    // A command killed by anything else is not taken for an OOM kill.
+    let killed = f.sh(&env, "kill -9 $$").await;
+    assert_eq!(killed.exit_code, Some(137));
+    assert!(!killed.oom_killed);
+    // The environment survives its command's death.
+    assert!(f.sh(&env, "true").await.success());
+    f.manager
+        .cleanup(&env, RemoveOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pids_limit_caps_processes() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("forky");
+    spec.limits.pids = Some(12);
+    let env = f.manager.create_environment(spec).await.unwrap();
+    let result = f
+        .sh(
+            &env,
+            "i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done",
+        )
+        .await;
+    assert!(result.stderr.contains("can't fork"), "{result:?}");
+    let usage = f.manager.resource_usage(&env).await.unwrap();
+    assert!(usage.pids.unwrap() <= 12, "{usage:?}");
+    f.manager
+        .cleanup(&env, RemoveOptions { force: true })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn build_builds_once_and_reuses_the_tag() {
+    let Some(f) = fixture().await else { return };
+    let context = tempfile::tempdir().unwrap();
+    // Unique content, so this run really builds.
+    let nonce = EnvId::random();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {TEST_IMAGE}\nCOPY greeting /greeting\nENV NONCE={nonce}\n"),
+    )
+    .unwrap();
+    std::fs::write(context.path().join("greeting"), "built here\n").unwrap();
+    let spec = |name: &str| {
+        let mut s = f.spec(name);
+        s.docker = Some(DockerSpec {
+            image: None,
+            build: Some(context.path().to_owned()),
+        });
+        s
+    };
+    let image_of = |env: &Environment| {
+        let name = f.engine.container_name(env);
+        let docker = f.docker.clone();
+        async move {
+            let c = docker.inspect_container(&name, None).await.unwrap();
+            (c.config.unwrap().image.unwrap(), c.image.unwrap())
+        }
+    };
+    let first = f.manager.create_environment(spec("built1")).await.unwrap();
+    let (tag1, id1) = image_of(&first).await;
+    assert!(tag1.starts_with("ptest-build:"), "{tag1}");
+    let created1 = f.docker.inspect_image(&tag1).await.unwrap().created;
+    let second = f.manager.create_environment(spec("built2")).await.unwrap();
+    let (tag2, id2) = image_of(&second).await;
+    assert_eq!((tag1.clone(), id1), (tag2, id2));
+    assert_eq!(
+        f.docker.inspect_image(&tag1).await.unwrap().created,
+        created1
+    );
+    assert_eq!(f.sh(&second, "cat /greeting").await.stdout, "built here\n");
+    for env in [first, second] {
+        f.manager
+            .cleanup(&env, RemoveOptions::default())
+            .await
+            .unwrap();
+    }
+    let _ = f
+        .docker
+        .remove_image(
+            &tag1,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn missing_image_is_a_clear_error_and_leaves_nothing() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("ghost");
+    spec.docker = Some(DockerSpec {
+        image: Some("ptest-no-such-image:v1".into()),
+        build: None,
+    });
+    let err = f.manager.create_environment(spec).await.unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ptest-no-such-image:v1"), "{text}");
+    assert!(text.contains("--build"), "{text}");
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(
+        f.manager
+            .list_environments(&EnvFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        std::fs::read_dir(f.home.path().join("envs"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let labelled = f
+        .docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&HashMap::from([(
+                    "label",
+                    vec![format!("{LABEL_HOME}={}", f.engine.home_hash())],
+                )]))
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert!(labelled.is_empty());
+}
+
+#[tokio::test]
+async fn bridge_neighbours_reach_each_other_by_name() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("alpha");
+    spec.network = Some(NetworkMode::Bridge);
+    let alpha = f.manager.create_environment(spec).await.unwrap();
+    let beta = f.manager.create_environment(f.spec("beta")).await.unwrap();
+    std::fs::write(alpha.workspace().join("index.html"), "hello from alpha\n").unwrap();
+    // busybox httpd daemonizes: the exec returns, the server stays under the container's init.
+    assert!(f.sh(&alpha, "httpd -p 8080 -h /workspace").await.success());
+    let mut last = None;
+    for _ in 0..20 {
+        let got = f
+            .sh(&beta, "wget -q -O - http://alpha:8080/index.html")
+            .await;
+        if got.success() {
+            last = Some(got);
+            break;
+        }
+        last = Some(got);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = last.unwrap();
+    assert_eq!(got.stdout, "hello from alpha\n", "{got:?}");
+    for env in [alpha, beta] {
+        f.manager
+            .cleanup(&env, RemoveOptions::default())
+            .await
+            .unwrap();
+    }
+    // With no container left, gc also takes the home's network.
+    let reaped = f.engine.gc(&[]).await;
+    assert!(
+        reaped
+            .iter()
+            .any(|r| r.kind == ObjectKind::Network && r.error.is_none()),
+        "{reaped:?}"
+    );
+}
+
+#[tokio::test]
+async fn gc_removes_labelled_orphans_and_spares_the_rest() {
+    let Some(f) = fixture().await else { return };
+    let live = f
+        .manager
+        .create_environment(f.spec("keeper"))
+        .await
+        .unwrap();
+    // A ptest killed mid-create: a labelled container whose environment was never recorded.
+    let orphan_id = EnvId::random().to_string();
+    let make = |name: String, labels: Option<HashMap<String, String>>| {
+        let docker = f.docker.clone();
+        async move {
+            docker
+                .create_container(
+                    Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                    ContainerCreateBody {
+                        image: Some(TEST_IMAGE.into()),
+                        entrypoint: Some(vec!["sleep".into(), "600".into()]),
+                        labels,
+                        ..ContainerCreateBody::default()
+                    },
+                )
+                .await
+                .unwrap();
+            name
+        }
+    };
+    let orphan = make(
+        format!("ptest-orphan-{orphan_id}"),
+        Some(HashMap::from([
+            (LABEL_ENV.to_owned(), orphan_id.clone()),
+            (LABEL_HOME.to_owned(), f.engine.home_hash().to_owned()),
+        ])),
+    )
+    .await;
+    let stranger = make(format!("not-ptest-{}", EnvId::random()), None).await;
+
+    let reaped = f.engine.gc(&[live.id.to_string()]).await;
+    assert!(
+        reaped.iter().any(|r| r.kind == ObjectKind::Container
+            && r.env_id.as_deref() == Some(orphan_id.as_str())
+            && r.error.is_none()),
+        "{reaped:?}"
+    );
+    assert!(!f.container_exists(&orphan).await);
+    assert!(
+        f.container_exists(&stranger).await,
+        "an unlabelled container was touched"
+    );
+    assert!(f.container_exists(&f.engine.container_name(&live)).await);
+    // The network is still used by the live environment: it stays.
+    assert!(
+        reaped.iter().all(|r| r.kind != ObjectKind::Network),
+        "{reaped:?}"
+    );
+
+    f.docker
+        .remove_container(
+            &stranger,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await
+        .unwrap();
+    f.manager
+        .cleanup(&live, RemoveOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn high_security_is_nobody_on_a_read_only_root() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("locked");
+    spec.security = Some(SecurityLevel::High);
+    let env = f.manager.create_environment(spec).await.unwrap();
+    assert_eq!(f.sh(&env, "id -u").await.stdout, "65534\n");
+    let write_root = f.sh(&env, "echo x > /intruder").await;
+    assert_ne!(write_root.exit_code, Some(0), "{write_root:?}");
+    assert!(
+        f.sh(&env, "echo x > /workspace/ok && echo y > /tmp/ok")
+            .await
+            .success()
+    );
+    assert!(env.workspace().join("ok").exists());
+    // No network but loopback by default at high.
+    let links = f.sh(&env, "ls /sys/class/net").await;
+    assert_eq!(links.stdout.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    f.manager
+        .cleanup(&env, RemoveOptions::default())
+        .await
+        .unwrap();
+    assert!(!env.root.exists());
+}
+
+#[tokio::test]
+async fn capabilities_report_the_engine() {
+    let Some(f) = fixture().await else { return };
+    let findings = f
+        .manager
+        .engine_capabilities(IsolationLevel::Docker)
+        .unwrap();
+    let engine = findings.0.iter().find(|c| c.check == "engine").unwrap();
+    assert!(engine.ok, "{findings:?}");
+    assert!(engine.detail.contains("API"), "{}", engine.detail);
+}
+
+#[tokio::test]
+async fn disk_limits_are_refused_before_anything_is_made() {
+    let Some(f) = fixture().await else { return };
+    let mut spec = f.spec("quota");
+    spec.limits.disk = Some(ByteSize(1 << 30));
+    let err = f.manager.create_environment(spec).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert!(err.to_string().contains("xfs"), "{err}");
+    assert!(
+        f.manager
+            .list_environments(&EnvFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,118 @@
+//! The docker level through the CLI: an image built from a local Dockerfile (no registry),
+//! commands in the container, limits, removal that leaves no container behind.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use predicates::str::contains;
+use support::TestHome;
+
+/// A build context with busybox alone (`FROM scratch`), or a skip when the host has no
+/// Docker engine (a failure under PTEST_REQUIRE_ALL=1).
+fn busybox_context(t: &TestHome) -> Option<std::path::PathBuf> {
+    let engine = std::process::Command::new("docker").arg("version").output();
+    let why = match &engine {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
+        Err(e) => Some(e.to_string()),
+    };
+    let why = why.or_else(|| {
+        (!std::path::Path::new("/bin/busybox").exists())
+            .then(|| "/bin/busybox missing (busybox-static)".to_owned())
+    });
+    if let Some(why) = why {
+        let why = format!("no Docker engine (scripts/start-dockerd starts one): {why}");
+        if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return None;
+    }
+    let dir = t.dir.path().join("image");
+    std::fs::create_dir(&dir).unwrap();
+    let support = format!(
+        "{}/../ptest-docker/tests/support/Dockerfile",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::copy(support, dir.join("Dockerfile")).unwrap();
+    std::fs::copy("/bin/busybox", dir.join("busybox")).unwrap();
+    Some(dir)
+}
+
+#[test]
+fn a_container_environment_runs_commands_and_is_removed_cleanly() {
+    let t = TestHome::new();
+    let Some(context) = busybox_context(&t) else {
+        return;
+    };
+    t.ptest([
+        "env",
+        "create",
+        "box",
+        "--build",
+        context.to_str().unwrap(),
+        "--memory",
+        "64M",
+    ])
+    .assert()
+    .success();
+    let env = &t.json(["env", "show", "box"])["environment"];
+    assert_eq!(env["level"], "docker");
+    let container = env["details"]["container"].as_str().unwrap().to_owned();
+    let root = env["root"].as_str().unwrap().to_owned();
+    std::fs::write(format!("{root}/workspace/from-host"), "hello\n").unwrap();
+    t.ptest([
+        "env",
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "pwd; cat from-host; echo oops >&2; exit 3",
+    ])
+    .assert()
+    .code(3)
+    .stdout("/workspace\nhello\n")
+    .stderr(contains("oops"));
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{index .Config.Labels \"ptest.env\"}}",
+            &container,
+        ])
+        .output()
+        .unwrap();
+    let inspect = String::from_utf8_lossy(&inspect.stdout).into_owned();
+    assert_eq!(
+        inspect.trim(),
+        format!("{} {}", 64 << 20, env["id"].as_str().unwrap())
+    );
+
+    t.ptest(["env", "rm", "box"]).assert().success();
+    let gone = std::process::Command::new("docker")
+        .args(["inspect", &container])
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success(),
+        "container {container} survived env rm"
+    );
+    assert!(!std::path::Path::new(&root).exists());
+}
+
+#[test]
+fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
+    let t = TestHome::new();
+    if busybox_context(&t).is_none() {
+        return;
+    }
+    t.ptest(["env", "create", "ghost", "--image", "ptest-no-such-image:0"])
+        .assert()
+        .code(2)
+        .stderr(contains("ptest-no-such-image:0").and(contains("--build")));
+    assert!(t.names().is_empty());
+}
+
+use predicates::prelude::PredicateBooleanExt;

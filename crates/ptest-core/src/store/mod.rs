@@ -82,6 +82,13 @@ impl Store {
             .ctx("setting synchronous")?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .ctx("enabling foreign keys")?;
+        // Leave the WAL for the next process instead of checkpointing it (two fsyncs) at every
+        // exit of a short-lived `ptest`; SQLite's automatic checkpoints keep it bounded.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .ctx("configuring checkpoints")?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
@@ -144,7 +151,8 @@ impl Store {
             if taken {
                 return Err(Error::NameTaken(env.name.to_string()));
             }
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO environments (id, name, level, status, root, spec, created_at, \
                  updated_at, expires_at, error, owner_pid, owner_ticks, session) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, NULL, ?9, ?10, ?11)",
@@ -228,7 +236,8 @@ impl Store {
         value: &serde_json::Value,
     ) -> Result<()> {
         self.write(|tx| {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE environments SET details = json_set(details, ?2, json(?3)) WHERE id = ?1",
                 params![env.as_str(), format!("$.\"{key}\""), value.to_string()],
             )
@@ -251,8 +260,12 @@ impl Store {
                     },
                 )?;
             }
-            tx.execute("DELETE FROM environments WHERE id = ?1", [env.id.as_str()])
-                .ctx("deleting the environment")?;
+            execute(
+                tx,
+                "DELETE FROM environments WHERE id = ?1",
+                [env.id.as_str()],
+            )
+            .ctx("deleting the environment")?;
             insert_event(
                 tx,
                 &EventRecord {
@@ -395,7 +408,8 @@ impl Store {
         started_at: Timestamp,
     ) -> Result<(i64, Event)> {
         self.write(|tx| {
-            tx.execute(
+            execute(
+                tx,
                 "INSERT INTO processes (env_id, pid, start_ticks, command, status, started_at) \
                  VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
                 params![
@@ -431,7 +445,8 @@ impl Store {
         details: serde_json::Value,
     ) -> Result<Event> {
         self.write(|tx| {
-            tx.execute(
+            execute(
+                tx,
                 "UPDATE processes SET status = ?2, ended_at = ?3, exit_code = ?4, signal = ?5 \
                  WHERE id = ?1",
                 params![
@@ -476,7 +491,8 @@ impl Store {
         if !gone.is_empty() {
             self.write(|tx| {
                 for p in &gone {
-                    tx.execute(
+                    execute(
+                        tx,
                         "UPDATE processes SET status = 'error', ended_at = ?2 WHERE id = ?1",
                         params![p.id, Timestamp::now().to_string()],
                     )
@@ -535,7 +551,7 @@ impl Store {
                     busy += 1;
                     continue;
                 }
-                tx.execute(
+                execute(tx, 
                     "INSERT INTO port_leases (port, env_id, name, leased_at) VALUES (?1, ?2, ?3, ?4)",
                     params![port, env.id.as_str(), name.as_str(), Timestamp::now().to_string()],
                 )
@@ -660,13 +676,20 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit().ctx("committing the migration")
 }
 
+/// Runs one statement through the connection's statement cache: a `ptest` process runs the
+/// same few statements many times, and parsing SQL showed up in profiles.
+fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
 fn insert_event(tx: &rusqlite::Transaction<'_>, record: &EventRecord<'_>) -> Result<Event> {
     let time = Timestamp::now();
     let (env_id, env_name) = record
         .env
         .map(|(i, n)| (i.to_string(), n.to_string()))
         .unzip();
-    tx.execute(
+    execute(
+        tx,
         "INSERT INTO events (time, event, env_id, env_name, details) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             time.to_string(),

@@ -551,7 +551,7 @@ impl Store {
                     busy += 1;
                     continue;
                 }
-                execute(tx, 
+                execute(tx,
                     "INSERT INTO port_leases (port, env_id, name, leased_at) VALUES (?1, ?2, ?3, ?4)",
                     params![port, env.id.as_str(), name.as_str(), Timestamp::now().to_string()],
                 )

@@ -105,6 +105,34 @@ pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
     fs::remove_dir_all(path).map_err(|e| Error::io("deleting", path, e))
 }
 
+/// Checks that the root at `path` is intact for environment `id`: its marker names `id` and
+/// every directory of the anatomy is there.
+pub fn check(path: &Path, id: &EnvId) -> Vec<crate::Finding> {
+    let marker = marker_id(path);
+    let mut out = vec![crate::Finding {
+        check: "marker".into(),
+        ok: marker.as_deref() == Some(id.as_str()),
+        detail: match marker {
+            Some(m) => format!("{MARKER} names {m}"),
+            None => format!("{MARKER} missing under {}", path.display()),
+        },
+    }];
+    for dir in ANATOMY {
+        let sub = path.join(dir);
+        let is_dir = sub.symlink_metadata().is_ok_and(|m| m.is_dir());
+        out.push(crate::Finding {
+            check: format!("{dir}/"),
+            ok: is_dir,
+            detail: if is_dir {
+                sub.display().to_string()
+            } else {
+                format!("{} is missing or not a directory", sub.display())
+            },
+        });
+    }
+    out
+}
+
 /// Bytes and entries under `path`, counting symlinks as themselves.
 pub fn usage(path: &Path) -> std::io::Result<(u64, u64)> {
     let (mut bytes, mut files) = (0u64, 0u64);

@@ -444,28 +444,7 @@ impl Engine for DockerEngine {
                 }),
             },
         }
-        let marker = root::marker_id(&env.root);
-        out.push(Finding {
-            check: "marker".into(),
-            ok: marker.as_deref() == Some(env.id.as_str()),
-            detail: match marker {
-                Some(m) => format!("{} names {m}", root::MARKER),
-                None => format!("{} missing under {}", root::MARKER, env.root.display()),
-            },
-        });
-        for dir in root::ANATOMY {
-            let path = env.root.join(dir);
-            let is_dir = path.symlink_metadata().is_ok_and(|m| m.is_dir());
-            out.push(Finding {
-                check: format!("{dir}/"),
-                ok: is_dir,
-                detail: if is_dir {
-                    path.display().to_string()
-                } else {
-                    format!("{} is missing or not a directory", path.display())
-                },
-            });
-        }
+        out.extend(root::check(&env.root, &env.id));
         Ok(out)
     }
 

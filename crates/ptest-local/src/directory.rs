@@ -126,7 +126,7 @@ impl Engine for DirectoryEngine {
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
         let env = env.clone();
         blocking(move || {
-            let mut out = findings(&env);
+            let mut out = root::check(&env.root, &env.id);
             out.extend(sandbox_findings(&env));
             Ok(out)
         })
@@ -198,33 +198,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .expect("blocking filesystem work does not panic")
-}
-
-pub(crate) fn findings(env: &Environment) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let marker = root::marker_id(&env.root);
-    out.push(Finding {
-        check: "marker".into(),
-        ok: marker.as_deref() == Some(env.id.as_str()),
-        detail: match marker {
-            Some(m) => format!("{} names {m}", root::MARKER),
-            None => format!("{} missing under {}", root::MARKER, env.root.display()),
-        },
-    });
-    for dir in root::ANATOMY {
-        let path = env.root.join(dir);
-        let is_dir = path.symlink_metadata().is_ok_and(|m| m.is_dir());
-        out.push(Finding {
-            check: format!("{dir}/"),
-            ok: is_dir,
-            detail: if is_dir {
-                path.display().to_string()
-            } else {
-                format!("{} is missing or not a directory", path.display())
-            },
-        });
-    }
-    out
 }
 
 /// Whether the sandbox recorded for `env` is still there.

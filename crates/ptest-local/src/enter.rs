@@ -68,6 +68,10 @@ pub(crate) fn spawn(
             .chain(request.env.into_iter().map(|(k, v)| (k.into(), v.into())))
             .collect();
     cmd.env = vars.into_iter().collect();
+    // Marks every process this command starts, so what it leaves behind can be found.
+    let marker = format!("PTEST_EXEC_ID={}", ptest_core::EnvId::random());
+    let (key, value) = marker.split_once('=').expect("the marker has a '='");
+    cmd.env.push((key.into(), value.into()));
     cmd.stdin = Stdio::null().map_err(spawn_error)?;
     cmd.rlimits = Rlimits {
         open_files: env.spec.limits.nofile,
@@ -76,6 +80,10 @@ pub(crate) fn spawn(
     if iso.security >= SecurityLevel::High {
         cmd.no_new_privs = true;
         cmd.drop_capabilities = true;
+    }
+    if iso.security >= SecurityLevel::Strict {
+        cmd.landlock = Some(sandbox::landlock_rules(env));
+        cmd.seccomp = true;
     }
     let (stdout, stderr) = if request.output == OutputMode::Capture {
         let (out_r, out_w) = pipe()?;
@@ -110,14 +118,17 @@ pub(crate) fn spawn(
         };
         let _ = pid_tx.send(Ok(child.pid()));
         if !own_group {
-            // In a pod the relay's child is the command and leads its process group. Once the
-            // command is done, what it left in that group is ended, found through the cgroup
-            // so that only this environment's processes are ever touched.
-            let leader = command_of_relay(child.pid());
+            // In a pod, once the command is done, what it left behind is ended: processes of
+            // this environment's cgroup that carry this command's marker and stayed in its
+            // session (the relay runs in ours; a `setsid` daemon has left it on purpose).
             let status = child.wait().map_err(spawn_error);
-            if let (Some(leader), Some(group)) = (leader, group.as_ref()) {
+            let session = rustix::process::getsid(None)
+                .ok()
+                .map(|p| p.as_raw_nonzero().get());
+            if let (Some(session), Some(group)) = (session, group.as_ref()) {
                 for p in group.pids().unwrap_or_default() {
-                    if process_group(p) == Some(leader)
+                    if session_of(p) == Some(session)
+                        && carries(p, &marker)
                         && let Some(pid) = Pid::from_raw(p)
                     {
                         let _ = rustix::process::kill_process(pid, Signal::KILL);
@@ -167,32 +178,21 @@ pub(crate) fn spawn(
     })
 }
 
-/// The host pid of the command a pod relay forked (its only child), waiting briefly for it.
-fn command_of_relay(relay: i32) -> Option<i32> {
-    for _ in 0..200 {
-        let children =
-            std::fs::read_to_string(format!("/proc/{relay}/task/{relay}/children")).ok()?;
-        if let Some(pid) = children
-            .split_whitespace()
-            .next()
-            .and_then(|c| c.parse().ok())
-        {
-            return Some(pid);
-        }
-        std::thread::sleep(std::time::Duration::from_micros(250));
-    }
-    None
-}
-
-/// The process group of `pid`, as the host sees it.
-fn process_group(pid: i32) -> Option<i32> {
+/// The session of `pid`, as the host sees it.
+fn session_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name: state, ppid, pgrp.
+    // After the command name: state, ppid, pgrp, session.
     stat[stat.rfind(')')? + 2..]
         .split_whitespace()
-        .nth(2)?
+        .nth(3)?
         .parse()
         .ok()
+}
+
+/// Whether `pid`'s environment holds `var` (`NAME=value`).
+fn carries(pid: i32, var: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == var.as_bytes()))
 }
 
 fn oom_kills(cgroup: Option<&ptest_sandbox::Cgroup>) -> u64 {

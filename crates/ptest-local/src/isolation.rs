@@ -2,11 +2,16 @@
 //! network mode, limits) resolved against what this host offers. A level or limit the host
 //! cannot apply is an error naming the missing piece, unless the spec allows degrading, in
 //! which case the drop is recorded on the environment.
+//!
+//! `PTEST_SANDBOX_DISABLE` (a comma-separated list of `namespaces`, `cgroups`, `seccomp`,
+//! `landlock`, `quota`) makes the probe report those features as missing, so that refusals and
+//! `--allow-degraded` can be exercised on a host that has everything; nothing is mocked below
+//! the probe.
 
 use std::sync::OnceLock;
 
 use ptest_core::{EnvironmentSpec, Error, Finding, NetworkMode, Result, SecurityLevel};
-use ptest_sandbox::{Controller, cgroup};
+use ptest_sandbox::{Controller, cgroup, landlock, seccomp};
 use serde::{Deserialize, Serialize};
 
 /// The cgroup parent every environment's group lives under.
@@ -21,7 +26,16 @@ pub(crate) struct HostCaps {
     pub cgroups: std::result::Result<Vec<Controller>, String>,
     /// Whether memory limits can count swap.
     pub swap_accounting: bool,
+    /// The kernel's Landlock ABI version, or why there is none.
+    pub landlock: std::result::Result<u32, String>,
+    /// Why a seccomp filter cannot be installed, if it cannot.
+    pub seccomp: std::result::Result<(), String>,
+    /// Why size-limited roots (a tmpfs mounted per environment) cannot be made, if not.
+    pub quota: std::result::Result<(), String>,
 }
+
+/// The variable naming features to treat as missing (see the module documentation).
+pub(crate) const DISABLE_VAR: &str = "PTEST_SANDBOX_DISABLE";
 
 impl HostCaps {
     /// The host's capabilities (probed on first use).
@@ -44,12 +58,49 @@ impl HostCaps {
                     }
                 }
             };
-            HostCaps {
+            let root = rustix::process::geteuid().is_root();
+            let caps = HostCaps {
                 namespaces: namespaces_usable(),
                 cgroups,
                 swap_accounting: probe.swap_accounting,
-            }
+                landlock: landlock::abi_version(),
+                seccomp: seccomp::available(),
+                quota: if root {
+                    Ok(())
+                } else {
+                    Err("not root: mounting a size-limited root needs CAP_SYS_ADMIN".into())
+                },
+            };
+            caps.disabled(std::env::var(DISABLE_VAR).ok().as_deref())
         })
+    }
+
+    /// These capabilities less the features `disable` (the value of [`DISABLE_VAR`]) names.
+    fn disabled(mut self, disable: Option<&str>) -> HostCaps {
+        for name in disable.unwrap_or("").split(',').map(str::trim) {
+            let why = || format!("disabled by {DISABLE_VAR}");
+            match name {
+                "namespaces" => self.namespaces = Err(why()),
+                "cgroups" => self.cgroups = Err(why()),
+                "seccomp" => self.seccomp = Err(why()),
+                "landlock" => self.landlock = Err(why()),
+                "quota" => self.quota = Err(why()),
+                _ => {}
+            }
+        }
+        self
+    }
+
+    /// Why `strict` cannot be applied, if it cannot (beyond what `high` needs).
+    fn strict_missing(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if let Err(e) = &self.seccomp {
+            why.push(format!("seccomp: {e}"));
+        }
+        if let Err(e) = &self.landlock {
+            why.push(format!("Landlock: {e}"));
+        }
+        (!why.is_empty()).then(|| why.join(", "))
     }
 
     fn has(&self, controller: Controller) -> bool {
@@ -85,16 +136,29 @@ impl HostCaps {
                 Err(e) => e.clone(),
             },
         });
+        let strict = match (&self.namespaces, self.strict_missing()) {
+            (Err(e), _) => Err(format!("needs namespaces: {e}")),
+            (Ok(()), Some(why)) => Err(why),
+            (Ok(()), None) => Ok(()),
+        };
         out.push(Finding {
             check: "strict".into(),
-            ok: false,
-            detail: "seccomp and Landlock are not in this build: security strict is refused".into(),
+            ok: strict.is_ok(),
+            detail: match strict {
+                Ok(()) => format!(
+                    "seccomp filter and Landlock ABI {}: security strict",
+                    self.landlock.as_ref().copied().unwrap_or_default()
+                ),
+                Err(e) => format!("security strict is refused: {e}"),
+            },
         });
         out.push(Finding {
             check: "disk quota".into(),
-            ok: false,
-            detail: "size-limited roots are not in this build: --disk and --files are refused"
-                .into(),
+            ok: self.quota.is_ok(),
+            detail: match &self.quota {
+                Ok(()) => "size- and inode-limited tmpfs roots: --disk and --files".into(),
+                Err(e) => format!("--disk and --files are refused: {e}"),
+            },
         });
         out
     }
@@ -138,6 +202,12 @@ pub(crate) struct Isolation {
     pub pod: bool,
     /// What was asked for but dropped (only with `allow_degraded`).
     pub dropped: Vec<String>,
+    /// The Landlock ABI version applied at `strict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub landlock_abi: Option<u32>,
+    /// Whether the root is a size- and inode-limited tmpfs (`--disk`, `--files`).
+    #[serde(default)]
+    pub quota: bool,
 }
 
 /// Resolves `spec` against `host`: what will be applied, or why it cannot be.
@@ -153,9 +223,11 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
     };
 
     let mut security = spec.security.unwrap_or_else(|| host.default_security());
-    if security == SecurityLevel::Strict {
+    if security == SecurityLevel::Strict
+        && let Some(why) = host.strict_missing()
+    {
         lack(
-            "security strict (seccomp and Landlock are not in this build); high applied".into(),
+            format!("security strict ({why}); high applied"),
             &mut missing,
         );
         security = SecurityLevel::High;
@@ -217,11 +289,10 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
             lack(format!("{flag} ({why})"), &mut missing);
         }
     }
-    if limits.disk.is_some() || limits.files.is_some() {
-        lack(
-            "--disk/--files (size-limited roots are not in this build)".into(),
-            &mut missing,
-        );
+    let mut quota = limits.disk.is_some() || limits.files.is_some();
+    if quota && let Err(why) = &host.quota {
+        lack(format!("--disk/--files ({why})"), &mut missing);
+        quota = false;
     }
     if !missing.is_empty() {
         return Err(Error::Usage(format!(
@@ -235,6 +306,12 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
         cgroup: host.cgroups.is_ok() && host.has(Controller::Freezer),
         pod,
         dropped,
+        landlock_abi: if security == SecurityLevel::Strict {
+            host.landlock.as_ref().ok().copied()
+        } else {
+            None
+        },
+        quota,
     })
 }
 
@@ -265,6 +342,9 @@ mod tests {
                 Err("no cgroups here".into())
             },
             swap_accounting: true,
+            landlock: Ok(7),
+            seccomp: Ok(()),
+            quota: Ok(()),
         }
     }
 
@@ -288,13 +368,19 @@ mod tests {
         let mut spec = EnvironmentSpec::new(IsolationLevel::Basic);
         spec.security = Some(SecurityLevel::Strict);
         spec.limits.memory = Some(ptest_core::ByteSize(1 << 20));
-        let err = resolve(&spec, &host(true, false)).unwrap_err().to_string();
+        assert_eq!(
+            resolve(&spec, &host(true, true)).unwrap().security,
+            SecurityLevel::Strict
+        );
+        let err = resolve(&spec, &host(true, false).disabled(Some("landlock")))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("security strict") && err.contains("--memory (no cgroups here)"),
             "{err}"
         );
         spec.allow_degraded = true;
-        let iso = resolve(&spec, &host(true, false)).unwrap();
+        let iso = resolve(&spec, &host(true, false).disabled(Some("landlock"))).unwrap();
         assert_eq!(iso.security, SecurityLevel::High);
         assert_eq!(iso.network, NetworkMode::None);
         assert_eq!(iso.dropped.len(), 2);

@@ -2,10 +2,10 @@
 //! `medium` and above, a holder process owning its namespaces. Created at activation, entered
 //! by every command, torn down (cgroup killed, holder with it) at removal.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use ptest_core::{EngineContext, Environment, Error, IsolationLevel, Result, SecurityLevel};
-use ptest_sandbox::{Bind, Cgroup, HostView, NetworkMode as PodNetwork, Pod, PodSpec};
+use ptest_core::{EngineContext, Environment, Error, Home, IsolationLevel, Result, SecurityLevel};
+use ptest_sandbox::{Bind, Cgroup, FsRules, HostView, NetworkMode as PodNetwork, Pod, PodSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::isolation::{CGROUP_PARENT, HostCaps, Isolation, resolve};
@@ -99,12 +99,59 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
             HostView::Full
         };
         spec.binds = binds.into_iter().map(Bind::read_only).collect();
+        spec.masks = masks(env);
         spec.cgroup = cgroup;
         let pod = Pod::create(&spec).map_err(|e| sandbox_error("start the sandbox", e))?;
         state.holder_pid = Some(pod.holder_pid());
         state.start_time = Some(pod.start_time());
     }
     Ok(state)
+}
+
+/// What a pod hides from its commands: ptest's home (every other environment's root under
+/// `envs/`, the state database, the caches). The home is the one `env`'s root lives in
+/// (`<home>/envs/<id>`) and the one this process uses (`PTEST_HOME`); the environment's own
+/// root and binds stay visible beneath the mask. Roots of other environments given by
+/// `--path` outside a home are not masked.
+fn masks(env: &Environment) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let envs = env.root.parent();
+    if env.root.file_name() == Some(env.id.as_str().as_ref())
+        && let Some(envs) = envs.filter(|p| p.file_name() == Some("envs".as_ref()))
+        && let Some(home) = envs.parent()
+    {
+        out.push(home.to_owned());
+    }
+    if let Ok(home) = Home::from_env() {
+        out.push(home.path().to_owned());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// What a command of a `strict` environment may touch (Landlock): read and execute
+/// everything its pod shows, write only beneath its root, the per-pod `/dev/shm`, the
+/// terminal and the harmless devices. `/tmp` is not writable (`TMPDIR` is the root's `tmp/`).
+pub(crate) fn landlock_rules(env: &Environment) -> FsRules {
+    let mut read_write = vec![env.root.clone()];
+    read_write.extend(
+        [
+            "/dev/null",
+            "/dev/zero",
+            "/dev/full",
+            "/dev/random",
+            "/dev/urandom",
+            "/dev/tty",
+            "/dev/pts",
+            "/dev/shm",
+        ]
+        .map(|p| Path::new(p).to_owned()),
+    );
+    FsRules {
+        read_only: vec![PathBuf::from("/")],
+        read_write,
+    }
 }
 
 /// Opens the pod of `env` for entering, if it has one.

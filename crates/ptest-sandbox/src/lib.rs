@@ -10,7 +10,9 @@
 //!   reopens it by pid and start time from another process, [`Pod::spawn`] runs a
 //!   [`CommandSpec`] inside it, [`Pod::destroy`] tears it down.
 //! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces).
-//! - [`Rlimits`] are applied in the child before `execve`.
+//! - [`Rlimits`] are applied in the child before `execve`, then (when asked) the Landlock
+//!   rules ([`FsRules`], see [`landlock`]) and the [`seccomp`] deny-list filter, last.
+//! - [`tmpfs`] mounts size- and inode-limited roots on the host (disk quotas).
 //!
 //! A typical call sequence:
 //!
@@ -42,14 +44,18 @@
 
 pub mod cgroup;
 mod error;
+pub mod landlock;
 mod pod;
 mod procfs;
 mod rlimit;
+pub mod seccomp;
 mod spawn;
 mod sys;
+pub mod tmpfs;
 
 pub use cgroup::{Cgroup, CgroupVersion, Controller, Limits, Usage};
 pub use error::{Error, Result};
+pub use landlock::FsRules;
 pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec};
 pub use rlimit::Rlimits;
 pub use spawn::{CommandSpec, ExitStatus, SpawnedChild, Stdio, spawn_in_cgroup};

@@ -96,6 +96,12 @@ pub struct PodSpec {
     pub host_view: HostView,
     /// Extra binds, mounted in order after the root.
     pub binds: Vec<Bind>,
+    /// Host directories hidden inside the pod: each is covered by an empty read-only tmpfs
+    /// before the root and the binds are mounted, so a root or bind beneath a mask stays
+    /// visible while its siblings do not (e.g. mask `$PTEST_HOME`: the environment sees its
+    /// own root, not the others' nor the state database). Paths that do not exist on the
+    /// host, `/`, and the root itself or paths beneath it are ignored.
+    pub masks: Vec<PathBuf>,
     /// Mount a private `devpts` on `/dev/pts` (with `/dev/ptmx`).
     pub dev_pts: bool,
     /// Size limit of the private `/tmp` tmpfs, in bytes (`None`: the kernel default, half of RAM).
@@ -113,6 +119,7 @@ impl PodSpec {
             network: NetworkMode::Loopback,
             host_view: HostView::Full,
             binds: Vec::new(),
+            masks: Vec::new(),
             dev_pts: false,
             tmp_size: None,
             cgroup: None,
@@ -141,6 +148,8 @@ enum Op {
         data: Option<CString>,
     },
     ReadOnly(CString),
+    /// Makes this one mount read-only, not the mounts below it.
+    RemountReadOnly(CString),
     Umount(CString),
     Mkdir(CString, libc::mode_t),
     Touch(CString),
@@ -174,6 +183,17 @@ impl Op {
                 data.as_deref(),
             ),
             Op::ReadOnly(target) => sys::make_readonly_recursive(target),
+            Op::RemountReadOnly(target) => sys::mount(
+                None,
+                target,
+                None,
+                libc::MS_REMOUNT
+                    | libc::MS_BIND
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV,
+                None,
+            ),
             Op::Umount(target) => sys::umount2(target, libc::MNT_DETACH),
             Op::Mkdir(path, mode) => sys::mkdir(path, *mode),
             Op::Touch(path) => sys::touch(path),
@@ -210,6 +230,7 @@ impl Op {
                 (None, _) => format!("make {} private", s(target)),
             },
             Op::ReadOnly(t) => format!("make {} read-only", s(t)),
+            Op::RemountReadOnly(t) => format!("make {} read-only (this mount only)", s(t)),
             Op::Umount(t) => format!("unmount {}", s(t)),
             Op::Mkdir(p, _) => format!("mkdir {}", s(p)),
             Op::Touch(p) => format!("create {}", s(p)),
@@ -459,12 +480,32 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
         None => "mode=1777".into(),
     };
     fs_mount(&mut ops, "tmpfs", "/tmp", nosuid_nodev, Some(&tmp_data))?;
+    // Masks: writable while the root and binds beneath them get their mount points, read-only
+    // once those are mounted.
+    let mut masks = Vec::new();
+    for mask in &spec.masks {
+        check_absolute("mask", mask)?;
+        if mask == Path::new("/") || mask.starts_with(&spec.root) || !mask.is_dir() {
+            continue;
+        }
+        mkdir_all(&mut ops, mask)?;
+        let target = under(NEW, mask)?;
+        ops.push(Op::Mount {
+            source: Some(cpath("tmpfs")?),
+            target: target.clone(),
+            fstype: Some(cpath("tmpfs")?),
+            flags: nosuid_nodev | libc::MS_NOEXEC,
+            data: Some(cpath("mode=0755,size=64k,nr_inodes=4096")?),
+        });
+        masks.push(target);
+    }
     bind_ops(&mut ops, &spec.root, &spec.root, false)?;
     for bind in &spec.binds {
         check_absolute("bind source", &bind.source)?;
         check_absolute("bind target", &bind.target)?;
         bind_ops(&mut ops, &bind.source, &bind.target, bind.read_only)?;
     }
+    ops.extend(masks.into_iter().map(Op::RemountReadOnly));
     ops.push(Op::Umount(cpath(OLD)?));
     ops.push(Op::Chdir(cpath(NEW)?));
     ops.push(Op::PivotRoot {

@@ -11,12 +11,14 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
+use crate::landlock::{FsRules, Ruleset};
 use crate::rlimit::Rlimits;
+use crate::seccomp::Filter;
 use crate::sys;
 
 /// Where one of the command's standard streams comes from.
@@ -74,6 +76,12 @@ pub struct CommandSpec {
     pub no_new_privs: bool,
     /// Drop every capability (bounding, ambient, effective, permitted, inheritable).
     pub drop_capabilities: bool,
+    /// Confine the command with Landlock to these rules (paths as the command sees them).
+    /// Implies `no_new_privs`. Fails before `fork` when the kernel has no Landlock.
+    pub landlock: Option<FsRules>,
+    /// Install the deny-list seccomp filter (mounts, namespaces, modules, kexec, BPF, ptrace,
+    /// keyrings, ... answer `EPERM`). Implies `no_new_privs`.
+    pub seccomp: bool,
     /// Kill the command (SIGKILL) when the thread that spawned it exits (`PR_SET_PDEATHSIG`).
     /// Default `true`. Note it is the spawning *thread*, not process: spawn from a thread that
     /// lives as long as the command should (not a short-lived blocking-pool thread).
@@ -98,6 +106,8 @@ impl CommandSpec {
             rlimits: Rlimits::default(),
             no_new_privs: false,
             drop_capabilities: false,
+            landlock: None,
+            seccomp: false,
             die_with_parent: true,
         }
     }
@@ -231,11 +241,13 @@ enum Step {
     Rlimits,
     NoNewPrivs,
     DropCaps,
+    Landlock,
+    Seccomp,
     Execve,
 }
 
 impl Step {
-    const ALL: [Step; 12] = [
+    const ALL: [Step; 14] = [
         Step::JoinCgroup,
         Step::Setns,
         Step::Chroot,
@@ -247,6 +259,8 @@ impl Step {
         Step::Rlimits,
         Step::NoNewPrivs,
         Step::DropCaps,
+        Step::Landlock,
+        Step::Seccomp,
         Step::Execve,
     ];
 
@@ -263,6 +277,8 @@ impl Step {
             Step::Rlimits => "setrlimit",
             Step::NoNewPrivs => "set no_new_privs",
             Step::DropCaps => "drop capabilities",
+            Step::Landlock => "enforce Landlock rules",
+            Step::Seccomp => "install seccomp filter",
             Step::Execve => "execve",
         }
     }
@@ -350,6 +366,8 @@ struct Prepared {
     rlimits: Rlimits,
     no_new_privs: bool,
     drop_caps: Option<u32>,
+    landlock: Option<Ruleset>,
+    seccomp: Option<Filter>,
     die_with_parent: bool,
     cgroup_fds: Vec<OwnedFd>,
 }
@@ -371,7 +389,13 @@ fn last_cap() -> Result<u32> {
 }
 
 impl Prepared {
-    fn new(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<Prepared> {
+    /// `view_root` is where the command's filesystem view starts, seen from here (a pod's
+    /// root through `/proc`), for the Landlock rules; `None` on the host.
+    fn new(
+        spec: &CommandSpec,
+        cgroup: Option<&Cgroup>,
+        view_root: Option<&Path>,
+    ) -> Result<Prepared> {
         let Some(arg0) = spec.argv.first() else {
             return Err(Error::InvalidSpec {
                 what: "argv",
@@ -452,7 +476,13 @@ impl Prepared {
             cwd: cstring("cwd", spec.cwd.as_os_str())?,
             stdio: [spec.stdin.raw(), spec.stdout.raw(), spec.stderr.raw()],
             rlimits: spec.rlimits,
-            no_new_privs: spec.no_new_privs,
+            no_new_privs: spec.no_new_privs || spec.landlock.is_some() || spec.seccomp,
+            landlock: spec
+                .landlock
+                .as_ref()
+                .map(|rules| Ruleset::new(rules, view_root))
+                .transpose()?,
+            seccomp: spec.seccomp.then(Filter::deny_list),
             drop_caps: if spec.drop_capabilities {
                 Some(last_cap()?)
             } else {
@@ -523,6 +553,17 @@ impl Prepared {
         {
             fail(err_fd, Step::DropCaps, e);
         }
+        // Landlock, then seccomp last: nothing after it but execve.
+        if let Some(ruleset) = &self.landlock
+            && let Err(e) = ruleset.restrict_self()
+        {
+            fail(err_fd, Step::Landlock, e);
+        }
+        if let Some(filter) = &self.seccomp
+            && let Err(e) = filter.install()
+        {
+            fail(err_fd, Step::Seccomp, e);
+        }
         let mut err = libc::ENOENT;
         let mut saw_eacces = false;
         for path in &self.candidates {
@@ -584,7 +625,7 @@ fn collect(program: &str, pid: i32, mut reader: File) -> Result<SpawnedChild> {
 /// `setpgid`, rlimits, working directory, stdio, optional no_new_privs / capability drop, then
 /// `execve`. This is the `low` security level. The returned pid is the command itself.
 pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<SpawnedChild> {
-    let prepared = Prepared::new(spec, cgroup)?;
+    let prepared = Prepared::new(spec, cgroup, None)?;
     let (reader, writer) = error_pipe()?;
     let caller = sys::getpid();
     let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
@@ -623,7 +664,9 @@ pub(crate) fn spawn_in_pod(
     target: &PodTarget,
     cgroup: Option<&Cgroup>,
 ) -> Result<SpawnedChild> {
-    let prepared = Prepared::new(spec, cgroup)?;
+    // The rules attach to what the pod sees: its paths, opened through the holder's root.
+    let view_root = PathBuf::from(format!("/proc/self/fd/{}", target.root.as_raw_fd()));
+    let prepared = Prepared::new(spec, cgroup, Some(&view_root))?;
     let (reader, writer) = error_pipe()?;
     let caller = sys::getpid();
     let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
@@ -702,7 +745,7 @@ mod tests {
     #[test]
     fn argv_without_slash_needs_path() {
         let spec = CommandSpec::new(["true"]);
-        let err = Prepared::new(&spec, None)
+        let err = Prepared::new(&spec, None, None)
             .err()
             .expect("no PATH must be rejected");
         assert!(err.to_string().contains("no PATH"), "{err}");

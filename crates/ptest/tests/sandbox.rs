@@ -333,17 +333,379 @@ fn low_shares_host_namespaces_but_has_a_cgroup() {
     );
 }
 
+/// A `TestHome` whose directory is not under `/tmp` (every pod has a private `/tmp`, which
+/// would hide the home for a reason other than the mask under test).
+fn home_outside_tmp() -> TestHome {
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    for sub in ["home", "xdg-config", "cwd"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    TestHome { dir }
+}
+
+fn root_of(t: &TestHome, name: &str) -> String {
+    t.json(["env", "show", name])["environment"]["root"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn id_of(t: &TestHome, name: &str) -> String {
+    t.json(["env", "show", name])["environment"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The environment's cgroup directory for `controller` (v1) or its v2 directory.
+fn cgroup_file(id: &str, controller: &str, file: &str) -> std::path::PathBuf {
+    let v1 = std::path::PathBuf::from(format!("/sys/fs/cgroup/{controller}/ptest/env-{id}"));
+    if v1.is_dir() {
+        v1.join(file)
+    } else {
+        std::path::PathBuf::from(format!("/sys/fs/cgroup/ptest/env-{id}/{file}"))
+    }
+}
+
+#[test]
+fn pid_namespace_shows_only_own_processes_and_cannot_signal_the_host() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.create("pa");
+    t.create("pb");
+    let mut host = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let mut other = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env("PTEST_HOME", t.home())
+        .args(["env", "exec", "pb", "--", "sleep", "31"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let listing = out(&t, &["env", "exec", "pa", "--", "ps", "-eo", "pid,args"]);
+    assert!(
+        !listing.contains("sleep"),
+        "B's and the host's sleeps seen: {listing}"
+    );
+    // The holder, ps itself, and nothing else.
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    t.ptest([
+        "env",
+        "exec",
+        "pa",
+        "--",
+        "kill",
+        "-TERM",
+        &host.id().to_string(),
+    ])
+    .assert()
+    .failure();
+    assert!(support::alive(host.id()), "a host process was signalled");
+    host.kill().unwrap();
+    host.wait().unwrap();
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn environments_cannot_read_or_write_each_others_roots_or_the_state_db() {
+    let t = home_outside_tmp();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.create("ra");
+    t.create("rb");
+    let (root_a, root_b) = (root_of(&t, "ra"), root_of(&t, "rb"));
+    std::fs::write(format!("{root_b}/workspace/secret"), "b's").unwrap();
+    let home = t.home().display().to_string();
+    for (cmd, what) in [
+        (format!("cat {root_b}/workspace/secret"), "read B's file"),
+        (format!("ls {root_b}"), "list B's root"),
+        (format!("touch {root_b}/workspace/x"), "write into B's root"),
+        (format!("cat {home}/state.db"), "read the state database"),
+    ] {
+        t.ptest(["env", "exec", "ra", "--", "sh", "-c", &cmd])
+            .assert()
+            .failure();
+        assert!(
+            !std::path::Path::new(&format!("{root_b}/workspace/x")).exists(),
+            "{what}"
+        );
+    }
+    // Inside, the home holds only the way to A's own root.
+    assert_eq!(
+        out(&t, &["env", "exec", "ra", "--", "ls", "-A", &home]),
+        "envs\n"
+    );
+    t.ptest([
+        "env",
+        "exec",
+        "ra",
+        "--",
+        "touch",
+        &format!("{root_a}/workspace/mine"),
+    ])
+    .assert()
+    .success();
+    assert!(std::path::Path::new(&format!("{root_a}/workspace/mine")).exists());
+}
+
+#[test]
+fn a_fork_bomb_is_contained_by_pids_and_the_environment_still_removes() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.ptest(["env", "create", "bomb", "--pids", "64"])
+        .assert()
+        .success();
+    let id = id_of(&t, "bomb");
+    let mut bomb = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env("PTEST_HOME", t.home())
+        .args([
+            "env",
+            "exec",
+            "bomb",
+            "--",
+            "sh",
+            "-c",
+            "f() { f | f & }; f; sleep 60",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = cgroup_file(&id, "pids", "pids.events");
+    let mut hit = 0;
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        hit = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if hit > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(hit > 0, "the pids limit was never reached");
+    let current: u64 = std::fs::read_to_string(cgroup_file(&id, "pids", "pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(current <= 64, "{current} processes");
+    t.ptest(["env", "rm", "--force", "bomb"]).assert().success();
+    assert!(wait_env_empty(&id), "survived: {:?}", env_processes(&id));
+    assert!(!events.exists());
+    let _ = bomb.kill();
+    bomb.wait().unwrap();
+}
+
+#[test]
+fn cpus_limit_throttles_a_busy_loop() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.ptest(["env", "create", "slow", "--cpus", "0.2"])
+        .assert()
+        .success();
+    let id = id_of(&t, "slow");
+    t.ptest([
+        "env",
+        "exec",
+        "slow",
+        "--",
+        "timeout",
+        "1",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ])
+    .assert()
+    .code(124);
+    let stat = std::fs::read_to_string(cgroup_file(&id, "cpu", "cpu.stat")).unwrap();
+    let throttled: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("nr_throttled "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(throttled > 0, "{stat}");
+}
+
+#[test]
+fn strict_adds_seccomp_and_landlock_to_high() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    let doctor = t.json(["doctor"]);
+    let strict = doctor["levels"][0]["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "strict")
+        .unwrap()
+        .clone();
+    if strict["ok"] != true {
+        let why = format!("strict unavailable: {strict}");
+        if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    t.ptest(["env", "create", "hi", "--security", "high"])
+        .assert()
+        .success();
+    t.ptest(["env", "create", "st", "--security", "strict"])
+        .assert()
+        .success();
+    let iso = &t.json(["env", "show", "st"])["environment"]["details"]["isolation"];
+    assert_eq!(iso["security"], "strict");
+    assert!(iso["landlock_abi"].as_u64().unwrap() >= 1, "{iso}");
+    let status = out(
+        &t,
+        &[
+            "env",
+            "exec",
+            "st",
+            "--",
+            "grep",
+            "-E",
+            "^(Seccomp|NoNewPrivs|CapEff):",
+            "/proc/self/status",
+        ],
+    );
+    assert!(
+        status.contains("Seccomp:\t2")
+            && status.contains("NoNewPrivs:\t1")
+            && status.contains("CapEff:\t0000000000000000"),
+        "{status}"
+    );
+    // A user namespace needs no capability: high allows it, strict's filter answers EPERM.
+    t.ptest(["env", "exec", "hi", "--", "unshare", "-U", "true"])
+        .assert()
+        .success();
+    t.ptest(["env", "exec", "st", "--", "unshare", "-U", "true"])
+        .assert()
+        .failure()
+        .stderr(contains("Operation not permitted"));
+    let mount = "import ctypes, os; libc = ctypes.CDLL(None, use_errno=True); \
+                 r = libc.mount(b'none', b'/mnt', b'tmpfs', 0, None); \
+                 print(r, os.strerror(ctypes.get_errno()))";
+    assert_eq!(
+        out(&t, &["env", "exec", "st", "--", "python3", "-c", mount]),
+        "-1 Operation not permitted\n"
+    );
+    // The pod's /tmp is a writable mount; Landlock still refuses it at strict.
+    t.ptest(["env", "exec", "hi", "--", "touch", "/tmp/ok"])
+        .assert()
+        .success();
+    t.ptest(["env", "exec", "st", "--", "touch", "/tmp/no"])
+        .assert()
+        .failure()
+        .stderr(contains("Permission denied"));
+    // Beneath the root everything works, renames across directories included.
+    let root = root_of(&t, "st");
+    t.ptest([
+        "env",
+        "exec",
+        "st",
+        "--",
+        "sh",
+        "-c",
+        "echo x > made && mkdir -p d && mv made d/ && python3 -c 'import tempfile; tempfile.mkstemp()' && cat /dev/null",
+    ])
+    .assert()
+    .success();
+    assert!(std::path::Path::new(&format!("{root}/workspace/d/made")).exists());
+}
+
+#[test]
+fn disk_and_files_limits_are_enforced_by_a_tmpfs_root() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.ptest(["env", "create", "q", "--disk", "10M", "--files", "100"])
+        .assert()
+        .success();
+    let (id, root) = (id_of(&t, "q"), root_of(&t, "q"));
+    let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo().contains(&format!(" {root} ")),
+        "root not mounted"
+    );
+    let writer = "import errno\n\
+                  n = 0\n\
+                  f = open('big', 'wb', buffering=0)\n\
+                  try:\n    \
+                      while True: n += f.write(b'x' * 65536)\n\
+                  except OSError as e:\n    \
+                      print(n, errno.errorcode[e.errno])\n";
+    let said = out(&t, &["env", "exec", "q", "--", "python3", "-c", writer]);
+    let (n, code) = said.trim().split_once(' ').unwrap();
+    let n: u64 = n.parse().unwrap();
+    assert_eq!(code, "ENOSPC", "{said}");
+    assert!((9 << 20..=10 << 20).contains(&n), "{n} bytes written");
+    t.ptest(["env", "exec", "q", "--", "rm", "big"])
+        .assert()
+        .success();
+    let files = "import errno\n\
+                 n = 0\n\
+                 try:\n    \
+                     while True:\n        \
+                         open(f'f{n}', 'w').close(); n += 1\n\
+                 except OSError as e:\n    \
+                     print(n, errno.errorcode[e.errno])\n";
+    assert_eq!(
+        out(&t, &["env", "exec", "q", "--", "python3", "-c", files]),
+        "100 ENOSPC\n"
+    );
+    t.ptest(["env", "rm", "q"]).assert().success();
+    assert!(!mountinfo().contains(&format!("ptest-env-{id}")));
+    assert!(!mountinfo().contains(&format!(" {root} ")));
+    assert!(!std::path::Path::new(&root).exists());
+}
+
 #[test]
 fn what_the_host_cannot_apply_is_refused_or_recorded_when_degraded() {
     let t = TestHome::new();
-    t.ptest(["env", "create", "s", "--security", "strict"])
+    let without = |what: &str, args: &[&str]| {
+        let mut cmd = t.ptest(args);
+        cmd.env("PTEST_SANDBOX_DISABLE", what);
+        cmd
+    };
+    without("landlock", &["env", "create", "s", "--security", "strict"])
         .assert()
         .code(2)
-        .stderr(contains("seccomp and Landlock").and(contains("--allow-degraded")));
-    t.ptest(["env", "create", "d", "--disk", "100M"])
+        .stderr(contains("Landlock").and(contains("--allow-degraded")));
+    without("quota", &["env", "create", "d", "--disk", "100M"])
         .assert()
         .code(2)
         .stderr(contains("--disk"));
+    without(
+        "namespaces,cgroups",
+        &[
+            "env",
+            "create",
+            "n",
+            "--security",
+            "medium",
+            "--memory",
+            "64M",
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(contains("security medium").and(contains("--memory")));
     t.ptest(["env", "create", "b", "--network", "bridge"])
         .assert()
         .code(2)
@@ -353,17 +715,49 @@ fn what_the_host_cannot_apply_is_refused_or_recorded_when_degraded() {
         .code(2)
         .stderr(contains("invalid size"));
     assert!(t.names().is_empty());
+    // Degraded: the rest is applied and each drop recorded.
+    without(
+        "namespaces,cgroups",
+        &[
+            "env",
+            "create",
+            "n",
+            "--security",
+            "medium",
+            "--memory",
+            "64M",
+            "--allow-degraded",
+        ],
+    )
+    .assert()
+    .success();
+    let iso = &t.json(["env", "show", "n"])["environment"]["details"]["isolation"];
+    assert_eq!(
+        (
+            iso["security"].as_str(),
+            iso["pod"].as_bool(),
+            iso["cgroup"].as_bool()
+        ),
+        (Some("low"), Some(false), Some(false))
+    );
+    assert_eq!(iso["dropped"].as_array().unwrap().len(), 2, "{iso}");
+    t.ptest(["env", "exec", "n", "--", "true"])
+        .assert()
+        .success();
     if !sandbox_available(&t) {
         return;
     }
-    t.ptest([
-        "env",
-        "create",
-        "s",
-        "--security",
-        "strict",
-        "--allow-degraded",
-    ])
+    without(
+        "landlock",
+        &[
+            "env",
+            "create",
+            "s",
+            "--security",
+            "strict",
+            "--allow-degraded",
+        ],
+    )
     .assert()
     .success();
     let iso = &t.json(["env", "show", "s"])["environment"]["details"]["isolation"];
@@ -373,4 +767,16 @@ fn what_the_host_cannot_apply_is_refused_or_recorded_when_degraded() {
         .assert()
         .success()
         .stdout(contains("dropped"));
+    without(
+        "quota",
+        &["env", "create", "d", "--disk", "10M", "--allow-degraded"],
+    )
+    .assert()
+    .success();
+    let root = root_of(&t, "d");
+    assert!(
+        !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {root} "))
+    );
 }

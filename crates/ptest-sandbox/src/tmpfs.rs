@@ -1,0 +1,155 @@
+//! Size- and inode-limited tmpfs mounts on the host: a directory whose bytes and file count
+//! the kernel caps (`ENOSPC` past either), used as a sandbox root that enforces a disk quota.
+//!
+//! The mount's source is a name chosen by the caller (shown in `/proc/self/mountinfo`), so
+//! that what a program mounted can be found again and only its own mounts are removed.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Limits of a tmpfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TmpfsLimits {
+    /// Bytes of file content (`size=`; rounded up to pages by the kernel).
+    pub bytes: Option<u64>,
+    /// Inodes, the directory itself included (`nr_inodes=`).
+    pub inodes: Option<u64>,
+}
+
+/// One line of `/proc/self/mountinfo`, the fields this crate needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// Where it is mounted.
+    pub target: PathBuf,
+    /// The filesystem type (`tmpfs`, `ext4`, ...).
+    pub fstype: String,
+    /// The source (for a tmpfs: the name given at mount time).
+    pub source: String,
+}
+
+fn cpath(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::InvalidSpec {
+        what: "path",
+        reason: format!("{} contains a NUL byte", p.display()),
+    })
+}
+
+/// Mounts a tmpfs named `source` with `limits` on the existing directory `target` (mode 0755,
+/// no setuid, no device files).
+pub fn mount_tmpfs(target: &Path, source: &str, limits: TmpfsLimits) -> Result<()> {
+    let mut data = String::from("mode=0755");
+    if let Some(b) = limits.bytes {
+        data.push_str(&format!(",size={b}"));
+    }
+    if let Some(n) = limits.inodes {
+        data.push_str(&format!(",nr_inodes={n}"));
+    }
+    let (t, s, fstype, d) = (
+        cpath(target)?,
+        CString::new(source).map_err(|_| Error::InvalidName {
+            what: "tmpfs source",
+            value: source.into(),
+            reason: "contains a NUL byte",
+        })?,
+        c"tmpfs",
+        CString::new(data).expect("no NUL in numbers"),
+    );
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
+    let r = unsafe {
+        libc::mount(
+            s.as_ptr(),
+            t.as_ptr(),
+            fstype.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            d.as_ptr().cast(),
+        )
+    };
+    if r < 0 {
+        return Err(Error::last_os(format!(
+            "mount tmpfs on {}",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The mount whose mount point is exactly `target` (the topmost, if several), from
+/// `/proc/self/mountinfo`.
+pub fn mount_at(target: &Path) -> Result<Option<MountEntry>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::syscall("read /proc/self/mountinfo", e))?;
+    Ok(parse_mountinfo(&text)
+        .into_iter()
+        .rfind(|m| m.target == target))
+}
+
+/// Detaches the mount on `target` (lazily: still-open files keep it alive until closed).
+pub fn unmount(target: &Path) -> Result<()> {
+    let t = cpath(target)?;
+    // SAFETY: t is a NUL-terminated path.
+    if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(Error::syscall(format!("unmount {}", target.display()), e));
+    }
+    Ok(())
+}
+
+/// Decodes the octal escapes (`\040` for a space) mountinfo uses in paths.
+fn unescape(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let target = left.split(' ').nth(4)?;
+            let mut r = right.split(' ');
+            let fstype = r.next()?;
+            let source = r.next()?;
+            Some(MountEntry {
+                target: PathBuf::from(unescape(target)),
+                fstype: fstype.into(),
+                source: unescape(source),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_are_parsed_with_escapes() {
+        let text = "36 35 98:0 / /mnt/a\\040b rw,noatime master:1 - tmpfs ptest-env-x rw,size=1024k\n\
+                    37 35 98:0 / /sys rw shared:2 - sysfs sysfs rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].target, PathBuf::from("/mnt/a b"));
+        assert_eq!(
+            (m[0].fstype.as_str(), m[0].source.as_str()),
+            ("tmpfs", "ptest-env-x")
+        );
+    }
+}

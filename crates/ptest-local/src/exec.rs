@@ -51,6 +51,14 @@ pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProc
         .envs(request.env)
         .process_group(0)
         .stdin(Stdio::null());
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent. The command
+    // dies with the thread that spawned it, so a `ptest` killed mid-command takes it along.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+            Ok(())
+        });
+    }
     if request.output == OutputMode::Capture {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }

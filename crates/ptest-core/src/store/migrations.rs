@@ -57,4 +57,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (env_id, name)
     );
     "#,
+    // 4: background processes (`proc start`): a name per environment, their spec (command,
+    // restart policy, readiness), restarts, supervisor and log files.
+    r#"
+    ALTER TABLE processes ADD COLUMN kind TEXT NOT NULL DEFAULT 'exec';
+    ALTER TABLE processes ADD COLUMN name TEXT;
+    ALTER TABLE processes ADD COLUMN spec TEXT;
+    ALTER TABLE processes ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE processes ADD COLUMN supervisor_pid INTEGER;
+    ALTER TABLE processes ADD COLUMN supervisor_ticks INTEGER;
+    ALTER TABLE processes ADD COLUMN stdout_log TEXT;
+    ALTER TABLE processes ADD COLUMN stderr_log TEXT;
+    ALTER TABLE processes ADD COLUMN note TEXT;
+    CREATE UNIQUE INDEX processes_name ON processes(env_id, name) WHERE name IS NOT NULL;
+    "#,
 ];

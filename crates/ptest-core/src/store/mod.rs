@@ -6,6 +6,7 @@
 //! database's write lock before reading.
 
 mod migrations;
+mod services;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -477,7 +478,8 @@ impl Store {
             let mut stmt = conn
                 .prepare(&format!(
                     "SELECT {PROCESS_COLUMNS} FROM processes \
-                     WHERE env_id = ?1 AND status IN ('starting', 'running', 'stopping')"
+                     WHERE env_id = ?1 AND status IN ('starting', 'running', 'stopping') \
+                     AND kind = 'exec'"
                 ))
                 .ctx("listing processes")?;
             stmt.query_map([env.as_str()], process_from_row)

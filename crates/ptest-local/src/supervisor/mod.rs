@@ -1,0 +1,400 @@
+//! Background processes (`ptest proc start`) and their supervisor.
+//!
+//! `start` records the process, then launches a supervisor: `ptest __supervise <id>`
+//! re-executed in a session of its own with stdio on `/dev/null` (like podman's conmon), so
+//! it outlives the `ptest` that started it. The supervisor points its own stdout and stderr at
+//! two pipes it copies into `logs/<name>.{stdout,stderr}.log` (size-capped, rotated), spawns
+//! the command through the environment's engine with that output, writes `run/<name>.pid`,
+//! records each run and its end in the store, and applies the restart policy. Meanwhile
+//! `start` waits for the readiness checks. `stop` asks the process to end (SIGTERM), waits,
+//! then kills its whole tree; the supervisor records how it ended and exits.
+//!
+//! Every process of the tree carries `PTEST_PROC_ID=<record id>`, so what double-forked away
+//! is still found and killed ([`ptest_core::services`]). The supervisor's command dies with
+//! it (`PR_SET_PDEATHSIG`); a record left by a killed supervisor is repaired at the next look.
+
+mod logs;
+mod ready;
+mod stats;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ptest_core::services::{PROC_ID_VAR, kill_marked};
+use ptest_core::{
+    Environment, EnvironmentStatus, Error, ExecRequest, IsolationEvent, Manager, OutputMode,
+    ProcessStatus, Result, ServiceInfo, ServiceSpec,
+};
+use rustix::process::Pid;
+
+pub use logs::{Follower, LOG_CAP, tail};
+pub use rustix::process::Signal;
+pub use stats::read as read_stats;
+
+/// How many lines of output a failed start shows.
+pub const FAILURE_TAIL: usize = 20;
+
+/// Why `start` did not return a ready process.
+#[derive(Debug, thiserror::Error)]
+pub enum StartFailure {
+    /// ptest's own failure (or bad input).
+    #[error(transparent)]
+    Ptest(#[from] Error),
+    /// The process ended, or did not become ready in time; it is stopped.
+    #[error("process {name:?} {reason}")]
+    NotReady {
+        /// The process.
+        name: String,
+        /// What happened.
+        reason: String,
+        /// The last lines of its output.
+        tail: String,
+    },
+}
+
+fn live(status: ProcessStatus) -> bool {
+    matches!(
+        status,
+        ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
+    )
+}
+
+fn output_tail(s: &ServiceInfo) -> String {
+    let mut out = tail(&s.stdout_log, Some(FAILURE_TAIL));
+    let err = tail(&s.stderr_log, Some(FAILURE_TAIL));
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&err);
+    let lines: Vec<&str> = out.split_inclusive('\n').collect();
+    lines[lines.len().saturating_sub(FAILURE_TAIL)..].concat()
+}
+
+fn fresh(manager: &Manager, id: i64) -> Result<ServiceInfo> {
+    manager
+        .store()
+        .service_by_id(id)?
+        .ok_or_else(|| Error::Usage(format!("process record {id} vanished")))
+}
+
+/// Starts `spec` in `env` under a supervisor (`exe __supervise <id>`), and returns once it
+/// is ready (every readiness check passed) or fails with the tail of its output.
+pub async fn start(
+    manager: &Manager,
+    env: &Environment,
+    spec: ServiceSpec,
+    exe: &Path,
+) -> std::result::Result<ServiceInfo, StartFailure> {
+    if env.status != EnvironmentStatus::Active {
+        return Err(Error::WrongState {
+            name: env.name.to_string(),
+            status: env.status,
+            action: "start processes",
+            hint: None,
+        }
+        .into());
+    }
+    if spec.argv.is_empty() {
+        return Err(Error::Usage("no command given".into()).into());
+    }
+    let checks = ready::Checks::parse(env, &spec.ready)?;
+    let service = manager.record_service(env, &spec)?;
+    let id = service.process.id;
+    if let Err(e) = launch_supervisor(exe, id) {
+        manager.finish_service(
+            &env.id,
+            id,
+            ProcessStatus::Error,
+            None,
+            None,
+            Some(&format!("could not start its supervisor: {e}")),
+            serde_json::json!({ "name": spec.name }),
+        )?;
+        return Err(Error::io("starting a supervisor", exe, e).into());
+    }
+    let deadline = Instant::now() + spec.ready.timeout;
+    loop {
+        let s = fresh(manager, id)?;
+        match s.process.status {
+            ProcessStatus::Running if s.process.pid != 0 => {
+                if checks.pass(manager, env, &s).await? {
+                    return Ok(s);
+                }
+            }
+            ProcessStatus::Starting | ProcessStatus::Running => {}
+            status => {
+                let reason = match (&s.note, s.process.exit_code, s.process.signal) {
+                    (Some(note), _, _) => format!("failed: {note}"),
+                    (None, Some(c), _) => format!("exited with code {c} before it was ready"),
+                    (None, None, Some(sig)) => {
+                        format!("was killed by signal {sig} before it was ready")
+                    }
+                    _ => format!("is {status} before it was ready"),
+                };
+                return Err(StartFailure::NotReady {
+                    name: spec.name,
+                    reason,
+                    tail: output_tail(&s),
+                });
+            }
+        }
+        if Instant::now() >= deadline {
+            let s = stop(
+                manager,
+                env,
+                &spec.name,
+                Signal::TERM,
+                Duration::from_secs(5),
+            )
+            .await?;
+            return Err(StartFailure::NotReady {
+                name: spec.name,
+                reason: format!(
+                    "was not ready after {} (it was stopped)",
+                    humantime::format_duration(spec.ready.timeout)
+                ),
+                tail: output_tail(&s),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Starts `exe __supervise <id>` in a new session, stdio on /dev/null, reaped by a thread.
+fn launch_supervisor(exe: &Path, id: i64) -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__supervise")
+        .arg(id.to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn()?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}
+
+/// Asks background process `name` of `env` to stop with `signal`, waits up to `timeout`, then
+/// kills its whole tree. Returns its final record.
+pub async fn stop(
+    manager: &Manager,
+    env: &Environment,
+    name: &str,
+    signal: Signal,
+    timeout: Duration,
+) -> Result<ServiceInfo> {
+    let s = manager.service(env, name)?;
+    if !live(s.process.status) {
+        return Ok(s);
+    }
+    let id = s.process.id;
+    manager.service_stopping(id)?;
+    manager.record_event(
+        env,
+        IsolationEvent::ProcessStopping,
+        serde_json::json!({
+            "name": name, "pid": s.process.pid, "signal": signal.as_raw(),
+            "timeout": timeout.as_secs_f64(),
+        }),
+    )?;
+    let s = fresh(manager, id)?;
+    if s.process.pid != 0 && ptest_core::liveness::is_alive(s.process.pid, s.process.start_ticks) {
+        let pid = Pid::from_raw(s.process.pid as i32).expect("recorded pids are positive");
+        // The command leads its process group when it runs on the host; a pod's relay
+        // passes the signal on to the command.
+        if rustix::process::kill_process_group(pid, signal).is_err() {
+            let _ = rustix::process::kill_process(pid, signal);
+        }
+    }
+    if let Some(done) = wait_end(manager, id, timeout).await? {
+        return Ok(done);
+    }
+    // Past the timeout: the whole tree goes.
+    let engine = manager.engine_for(env.level)?;
+    let s = fresh(manager, id)?;
+    if s.process.pid != 0 {
+        engine.kill(env, &s.process).await?;
+    }
+    let env_id = env.id.clone();
+    tokio::task::spawn_blocking(move || kill_marked(&env_id, id))
+        .await
+        .map_err(|e| Error::Usage(e.to_string()))?;
+    if let Some(done) = wait_end(manager, id, Duration::from_secs(5)).await? {
+        return Ok(done);
+    }
+    // The supervisor did not record the end: it is gone or stuck; end it and record here.
+    if let (Some(pid), Some(ticks)) = (s.supervisor_pid, s.supervisor_ticks)
+        && ptest_core::liveness::is_alive(pid, ticks)
+        && let Some(p) = Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(p, Signal::KILL);
+    }
+    manager.finish_service(
+        &env.id,
+        id,
+        ProcessStatus::Stopped,
+        None,
+        Some(9),
+        Some("killed; its supervisor did not record the end"),
+        serde_json::json!({ "name": name }),
+    )?;
+    fresh(manager, id)
+}
+
+/// Waits until record `id` is no longer live; `None` at the timeout.
+pub async fn wait_end(
+    manager: &Manager,
+    id: i64,
+    timeout: Duration,
+) -> Result<Option<ServiceInfo>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = fresh(manager, id)?;
+        if !live(s.process.status) {
+            return Ok(Some(s));
+        }
+        // A dead supervisor records nothing: repair the record instead of waiting forever.
+        if manager
+            .services(None)?
+            .iter()
+            .any(|r| r.process.id == id && !live(r.process.status))
+        {
+            continue;
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The supervisor's work (`ptest __supervise <id>`): runs record `id` until it ends for good.
+pub async fn supervise(manager: &Manager, id: i64) -> Result<()> {
+    let me = std::process::id();
+    manager.set_supervisor(id, me, ptest_core::liveness::start_ticks(me).unwrap_or(0))?;
+    let service = fresh(manager, id)?;
+    let env = manager.get_environment(service.process.env_id.as_str())?;
+    let readers = redirect_output(&service)?;
+    let outcome = run_loop(manager, &env, &service).await;
+    if let Err(e) = &outcome {
+        manager.finish_service(
+            &env.id,
+            id,
+            ProcessStatus::Error,
+            None,
+            None,
+            Some(&e.to_string()),
+            serde_json::json!({ "name": service.name }),
+        )?;
+    }
+    let _ = std::fs::remove_file(pid_file(&env, &service.name));
+    // Let the log copiers see end-of-file: nothing else writes to the pipes any more.
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let _ = dup_onto(null.as_fd(), 1);
+        let _ = dup_onto(null.as_fd(), 2);
+    }
+    for r in readers {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = r.join();
+            let _ = tx.send(());
+        });
+        let _ = rx.recv_timeout(Duration::from_secs(2));
+    }
+    outcome
+}
+
+fn pid_file(env: &Environment, name: &str) -> std::path::PathBuf {
+    env.run_dir().join(format!("{name}.pid"))
+}
+
+/// Makes descriptor `target` (1 or 2) a copy of `fd`.
+fn dup_onto(fd: std::os::fd::BorrowedFd<'_>, target: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 takes two descriptor numbers; `fd` is open for the call, and replacing
+    // fd 1 or 2 is what the supervisor means to do (nothing else holds them as owned fds).
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Points this process's fd 1 and 2 at pipes copied into the service's log files.
+fn redirect_output(service: &ServiceInfo) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    let mut readers = Vec::new();
+    for (path, fd) in [(&service.stdout_log, 1), (&service.stderr_log, 2)] {
+        let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+            .map_err(|e| Error::io("making a pipe for", path, std::io::Error::from(e)))?;
+        // dup2 leaves the new descriptor without close-on-exec: the command inherits it.
+        dup_onto(w.as_fd(), fd).map_err(|e| Error::io("redirecting output to", path, e))?;
+        drop(w);
+        let path = path.clone();
+        readers.push(std::thread::spawn(move || {
+            logs::pump(std::fs::File::from(r), path)
+        }));
+    }
+    Ok(readers)
+}
+
+async fn run_loop(manager: &Manager, env: &Environment, service: &ServiceInfo) -> Result<()> {
+    let engine = manager.engine_for(env.level)?;
+    let id = service.process.id;
+    let spec = &service.spec;
+    let mut restarts = 0u32;
+    loop {
+        let mut request = ExecRequest::new(spec.argv.clone());
+        request.env = spec.env.clone();
+        request.env.push((PROC_ID_VAR.to_owned(), id.to_string()));
+        request.output = OutputMode::Inherit;
+        let process = engine.spawn(env, request).await?;
+        let (pid, ticks) = process.pid();
+        let _ = std::fs::write(pid_file(env, &spec.name), format!("{pid}\n"));
+        let asked_to_stop = !manager.service_running(env, id, (pid, ticks), restarts)?;
+        if asked_to_stop {
+            let info = fresh(manager, id)?;
+            engine.kill(env, &info.process).await?;
+        }
+        let result = process.wait().await?;
+        // Whatever of the tree is left (daemons that left its process group) goes with it.
+        let env_id = env.id.clone();
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&env_id, id)).await;
+        let details = serde_json::json!({
+            "name": spec.name, "pid": pid, "exit_code": result.exit_code,
+            "signal": result.signal, "duration": result.duration.as_secs_f64(),
+            "restarts": restarts,
+        });
+        let status = fresh(manager, id)?.process.status;
+        let env_active = manager
+            .get_environment(env.id.as_str())
+            .is_ok_and(|e| e.status == EnvironmentStatus::Active);
+        if status != ProcessStatus::Stopping
+            && env_active
+            && spec.restart.restarts_after(result.success(), restarts)
+        {
+            let mut details = details;
+            details["restarting"] = true.into();
+            manager.record_event(env, IsolationEvent::ProcessStopped, details)?;
+            let backoff = Duration::from_millis(100 << restarts.min(6));
+            tokio::time::sleep(backoff).await;
+            restarts += 1;
+            continue;
+        }
+        return manager.finish_service(
+            &env.id,
+            id,
+            ProcessStatus::Stopped,
+            result.exit_code,
+            result.signal,
+            None,
+            details,
+        );
+    }
+}

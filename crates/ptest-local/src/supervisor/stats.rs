@@ -1,0 +1,49 @@
+//! What a background process's tree uses, read from procfs.
+
+use jiff::Timestamp;
+use ptest_core::services::marked_pids;
+use ptest_core::{ProcessStats, ServiceInfo};
+
+/// CPU, memory, threads and open files of every process of `service` (found by its marker),
+/// or `None` when nothing of it runs.
+pub fn read(service: &ServiceInfo) -> Option<ProcessStats> {
+    let pids = marked_pids(&service.process.env_id, service.process.id);
+    if pids.is_empty() {
+        return None;
+    }
+    let hz = rustix::param::clock_ticks_per_second() as f64;
+    let page = rustix::param::page_size() as u64;
+    let mut stats = ProcessStats::default();
+    let mut cpu_ticks = 0u64;
+    for pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        // Field n of stat(5) sits at index n - 3 after the command name.
+        let field = |n: usize| {
+            fields
+                .get(n - 3)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        stats.processes += 1;
+        cpu_ticks += field(14) + field(15);
+        stats.threads += field(20);
+        stats.rss_bytes += field(24) * page;
+        stats.open_fds += std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|d| d.count() as u64)
+            .unwrap_or(0);
+    }
+    stats.uptime = Timestamp::now()
+        .duration_since(service.process.started_at)
+        .as_secs_f64()
+        .max(0.0);
+    if stats.uptime > 0.0 {
+        stats.cpu_percent = (cpu_ticks as f64 / hz) / stats.uptime * 100.0;
+    }
+    Some(stats)
+}

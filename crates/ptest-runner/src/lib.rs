@@ -22,10 +22,18 @@
 //!    writes and the user's tree stays as it was (`project = "bind"` runs in the real
 //!    directory instead). `setup`, `run` and `teardown` run there with the suite's timeout
 //!    (which kills the whole process tree), a failing suite is retried in a fresh copy, and a
-//!    JUnit file the command writes is read into per-test results. Environments are removed
-//!    when their suite ends unless kept; cancellation and the run's timeout stop what runs
+//!    JUnit file the command writes is read into per-test results (a missing or malformed
+//!    one is a warning; the command's result stands). Each shard records its start, end,
+//!    worker slot and its environment's peak memory and CPU time, read before the
+//!    environment goes. Environments go as their template's `cleanup` says ([`Disposal`]):
+//!    when the suite ends (`immediate`, the default), when the run ends (`on_shutdown`), or
+//!    they are kept (`on_request`, `scheduled`, `never`, `keep`, `--keep`, and
+//!    `--keep-failed` for failed suites); cancellation and the run's timeout stop what runs
 //!    and remove everything.
-//! 4. [`RunReport::exit_code`] gives `ptest run`'s exit status.
+//! 4. [`RunReport::exit_code`] gives `ptest run`'s exit status; [`reports`] writes the report
+//!    as JSON, JUnit ([`junit::to_junit`]) and self-contained HTML ([`html::to_html`]) to
+//!    `$PTEST_HOME/reports/<run id>/` and wherever asked. [`init::starter`] is `ptest init`'s
+//!    starter file.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -47,13 +55,16 @@
 pub mod config;
 pub mod copy;
 mod error;
+pub mod html;
+pub mod init;
 pub mod junit;
 mod report;
 mod reporter;
+pub mod reports;
 mod run;
 mod select;
 
-pub use config::{Command, EnvTemplate, Project, ProjectMode, Suite};
+pub use config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite};
 pub use error::{ProjectError, ProjectFileError, SelectError};
 pub use report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport};
 pub use reporter::{Reporter, Silent};

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use ptest_core::ResourceUsage;
 use serde::{Deserialize, Serialize};
 
 /// How a suite shard ended.
@@ -125,7 +126,7 @@ pub struct TestCaseReport {
     /// Outcome.
     pub status: CaseStatus,
     /// How long it took, when given.
-    #[serde(with = "option_seconds")]
+    #[serde(with = "ptest_core::duration::option_seconds")]
     pub duration: Option<Duration>,
     /// The failure, error or skip message, when given.
     pub message: Option<String>,
@@ -157,7 +158,7 @@ pub struct SuiteReport {
     /// Exit code of the last command that ran (128+N for signal N, 124 on timeout).
     pub exit_code: Option<i32>,
     /// From the first attempt's start to the last one's end (environment set-up not counted).
-    #[serde(with = "seconds")]
+    #[serde(with = "ptest_core::duration::seconds")]
     pub duration: Duration,
     /// The end of the last attempt's standard output.
     pub stdout_tail: String,
@@ -165,6 +166,20 @@ pub struct SuiteReport {
     pub stderr_tail: String,
     /// Test cases from the suite's JUnit file, when it has one.
     pub test_cases: Vec<TestCaseReport>,
+    /// What went wrong without changing the outcome: a JUnit file that is missing or
+    /// malformed (the command's result stands).
+    pub warnings: Vec<String>,
+    /// When the shard took its worker slot (before its environment was created); `None`
+    /// when it never ran.
+    pub started_at: Option<Timestamp>,
+    /// When it gave the slot back (after its environment was removed or kept).
+    pub ended_at: Option<Timestamp>,
+    /// The worker slot it ran in, `0..jobs`: the lowest one free when it started, so no
+    /// two shards hold one slot at the same time.
+    pub slot: Option<usize>,
+    /// What its environment used, read when the suite ended and before the environment
+    /// was removed: peak memory and CPU seconds (from the cgroup where there is one), disk.
+    pub resources: Option<ResourceUsage>,
 }
 
 impl SuiteReport {
@@ -214,12 +229,14 @@ pub struct RunReport {
     /// When it started.
     pub started_at: Timestamp,
     /// How long it took.
-    #[serde(with = "seconds")]
+    #[serde(with = "ptest_core::duration::seconds")]
     pub duration: Duration,
     /// Whether it was cancelled.
     pub cancelled: bool,
     /// Whether the run's own timeout ended it.
     pub timed_out: bool,
+    /// Suite shards at once (the number of worker slots).
+    pub jobs: usize,
     /// One entry per suite shard, in plan order.
     pub suites: Vec<SuiteReport>,
 }
@@ -306,6 +323,18 @@ impl RunReport {
                     }
                 }
             }
+            if let (true, Some(env)) = (suite.env_kept, &suite.env_name) {
+                let _ = writeln!(
+                    out,
+                    "  environment {env} kept: enter it with `ptest env exec {env} -- sh`, \
+                     remove it with `ptest env rm {env}`"
+                );
+            }
+        }
+        for suite in &self.suites {
+            for warning in &suite.warnings {
+                let _ = writeln!(out, "warning: {}: {warning}", suite.display_name());
+            }
         }
         let _ = write!(
             out,
@@ -352,39 +381,6 @@ pub(crate) fn tail(text: &str, lines: usize, bytes: usize) -> String {
         start += 1;
     }
     text[start..].to_owned()
-}
-
-mod seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
-    }
-}
-
-mod option_seconds {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_f64(d.as_secs_f64()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<f64>::deserialize(d)?
-            .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
-            .transpose()
-    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use ptest_core::{
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Command, Project, ProjectMode, Suite};
+use crate::config::{Command, Disposal, Project, ProjectMode, Suite};
 use crate::copy::{self, IgnoreRules};
 use crate::error::SelectError;
 use crate::junit;
@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Keep every environment after the run (as `keep = true` on every template).
     pub keep: bool,
+    /// Keep the environments of suites that failed, timed out or errored (under the
+    /// `on_request` policy), whatever their template's `cleanup` says.
+    pub keep_failed: bool,
 }
 
 impl RunOptions {
@@ -165,7 +168,10 @@ impl Run {
         let mut pending: VecDeque<usize> = (0..units.len()).collect();
         let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
         let mut running: JoinSet<SuiteReport> = JoinSet::new();
-        let mut task_unit: HashMap<tokio::task::Id, usize> = HashMap::new();
+        // Per task: its unit and its worker slot. The lowest free slot is taken, so the
+        // highest slot used + 1 is the most shards that ever ran at once.
+        let mut task_unit: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
+        let mut free_slots: BTreeSet<usize> = (0..jobs).collect();
         let mut no_more: Option<String> = None;
         let (mut cancelled, mut timed_out) = (false, false);
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -201,10 +207,14 @@ impl Run {
                     .depends_on
                     .iter()
                     .all(|d| matches!(left.get(d.as_str()), Some((0, true))));
-                if ready && running.len() < jobs {
-                    let handle =
-                        running.spawn(run_unit(shared.clone(), unit.clone(), stop_rx.clone()));
-                    task_unit.insert(handle.id(), u);
+                if ready && let Some(slot) = free_slots.pop_first() {
+                    let handle = running.spawn(run_unit(
+                        shared.clone(),
+                        unit.clone(),
+                        slot,
+                        stop_rx.clone(),
+                    ));
+                    task_unit.insert(handle.id(), (u, slot));
                     pending.remove(i);
                     continue;
                 }
@@ -219,13 +229,19 @@ impl Run {
             tokio::select! {
                 joined = running.join_next_with_id() => {
                     let (u, report) = match joined.expect("the set is not empty") {
-                        Ok((id, report)) => (task_unit[&id], report),
+                        Ok((id, report)) => {
+                            let (u, slot) = task_unit[&id];
+                            free_slots.insert(slot);
+                            (u, report)
+                        }
                         Err(e) => {
-                            let u = task_unit[&e.id()];
+                            let (u, slot) = task_unit[&e.id()];
+                            free_slots.insert(slot);
                             let mut report = skipped(&self.project, &units[u], String::new());
                             report.status = SuiteStatus::Error;
                             report.error_class = Some(ErrorClass::Internal);
                             report.reason = Some(format!("the suite's task failed: {e}"));
+                            report.slot = Some(slot);
                             (u, report)
                         }
                     };
@@ -262,6 +278,7 @@ impl Run {
             duration: start.elapsed(),
             cancelled,
             timed_out,
+            jobs,
             suites,
         };
         reporter.run_finished(&report);
@@ -327,6 +344,11 @@ fn base_report(project: &Project, unit: &Unit) -> SuiteReport {
         stdout_tail: String::new(),
         stderr_tail: String::new(),
         test_cases: Vec::new(),
+        warnings: Vec::new(),
+        started_at: None,
+        ended_at: None,
+        slot: None,
+        resources: None,
     }
 }
 
@@ -354,16 +376,32 @@ async fn stopped(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     }
 }
 
-/// One suite shard, start to end.
+/// One suite shard, start to end, in worker slot `slot`.
 async fn run_unit(
     shared: Arc<Shared>,
     unit: Unit,
+    slot: usize,
+    stop: watch::Receiver<Option<Stop>>,
+) -> SuiteReport {
+    let started_at = Timestamp::now();
+    let mut report = run_in_env(&shared, &unit, stop).await;
+    report.slot = Some(slot);
+    report.started_at = Some(started_at);
+    report.ended_at = Some(Timestamp::now());
+    report
+}
+
+/// Creates the shard's environment, runs its attempts there and disposes of it as its
+/// template's cleanup policy (or `--keep`, `--keep-failed`) says.
+async fn run_in_env(
+    shared: &Shared,
+    unit: &Unit,
     mut stop: watch::Receiver<Option<Stop>>,
 ) -> SuiteReport {
     let project = &shared.project;
     let suite = project.suite(&unit.suite).expect("planned suites exist");
     let template = project.template(suite);
-    let mut report = base_report(project, &unit);
+    let mut report = base_report(project, unit);
 
     let mut name = format!("run-{}-{}", shared.run_id, unit.suite);
     if let Some(shard) = unit.shard {
@@ -379,16 +417,24 @@ async fn run_unit(
     if let Some(shard) = unit.shard {
         labels.insert("ptest.shard".into(), shard.to_string());
     }
+    let disposal = template.disposal(shared.options.keep);
+    let mut spec = template.spec(env_name, labels);
+    match disposal {
+        Disposal::Keep(policy) => spec.cleanup = policy,
+        // Removed by this run; should this process die first, `ptest gc --shutdown` still
+        // collects it. An environment that --keep-failed may keep is born `on_request`,
+        // since a policy cannot change after creation: a passing suite's is removed here.
+        Disposal::EndOfSuite | Disposal::EndOfRun => {
+            spec.cleanup = if shared.options.keep_failed {
+                ptest_core::CleanupPolicy::OnRequest
+            } else {
+                ptest_core::CleanupPolicy::OnShutdown
+            };
+            spec.ttl = None;
+        }
+    }
     // Creation is not interrupted: an engine's blocking work (an install) would go on after
     // the future was dropped. The stop is checked right after.
-    let keep = shared.options.keep || template.kept();
-    let mut spec = template.spec(env_name, labels);
-    if !keep {
-        // Removed by this run when the suite ends; should this process die first, the
-        // manager's shutdown (or `ptest gc --shutdown`) still collects it.
-        spec.cleanup = ptest_core::CleanupPolicy::OnShutdown;
-        spec.ttl = None;
-    }
     let env = match shared.manager.create_environment(spec).await {
         Ok(env) => env,
         Err(e) => return error(report, &format!("creating environment {name}"), &e),
@@ -404,7 +450,7 @@ async fn run_unit(
             .suite_started(&unit.suite, unit.shard, env.name.as_str());
         let started = Instant::now();
         tokio::select! {
-            () = attempts(&shared, suite, &unit, &env, &mut report) => {
+            () = attempts(shared, suite, unit, &env, &mut report) => {
                 report.duration = started.elapsed();
                 None
             }
@@ -430,16 +476,31 @@ async fn run_unit(
         report.exit_code = None;
     }
 
-    if keep && interrupted.is_none() {
-        report.env_kept = true;
-    } else if let Err(e) = shared
+    // Read before the environment goes: the cgroup's peak memory and CPU time die with it.
+    // The stored record carries what the engine noted at creation (its cgroup's name).
+    let measured = shared
         .manager
-        .cleanup(&env, RemoveOptions { force: true })
-        .await
-    {
-        tracing::warn!("could not remove environment {}: {e}", env.name);
-        if report.status.is_success() {
-            return error(report, &format!("removing environment {}", env.name), &e);
+        .get_environment(env.id.as_str())
+        .unwrap_or_else(|_| env.clone());
+    match shared.manager.resource_usage(&measured).await {
+        Ok(usage) => report.resources = Some(usage),
+        Err(e) => tracing::debug!("no resource usage of {}: {e}", env.name),
+    }
+    let failed = !report.status.is_success() && report.status != SuiteStatus::Cancelled;
+    let keep = interrupted.is_none()
+        && (matches!(disposal, Disposal::Keep(_)) || shared.options.keep_failed && failed);
+    // Disposal::EndOfRun goes with the rest when the run ends (see `sweep`).
+    report.env_kept = keep;
+    if !keep && (interrupted.is_some() || disposal != Disposal::EndOfRun) {
+        if let Err(e) = shared
+            .manager
+            .cleanup(&env, RemoveOptions { force: true })
+            .await
+        {
+            tracing::warn!("could not remove environment {}: {e}", env.name);
+            if report.status.is_success() {
+                return error(report, &format!("removing environment {}", env.name), &e);
+            }
         }
     }
     report
@@ -460,6 +521,7 @@ struct Attempt {
     error_class: Option<ErrorClass>,
     result: Option<ProcessResult>,
     cases: Vec<crate::report::TestCaseReport>,
+    warnings: Vec<String>,
 }
 
 /// Runs attempts until one passes or the retries are used up, filling `report`.
@@ -485,6 +547,7 @@ async fn attempts(
                     error_class: Some(ErrorClass::Internal),
                     result: None,
                     cases: Vec::new(),
+                    warnings: Vec::new(),
                 },
             }
         } else {
@@ -494,6 +557,7 @@ async fn attempts(
         report.reason = outcome.reason;
         report.error_class = outcome.error_class;
         report.test_cases = outcome.cases;
+        report.warnings = outcome.warnings;
         if let Some(result) = &outcome.result {
             report.exit_code = Some(result.shell_code());
             report.stdout_tail = tail(&result.stdout, TAIL_LINES, TAIL_BYTES);
@@ -585,6 +649,7 @@ async fn run_attempt(
         error_class: None,
         result: Some(r),
         cases: Vec::new(),
+        warnings: Vec::new(),
     };
     let broken = |stage: &str, e: ptest_core::Error| Attempt {
         status: SuiteStatus::Error,
@@ -592,6 +657,7 @@ async fn run_attempt(
         error_class: Some(e.kind().into()),
         result: None,
         cases: Vec::new(),
+        warnings: Vec::new(),
     };
 
     let junit_path = suite.junit.as_ref().map(|p| dir.join(p));
@@ -615,6 +681,7 @@ async fn run_attempt(
                 error_class: None,
                 result: Some(r),
                 cases: Vec::new(),
+                warnings: Vec::new(),
             },
             Ok(r) => failed_stage("run", r),
             Err(e) => broken("run", e),
@@ -646,8 +713,8 @@ async fn run_attempt(
     outcome
 }
 
-/// Reads the suite's JUnit file into the outcome; a failed case fails the suite, and a file
-/// that is missing or unreadable fails a suite whose command passed.
+/// Reads the suite's JUnit file into the outcome: a failed case fails the suite. A file that
+/// is missing or not JUnit leaves the command's result standing, with a warning.
 async fn ingest(path: &Path, suite: &Suite, outcome: &mut Attempt) {
     let shown = suite.junit.as_deref().unwrap_or(path).display().to_string();
     let problem = match tokio::fs::read_to_string(path).await {
@@ -664,21 +731,21 @@ async fn ingest(path: &Path, suite: &Suite, outcome: &mut Attempt) {
                 }
                 None
             }
-            Err(e) => Some(format!("JUnit file {shown}: {e}")),
+            Err(e) => Some(format!(
+                "JUnit file {shown} is malformed ({e}); the suite's result stands without \
+                 per-test results"
+            )),
         },
-        Err(e) => Some(format!("JUnit file {shown} was not readable: {e}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
+            "JUnit file {shown} was not written; the suite's result stands without per-test \
+             results"
+        )),
+        Err(e) => Some(format!(
+            "JUnit file {shown} was not readable ({e}); the suite's result stands without \
+             per-test results"
+        )),
     };
-    if let Some(problem) = problem {
-        if outcome.status == SuiteStatus::Passed {
-            outcome.status = SuiteStatus::Failed;
-            outcome.reason = Some(problem);
-        } else {
-            outcome.reason = Some(match outcome.reason.take() {
-                Some(r) => format!("{r}; {problem}"),
-                None => problem,
-            });
-        }
-    }
+    outcome.warnings.extend(problem);
 }
 
 fn describe(stage: &str, r: &ProcessResult, suite: &Suite) -> String {

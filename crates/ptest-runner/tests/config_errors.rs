@@ -140,3 +140,11 @@ fn defaults_table_is_accepted_and_paths_resolve_against_the_project() {
     );
     assert_eq!(project.suites[0].run.argv(), ["python", "-m", "unittest"]);
 }
+
+#[test]
+fn keep_contradicting_a_removing_cleanup_policy_is_refused() {
+    let (line, column, message, help) = error_of("[env.e]\nkeep = true\ncleanup = \"immediate\"\n");
+    assert_eq!((line, column), (3, 11), "{message}");
+    assert!(message.contains("contradicts"), "{message}");
+    assert!(help.unwrap().contains("on_request"));
+}

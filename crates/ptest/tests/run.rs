@@ -91,3 +91,295 @@ fn a_failing_suite_fails_the_run_and_a_bad_file_points_at_the_line() {
         .code(2)
         .stderr(contains("ptest.toml:4:1").and(contains("retires")));
 }
+
+fn examples(name: &str) -> String {
+    format!("{}/../../examples/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Writes `ptest.toml` with `text` into a new project directory under the test's temp dir.
+fn project(t: &TestHome, text: &str) -> std::path::PathBuf {
+    let dir = t.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ptest.toml"), text).unwrap();
+    dir
+}
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ts(v: &serde_json::Value) -> jiff::Timestamp {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn twelve_suites_at_j4_never_run_more_than_four_at_once() {
+    let t = TestHome::new();
+    let mut text = String::new();
+    for i in 0..12 {
+        text.push_str(&format!(
+            "[[suite]]\nname = \"s{i:02}\"\nrun = \"sleep 0.2\"\n\n"
+        ));
+    }
+    let dir = project(&t, &text);
+    let json = t.dir.path().join("out/report.json");
+    t.ptest([
+        "run",
+        "--project",
+        dir.to_str().unwrap(),
+        "-j",
+        "4",
+        &format!("--json={}", json.display()),
+    ])
+    .assert()
+    .success();
+    let report = read_json(&json);
+    assert_eq!(report["jobs"], 4);
+    let suites = report["suites"].as_array().unwrap();
+    assert_eq!(suites.len(), 12);
+    // From the recorded start and end of every suite: at no start were more than 4 running.
+    let spans: Vec<(jiff::Timestamp, jiff::Timestamp)> = suites
+        .iter()
+        .map(|s| (ts(&s["started_at"]), ts(&s["ended_at"])))
+        .collect();
+    for (start, _) in &spans {
+        let at_once = spans
+            .iter()
+            .filter(|(a, b)| a <= start && start < b)
+            .count();
+        assert!(at_once <= 4, "{at_once} suites ran at once: {spans:?}");
+    }
+    // Four worker slots, all used (the first four start together).
+    let slots: std::collections::BTreeSet<u64> =
+        suites.iter().map(|s| s["slot"].as_u64().unwrap()).collect();
+    assert_eq!(slots.into_iter().collect::<Vec<_>>(), [0, 1, 2, 3]);
+    // The same report is in $PTEST_HOME/reports/<run id>/, with JUnit and HTML beside it,
+    // and nothing was written to the project.
+    let run_dir = t
+        .home()
+        .join("reports")
+        .join(report["run_id"].as_str().unwrap());
+    assert_eq!(read_json(&run_dir.join("report.json")), report);
+    assert!(run_dir.join("junit.xml").is_file() && run_dir.join("report.html").is_file());
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn ctrl_c_leaves_no_environment_behind_under_immediate() {
+    let t = TestHome::new();
+    let out = t.dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut text = String::from("[env.basic]\nsecurity = \"low\"\ncleanup = \"immediate\"\n\n");
+    for name in ["a", "b", "c"] {
+        text.push_str(&format!(
+            "[[suite]]\nname = \"{name}\"\nrun = \"sleep 300 & echo $! > {}/{name}.pid; wait\"\n\n",
+            out.display()
+        ));
+    }
+    let dir = project(&t, &text);
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PTEST_HOME", t.home())
+        .env("HOME", t.dir.path())
+        .env("XDG_CONFIG_HOME", t.dir.path().join("xdg-config"))
+        .env("NO_COLOR", "1")
+        .args(["run", "-j", "3", "--project", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids: Vec<u32> = ["a", "b", "c"]
+        .iter()
+        .map(|n| support::read_pid(&out.join(format!("{n}.pid"))))
+        .collect();
+    assert_eq!(t.names().len(), 3);
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert!(t.names().is_empty(), "left behind: {:?}", t.names());
+    for pid in pids {
+        assert!(support::wait_gone(pid), "sleep {pid} survived the run");
+    }
+}
+
+/// What `pytest --junitxml` writes (pytest 8): a `<testsuites>` root holding one
+/// `<testsuite name="pytest">` with `timestamp` and `hostname`, cases named by module path.
+const PYTEST_JUNIT: &str = r#"#!/bin/sh
+mkdir -p reports
+cat > reports/junit.xml <<'XML'
+<?xml version="1.0" encoding="utf-8"?><testsuites name="pytest tests"><testsuite name="pytest" errors="0" failures="0" skipped="1" tests="3" time="0.042" timestamp="2025-01-01T00:00:00.000000+00:00" hostname="ci"><testcase classname="tests.test_calc" name="test_add" time="0.001" /><testcase classname="tests.test_calc" name="test_divide[2-1]" time="0.002" /><testcase classname="tests.test_calc" name="test_later" time="0.000"><skipped type="pytest.skip" message="not yet">tests/test_calc.py:12: not yet</skipped></testcase></testsuite></testsuites>
+XML
+echo "2 passed, 1 skipped"
+"#;
+
+#[test]
+fn pytest_junitxml_cases_appear_in_ptest_junit_output() {
+    let t = TestHome::new();
+    let dir = project(
+        &t,
+        "[[suite]]\nname = \"py\"\nrun = \"sh fake_pytest.sh\"\njunit = \"reports/junit.xml\"\n",
+    );
+    std::fs::write(dir.join("fake_pytest.sh"), PYTEST_JUNIT).unwrap();
+    let junit = t.dir.path().join("ptest-junit.xml");
+    t.ptest([
+        "run",
+        "--project",
+        dir.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stderr(contains("3 tests, 0 failed"));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    for needle in [
+        r#"<testsuite name="py""#,
+        r#"name="test_add""#,
+        r#"name="test_divide[2-1]""#,
+        r#"classname="tests.test_calc""#,
+        r#"<skipped message="not yet""#,
+    ] {
+        assert!(xml.contains(needle), "no {needle} in {xml}");
+    }
+}
+
+#[test]
+fn a_missing_or_malformed_junit_file_is_a_warning_and_the_result_stands() {
+    let t = TestHome::new();
+    let dir = project(
+        &t,
+        "[[suite]]\nname = \"missing\"\nrun = \"true\"\njunit = \"nowhere.xml\"\n\n\
+         [[suite]]\nname = \"garbled\"\nrun = \"echo '<testsuite><testcase' > j.xml\"\njunit = \"j.xml\"\n",
+    );
+    let out = t
+        .ptest(["run", "--project", dir.to_str().unwrap(), "--json"])
+        .assert()
+        .success()
+        .stderr(
+            contains("warning: missing: JUnit file nowhere.xml was not written")
+                .and(contains("warning: garbled: JUnit file j.xml is malformed")),
+        );
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for s in report["suites"].as_array().unwrap() {
+        assert_eq!(s["status"], "passed", "{s}");
+        assert_eq!(s["warnings"].as_array().unwrap().len(), 1, "{s}");
+    }
+}
+
+#[test]
+fn keep_failed_prints_how_to_enter_the_environment() {
+    let t = TestHome::new();
+    let dir = project(
+        &t,
+        "[[suite]]\nname = \"ok\"\nrun = \"true\"\n\n[[suite]]\nname = \"bad\"\nrun = \"exit 1\"\n",
+    );
+    let out = t
+        .ptest(["run", "--project", dir.to_str().unwrap(), "--keep-failed"])
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    let names = t.names();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("-bad"), "{names:?}");
+    assert!(
+        stderr.contains(&format!("ptest env exec {} -- sh", names[0])),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_conflicts_example_gives_each_suite_its_own_package_version() {
+    let t = TestHome::new();
+    let json = t.dir.path().join("report.json");
+    t.ptest([
+        "run",
+        "--project",
+        &examples("conflicts"),
+        &format!("--json={}", json.display()),
+    ])
+    .assert()
+    .success();
+    let report = read_json(&json);
+    let suites = report["suites"].as_array().unwrap();
+    assert_eq!(suites.len(), 2, "{report}");
+    for s in suites {
+        assert_eq!(s["status"], "passed", "{s}");
+        let cases = s["test_cases"].as_array().unwrap();
+        assert_eq!(cases.len(), 2, "{s}");
+        assert!(cases.iter().all(|c| c["status"] == "passed"), "{s}");
+    }
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn the_many_example_runs_ten_suites_at_once_with_one_flaky() {
+    let t = TestHome::new();
+    let (json, html) = (t.dir.path().join("r.json"), t.dir.path().join("r.html"));
+    t.ptest([
+        "run",
+        "--project",
+        &examples("many"),
+        "-j",
+        "10",
+        &format!("--json={}", json.display()),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .assert()
+    .success()
+    .stderr(contains("10 passed, 1 flaky"));
+    let report = read_json(&json);
+    let suites = report["suites"].as_array().unwrap();
+    assert_eq!(suites.len(), 10);
+    let count = |status: &str| suites.iter().filter(|s| s["status"] == status).count();
+    assert_eq!((count("passed"), count("flaky")), (9, 1), "{report}");
+    let flaky = suites.iter().find(|s| s["status"] == "flaky").unwrap();
+    assert_eq!(flaky["name"], "network");
+    assert_eq!(flaky["attempts"], 2);
+    // The lowest free slot is taken: slot 9 in use means ten suites held slots at once.
+    let slots: std::collections::BTreeSet<u64> =
+        suites.iter().map(|s| s["slot"].as_u64().unwrap()).collect();
+    assert_eq!(slots.len(), 10);
+    let cases: usize = suites
+        .iter()
+        .map(|s| s["test_cases"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(cases, 30);
+    // The HTML report stands alone: inline SVG charts, nothing fetched.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("worker 9"), "{page}");
+    assert!(!page.contains("src=") && !page.contains("<link"), "{page}");
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn init_writes_a_starter_and_refuses_to_overwrite_it() {
+    let t = TestHome::new();
+    std::fs::write(t.cwd().join("pyproject.toml"), "[project]\nname = \"x\"\n").unwrap();
+    t.ptest(["init"]).assert().success();
+    let text = std::fs::read_to_string(t.cwd().join("ptest.toml")).unwrap();
+    assert!(
+        text.contains("[env.py]") && text.contains("\"-e .\""),
+        "{text}"
+    );
+    t.ptest(["run", "--list"])
+        .assert()
+        .success()
+        .stdout(contains("tests"));
+    t.ptest(["init"])
+        .assert()
+        .code(2)
+        .stderr(contains("already exists").and(contains("--force")));
+    std::fs::remove_file(t.cwd().join("pyproject.toml")).unwrap();
+    t.ptest(["init", "--force"]).assert().success();
+    let text = std::fs::read_to_string(t.cwd().join("ptest.toml")).unwrap();
+    assert!(!text.contains("[env.py]"), "{text}");
+}

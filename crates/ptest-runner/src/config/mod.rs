@@ -17,7 +17,7 @@ use toml::Spanned;
 
 pub use command::Command;
 pub use suite::{MAX_SUITE_NAME, Suite, SuiteConfig};
-pub use template::{EnvTemplate, EnvTemplateConfig, ProjectMode};
+pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode};
 
 use crate::error::{ProjectError, ProjectFileError};
 
@@ -113,14 +113,20 @@ impl Project {
                 ));
             }
             if let Some(policy) = &config.cleanup
-                && *policy.get_ref() == CleanupPolicy::Immediate
+                && config.keep
+                && matches!(
+                    policy.get_ref(),
+                    CleanupPolicy::Immediate | CleanupPolicy::OnShutdown
+                )
             {
                 return Err(err(
                     Some(policy.span()),
-                    "cleanup = \"immediate\" would remove the environment after its first \
-                     command"
-                        .into(),
-                    Some("leave cleanup out: the runner removes environments when a suite ends"),
+                    format!(
+                        "keep = true contradicts cleanup = \"{}\", which removes the \
+                         environment during the run",
+                        policy.get_ref()
+                    ),
+                    Some("drop one: keep = true keeps environments under `on_request`"),
                 ));
             }
             let template = EnvTemplate::from_config(name.get_ref(), config, dir);

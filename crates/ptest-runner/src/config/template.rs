@@ -61,15 +61,16 @@ pub struct EnvTemplateConfig {
     /// Security level, passed to the engine.
     #[serde(default)]
     pub security: Option<SecurityLevel>,
-    /// Cleanup policy a kept environment carries afterwards (`on_request` by default,
-    /// `scheduled` with `ttl` for `ptest gc`; `never` keeps it; `immediate` is refused).
-    /// Environments that are not kept carry `on_shutdown` while the run uses them.
+    /// When a suite's environment goes: `immediate` (the default) when the suite ends,
+    /// `on_shutdown` when the run ends, `on_request` kept until `ptest env rm`, `scheduled`
+    /// kept until `ptest gc` after `ttl`, `never` kept until `ptest env rm --force`.
     #[serde(default)]
     pub cleanup: Option<Spanned<CleanupPolicy>>,
     /// Time to live of a kept environment under the `scheduled` policy.
     #[serde(default, with = "ptest_core::duration::option")]
     pub ttl: Option<Duration>,
-    /// Keep the environments after the run instead of removing them.
+    /// Keep the environments after the run (as `cleanup = "on_request"`, or under the
+    /// `scheduled` or `never` policy when one is given).
     #[serde(default)]
     pub keep: bool,
     /// How suites see the project: `copy` (default), `bind` (or `overlay`, refused for now).
@@ -92,7 +93,7 @@ pub struct EnvTemplate {
     pub network: Option<NetworkMode>,
     /// Security level.
     pub security: Option<SecurityLevel>,
-    /// Policy kept environments carry.
+    /// When its environments go (see [`EnvTemplate::disposal`]).
     pub cleanup: CleanupPolicy,
     /// Time to live under `scheduled`.
     #[serde(with = "ptest_core::duration::option")]
@@ -113,7 +114,7 @@ impl EnvTemplate {
             limits: Limits::default(),
             network: None,
             security: None,
-            cleanup: CleanupPolicy::OnRequest,
+            cleanup: CleanupPolicy::Immediate,
             ttl: None,
             keep: false,
             project: ProjectMode::Copy,
@@ -156,6 +157,7 @@ impl EnvTemplate {
                     })
                     .collect(),
                 no_index: c.no_index,
+                ..VirtualenvSpec::default()
             });
         Self {
             name: name.to_owned(),
@@ -166,7 +168,7 @@ impl EnvTemplate {
             security: c.security,
             cleanup: c
                 .cleanup
-                .map_or(CleanupPolicy::OnRequest, Spanned::into_inner),
+                .map_or(CleanupPolicy::Immediate, Spanned::into_inner),
             ttl: c.ttl,
             keep: c.keep,
             project: c.project.map_or(ProjectMode::Copy, Spanned::into_inner),
@@ -186,10 +188,32 @@ impl EnvTemplate {
         spec
     }
 
-    /// Whether environments of this template outlive the run.
-    pub fn kept(&self) -> bool {
-        self.keep || self.cleanup == CleanupPolicy::Never
+    /// What becomes of an environment of this template when its suite ends; `keep_all` is
+    /// `ptest run --keep`.
+    pub fn disposal(&self, keep_all: bool) -> Disposal {
+        let keeping = |p| match p {
+            CleanupPolicy::Scheduled | CleanupPolicy::Never => p,
+            _ => CleanupPolicy::OnRequest,
+        };
+        match self.cleanup {
+            p if keep_all || self.keep => Disposal::Keep(keeping(p)),
+            CleanupPolicy::Immediate => Disposal::EndOfSuite,
+            CleanupPolicy::OnShutdown => Disposal::EndOfRun,
+            p => Disposal::Keep(p),
+        }
     }
+}
+
+/// What becomes of a suite's environment, from its template's `cleanup` and `keep`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposal {
+    /// Removed as soon as the suite ends (`immediate`, the default).
+    EndOfSuite,
+    /// Removed when the run ends (`on_shutdown`).
+    EndOfRun,
+    /// Outlives the run and carries this policy afterwards: `on_request` (removed by
+    /// `ptest env rm`), `scheduled` (by `ptest gc` once its `ttl` passed) or `never`.
+    Keep(CleanupPolicy),
 }
 
 /// Makes a requirement naming a relative path (`.`, `./sub`, `-e .`, `../lib`) absolute
@@ -231,6 +255,35 @@ mod tests {
         assert_eq!(resolve_requirement("./sub", dir), "/p/sub");
         assert_eq!(resolve_requirement("requests==2.31", dir), "requests==2.31");
         assert_eq!(resolve_requirement("-e /abs", dir), "-e /abs");
+    }
+
+    #[test]
+    fn cleanup_policies_say_when_environments_go() {
+        let t = |toml: &str| {
+            let c: EnvTemplateConfig = toml::from_str(toml).expect("parses");
+            EnvTemplate::from_config("t", c, Path::new("/p"))
+        };
+        assert_eq!(t("").disposal(false), Disposal::EndOfSuite);
+        assert_eq!(
+            t("").disposal(true),
+            Disposal::Keep(CleanupPolicy::OnRequest)
+        );
+        assert_eq!(
+            t("cleanup = 'on_shutdown'").disposal(false),
+            Disposal::EndOfRun
+        );
+        assert_eq!(
+            t("cleanup = 'scheduled'\nttl = '1h'").disposal(false),
+            Disposal::Keep(CleanupPolicy::Scheduled)
+        );
+        assert_eq!(
+            t("keep = true").disposal(false),
+            Disposal::Keep(CleanupPolicy::OnRequest)
+        );
+        assert_eq!(
+            t("cleanup = 'never'").disposal(true),
+            Disposal::Keep(CleanupPolicy::Never)
+        );
     }
 
     #[test]

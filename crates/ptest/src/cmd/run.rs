@@ -1,13 +1,19 @@
 //! `ptest run`: the suites of ptest.toml, each in its own environment, in parallel.
 
-use std::io::Write;
+use std::collections::BTreeSet;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anstyle::{AnsiColor, Style};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ptest_core::Manager;
+use ptest_runner::reports::{self, ReportKind};
 use ptest_runner::{
-    PlannedSuite, Project, Reporter, Run, RunOptions, RunReport, Selection, SuiteReport, list_text,
+    PlannedSuite, Project, Reporter, Run, RunOptions, RunReport, Selection, SuiteReport,
+    SuiteStatus, list_text,
 };
 
 use crate::Failure;
@@ -30,7 +36,7 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
     let run =
         Run::new(project, &selection).map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
     if args.list {
-        if args.json {
+        if args.json.is_some() {
             crate::output::json(&run.plan());
         } else {
             print!("{}", list_text(run.plan()));
@@ -43,62 +49,216 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
         retries: args.retries,
         timeout: args.timeout,
         keep: args.keep,
+        keep_failed: args.keep_failed,
     };
-    let reporter: Arc<dyn Reporter> = if args.json {
+    let json_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let reporter: Arc<dyn Reporter> = if json_stdout {
         Arc::new(ptest_runner::Silent)
     } else {
-        Arc::new(Live)
+        Arc::new(Live::new(std::io::stderr().is_terminal()))
     };
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
+    let reports_dir = manager.home().path().join("reports");
     let report = run
         .execute(Arc::new(manager), options, reporter, cancel)
         .await;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, ptest_runner::junit::to_junit(&report))
-            .map_err(|e| ptest_core::Error::io("writing", path, e))?;
+
+    // Every run's reports, outside the project (which a run never writes to).
+    match reports::write_default(&reports_dir, &report) {
+        Ok(dir) if !json_stdout => eprintln!(
+            "     Reports {}/{{{}}}",
+            dir.display(),
+            ReportKind::ALL.map(ReportKind::file_name).join(",")
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "warning: could not write the reports under {}: {e}",
+            reports_dir.display()
+        ),
     }
-    if args.json {
+    let asked = [
+        (args.junit.as_deref(), ReportKind::Junit),
+        (args.html.as_deref(), ReportKind::Html),
+        (
+            args.json.as_deref().filter(|_| !json_stdout),
+            ReportKind::Json,
+        ),
+    ];
+    for (path, kind) in asked {
+        if let Some(path) = path {
+            reports::write(path, kind, &report)
+                .map_err(|e| ptest_core::Error::io("writing", path, e))?;
+        }
+    }
+    if json_stdout {
+        // Live lines are off: the warnings still go to stderr.
+        for suite in &report.suites {
+            for warning in &suite.warnings {
+                eprintln!("warning: {}: {warning}", suite.display_name());
+            }
+        }
         println!("{}", report.to_json());
     }
     Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))
 }
 
-/// Prints a line per suite as it starts and ends, nextest style, on stderr.
-struct Live;
+/// Live progress on stderr, nextest style: a line per suite as it ends (and retries), and
+/// on a terminal a progress bar below them with the running, passed and failed counts.
+struct Live {
+    bar: Option<ProgressBar>,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    running: BTreeSet<String>,
+    passed: usize,
+    flaky: usize,
+    failed: usize,
+    skipped: usize,
+}
+
+impl Counts {
+    fn message(&self) -> String {
+        let mut msg = format!(
+            "{} running, {} passed, {} failed",
+            self.running.len(),
+            self.passed + self.flaky,
+            self.failed
+        );
+        if self.flaky > 0 {
+            msg.push_str(&format!(" ({} flaky)", self.flaky));
+        }
+        if self.skipped > 0 {
+            msg.push_str(&format!(", {} skipped", self.skipped));
+        }
+        if !self.running.is_empty() {
+            let names: Vec<&str> = self.running.iter().map(String::as_str).take(4).collect();
+            msg.push_str(&format!(": {}", names.join(", ")));
+            if self.running.len() > 4 {
+                msg.push_str(", ...");
+            }
+        }
+        msg
+    }
+}
+
+impl Live {
+    /// With a progress bar when stderr is a terminal; plain lines otherwise.
+    fn new(terminal: bool) -> Self {
+        let bar = terminal.then(|| {
+            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] [{bar:25}] {pos}/{len} {wide_msg}",
+                )
+                .expect("the template is valid")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        Self {
+            bar,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Prints a line above the bar (or plainly).
+    fn line(&self, styled: String) {
+        match &self.bar {
+            Some(bar) => {
+                let text = if std::env::var_os("NO_COLOR").is_some() {
+                    anstream::adapter::strip_str(&styled).to_string()
+                } else {
+                    styled
+                };
+                bar.println(text);
+            }
+            None => {
+                let _ = writeln!(anstream::stderr(), "{styled}");
+            }
+        }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Counts)) {
+        let mut counts = self.counts.lock().expect("no panic while counting");
+        change(&mut counts);
+        if let Some(bar) = &self.bar {
+            bar.set_message(counts.message());
+        }
+    }
+}
 
 impl Reporter for Live {
     fn run_started(&self, run_id: &str, suites: &[PlannedSuite], jobs: usize) {
         let bold = Style::new().bold();
-        let _ = writeln!(
-            anstream::stderr(),
+        let shards: u32 = suites.iter().map(|s| s.shards).sum();
+        self.line(format!(
             "{bold}    Starting{bold:#} {} suite(s), {jobs} at a time (run {run_id})",
             suites.len()
-        );
+        ));
+        if let Some(bar) = &self.bar {
+            bar.set_length(u64::from(shards));
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        self.update(|_| {});
+    }
+
+    fn suite_started(&self, suite: &str, shard: Option<u32>, _env_name: &str) {
+        let name = display(suite, shard);
+        self.update(|c| {
+            c.running.insert(name);
+        });
     }
 
     fn suite_retrying(&self, suite: &str, shard: Option<u32>, attempt: u32, code: Option<i32>) {
         let yellow = Style::new().fg_color(Some(AnsiColor::Yellow.into())).bold();
         let shard = shard.map(|s| format!(" [shard {s}]")).unwrap_or_default();
         let code = code.map(|c| format!(" (exit {c})")).unwrap_or_default();
-        let _ = writeln!(
-            anstream::stderr(),
+        self.line(format!(
             "{yellow}       RETRY{yellow:#} {suite}{shard} after attempt {attempt}{code}"
-        );
+        ));
     }
 
     fn suite_finished(&self, report: &SuiteReport) {
-        let color = if report.status.is_success() {
-            AnsiColor::Green
-        } else {
-            AnsiColor::Red
+        let color = match report.status {
+            SuiteStatus::Flaky => AnsiColor::Yellow,
+            s if s.is_success() => AnsiColor::Green,
+            _ => AnsiColor::Red,
         };
         let style = Style::new().fg_color(Some(color.into())).bold();
-        let _ = writeln!(anstream::stderr(), "{style}{}{style:#}", report.line());
+        self.line(format!("{style}{}{style:#}", report.line()));
+        for warning in &report.warnings {
+            self.line(format!("     warning: {warning}"));
+        }
+        self.update(|c| {
+            c.running.remove(&report.display_name());
+            match report.status {
+                SuiteStatus::Passed => c.passed += 1,
+                SuiteStatus::Flaky => c.flaky += 1,
+                SuiteStatus::Skipped => c.skipped += 1,
+                _ => c.failed += 1,
+            }
+        });
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        }
     }
 
     fn run_finished(&self, report: &RunReport) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
         let _ = write!(anstream::stderr(), "{}", report.summary());
+    }
+}
+
+/// `name` or `name[shard]`, as [`SuiteReport::display_name`].
+fn display(suite: &str, shard: Option<u32>) -> String {
+    match shard {
+        Some(shard) => format!("{suite}[{shard}]"),
+        None => suite.to_owned(),
     }
 }

@@ -36,15 +36,49 @@ impl<'a> Packages<'a> {
         })
     }
 
-    /// Installs `request`, logging `package_installing` and `package_installed`.
+    /// Installs `request`, logging `package_installing` and `package_installed`. A failed
+    /// install leaves the venv as it was: it is saved first (a hard-linked clone, cheap) and
+    /// put back on failure.
     pub async fn install(&self, request: InstallRequest) -> Result<InstallOutcome> {
+        let venv = self.venv.root().to_owned();
+        let backup = self.env.run_dir().join("venv-before-install");
+        let (from, to) = (venv.clone(), backup.clone());
+        blocking(move || {
+            let _ = std::fs::remove_dir_all(&to);
+            ptest_python::clone_venv(&from, &to)
+                .map(|_| ())
+                .map_err(|e| python_error("save the venv", e))
+        })
+        .await?;
         let ctx = EnvEvents(self.manager, &self.env);
-        install_with_events(&ctx, &self.installer, self.venv.clone(), request).await
+        let outcome = install_with_events(&ctx, &self.installer, self.venv.clone(), request).await;
+        let failed = outcome.is_err();
+        blocking(move || {
+            if failed {
+                std::fs::remove_dir_all(&venv).map_err(|e| Error::io("removing", &venv, e))?;
+                ptest_python::clone_venv(&backup, &venv)
+                    .map_err(|e| python_error("restore the venv", e))?;
+            }
+            std::fs::remove_dir_all(&backup).map_err(|e| Error::io("removing", &backup, e))
+        })
+        .await?;
+        outcome
     }
 
-    /// Uninstalls packages by name.
+    /// Uninstalls packages by name; naming one that is not installed is an error and changes
+    /// nothing.
     pub async fn uninstall(&self, names: &[String]) -> Result<InstallOutcome> {
         let names: Vec<PackageName> = names.iter().map(|n| PackageName::new(n)).collect();
+        let installed = self.list()?;
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !installed.iter().any(|d| &&d.name == n))
+        {
+            return Err(Error::NotFound(format!(
+                "{missing} (package not installed in {}; see `ptest pkg list {}`)",
+                self.env.name, self.env.name
+            )));
+        }
         let (installer, venv) = (self.installer.clone(), self.venv.clone());
         let outcome = blocking(move || {
             installer

@@ -221,6 +221,9 @@ impl Engine for VirtualenvEngine {
                 constraint_files: spec.constraints.clone(),
                 find_links: spec.find_links.clone(),
                 no_index: spec.no_index,
+                index_url: spec.index_url.clone(),
+                extra_index_urls: spec.extra_index_urls.clone(),
+                offline: spec.offline,
                 ..InstallRequest::default()
             };
             install_with_events(ctx, &installer, venv, request).await?;

@@ -81,6 +81,9 @@ pub struct InstallRequest {
     pub upgrade: bool,
     /// Do not use the package index (`--no-index`).
     pub no_index: bool,
+    /// Use nothing from the network: uv's `--offline` (its cache and `find_links`); pip,
+    /// which has no such mode, gets `--no-index` (only `find_links`).
+    pub offline: bool,
     /// Directories or URLs to find distributions in (`--find-links`).
     pub find_links: Vec<String>,
     /// Replacement index URL (`--index-url`).
@@ -203,8 +206,12 @@ impl Installer {
         if request.upgrade {
             args.push("--upgrade".into());
         }
-        if request.no_index {
+        let pip = matches!(self.kind, InstallerKind::Pip);
+        if request.no_index || (request.offline && pip) {
             args.push("--no-index".into());
+        }
+        if request.offline && !pip {
+            args.push("--offline".into());
         }
         for link in &request.find_links {
             args.push("--find-links".into());

@@ -238,3 +238,200 @@ fn bad_python_inputs_are_clear_errors_and_leave_nothing() {
         .code(2)
         .stderr(contains("packages need --level virtualenv"));
 }
+
+/// The seed's acceptance scenario, against real PyPI: two versions of requests side by side,
+/// neither visible to the host's interpreter, and the tree of its dependencies.
+#[test]
+fn two_requests_versions_from_pypi_side_by_side() {
+    let t = TestHome::new();
+    t.ptest(["env", "create", "old", "-p", "requests==2.25.0"])
+        .assert()
+        .success();
+    t.ptest(["env", "create", "new", "-p", "requests==2.28.0"])
+        .assert()
+        .success();
+    let version = |env: &str| {
+        stdout(&mut t.ptest([
+            "env",
+            "exec",
+            env,
+            "--",
+            "python",
+            "-c",
+            "import requests; print(requests.__version__)",
+        ]))
+    };
+    assert_eq!(version("old"), "2.25.0\n");
+    assert_eq!(version("new"), "2.28.0\n");
+    // The host's interpreter does not see them: it has no requests, or its own elsewhere.
+    let host = std::process::Command::new("python3")
+        .args(["-c", "import requests; print(requests.__file__)"])
+        .output()
+        .unwrap();
+    let host_file = String::from_utf8_lossy(&host.stdout).into_owned();
+    assert!(
+        !host_file.contains(t.home().to_str().unwrap()),
+        "{host_file}"
+    );
+    let where_ = stdout(&mut t.ptest([
+        "env",
+        "exec",
+        "old",
+        "--",
+        "python",
+        "-c",
+        "import requests; print(requests.__file__)",
+    ]));
+    let root = t.json(["env", "show", "old"])["environment"]["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(where_.starts_with(&format!("{root}/venv/")), "{where_}");
+
+    let tree = stdout(&mut t.ptest(["pkg", "tree", "old", "requests"]));
+    for dep in ["urllib3", "idna", "certifi", "chardet"] {
+        assert!(tree.contains(dep), "{dep} missing from\n{tree}");
+    }
+    let tree = stdout(&mut t.ptest(["pkg", "tree", "new", "requests"]));
+    assert!(tree.contains("charset-normalizer"), "{tree}");
+    let freeze = stdout(&mut t.ptest(["pkg", "freeze", "old"]));
+    let urllib3 = freeze.lines().find(|l| l.starts_with("urllib3==")).unwrap();
+    assert!(
+        tree.contains("urllib3") && freeze.contains("requests==2.25.0"),
+        "{freeze}"
+    );
+    assert!(urllib3.starts_with("urllib3==1."), "{urllib3}");
+}
+
+#[test]
+fn ten_environments_created_at_once_all_end_active() {
+    let t = TestHome::new();
+    let house = wheels::wheelhouse().display().to_string();
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+                .env("PTEST_HOME", t.home())
+                .args([
+                    "env",
+                    "create",
+                    &format!("v{i}"),
+                    "--no-index",
+                    "--find-links",
+                    &house,
+                    "-p",
+                    "ptdemo-a==1.0",
+                ])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let envs = t.json(["env", "list"]);
+    let envs = envs.as_array().unwrap();
+    assert_eq!(envs.len(), 10);
+    assert!(envs.iter().all(|e| e["status"] == "active"));
+    for i in [0, 9] {
+        ptest(
+            &t,
+            &[
+                "env",
+                "exec",
+                &format!("v{i}"),
+                "--",
+                "python",
+                "-c",
+                "import ptdemo_a",
+            ],
+        )
+        .assert()
+        .success();
+    }
+}
+
+#[test]
+fn pip_is_the_fallback_when_uv_is_not_on_path() {
+    let t = TestHome::new();
+    // PATH without uv's directory.
+    let path: Vec<String> = std::env::var("PATH")
+        .unwrap()
+        .split(':')
+        .filter(|d| !std::path::Path::new(d).join("uv").exists())
+        .map(str::to_owned)
+        .collect();
+    let house = wheels::wheelhouse().display().to_string();
+    t.ptest([
+        "env",
+        "create",
+        "nouv",
+        "--no-index",
+        "--find-links",
+        &house,
+        "-p",
+        "ptdemo-a==1.0",
+    ])
+    .env("PATH", path.join(":"))
+    .assert()
+    .success();
+    let env = &t.json(["env", "show", "nouv"])["environment"];
+    assert_eq!(env["details"]["installer"], "pip");
+    ptest(
+        &t,
+        &[
+            "env",
+            "exec",
+            "nouv",
+            "--",
+            "python",
+            "-c",
+            "import ptdemo_a, ptdemo_b",
+        ],
+    )
+    .assert()
+    .success();
+}
+
+#[test]
+fn a_failed_install_leaves_the_environment_as_it_was() {
+    let t = TestHome::new();
+    ptest(&t, &["env", "create", "steady", "-p", "ptdemo-a==1.0"])
+        .assert()
+        .success();
+    let before = stdout(&mut t.ptest(["pkg", "freeze", "steady"]));
+    ptest(
+        &t,
+        &[
+            "pkg",
+            "install",
+            "steady",
+            "ptdemo-b==2.0",
+            "ptdemo-nonexistent",
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(contains("ptdemo-nonexistent"));
+    assert_eq!(stdout(&mut t.ptest(["pkg", "freeze", "steady"])), before);
+    ptest(&t, &["env", "exec", "steady", "--", "ptdemo-a"])
+        .assert()
+        .success();
+    t.ptest(["pkg", "uninstall", "steady", "ptdemo-c"])
+        .assert()
+        .code(3)
+        .stderr(contains("not installed"));
+    assert_eq!(stdout(&mut t.ptest(["pkg", "freeze", "steady"])), before);
+    // Offline installs use only local wheels (and uv's cache).
+    let house = wheels::wheelhouse().display().to_string();
+    t.ptest([
+        "pkg",
+        "install",
+        "steady",
+        "--offline",
+        "--find-links",
+        &house,
+        "ptdemo-c==1.0",
+    ])
+    .assert()
+    .success();
+}

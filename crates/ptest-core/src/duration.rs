@@ -57,6 +57,28 @@ pub mod seconds {
     }
 }
 
+/// `Option<Duration>` as optional fractional seconds.
+pub mod option_seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `Some(d)` as seconds, `None` as nothing.
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Reads optional seconds as a number.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// Parses `"500ms"`, `"10s"`, `"5m"`, `"1h 30m"`, with a message that shows the expected form.
 pub fn parse(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text.trim())

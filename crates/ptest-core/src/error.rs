@@ -94,6 +94,26 @@ pub enum Error {
         processes: Vec<ProcessInfo>,
     },
 
+    /// The environment has no background process of this name.
+    #[error("environment {env:?} has no process named {name:?} (see `ptest proc list {env}`)")]
+    NoProcess {
+        /// The environment.
+        env: String,
+        /// The process name asked for.
+        name: String,
+    },
+
+    /// A background process of this name still runs in the environment.
+    #[error(
+        "a process named {name:?} already runs in environment {env:?}; stop it first or pick another name"
+    )]
+    ProcessNameTaken {
+        /// The environment.
+        env: String,
+        /// The process name.
+        name: String,
+    },
+
     /// The root directory cannot be used or removed.
     #[error("root {}: {reason}", path.display())]
     Root {
@@ -169,7 +189,9 @@ impl Error {
             | Error::WrongState { .. }
             | Error::Busy { .. }
             | Error::PortTaken { .. }
-            | Error::PortsExhausted { .. } => ErrorKind::State,
+            | Error::PortsExhausted { .. }
+            | Error::NoProcess { .. }
+            | Error::ProcessNameTaken { .. } => ErrorKind::State,
             Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
     }

@@ -38,6 +38,7 @@ pub mod model;
 mod name;
 pub mod ports;
 pub mod root;
+pub mod services;
 mod size;
 mod store;
 

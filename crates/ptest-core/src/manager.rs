@@ -139,7 +139,7 @@ impl Manager {
             .push(Box::new(listener));
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         for listener in self
             .listeners
             .read()
@@ -154,7 +154,7 @@ impl Manager {
         events.into_iter().for_each(|e| self.emit(e));
     }
 
-    fn engine(&self, level: IsolationLevel) -> Result<&Arc<dyn Engine>> {
+    pub(crate) fn engine(&self, level: IsolationLevel) -> Result<&Arc<dyn Engine>> {
         self.engines
             .get(level)
             .ok_or_else(|| Error::LevelUnavailable {
@@ -568,6 +568,7 @@ impl Manager {
             Some(IsolationEvent::EnvironmentDeactivating),
         )?;
         let stopped = async {
+            self.stop_services(&env, &engine).await?;
             for p in &live {
                 self.emit(self.store.append_event(&EventRecord {
                     event: IsolationEvent::ProcessStopping,
@@ -656,7 +657,7 @@ impl Manager {
     pub async fn gc(&self, options: GcOptions) -> Result<Vec<Removal>> {
         let now = Timestamp::now();
         let mut chosen = Vec::new();
-        let mut reclaimed = Vec::new();
+        let mut reclaimed = self.repair_services()?;
         for env in self.store.environments()? {
             // An environment in `error` runs nothing: its ports go back to the pool.
             if env.status == S::Error && !env.ports.is_empty() {
@@ -696,9 +697,11 @@ impl Manager {
                 chosen.push((env, reason));
             }
         }
-        Ok(self
-            .remove_each(chosen, RemoveOptions { force: true })
-            .await)
+        reclaimed.extend(
+            self.remove_each(chosen, RemoveOptions { force: true })
+                .await,
+        );
+        Ok(reclaimed)
     }
 
     /// Removes the `on_shutdown` environments this manager created. Call it when done.

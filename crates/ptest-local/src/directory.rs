@@ -98,7 +98,8 @@ impl Engine for DirectoryEngine {
 
     async fn create(&self, env: &Environment, _ctx: &dyn EngineContext) -> Result<()> {
         let (root, id) = (env.root.clone(), env.id.clone());
-        blocking(move || root::create(&root, &id)).await
+        let quota = crate::quota::planned(&env.spec);
+        blocking(move || crate::quota::create(&root, &id, quota)).await
     }
 
     async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
@@ -153,7 +154,7 @@ impl Engine for DirectoryEngine {
     async fn cleanup(&self, env: &Environment) -> Result<()> {
         sandbox::teardown(env).await?;
         let (root, id) = (env.root.clone(), env.id.clone());
-        blocking(move || root::remove(&root, &id)).await
+        blocking(move || crate::quota::remove(&root, &id)).await
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {

@@ -21,7 +21,9 @@ mod exec;
 mod isolation;
 mod packages;
 mod procscan;
+mod quota;
 mod sandbox;
+pub mod supervisor;
 mod virtualenv;
 
 pub use directory::DirectoryEngine;

@@ -37,6 +37,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the test suites of ptest.toml, each in its own environment, in parallel.
     Run(RunArgs),
+    /// Write a commented starter ptest.toml for the project in the current directory.
+    Init(InitArgs),
     /// Create, inspect, run commands in and remove environments.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -46,6 +48,17 @@ pub enum Command {
     /// Lease, list and release host ports (clash-free across every ptest on this host).
     #[command(subcommand)]
     Port(PortCommand),
+    /// Start, list, follow, stop and wait for background processes (services) of environments.
+    #[command(subcommand)]
+    Proc(crate::cmd::proc::ProcCommand),
+    /// List background processes (same as `proc list`).
+    Ps(crate::cmd::proc::ListArgs),
+    /// Supervise background process record ID (started by `proc start`; not for direct use).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The process record.
+        id: i64,
+    },
     /// Show the event log (what happened to which environment, and when).
     Events(EventsArgs),
     /// Remove what the cleanup policies say is due, and records whose root vanished.
@@ -88,18 +101,40 @@ pub struct RunArgs {
     /// End the whole run after this long (e.g. 10m).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Write a JUnit XML report here.
+    /// Also write the JUnit XML report here (every run writes its reports to
+    /// $PTEST_HOME/reports/<run id>/).
     #[arg(long, value_name = "PATH")]
     pub junit: Option<PathBuf>,
+    /// Also write the self-contained HTML report (timeline, resources) here.
+    #[arg(long, value_name = "PATH")]
+    pub html: Option<PathBuf>,
     /// Keep every environment after the run (for debugging).
     #[arg(long)]
     pub keep: bool,
+    /// Keep the environments of suites that failed, and print how to enter them.
+    #[arg(long)]
+    pub keep_failed: bool,
     /// The project: a ptest.toml or its directory (default: found from here upwards).
     #[arg(long, value_name = "PATH")]
     pub project: Option<PathBuf>,
-    /// Print the run report (or with --list, the plan) as JSON on stdout.
+    /// Print the run report (or with --list, the plan) as JSON on stdout instead of live
+    /// lines; `--json=PATH` writes it to PATH and keeps the live lines.
+    #[arg(
+        long,
+        value_name = "PATH",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "-"
+    )]
+    pub json: Option<PathBuf>,
+}
+
+/// Arguments of `init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Overwrite an existing ptest.toml.
     #[arg(long)]
-    pub json: bool,
+    pub force: bool,
 }
 
 /// `--json`.
@@ -158,8 +193,8 @@ pub struct CreateArgs {
     pub ttl: Option<Duration>,
     /// Security level: low (own directories and cgroup), medium (plus PID/mount/IPC/UTS
     /// namespaces, read-only host, private /tmp), high (plus no network by default, no
-    /// capabilities, only system directories visible), strict (refused: needs seccomp and
-    /// Landlock). Default: medium where the host allows, else low.
+    /// capabilities, only system directories visible), strict (plus a seccomp filter and
+    /// Landlock: write only beneath the root). Default: medium where the host allows, else low.
     #[arg(long, help_heading = "Sandbox")]
     pub security: Option<SecurityLevel>,
     /// Network: host, loopback (own namespace, only lo), none; bridge is not in this build.
@@ -177,10 +212,10 @@ pub struct CreateArgs {
     /// Maximum open files per process.
     #[arg(long, help_heading = "Sandbox")]
     pub nofile: Option<u64>,
-    /// Disk space of the root (not in this build: refused).
+    /// Disk space of the root: a size-limited tmpfs (e.g. 100M); writes past it get ENOSPC.
     #[arg(long, help_heading = "Sandbox")]
     pub disk: Option<ByteSize>,
-    /// Number of files in the root (not in this build: refused).
+    /// Number of files and directories in the root (inode-limited tmpfs).
     #[arg(long, help_heading = "Sandbox")]
     pub files: Option<u64>,
     /// Apply what this host can and record what was dropped, instead of refusing.
@@ -346,12 +381,25 @@ pub struct IndexArgs {
     /// Use no package index: only --find-links.
     #[arg(long, help_heading = "Package index")]
     pub no_index: bool,
+    /// The package index to use instead of PyPI.
+    #[arg(long, value_name = "URL", help_heading = "Package index")]
+    pub index_url: Option<String>,
+    /// A further package index, repeatable.
+    #[arg(long, value_name = "URL", help_heading = "Package index")]
+    pub extra_index_url: Vec<String>,
+    /// Use nothing from the network (uv: its cache and --find-links; pip: --find-links only).
+    #[arg(long, help_heading = "Package index")]
+    pub offline: bool,
 }
 
 impl IndexArgs {
     /// Whether any option was given.
     pub fn given(&self) -> bool {
-        self.no_index || !self.find_links.is_empty()
+        self.no_index
+            || self.offline
+            || self.index_url.is_some()
+            || !self.find_links.is_empty()
+            || !self.extra_index_url.is_empty()
     }
 
     /// `--find-links` with local directories made absolute.

@@ -40,7 +40,10 @@ fn exit_code(failure: &Failure) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A supervisor's stderr is its process's log: it logs nothing of its own there.
+    if !matches!(cli.command, Command::Supervise { .. }) {
+        init_logging(cli.verbose);
+    }
     // Messages keep their lines whole, so they can be searched and copied.
     let _ = miette::set_hook(Box::new(|_| {
         Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
@@ -105,16 +108,24 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Config(cmd) = &cli.command {
         return cmd::config::run(cmd, || load_config(&cli));
     }
+    if let Command::Init(args) = &cli.command {
+        return cmd::init::run(args);
+    }
     let loaded = load_config(&cli)?;
     let manager = open_manager(loaded.config)?;
     match cli.command {
         Command::Run(args) => cmd::run::run(manager, args).await,
         Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
         Command::Port(cmd) => cmd::port::run(&manager, cmd),
+        Command::Proc(cmd) => cmd::proc::run(&manager, cmd).await,
+        Command::Ps(args) => cmd::proc::run(&manager, cmd::proc::ProcCommand::List(args)).await,
+        Command::Supervise { id } => cmd::proc::supervise(&manager, id).await,
         Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,
         Command::Events(args) => cmd::events::run(&manager, args).await,
         Command::Gc(args) => cmd::gc::run(&manager, args).await,
         Command::Doctor(args) => cmd::doctor::run(&manager, args),
-        Command::Config(_) | Command::Completions { .. } => unreachable!("handled above"),
+        Command::Config(_) | Command::Completions { .. } | Command::Init(_) => {
+            unreachable!("handled above")
+        }
     }
 }

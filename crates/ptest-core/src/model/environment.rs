@@ -121,6 +121,15 @@ pub struct VirtualenvSpec {
     /// Use no package index, only `find_links`.
     #[serde(default)]
     pub no_index: bool,
+    /// The package index to use instead of PyPI.
+    #[serde(default)]
+    pub index_url: Option<String>,
+    /// More package indexes.
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    /// Use nothing from the network (uv: its cache and `find_links`; pip: `find_links` only).
+    #[serde(default)]
+    pub offline: bool,
 }
 
 /// The container of a `docker` environment.

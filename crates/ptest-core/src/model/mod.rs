@@ -4,6 +4,7 @@ mod enums;
 mod environment;
 mod event;
 mod process;
+mod service;
 
 pub use enums::{
     CleanupPolicy, EnvironmentStatus, IsolationEvent, IsolationLevel, NetworkStatus, ProcessStatus,
@@ -15,3 +16,4 @@ pub use environment::{
 };
 pub use event::Event;
 pub use process::{ProcessInfo, ProcessResult};
+pub use service::{ProcessStats, Readiness, RestartPolicy, ServiceInfo, ServiceSpec};

@@ -60,6 +60,9 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
             constraints: absolute(args.constraints)?,
             find_links: args.index.find_links(),
             no_index: args.index.no_index,
+            index_url: args.index.index_url.clone(),
+            extra_index_urls: args.index.extra_index_url.clone(),
+            offline: args.index.offline,
         }),
         None => None,
     };

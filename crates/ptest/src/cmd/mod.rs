@@ -5,6 +5,8 @@ pub mod doctor;
 pub mod env;
 pub mod events;
 pub mod gc;
+pub mod init;
 pub mod pkg;
 pub mod port;
+pub mod proc;
 pub mod run;

@@ -36,6 +36,9 @@ pub async fn run(manager: &Manager, cmd: PkgCommand) -> Result<ExitCode, Failure
                     constraint_files: absolute(args.constraints),
                     find_links: args.index.find_links(),
                     no_index: args.index.no_index,
+                    index_url: args.index.index_url.clone(),
+                    extra_index_urls: args.index.extra_index_url.clone(),
+                    offline: args.index.offline,
                     no_deps: args.no_deps,
                     upgrade: args.upgrade,
                     ..InstallRequest::default()

@@ -38,6 +38,14 @@ impl TestHome {
         let mut cmd = Command::cargo_bin("ptest").expect("ptest binary");
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // Certificates and proxies, so tests that reach PyPI work where a proxy is in the way.
+            .envs(std::env::vars_os().filter(|(k, _)| {
+                let k = k.to_string_lossy().to_ascii_uppercase();
+                k.ends_with("_PROXY")
+                    || k.starts_with("SSL_CERT")
+                    || k == "PIP_CERT"
+                    || k == "REQUESTS_CA_BUNDLE"
+            }))
             .env("PTEST_HOME", self.home())
             .env("HOME", self.dir.path())
             .env("XDG_CONFIG_HOME", self.dir.path().join("xdg-config"))

@@ -116,3 +116,39 @@ fn a_missing_image_is_a_clear_error_and_leaves_nothing() {
 }
 
 use predicates::prelude::PredicateBooleanExt;
+
+#[test]
+fn background_processes_run_in_containers_too() {
+    let t = TestHome::new();
+    let Some(context) = busybox_context(&t) else {
+        return;
+    };
+    t.ptest(["env", "create", "svc", "--build", context.to_str().unwrap()])
+        .assert()
+        .success();
+    t.ptest([
+        "proc",
+        "start",
+        "svc",
+        "--name",
+        "web",
+        "--ready-log",
+        "listening",
+        "--",
+        "sh",
+        "-c",
+        "echo listening; exec sleep 300",
+    ])
+    .assert()
+    .success();
+    let list = t.json(["proc", "list", "svc"]);
+    assert_eq!(list[0]["name"], "web");
+    assert_eq!(list[0]["status"], "running");
+    t.ptest(["proc", "logs", "svc", "web"])
+        .assert()
+        .success()
+        .stdout("listening\n");
+    t.ptest(["proc", "stop", "svc", "web"]).assert().success();
+    assert_eq!(t.json(["proc", "list", "svc"])[0]["status"], "stopped");
+    t.ptest(["env", "rm", "svc"]).assert().success();
+}

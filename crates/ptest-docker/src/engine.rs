@@ -528,6 +528,10 @@ impl Engine for DockerEngine {
                 .and_then(|u| u.total_usage)
                 .map(|ns| ns as f64 / 1e9);
             usage.pids = stats.pids_stats.and_then(|p| p.current);
+            if let Some(networks) = stats.networks {
+                usage.network_rx_bytes = Some(networks.values().filter_map(|n| n.rx_bytes).sum());
+                usage.network_tx_bytes = Some(networks.values().filter_map(|n| n.tx_bytes).sum());
+            }
         }
         Ok(usage)
     }

@@ -152,3 +152,55 @@ fn background_processes_run_in_containers_too() {
     assert_eq!(t.json(["proc", "list", "svc"])[0]["status"], "stopped");
     t.ptest(["env", "rm", "svc"]).assert().success();
 }
+
+#[test]
+fn a_published_named_port_answers_from_the_host() {
+    let t = TestHome::new();
+    let Some(context) = busybox_context(&t) else {
+        return;
+    };
+    t.ptest([
+        "env",
+        "create",
+        "web",
+        "--build",
+        context.to_str().unwrap(),
+        "--port",
+        "http",
+    ])
+    .assert()
+    .success();
+    let env = &t.json(["env", "show", "web"])["environment"];
+    let port = env["ports"]["http"].as_u64().unwrap();
+    let root = env["root"].as_str().unwrap().to_owned();
+    std::fs::write(
+        format!("{root}/workspace/index.html"),
+        "served from the container\n",
+    )
+    .unwrap();
+    t.ptest([
+        "proc",
+        "start",
+        "web",
+        "--name",
+        "httpd",
+        "--ready-port",
+        "http",
+        "--",
+        "sh",
+        "-c",
+        "exec httpd -f -p $PTEST_PORT_HTTP -h /workspace",
+    ])
+    .assert()
+    .success();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /index.html HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("served from the container"), "{answer}");
+    let stats = t.json(["env", "stats", "web"]);
+    assert!(stats["network_tx_bytes"].as_u64().unwrap() > 0, "{stats}");
+}

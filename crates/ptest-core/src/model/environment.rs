@@ -260,4 +260,10 @@ pub struct ResourceUsage {
     pub cpu_seconds: Option<f64>,
     /// Live processes.
     pub pids: Option<u64>,
+    /// Bytes received over the network (containers only).
+    #[serde(default)]
+    pub network_rx_bytes: Option<u64>,
+    /// Bytes sent over the network (containers only).
+    #[serde(default)]
+    pub network_tx_bytes: Option<u64>,
 }

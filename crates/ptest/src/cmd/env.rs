@@ -298,6 +298,8 @@ async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         "CPU",
         "PIDS",
         "OOM KILLS",
+        "NET RX",
+        "NET TX",
     ]);
     table.row(vec![
         env.name.to_string(),
@@ -308,6 +310,8 @@ async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         show(usage.cpu_seconds.map(|s| format!("{s:.2}s"))),
         show(usage.pids.map(|n| n.to_string())),
         show(usage.oom_kills.map(|n| n.to_string())),
+        show(usage.network_rx_bytes.map(output::bytes)),
+        show(usage.network_tx_bytes.map(output::bytes)),
     ]);
     table.print();
     Ok(ExitCode::SUCCESS)

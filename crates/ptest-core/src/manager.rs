@@ -60,16 +60,19 @@ pub struct GcOptions {
     pub shutdown: bool,
 }
 
-/// One removal done by `gc`, `remove_all` or `shutdown`.
+/// One thing done by `gc`, `remove_all` or `shutdown`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Removal {
-    /// The environment's name.
+    /// The environment's (or host object's) name.
     pub name: String,
-    /// Its id.
+    /// The environment's id.
     pub id: String,
+    /// What was done: `removed` (an environment or a host object), `reclaimed` (ports) or
+    /// `repaired` (a record whose process died unwatched).
+    pub action: &'static str,
     /// Why it was chosen.
     pub reason: String,
-    /// `None` when removed, else what went wrong.
+    /// `None` when done, else what went wrong.
     pub error: Option<String>,
 }
 
@@ -642,6 +645,7 @@ impl Manager {
                 .err()
                 .map(|e| e.to_string());
             out.push(Removal {
+                action: "removed",
                 name: env.name.to_string(),
                 id: env.id.to_string(),
                 reason,
@@ -668,6 +672,7 @@ impl Manager {
                     .err()
                     .map(|e| e.to_string());
                 reclaimed.push(Removal {
+                    action: "reclaimed",
                     name: env.name.to_string(),
                     id: env.id.to_string(),
                     reason: format!(

@@ -215,6 +215,7 @@ impl Manager {
                 .err()
                 .map(|e| e.to_string());
             out.push(Removal {
+                action: "repaired",
                 name: s.env_name.clone(),
                 id: s.process.env_id.to_string(),
                 reason: format!("process {:?}: {note}; record repaired", s.name),

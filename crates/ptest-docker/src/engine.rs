@@ -212,6 +212,7 @@ impl Engine for DockerEngine {
             .await
             .into_iter()
             .map(|r| ptest_core::Removal {
+                action: "removed",
                 name: r.name,
                 id: r.env_id.unwrap_or_default(),
                 reason: format!("orphaned docker {:?} of this home", r.kind).to_lowercase(),

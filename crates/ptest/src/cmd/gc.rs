@@ -22,8 +22,8 @@ pub async fn run(manager: &Manager, args: GcArgs) -> Result<ExitCode, Failure> {
     } else {
         for r in &removals {
             match &r.error {
-                None => println!("removed {} ({})", r.name, r.reason),
-                Some(e) => eprintln!("failed to remove {} ({}): {e}", r.name, r.reason),
+                None => println!("{} {} ({})", r.action, r.name, r.reason),
+                Some(e) => eprintln!("not {} {} ({}): {e}", r.action, r.name, r.reason),
             }
         }
     }

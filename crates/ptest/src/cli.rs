@@ -163,7 +163,7 @@ pub enum EnvCommand {
     /// signal death exits 128+N.
     Exec(ExecArgs),
     /// Show what an environment uses: disk, files, memory, CPU, processes.
-    Stats(NameArgs),
+    Stats(StatsArgs),
     /// Check that an environment is intact; exits 1 if something is wrong.
     Validate(NameArgs),
     /// Remove environments (their processes, their root, their record).
@@ -439,6 +439,19 @@ pub struct NameArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `env stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Environment name or id.
+    pub name: String,
+    /// Print JSON (one object per reading with --watch).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep reading every second until Ctrl-C.
+    #[arg(long, short)]
+    pub watch: bool,
 }
 
 /// Arguments of `env exec`.

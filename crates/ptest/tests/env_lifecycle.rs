@@ -307,3 +307,24 @@ fn stats_and_validate_report_what_is_there() {
         .code(1)
         .stdout(contains("FAIL logs/"));
 }
+
+#[test]
+fn stats_watch_keeps_reading() {
+    use std::io::BufRead;
+    let t = TestHome::new();
+    t.create("watched");
+    let mut watch = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env("PTEST_HOME", t.home())
+        .args(["env", "stats", "watched", "--watch", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let reading: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert!(reading["files"].as_u64().unwrap() >= 6, "{reading}");
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+}

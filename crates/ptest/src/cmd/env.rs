@@ -8,7 +8,7 @@ use ptest_core::{
 };
 
 use crate::Failure;
-use crate::cli::{CreateArgs, EnvCommand, ExecArgs, ListArgs, NameArgs, RmArgs};
+use crate::cli::{CreateArgs, EnvCommand, ExecArgs, ListArgs, NameArgs, RmArgs, StatsArgs};
 use crate::output::{self, Table};
 
 /// Runs one `env` subcommand.
@@ -281,13 +281,31 @@ async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::from(result.shell_code() as u8))
 }
 
-async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
+async fn stats(manager: &Manager, args: StatsArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.name)?;
-    let usage = manager.resource_usage(&env).await?;
-    if args.json {
-        output::json(&usage);
-        return Ok(ExitCode::SUCCESS);
+    loop {
+        let usage = manager.resource_usage(&env).await?;
+        if args.json && args.watch {
+            println!(
+                "{}",
+                serde_json::to_string(&usage).expect("usage serializes")
+            );
+        } else if args.json {
+            output::json(&usage);
+        } else {
+            stats_table(&env, &usage);
+        }
+        if !args.watch {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
     }
+}
+
+fn stats_table(env: &Environment, usage: &ptest_core::ResourceUsage) {
     let show = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
     let mut table = Table::new(vec![
         "NAME",
@@ -314,7 +332,6 @@ async fn stats(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         show(usage.network_tx_bytes.map(output::bytes)),
     ]);
     table.print();
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn validate(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {

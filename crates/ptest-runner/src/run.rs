@@ -49,6 +49,9 @@ pub struct RunOptions {
     pub timeout: Option<Duration>,
     /// Keep every environment after the run (as `keep = true` on every template).
     pub keep: bool,
+    /// The `ptest` executable, re-run as the supervisor of suites' services; suites with
+    /// services fail without it.
+    pub supervisor: Option<PathBuf>,
     /// Keep the environments of suites that failed, timed out or errored (under the
     /// `on_request` policy), whatever their template's `cleanup` says.
     pub keep_failed: bool,
@@ -665,13 +668,25 @@ async fn run_attempt(
         // A file left by an earlier run (in a bound project) must not pass for this one's.
         let _ = tokio::fs::remove_file(path).await;
     }
-    let mut outcome = match &suite.setup {
-        Some(setup) => match exec(setup).await {
+    let mut outcome = match start_services(shared, suite, env, dir, in_workspace, &vars).await {
+        Err(reason) => Some(Attempt {
+            status: SuiteStatus::Error,
+            reason: Some(reason),
+            error_class: None,
+            result: None,
+            cases: Vec::new(),
+            warnings: Vec::new(),
+        }),
+        Ok(()) => None,
+    };
+    outcome = match (outcome, &suite.setup) {
+        (Some(failed), _) => Some(failed),
+        (None, None) => None,
+        (None, Some(setup)) => match exec(setup).await {
             Ok(r) if r.success() => None,
             Ok(r) => Some(failed_stage("setup", r)),
             Err(e) => Some(broken("setup", e)),
         },
-        None => None,
     };
     if outcome.is_none() {
         outcome = Some(match exec(&suite.run).await {
@@ -710,7 +725,74 @@ async fn run_attempt(
             Err(e) => tracing::warn!("teardown of {} failed: {e}", suite.name),
         }
     }
+    stop_services(shared, suite, env).await;
     outcome
+}
+
+/// Starts the suite's services in its environment and waits until each is ready; the reason
+/// (with the service's last output lines) when one is not.
+async fn start_services(
+    shared: &Shared,
+    suite: &Suite,
+    env: &Environment,
+    dir: &Path,
+    in_workspace: bool,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    if suite.services.is_empty() {
+        return Ok(());
+    }
+    let Some(exe) = &shared.options.supervisor else {
+        return Err("services need ptest's supervisor executable (RunOptions::supervisor)".into());
+    };
+    for service in &suite.services {
+        let mut env_vars: Vec<(String, String)> = vars.clone().into_iter().collect();
+        env_vars.extend(service.env_vars.clone());
+        let spec = ptest_core::ServiceSpec {
+            name: service.name.clone(),
+            argv: argv_in(&service.run, dir, in_workspace),
+            env: env_vars,
+            restart: ptest_core::RestartPolicy::No,
+            ready: ptest_core::Readiness {
+                port: service.ready_port.clone(),
+                log: service.ready_log.clone(),
+                http: service.ready_http.clone(),
+                cmd: service.ready_cmd.clone(),
+                timeout: service.ready_timeout.unwrap_or(Duration::from_secs(60)),
+            },
+        };
+        match ptest_local::supervisor::start(&shared.manager, env, spec, exe).await {
+            Ok(_) => {}
+            Err(ptest_local::supervisor::StartFailure::NotReady { reason, tail, .. }) => {
+                return Err(format!(
+                    "service {:?} {reason}; its last output:\n{tail}",
+                    service.name
+                ));
+            }
+            Err(ptest_local::supervisor::StartFailure::Ptest(e)) => {
+                return Err(format!("service {:?}: {e}", service.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stops the suite's services (the environment's removal would end them too; a kept one
+/// should not keep serving).
+async fn stop_services(shared: &Shared, suite: &Suite, env: &Environment) {
+    for service in &suite.services {
+        let stopped = ptest_local::supervisor::stop(
+            &shared.manager,
+            env,
+            &service.name,
+            ptest_local::supervisor::Signal::TERM,
+            Duration::from_secs(10),
+        )
+        .await;
+        if let Err(e) = stopped {
+            tracing::debug!("stopping service {} of {}: {e}", service.name, suite.name);
+        }
+    }
 }
 
 /// Reads the suite's JUnit file into the outcome: a failed case fails the suite. A file that

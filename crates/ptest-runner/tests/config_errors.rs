@@ -79,15 +79,12 @@ fn unknown_dependency_is_refused() {
 }
 
 #[test]
-fn services_are_refused_as_not_available_yet() {
+fn a_service_key_that_does_not_exist_points_at_it() {
     let (line, column, message, _) = error_of(
-        "[[suite]]\nname = \"a\"\nrun = \"true\"\nservices = [{ name = \"db\", run = \"postgres\" }]\n",
+        "[[suite]]\nname = \"a\"\nrun = \"true\"\nservices = [{ name = \"db\", run = \"postgres\", ready_prot = \"5432\" }]\n",
     );
-    assert_eq!((line, column), (4, 12), "{message}");
-    assert!(
-        message.contains("services are not available yet"),
-        "{message}"
-    );
+    assert_eq!(line, 4, "{message}");
+    assert!(message.contains("ready_prot"), "{message} at {column}");
 }
 
 #[test]

@@ -383,3 +383,58 @@ fn init_writes_a_starter_and_refuses_to_overwrite_it() {
     let text = std::fs::read_to_string(t.cwd().join("ptest.toml")).unwrap();
     assert!(!text.contains("[env.py]"), "{text}");
 }
+
+#[test]
+fn services_start_before_the_suite_on_leased_ports() {
+    let t = TestHome::new();
+    let project = format!("{}/../../examples/service", env!("CARGO_MANIFEST_DIR"));
+    let out = t
+        .ptest(["run", "--project", &project, "--json"])
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let suites = report["suites"].as_array().unwrap();
+    assert_eq!(suites.len(), 2, "{report}");
+    assert!(suites.iter().all(|s| s["status"] == "passed"), "{report}");
+    // Each suite saw its own server on its own port.
+    let ports: Vec<String> = suites
+        .iter()
+        .map(|s| {
+            s["stdout_tail"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .nth(5)
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_ne!(ports[0], ports[1], "{ports:?}");
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn a_service_that_never_gets_ready_fails_its_suite_with_its_output() {
+    let t = TestHome::new();
+    let project = t.dir.path().join("svc");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(
+        project.join("ptest.toml"),
+        "[[suite]]\nname = \"s\"\nrun = \"true\"\n\n[[suite.services]]\nname = \"lazy\"\n\
+         run = \"echo warming up; sleep 30\"\nready_log = \"^ready$\"\nready_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    let out = t
+        .ptest(["run", "--project", project.to_str().unwrap(), "--json"])
+        .assert()
+        .code(1);
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let suite = &report["suites"][0];
+    assert_eq!(suite["status"], "error", "{report}");
+    let reason = suite["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("lazy") && reason.contains("warming up"),
+        "{reason}"
+    );
+    assert!(t.names().is_empty());
+}

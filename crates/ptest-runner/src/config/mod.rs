@@ -5,6 +5,7 @@
 //! cycles, features not available yet) and points at file, line and column.
 
 mod command;
+mod service;
 mod suite;
 mod template;
 
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use command::Command;
+pub use service::Service;
 pub use suite::{MAX_SUITE_NAME, Suite, SuiteConfig};
 pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode};
 
@@ -147,14 +149,18 @@ impl Project {
                     Some("suite names must be unique"),
                 ));
             }
-            if let Some(services) = &config.services {
-                return Err(err(
-                    Some(services.span()),
-                    "services are not available yet: they need ptest's process supervisor, \
-                     which this build does not have"
-                        .into(),
-                    Some("start the service from `setup` or inside `run` for now"),
-                ));
+            let mut service_names = std::collections::BTreeSet::new();
+            for service in &config.services {
+                if service.run.is_empty() || !service_names.insert(service.name.clone()) {
+                    return Err(err(
+                        Some(config.name.span()),
+                        format!(
+                            "service {:?} of suite {name:?} has an empty `run` or a name used twice",
+                            service.name
+                        ),
+                        Some("each service needs a unique name and a command"),
+                    ));
+                }
             }
             if config.run.get_ref().is_empty() {
                 return Err(err(
@@ -196,6 +202,7 @@ impl Project {
                     .map(|d| d.get_ref().clone())
                     .collect(),
                 env_vars: config.env_vars.clone(),
+                services: config.services.clone(),
             });
         }
         for config in &parsed.suite {

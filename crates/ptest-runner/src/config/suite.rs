@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::service::Service;
 use toml::Spanned;
 
 use super::Command;
@@ -50,9 +52,9 @@ pub struct SuiteConfig {
     /// Extra variables for every command of the suite.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
-    /// Background services. Parsed so the error can point at it; not available yet.
+    /// Background services started before `setup`, stopped after `teardown`.
     #[serde(default)]
-    pub services: Option<Spanned<toml::Value>>,
+    pub services: Vec<Service>,
 }
 
 /// A checked suite.
@@ -83,6 +85,8 @@ pub struct Suite {
     pub depends_on: Vec<String>,
     /// Extra variables.
     pub env_vars: BTreeMap<String, String>,
+    /// Background services.
+    pub services: Vec<Service>,
 }
 
 /// Longest suite name: `run-<12 hex>-<name>-<shard>` must fit the 63 characters of an

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ptest_core::{
-    CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits, NetworkMode,
+    CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits, NetworkMode, PortName,
     SecurityLevel, VirtualenvSpec,
 };
 use serde::{Deserialize, Serialize};
@@ -76,6 +76,9 @@ pub struct EnvTemplateConfig {
     /// How suites see the project: `copy` (default), `bind` (or `overlay`, refused for now).
     #[serde(default)]
     pub project: Option<Spanned<ProjectMode>>,
+    /// Named host ports leased to each environment (`PTEST_PORT_<NAME>` in its commands).
+    #[serde(default)]
+    pub ports: Vec<PortName>,
 }
 
 /// A checked environment template, its relative paths resolved against the project directory.
@@ -102,6 +105,8 @@ pub struct EnvTemplate {
     pub keep: bool,
     /// How suites see the project.
     pub project: ProjectMode,
+    /// Named host ports leased to each environment.
+    pub ports: Vec<PortName>,
 }
 
 impl EnvTemplate {
@@ -118,6 +123,7 @@ impl EnvTemplate {
             ttl: None,
             keep: false,
             project: ProjectMode::Copy,
+            ports: Vec::new(),
         }
     }
 
@@ -172,6 +178,7 @@ impl EnvTemplate {
             ttl: c.ttl,
             keep: c.keep,
             project: c.project.map_or(ProjectMode::Copy, Spanned::into_inner),
+            ports: c.ports,
         }
     }
 
@@ -185,6 +192,7 @@ impl EnvTemplate {
         spec.network = self.network;
         spec.security = self.security;
         spec.virtualenv = self.virtualenv.clone();
+        spec.ports = self.ports.clone();
         spec
     }
 

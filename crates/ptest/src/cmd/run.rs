@@ -50,6 +50,7 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
         timeout: args.timeout,
         keep: args.keep,
         keep_failed: args.keep_failed,
+        supervisor: std::env::current_exe().ok(),
     };
     let json_stdout = args.json.as_deref() == Some(Path::new("-"));
     let reporter: Arc<dyn Reporter> = if json_stdout {

@@ -148,7 +148,8 @@ fn stop_kills_a_tree_that_ignores_sigterm_after_the_timeout() {
         .success();
     let s = service(&t, "stub", "deaf");
     assert_eq!(s["status"], "stopped");
-    assert_eq!(s["signal"], 9);
+    // Killed by SIGKILL: as the signal, or as 128+9 where a relay process reported it.
+    assert!(s["signal"] == 9 || s["exit_code"] == 137, "{s}");
     // The daemon that left the process group went too.
     assert!(wait_env_empty(&id), "{:?}", env_processes(&id));
 }

@@ -44,7 +44,7 @@
 //! # Limits
 //!
 //! `memory` → memory and memory+swap both set to it (swap counted); `cpus` → `NanoCpus`;
-//! `pids` → the pids cgroup limit; `nofile` → the `nofile` ulimit (soft = hard). `disk` and
+//! `pids` → the pids cgroup limit; `nofile` and `fsize` → those ulimits (soft = hard). `disk` and
 //! `files` are refused: see [`unsupported`].
 
 use std::collections::HashMap;
@@ -200,14 +200,24 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
         memory_swap: memory,
         nano_cpus: limits.cpus.map(|c| (c * 1e9).round() as i64),
         pids_limit: limits.pids.map(|p| p.min(i64::MAX as u64) as i64),
-        ulimits: limits.nofile.map(|n| {
-            let n = n.min(i64::MAX as u64) as i64;
-            vec![ResourcesUlimits {
-                name: Some("nofile".to_owned()),
-                soft: Some(n),
-                hard: Some(n),
-            }]
-        }),
+        ulimits: {
+            let ulimit = |name: &str, n: u64| {
+                let n = n.min(i64::MAX as u64) as i64;
+                ResourcesUlimits {
+                    name: Some(name.to_owned()),
+                    soft: Some(n),
+                    hard: Some(n),
+                }
+            };
+            let ulimits: Vec<ResourcesUlimits> = [
+                limits.nofile.map(|n| ulimit("nofile", n)),
+                limits.fsize.map(|s| ulimit("fsize", s.0)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!ulimits.is_empty()).then_some(ulimits)
+        },
         network_mode: Some(match network {
             NetworkMode::Host => "host".to_owned(),
             NetworkMode::None | NetworkMode::Loopback => "none".to_owned(),

@@ -75,7 +75,7 @@ pub(crate) fn spawn(
     cmd.stdin = Stdio::null().map_err(spawn_error)?;
     cmd.rlimits = Rlimits {
         open_files: env.spec.limits.nofile,
-        file_size: None,
+        file_size: env.spec.limits.fsize.map(|s| s.0),
     };
     if iso.security >= SecurityLevel::High {
         cmd.no_new_privs = true;

@@ -212,6 +212,9 @@ pub struct CreateArgs {
     /// Maximum open files per process.
     #[arg(long, help_heading = "Sandbox")]
     pub nofile: Option<u64>,
+    /// Largest file a process may write (e.g. 10M); a bigger write fails (SIGXFSZ).
+    #[arg(long, help_heading = "Sandbox")]
+    pub fsize: Option<ByteSize>,
     /// Disk space of the root: a size-limited tmpfs (e.g. 100M); writes past it get ENOSPC.
     #[arg(long, help_heading = "Sandbox")]
     pub disk: Option<ByteSize>,

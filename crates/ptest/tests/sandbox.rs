@@ -780,3 +780,26 @@ fn what_the_host_cannot_apply_is_refused_or_recorded_when_degraded() {
             .contains(&format!(" {root} "))
     );
 }
+
+#[test]
+fn fsize_limits_the_size_of_a_written_file() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.ptest(["env", "create", "capped", "--fsize", "1M"])
+        .assert()
+        .success();
+    let result = t.exec_json(
+        "capped",
+        &["sh", "-c", "head -c 5000000 /dev/zero > big; ls -l big"],
+    );
+    let root = t.json(["env", "show", "capped"])["environment"]["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let size = std::fs::metadata(format!("{root}/workspace/big"))
+        .unwrap()
+        .len();
+    assert_eq!(size, 1 << 20, "{result}");
+}

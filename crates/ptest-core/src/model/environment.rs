@@ -77,6 +77,9 @@ pub struct Limits {
     /// Maximum open files per process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nofile: Option<u64>,
+    /// Largest file a process may write (RLIMIT_FSIZE; SIGXFSZ past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsize: Option<ByteSize>,
     /// Disk space of the root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<ByteSize>,

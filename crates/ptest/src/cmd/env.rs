@@ -83,6 +83,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
             cpus: args.cpus,
             pids: args.pids,
             nofile: args.nofile,
+            fsize: args.fsize,
             disk: args.disk,
             files: args.files,
         },

@@ -649,6 +649,21 @@ extern "C" fn forward_signal(sig: libc::c_int) {
     }
 }
 
+/// The parent-death signal of a pod relay: one the command is never sent otherwise.
+const RELAY_DEATH_SIGNAL: libc::c_int = libc::SIGPWR;
+
+/// Runs in the relay when its caller died (a SIGKILLed `ptest env exec`): kills the command's
+/// process group (the command leads it), so what the command forked dies with it, then ends
+/// the relay. Async-signal-safe: `kill` and `_exit` only.
+extern "C" fn end_command_group(_sig: libc::c_int) {
+    let pid = GRANDCHILD.load(Ordering::Relaxed);
+    if pid > 0 {
+        let _ = sys::kill(-pid, libc::SIGKILL);
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    sys::exit(137);
+}
+
 const FORWARDED: [libc::c_int; 6] = [
     libc::SIGTERM,
     libc::SIGINT,
@@ -675,7 +690,11 @@ pub(crate) fn spawn_in_pod(
         let err_fd = writer.as_raw_fd();
         sys::reset_signals();
         if prepared.die_with_parent {
-            if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
+            // The relay learns of its caller's death by a signal it can catch, so that it
+            // ends the command's whole process group, not just the command (see
+            // `end_command_group`).
+            sys::set_handler(RELAY_DEATH_SIGNAL, end_command_group);
+            if let Err(e) = sys::set_pdeathsig(RELAY_DEATH_SIGNAL) {
                 fail(err_fd, Step::Pdeathsig, e);
             }
             if sys::getppid() != caller {

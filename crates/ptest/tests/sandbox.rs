@@ -803,3 +803,42 @@ fn fsize_limits_the_size_of_a_written_file() {
         .len();
     assert_eq!(size, 1 << 20, "{result}");
 }
+
+#[test]
+fn sigkill_of_env_exec_ends_the_whole_command_tree() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    let env = t.create("orphans");
+    let id = env["id"].as_str().unwrap().to_owned();
+    let root = env["root"].as_str().unwrap().to_owned();
+    let mut exec = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env("PTEST_HOME", t.home())
+        .args([
+            "env",
+            "exec",
+            "orphans",
+            "--",
+            "sh",
+            "-c",
+            "sleep 300 & sleep 300 & touch started; wait",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if std::path::Path::new(&format!("{root}/workspace/started")).exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(env_processes(&id).len() >= 3, "{:?}", env_processes(&id));
+    exec.kill().unwrap(); // SIGKILL: ptest gets no chance to clean up
+    exec.wait().unwrap();
+    assert!(
+        wait_env_empty(&id),
+        "outlived a SIGKILLed env exec: {:?}",
+        env_processes(&id)
+    );
+}

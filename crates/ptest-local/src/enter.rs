@@ -5,20 +5,17 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::time::Instant;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
     SecurityLevel,
 };
 use ptest_sandbox::{CommandSpec, ExitStatus, Rlimits, Stdio, spawn_in_cgroup};
 use rustix::process::{Pid, Signal};
-use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
+use crate::capture::Capture;
 use crate::isolation::Isolation;
 use crate::sandbox;
 
@@ -27,11 +24,7 @@ pub(crate) struct SandboxedProcess {
     pid: u32,
     ticks: u64,
     exited: oneshot::Receiver<Result<ExitStatus>>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-    command: Vec<String>,
-    started_at: Timestamp,
-    started: Instant,
+    capture: Capture,
     cgroup: Option<ptest_sandbox::Cgroup>,
     oom_before: u64,
 }
@@ -53,7 +46,7 @@ pub(crate) fn spawn(
     if request.argv.is_empty() {
         return Err(Error::Usage("no command given".into()));
     }
-    let (started_at, started) = (Timestamp::now(), Instant::now());
+    let capture = Capture::start(request.argv.clone());
     // Nothing is inherited by a pod command: pass ptest's environment, then the environment's
     // own variables, then the caller's.
     let mut cmd = CommandSpec::new(request.argv.clone()).cwd(env.workspace());
@@ -90,7 +83,7 @@ pub(crate) fn spawn(
         let (err_r, err_w) = pipe()?;
         cmd.stdout = Stdio::Fd(out_w);
         cmd.stderr = Stdio::Fd(err_w);
-        (Some(read_all(out_r)), Some(read_all(err_r)))
+        (Some(reader(out_r)), Some(reader(err_r)))
     } else {
         (None, None)
     };
@@ -168,11 +161,7 @@ pub(crate) fn spawn(
         pid,
         ticks: ptest_core::liveness::start_ticks(pid).unwrap_or(0),
         exited: exit_rx,
-        stdout,
-        stderr,
-        command: request.argv,
-        started_at,
-        started,
+        capture: capture.reading(stdout, stderr),
         cgroup,
         oom_before,
     })
@@ -206,13 +195,8 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(spawn_error)
 }
 
-fn read_all(fd: OwnedFd) -> JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut file = tokio::fs::File::from_std(File::from(fd));
-        let mut buf = Vec::new();
-        let _ = file.read_to_end(&mut buf).await;
-        buf
-    })
+fn reader(fd: OwnedFd) -> tokio::fs::File {
+    tokio::fs::File::from_std(File::from(fd))
 }
 
 /// Kills `pid` and everything below it, with their process groups: the command's tree
@@ -256,27 +240,11 @@ impl RunningProcess for SandboxedProcess {
 
     async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
         let status = (&mut self.exited).await.map_err(spawn_error)??;
-        let ended = Instant::now();
-        let text = |h: Option<JoinHandle<Vec<u8>>>| async move {
-            match h {
-                Some(h) => String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned(),
-                None => String::new(),
-            }
-        };
         let oom_killed =
             status.signal() == Some(9) && oom_kills(self.cgroup.as_ref()) > self.oom_before;
-        Ok(ProcessResult {
-            command: self.command,
-            pid: Some(self.pid),
-            exit_code: status.code(),
-            signal: status.signal(),
-            stdout: text(self.stdout.take()).await,
-            stderr: text(self.stderr.take()).await,
-            started_at: self.started_at,
-            ended_at: Timestamp::now(),
-            duration: ended - self.started,
-            timed_out: false,
-            oom_killed,
-        })
+        Ok(self
+            .capture
+            .finish(self.pid, status.code(), status.signal(), oom_killed)
+            .await)
     }
 }

@@ -3,17 +3,15 @@
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
-use std::time::Instant;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
 use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
 };
 use rustix::process::{Pid, PidfdFlags, Signal};
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinHandle;
+
+use crate::capture::Capture;
 
 /// A command started by [`spawn`].
 pub(crate) struct LocalProcess {
@@ -21,11 +19,7 @@ pub(crate) struct LocalProcess {
     pid: u32,
     ticks: u64,
     pidfd: AsyncFd<OwnedFd>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
-    command: Vec<String>,
-    started_at: Timestamp,
-    started: Instant,
+    capture: Capture,
 }
 
 fn engine_error(action: &'static str, message: String) -> Error {
@@ -43,7 +37,7 @@ pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProc
         .argv
         .split_first()
         .ok_or_else(|| Error::Usage("no command given".into()))?;
-    let (started_at, started) = (Timestamp::now(), Instant::now());
+    let capture = Capture::start(request.argv.clone());
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .current_dir(env.workspace())
@@ -77,30 +71,18 @@ pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProc
     // same raw fd, for as long as the AsyncFd owns it.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
         .map_err(|e| engine_error("spawn", format!("pidfd: {e}")))?;
+    let capture = capture.reading(child.stdout.take(), child.stderr.take());
     Ok(LocalProcess {
         pid,
         ticks,
         pidfd,
-        stdout: child.stdout.take().map(read_all),
-        stderr: child.stderr.take().map(read_all),
+        capture,
         child,
-        command: request.argv,
-        started_at,
-        started,
     })
 }
 
 fn pid_of(pid: u32) -> Pid {
     Pid::from_raw(pid as i32).expect("child pids are positive")
-}
-
-fn read_all(mut pipe: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        // A read error ends the capture; what was read so far is kept.
-        let _ = pipe.read_to_end(&mut buf).await;
-        buf
-    })
 }
 
 /// Kills process group `pid` if it is still ours: either `pid` is the live process we started
@@ -135,26 +117,10 @@ impl RunningProcess for LocalProcess {
             .wait()
             .await
             .map_err(|e| engine_error("wait", e.to_string()))?;
-        let ended = Instant::now();
-        let text = |h: Option<JoinHandle<Vec<u8>>>| async move {
-            match h {
-                Some(h) => String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned(),
-                None => String::new(),
-            }
-        };
-        Ok(ProcessResult {
-            command: self.command,
-            pid: Some(self.pid),
-            exit_code: status.code(),
-            signal: status.signal(),
-            stdout: text(self.stdout.take()).await,
-            stderr: text(self.stderr.take()).await,
-            started_at: self.started_at,
-            ended_at: Timestamp::now(),
-            duration: ended - self.started,
-            timed_out: false,
-            // Without a cgroup there is no memory limit to be killed by.
-            oom_killed: false,
-        })
+        // Without a cgroup there is no memory limit to be killed by.
+        Ok(self
+            .capture
+            .finish(self.pid, status.code(), status.signal(), false)
+            .await)
     }
 }

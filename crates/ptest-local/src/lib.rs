@@ -15,6 +15,7 @@
 //! the pidfd, kills what the command left in its process group while the leader is still an
 //! unreaped zombie (so the group id cannot be reused), then reaps it and collects the output.
 
+mod capture;
 mod directory;
 mod enter;
 mod exec;

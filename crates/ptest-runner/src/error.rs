@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::Diagnostic;
 
 /// A project that cannot be loaded.
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -42,52 +42,9 @@ impl ProjectError {
     }
 }
 
-/// A mistake in `ptest.toml`: syntax, an unknown key, a bad value, a reference to nothing.
-#[derive(Debug, thiserror::Error, Diagnostic)]
-#[error("{path}:{line}:{column}: {message}")]
-#[diagnostic(code(ptest::run::config))]
-pub struct ProjectFileError {
-    /// The file.
-    pub path: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong.
-    pub message: String,
-    #[source_code]
-    src: NamedSource<String>,
-    #[label("here")]
-    span: Option<SourceSpan>,
-    /// What to do about it.
-    #[help]
-    pub help: Option<String>,
-}
-
-impl ProjectFileError {
-    /// An error at byte range `span` of `text`, the contents of `path`.
-    pub(crate) fn at(
-        path: &std::path::Path,
-        text: &str,
-        span: Option<std::ops::Range<usize>>,
-        message: impl Into<String>,
-        help: Option<String>,
-    ) -> ProjectError {
-        let offset = span.as_ref().map_or(0, |s| s.start).min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-        ProjectError::File(Box::new(Self {
-            path: path.display().to_string(),
-            line,
-            column,
-            message: message.into(),
-            src: NamedSource::new(path.display().to_string(), text.to_owned()),
-            span: span.map(Into::into),
-            help,
-        }))
-    }
-}
+/// A mistake in `ptest.toml` (syntax, an unknown key, a bad value, a reference to nothing),
+/// with file, line and column: the same error type as ptest's config files.
+pub type ProjectFileError = ptest_core::config::FileError;
 
 /// A selection that cannot be run.
 #[derive(Debug, thiserror::Error, Diagnostic)]

@@ -96,7 +96,7 @@ pub struct FileError {
     span: Option<SourceSpan>,
     /// What to do.
     #[help]
-    help: Option<String>,
+    pub help: Option<String>,
 }
 
 /// The inputs of one load: which files, variables and flags to read.
@@ -267,26 +267,38 @@ fn read_layer(path: &Path, project: bool) -> Result<toml::Table, ConfigError> {
 }
 
 fn file_error(path: &Path, text: String, e: &toml::de::Error) -> ConfigError {
-    let span = e.span();
-    let offset = span.as_ref().map_or(0, |s| s.start);
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
     let message = e.message().to_owned();
-    let help = if message.contains("unknown field") {
-        Some("remove the key or fix its spelling; `ptest config show` lists every key".into())
-    } else {
-        None
-    };
-    ConfigError::File(Box::new(FileError {
-        path: path.display().to_string(),
-        line,
-        column,
-        message,
-        src: NamedSource::new(path.display().to_string(), text),
-        span: span.map(Into::into),
-        help,
-    }))
+    let help = message
+        .contains("unknown field")
+        .then(|| "remove the key or fix its spelling; `ptest config show` lists every key".into());
+    ConfigError::File(Box::new(FileError::at(path, text, e.span(), message, help)))
+}
+
+impl FileError {
+    /// An error at byte range `span` of `text`, the contents of `path`: line and column are
+    /// counted from the span, and the text is kept so the report can point into it. Other
+    /// readers of ptest's files (`ptest.toml` suites) build their errors here too.
+    pub fn at(
+        path: &Path,
+        text: String,
+        span: Option<std::ops::Range<usize>>,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Self {
+        let offset = span.as_ref().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        Self {
+            path: path.display().to_string(),
+            line,
+            column,
+            message: message.into(),
+            src: NamedSource::new(path.display().to_string(), text),
+            span: span.map(Into::into),
+            help,
+        }
+    }
 }
 
 /// A table holding one setting from a variable or flag, checked against the schema.

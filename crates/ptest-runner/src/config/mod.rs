@@ -91,7 +91,13 @@ impl Project {
     /// Parses and checks `text`, the contents of `file` in project directory `dir`.
     pub fn parse(file: &Path, dir: &Path, text: &str) -> Result<Self, ProjectError> {
         let err = |span: Option<std::ops::Range<usize>>, message: String, help: Option<&str>| {
-            ProjectFileError::at(file, text, span, message, help.map(str::to_owned))
+            ProjectError::File(Box::new(ProjectFileError::at(
+                file,
+                text.to_owned(),
+                span,
+                message,
+                help.map(str::to_owned),
+            )))
         };
         let parsed: ProjectFile = toml::from_str(text).map_err(|e| {
             let help = e.message().contains("unknown field").then_some(

@@ -101,7 +101,7 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
         spec.binds = binds.into_iter().map(Bind::read_only).collect();
         spec.masks = masks(env);
         spec.cgroup = cgroup;
-        let pod = Pod::create(&spec).map_err(|e| sandbox_error("start the sandbox", e))?;
+        let pod = create_pod(&spec)?;
         state.holder_pid = Some(pod.holder_pid());
         state.start_time = Some(pod.start_time());
     }
@@ -151,6 +151,22 @@ pub(crate) fn landlock_rules(env: &Environment) -> FsRules {
     FsRules {
         read_only: vec![PathBuf::from("/")],
         read_write,
+    }
+}
+
+/// Starts a holder. A holder that dies during its set-up without reporting why (seen when
+/// many pods start at once from one process) is started again, twice at most; a set-up step
+/// that fails is reported at once.
+fn create_pod(spec: &PodSpec) -> Result<Pod> {
+    let mut attempt = 1;
+    loop {
+        match Pod::create(spec) {
+            Err(ptest_sandbox::Error::HolderDiedEarly) if attempt < 3 => {
+                tracing::warn!(attempt, "pod holder died during set-up; starting it again");
+                attempt += 1;
+            }
+            other => return other.map_err(|e| sandbox_error("start the sandbox", e)),
+        }
     }
 }
 

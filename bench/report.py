@@ -50,11 +50,20 @@ def fmt_ratio(r):
 # --- loading -----------------------------------------------------------------------------------
 
 
+def load_results(path):
+    """The results of one file; none from a file a failed run left empty or cut short."""
+    try:
+        return json.loads(path.read_text())["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        print(f"report.py: {path.name} is unreadable (a failed run?); ignored", file=sys.stderr)
+        return []
+
+
 def load_times(paths):
     """Command name -> all its times across the files, in the order names first appear."""
     merged = {}
     for path in paths:
-        for result in json.loads(path.read_text())["results"]:
+        for result in load_results(path):
             merged.setdefault(result["command"], []).extend(result["times"])
     return merged
 
@@ -64,7 +73,7 @@ def load_cpu(paths):
     the command's whole process tree; lib-bench files have no such field)."""
     sums = {}
     for path in paths:
-        for result in json.loads(path.read_text())["results"]:
+        for result in load_results(path):
             if "user" in result and "system" in result:
                 n = len(result["times"])
                 total, count = sums.get(result["command"], (0.0, 0))
@@ -123,7 +132,57 @@ def render_compare(out, meta):
     header = ["contender", "median", "p90", "runs", "÷ limit", "ptest ÷ this"]
     if cpu:
         header += ["CPU (user+sys, mean)", "CPU ÷ limit"]
-    return table(header, rows)
+    return table(header, rows) + render_per_unit(meta, stats, cpu) + render_targets(meta, stats, limit)
+
+
+def render_per_unit(meta, stats, cpu):
+    """--per-unit BASE|COUNT|UNIT: each row's extra wall and CPU time over BASE's, per UNIT."""
+    if not meta.get("per_unit"):
+        return ""
+    base, count, unit = meta["per_unit"].split("|")
+    count = int(count)
+    bw, bc = stats.get(base, (None,))[0], cpu.get(base)
+    if bw is None:
+        return ""
+    rows = []
+    for name, (med, _, _) in stats.items():
+        if name == base:
+            continue
+        c = cpu.get(name)
+        rows.append(
+            [
+                f"`{name}`",
+                fmt_time((med - bw) / count),
+                fmt_time((c - bc) / count) if c is not None and bc is not None else "—",
+            ]
+        )
+    return "\n\n" + table(
+        ["contender", f"wall over `{base}`, per {unit}", f"CPU over `{base}`, per {unit}"], rows
+    )
+
+
+def render_targets(meta, stats, limit):
+    """The targets a scenario states (--at-most ROW|RATIO: ROW's median at most RATIO times the
+    limit's; --below ROW|OTHER: ROW's median under OTHER's), each with its verdict."""
+    lines = []
+    for spec in meta.get("at_most", []):
+        row, bound = spec.split("|")
+        med = stats.get(row, (None,))[0]
+        if med is None or not limit:
+            lines.append(f"- target `{row}` ≤ {float(bound):.2f}× the limit: not measured")
+            continue
+        r = med / limit
+        verdict = "**holds**" if r <= float(bound) else "**does not hold**"
+        lines.append(f"- target `{row}` ≤ {float(bound):.2f}× the limit: {fmt_ratio(r)}, {verdict}")
+    for spec in meta.get("below", []):
+        row, other = spec.split("|")
+        a, b = stats.get(row, (None,))[0], stats.get(other, (None,))[0]
+        if a is None or b is None:
+            lines.append(f"- target `{row}` below `{other}`: not measured")
+            continue
+        verdict = "**holds**" if a < b else "**does not hold**"
+        lines.append(f"- target `{row}` below `{other}`: {fmt_time(a)} vs {fmt_time(b)} ({fmt_ratio(a / b)}), {verdict}")
+    return ("\n\n" + "\n".join(lines)) if lines else ""
 
 
 def render_scale(out, meta):
@@ -236,6 +295,9 @@ def main():
     m.add_argument("--checkpoints")
     m.add_argument("--ratio", action="append", default=[])
     m.add_argument("--note", action="append", default=[])
+    m.add_argument("--at-most", action="append", default=[], metavar="ROW|RATIO")
+    m.add_argument("--below", action="append", default=[], metavar="ROW|OTHER")
+    m.add_argument("--per-unit", metavar="BASE|COUNT|UNIT")
     r = sub.add_parser("record")
     r.add_argument("--out-file", type=Path, required=True)
     r.add_argument("--command", nargs=2, action="append", metavar=("NAME", "FILE"), required=True)
@@ -249,8 +311,13 @@ def main():
 
     if args.cmd == "meta":
         meta = {k: v for k, v in vars(args).items() if k not in ("cmd", "out") and v is not None}
-        meta["seq"] = len(list(args.out.glob("*.meta.json")))
-        (args.out / f"{args.id}.meta.json").write_text(json.dumps(meta, indent=2))
+        path = args.out / f"{args.id}.meta.json"
+        # Written again (a scenario re-run into the same OUT): the table keeps its place.
+        if path.exists():
+            meta["seq"] = json.loads(path.read_text())["seq"]
+        else:
+            meta["seq"] = max((json.loads(p.read_text())["seq"] for p in args.out.glob("*.meta.json")), default=-1) + 1
+        path.write_text(json.dumps(meta, indent=2))
     elif args.cmd == "record":
         results = []
         for name, file in args.command:

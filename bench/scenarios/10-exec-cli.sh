@@ -1,16 +1,36 @@
-# exec in an environment, through the CLI: one `ptest env exec E -- true` against the bare
+# exec in an environment, through the CLI: one `ptest env exec E -- true` in a sandboxed
+# environment (the default, security medium: setns into the pod's namespaces and cgroup, then
+# fork/exec) and in a `--security low` one (cgroup only, host namespaces: the closest this host
+# gets to the directory level that hosts without namespaces fall back to), against the bare
 # fork/exec of `true` (the limit) and the sandboxes people reach for instead.
 home=$(bench_home)
 export PTEST_HOME=$home
-"$PTEST" env create e >/dev/null
+"$PTEST" env create em >/dev/null
+"$PTEST" env create el --security low >/dev/null
+# What was really applied (a host without namespaces would fall back): details.isolation, as
+# "security|pod|cgroup|holder pid".
+isolation() {
+    "$PTEST" env show "$1" --json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)["environment"].get("details", {})
+i, s = d.get("isolation", {}), d.get("sandbox", {})
+print("|".join([i.get("security", "?"), "own pod" if i.get("pod") else "no pod",
+                "own cgroup" if i.get("cgroup") else "no cgroup", str(s.get("holder_pid", ""))]))'
+}
+IFS='|' read -r msec mpod mcg mholder <<<"$(isolation em)"
+IFS='|' read -r lsec lpod lcg _ <<<"$(isolation el)"
 
 contenders=(
-    "ptest env exec e -- true" "$PTEST env exec e -- true"
+    "ptest env exec (medium: pod)" "$PTEST env exec em -- true"
+    "ptest env exec (low: cgroup only)" "$PTEST env exec el -- true"
     "true (fork/exec)" "true"
 )
 notes=()
 if bench_requires bwrap; then
     contenders+=("bwrap --unshare-all" "bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc true")
+fi
+if [[ -n $mholder ]] && nsenter -t "$mholder" -a true 2>/dev/null; then
+    contenders+=("nsenter -t HOLDER -a (join the same pod)" "nsenter -t $mholder -a true")
 fi
 if unshare -pfmiu --mount-proc true 2>/dev/null; then
     contenders+=("unshare -pfmiu --mount-proc" "unshare -pfmiu --mount-proc true")
@@ -18,9 +38,13 @@ else
     notes+=(--note "unshare -pfmiu is not permitted here (needs root), so it is left out")
 fi
 
-bench_compare exec-cli "exec in an environment (CLI), basic level" \
-    --limit "true (fork/exec)" --ptest "ptest env exec e -- true" \
-    --note "each run is a whole process: ptest opens its state, records the exec and its events, spawns, waits" \
-    --note "bwrap and unshare build their namespaces on every call; ptest's basic level has none yet" \
+bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
+    --limit "true (fork/exec)" --ptest "ptest env exec (medium: pod)" \
+    --note "each ptest run is a whole process: it opens its state, records the exec and its events, joins the pod (medium) or the cgroup (low), spawns, waits" \
+    --note "as applied (\`env show\`): the default environment: $msec, $mpod, $mcg; the \`--security low\` one: $lsec, $lpod, $lcg" \
+    --note "nsenter joins the medium environment's holder (all its namespaces) and runs \`true\`: the same join ptest does, without ptest's bookkeeping" \
+    --note "low has a cgroup and no namespaces: the nearest measurable stand-in for the directory level of hosts without namespaces (which also skips the cgroup)" \
+    --note "bwrap and unshare build their namespaces on every call; ptest builds them once, at create" \
+    --below "ptest env exec (medium: pod)|bwrap --unshare-all" \
     "${notes[@]}" -- "${contenders[@]}"
-"$PTEST" env rm e >/dev/null
+"$PTEST" env rm em el >/dev/null

@@ -4,10 +4,19 @@
 //! (`{"results": [{"command", "times": [seconds…], …}]}`), so `bench/report.py` reads both alike.
 //!
 //! ```text
-//! ptest-lib-bench exec      --home DIR --iters N --warmup W --out FILE
-//! ptest-lib-bench create-rm --home DIR --iters N --warmup W --out FILE
+//! ptest-lib-bench exec      --home DIR --iters N --warmup W --out FILE [--security medium,low]
+//! ptest-lib-bench create-rm --home DIR --iters N --warmup W --out FILE [--security medium,low]
 //! ptest-lib-bench scale     --home DIR --checkpoints 50,100,200,500 --samples S --out PREFIX
+//!                           [--security medium]
+//! ptest-lib-bench ports     --home DIR --names N --out FILE
+//! ptest-lib-bench bind-once
 //! ```
+//!
+//! `exec` and `create-rm` time one environment per `--security` level, the bare operation (the
+//! limit) and, when they run on this host, `bwrap --unshare-all` and `unshare -pfmiu` spawned
+//! the same way. `ports` leases N named ports one after another (`Manager::allocate_port`)
+//! against binding port 0 and closing it. `bind-once` binds port 0 once and exits: the limit of
+//! one `ptest port alloc` process.
 //!
 //! `scale` writes `PREFIX.n<N>.json` per checkpoint, `PREFIX.final.json` (exec in each and
 //! remove each at the largest population) and `PREFIX.tsv` (`metric n value unit` lines).
@@ -22,7 +31,7 @@ use std::time::Instant;
 
 use ptest_core::{
     Config, EngineRegistry, EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, Home,
-    IsolationLevel, Manager, RemoveOptions,
+    IsolationLevel, Manager, PortName, RemoveOptions, SecurityLevel,
 };
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -101,6 +110,14 @@ impl Args {
     fn number(&self, key: &str) -> Res<usize> {
         Ok(self.get(key)?.parse()?)
     }
+
+    /// `--security a,b` (default `default`): the levels to compare.
+    fn securities(&self, default: &str) -> Res<Vec<SecurityLevel>> {
+        let list = self.flags.get("security").map_or(default, String::as_str);
+        list.split(',')
+            .map(|s| s.parse::<SecurityLevel>().map_err(|e| format!("--security: {e}").into()))
+            .collect()
+    }
 }
 
 fn open_manager(home: &Path) -> Res<Manager> {
@@ -112,9 +129,54 @@ fn open_manager(home: &Path) -> Res<Manager> {
     Ok(Manager::open(Home::at(home), config, engines)?)
 }
 
-async fn create(manager: &Manager, name: &str) -> Res<Environment> {
-    let spec = EnvironmentSpec::new(IsolationLevel::Basic).name(EnvName::new(name)?);
-    Ok(manager.create_environment(spec).await?)
+async fn create(manager: &Manager, name: &str, security: SecurityLevel) -> Res<Environment> {
+    let mut spec = EnvironmentSpec::new(IsolationLevel::Basic).name(EnvName::new(name)?);
+    spec.security = Some(security);
+    let env = manager.create_environment(spec).await?;
+    Ok(env)
+}
+
+/// The peers spawned like the limit: a sandbox built for one command, then `true` in it.
+const PEERS: &[(&str, &[&str])] = &[
+    (
+        "bwrap --unshare-all (spawned)",
+        &["bwrap", "--unshare-all", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true"],
+    ),
+    ("unshare -pfmiu --mount-proc (spawned)", &["unshare", "-pfmiu", "--mount-proc", "true"]),
+];
+
+/// The peers that run on this host (bwrap installed, unshare permitted).
+fn usable_peers() -> Vec<(&'static str, &'static [&'static str])> {
+    PEERS
+        .iter()
+        .copied()
+        .filter(|(name, argv)| {
+            let ok = spawn_argv(argv).is_ok();
+            if !ok {
+                eprintln!("lib-bench: {name} does not run here; left out");
+            }
+            ok
+        })
+        .collect()
+}
+
+/// One fork/exec of `argv`, waited for, output discarded, checked, timed.
+fn spawn_argv(argv: &[&str]) -> Res<f64> {
+    let start = Instant::now();
+    let status = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(format!("{argv:?} failed: {status}").into());
+    }
+    Ok(elapsed)
+}
+
+fn label(what: &str, security: SecurityLevel) -> String {
+    format!("{what}, security {security}")
 }
 
 /// One `execute_command(["true"])`, checked, timed.
@@ -159,9 +221,9 @@ async fn tokio_exec() -> Res<f64> {
     Ok(elapsed)
 }
 
-async fn create_cleanup(manager: &Manager, name: &str) -> Res<f64> {
+async fn create_cleanup(manager: &Manager, name: &str, security: SecurityLevel) -> Res<f64> {
     let start = Instant::now();
-    let env = create(manager, name).await?;
+    let env = create(manager, name, security).await?;
     manager.cleanup(&env, RemoveOptions::default()).await?;
     Ok(start.elapsed().as_secs_f64())
 }
@@ -176,19 +238,36 @@ fn mkdir_rmdir(dir: &Path) -> Res<f64> {
 async fn mode_exec(args: &Args) -> Res<()> {
     let manager = open_manager(Path::new(args.get("home")?))?;
     let (iters, warmup) = (args.number("iters")?, args.number("warmup")?);
-    let env = create(&manager, "lib-exec").await?;
+    let mut envs = Vec::new();
+    for security in args.securities("medium,low")? {
+        envs.push((security, create(&manager, &format!("lib-exec-{security}"), security).await?));
+    }
+    let peers = usable_peers();
     let mut samples = Samples::default();
     for i in 0..warmup + iters {
-        let ptest = lib_exec(&manager, &env).await?;
+        let keep = i >= warmup;
+        for (security, env) in &envs {
+            let t = lib_exec(&manager, env).await?;
+            if keep {
+                samples.push(&label("Manager::execute_command([\"true\"])", *security), t);
+            }
+        }
         let bare = bare_exec()?;
         let tokio = tokio_exec().await?;
-        if i >= warmup {
-            samples.push("Manager::execute_command([\"true\"])", ptest);
+        if keep {
             samples.push("std Command::new(\"true\").status()", bare);
             samples.push("tokio Command::new(\"true\").status()", tokio);
         }
+        for (name, argv) in &peers {
+            let t = spawn_argv(argv)?;
+            if keep {
+                samples.push(name, t);
+            }
+        }
     }
-    manager.cleanup(&env, RemoveOptions::default()).await?;
+    for (_, env) in &envs {
+        manager.cleanup(env, RemoveOptions::default()).await?;
+    }
     samples.write(Path::new(args.get("out")?))
 }
 
@@ -196,17 +275,70 @@ async fn mode_create_rm(args: &Args) -> Res<()> {
     let home = PathBuf::from(args.get("home")?);
     let manager = open_manager(&home)?;
     let (iters, warmup) = (args.number("iters")?, args.number("warmup")?);
+    let securities = args.securities("medium,low")?;
+    let peers = usable_peers();
     let dir = home.join("bare-dir");
     let mut samples = Samples::default();
     for i in 0..warmup + iters {
-        let ptest = create_cleanup(&manager, "lib-create-rm").await?;
+        let keep = i >= warmup;
+        for &security in &securities {
+            let t = create_cleanup(&manager, "lib-create-rm", security).await?;
+            if keep {
+                samples.push(&label("create_environment + cleanup", security), t);
+            }
+        }
         let bare = mkdir_rmdir(&dir)?;
-        if i >= warmup {
-            samples.push("create_environment + cleanup", ptest);
+        if keep {
             samples.push("create_dir + remove_dir", bare);
+        }
+        for (name, argv) in &peers {
+            let t = spawn_argv(argv)?;
+            if keep {
+                samples.push(name, t);
+            }
         }
     }
     samples.write(Path::new(args.get("out")?))
+}
+
+/// N named leases on one environment, one after another, against binding port 0 and closing
+/// it (TCP, all IPv4 addresses, as ptest binds before it leases); then every lease released.
+async fn mode_ports(args: &Args) -> Res<()> {
+    let home = PathBuf::from(args.get("home")?);
+    let manager = open_manager(&home)?;
+    let names = args.number("names")?;
+    let env = create(&manager, "lib-ports", SecurityLevel::Low).await?;
+    let mut samples = Samples::default();
+    let mut ports = std::collections::BTreeSet::new();
+    for i in 0..names {
+        let name: PortName = format!("p{i}").parse()?;
+        let start = Instant::now();
+        let port = manager.allocate_port(&env, &name)?;
+        samples.push("Manager::allocate_port (N names, one by one)", start.elapsed().as_secs_f64());
+        if !ports.insert(port) {
+            return Err(format!("port {port} leased twice").into());
+        }
+        let start = Instant::now();
+        let listener = std::net::TcpListener::bind(("0.0.0.0", 0))?;
+        let _ = listener.local_addr()?;
+        drop(listener);
+        samples.push("limit: bind port 0 + close", start.elapsed().as_secs_f64());
+    }
+    for i in 0..names {
+        let name: PortName = format!("p{i}").parse()?;
+        let start = Instant::now();
+        manager.release_port(&env, &name)?;
+        samples.push("Manager::release_port", start.elapsed().as_secs_f64());
+    }
+    manager.cleanup(&env, RemoveOptions::default()).await?;
+    samples.write(Path::new(args.get("out")?))
+}
+
+/// Binds port 0 once and prints the port: what one `ptest port alloc` process must at least do.
+fn bind_once() -> Res<()> {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", 0))?;
+    println!("{}", listener.local_addr()?.port());
+    Ok(())
 }
 
 /// Peak resident set of this process so far, in KiB.
@@ -228,6 +360,7 @@ async fn mode_scale(args: &Args) -> Res<()> {
     let manager = open_manager(&home)?;
     let samples_per_point = args.number("samples")?;
     let prefix = args.get("out")?;
+    let security = args.securities("medium")?[0];
     let checkpoints: Vec<usize> = args
         .get("checkpoints")?
         .split(',')
@@ -241,7 +374,7 @@ async fn mode_scale(args: &Args) -> Res<()> {
         // Fill sequentially up to n; each create is timed at the population it ran at.
         while envs.len() < n {
             let start = Instant::now();
-            let env = create(&manager, &format!("s{}", envs.len())).await?;
+            let env = create(&manager, &format!("s{}", envs.len()), security).await?;
             point.push("create (filling up to N)", start.elapsed().as_secs_f64());
             envs.push(env);
         }
@@ -250,7 +383,7 @@ async fn mode_scale(args: &Args) -> Res<()> {
             let env = &envs[(i * 7919) % envs.len()];
             point.push("exec true", lib_exec(&manager, env).await?);
             point.push("limit: fork/exec true", bare_exec()?);
-            point.push("create + rm one more", create_cleanup(&manager, "extra").await?);
+            point.push("create + rm one more", create_cleanup(&manager, "extra", security).await?);
             point.push("limit: mkdir + rmdir", mkdir_rmdir(&dir)?);
             let start = Instant::now();
             let listed = manager.list_environments(&EnvFilter::default())?;
@@ -290,6 +423,10 @@ async fn main() -> Res<()> {
         "exec" => mode_exec(&args).await,
         "create-rm" => mode_create_rm(&args).await,
         "scale" => mode_scale(&args).await,
-        other => Err(format!("unknown mode {other}: exec, create-rm or scale").into()),
+        "ports" => mode_ports(&args).await,
+        "bind-once" => bind_once(),
+        other => {
+            Err(format!("unknown mode {other}: exec, create-rm, scale, ports or bind-once").into())
+        }
     }
 }

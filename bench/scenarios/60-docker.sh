@@ -1,0 +1,44 @@
+# docker: `ptest env create --image IMG d && ptest env rm d` against `docker run -d --init IMG
+# sleep …` + `docker rm -f` (the limit: the container ptest makes, without ptest), and against
+# the same through `--build DIR` (image tagged by content hash, built once, then reused). IMG is
+# built here FROM scratch with Debian's busybox-static, like ptest-docker's test image, so no
+# registry is needed. Skipped, with the reason, when no Docker engine answers.
+if ! command -v docker >/dev/null || ! docker version >/dev/null 2>&1; then
+    bench_log "docker: skipped: no Docker engine answers (scripts/start-dockerd starts one)"
+    bench_meta docker compare "docker: environment create + remove — skipped" \
+        --note "skipped: no Docker engine answered \`docker version\` (run scripts/start-dockerd)"
+    return 0
+fi
+if [[ ! -x /bin/busybox ]]; then
+    bench_log "docker: skipped: /bin/busybox missing (apt-get install busybox-static)"
+    bench_meta docker compare "docker: environment create + remove — skipped" \
+        --note "skipped: /bin/busybox (Debian's busybox-static) is missing, needed to build the image"
+    return 0
+fi
+ctx=$SCRATCH/docker-ctx
+mkdir -p "$ctx"
+cp /bin/busybox "$ctx/busybox"
+cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV PATH=/bin
+CMD ["sh"]
+DOCKERFILE
+img=ptest-bench-busybox:latest
+docker build -q -t "$img" "$ctx" >/dev/null
+home=$(bench_home)
+export PTEST_HOME=$home
+(
+    ROUNDS=$((QUICK ? 1 : 2)) WARMUP=1 RUNS=$((QUICK ? 3 : 12))
+    bench_compare docker "docker: environment create + remove" \
+        --limit "docker run -d --init + docker rm -f" --ptest "ptest env create --image + rm" \
+        --note "image: busybox-static FROM scratch, built before measuring; docker $(docker version --format '{{.Server.Version}}' 2>/dev/null) engine" \
+        --note "ptest's container: the root bind-mounted, Docker's init running \`sleep 2147483647\`, labels; rm removes container and leftovers" \
+        --note "the CPU column counts the client processes only (ptest, docker CLI); dockerd's and containerd's work is in neither, so compare wall times here" \
+        -- \
+        "ptest env create --image + rm" "sh -c '$PTEST env create --image $img d && $PTEST env rm d'" \
+        "ptest env create --build + rm" "sh -c '$PTEST env create --build $ctx d && $PTEST env rm d'" \
+        "docker run -d --init + docker rm -f" "sh -c 'docker rm -f \$(docker run -d --init $img sleep 2147483647)'" \
+        "mkdir d && rmdir d" "sh -c 'mkdir d && rmdir d'"
+)

@@ -203,7 +203,18 @@ pub(crate) enum Hierarchy {
 }
 
 impl Hierarchy {
+    /// The host's hierarchy, read from `/proc/self/mountinfo` once per process: it is looked
+    /// up on every cgroup open, several times per command, and does not change under us.
     pub(crate) fn detect() -> Result<Hierarchy> {
+        static DETECTED: std::sync::OnceLock<std::result::Result<Hierarchy, String>> =
+            std::sync::OnceLock::new();
+        DETECTED
+            .get_or_init(|| Self::read().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|reason| Error::NoCgroupHierarchy { reason })
+    }
+
+    fn read() -> Result<Hierarchy> {
         let text = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::syscall("read /proc/self/mountinfo", e))?;
         let mut v1 = Vec::new();

@@ -1,7 +1,8 @@
 //! The project as a suite sees it under `project = "copy"`: a real copy of the project tree
 //! (reflinked where the filesystem supports `FICLONE`, never hard-linked, since a write through
-//! a hard link would change the user's file), without `.git`, `target/`, `.ptest/` and what
-//! `.ptestignore` lists.
+//! a hard link would change the user's file), without `.git`, `target/`, `.ptest/`, other
+//! tools' environments and caches (`.tox/`, `.nox/`, `.venv/`, `__pycache__/`,
+//! `.pytest_cache/`, `.mypy_cache/`) and what `.ptestignore` lists.
 //!
 //! `.ptestignore` holds one pattern a line (`#` starts a comment): a pattern without a `/`
 //! matches a file or directory of that name anywhere (`*` and `?` are wildcards); one with a
@@ -32,7 +33,11 @@ struct Pattern {
 impl IgnoreRules {
     /// The built-in rules plus the project's `.ptestignore`, if it has one.
     pub fn for_project(dir: &Path) -> io::Result<Self> {
-        let mut text = String::from(".git\n/target/\n/.ptest/\n");
+        // Version control, build output, ptest's own directory, and the caches and
+        // environments other tools keep in a project (a suite gets its own from ptest).
+        let mut text = String::from(
+            ".git\n/target/\n/.ptest/\n.tox/\n.nox/\n.venv/\n__pycache__/\n.pytest_cache/\n.mypy_cache/\n",
+        );
         match fs::read_to_string(dir.join(IGNORE_FILE)) {
             Ok(extra) => text.push_str(&extra),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::SystemInfo;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    StatsOptionsBuilder,
 };
 use futures_util::StreamExt;
 use ptest_core::{
@@ -452,11 +452,14 @@ impl Engine for DockerEngine {
     async fn deactivate(&self, env: &Environment) -> Result<()> {
         let docker = self.docker().await?;
         let name = container_name(env);
-        let options = StopContainerOptionsBuilder::new().t(2).build();
-        match docker.stop_container(&name, Some(options)).await {
+        // Every process goes at once, as a local environment's cgroup is killed: no grace
+        // period to wait out (`docker stop` would give one), so removal costs what `docker rm
+        // -f` does.
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        match docker.kill_container(&name, Some(options)).await {
             Ok(()) => Ok(()),
-            // Gone already, or never started: nothing to stop.
-            Err(e) if is_not_found(&e) || crate::connection::status_of(&e) == Some(304) => Ok(()),
+            // Gone already, or not running: nothing to stop.
+            Err(e) if is_not_found(&e) || crate::connection::status_of(&e) == Some(409) => Ok(()),
             Err(e) => Err(engine_error(
                 "stop the container",
                 format!("{name}: {}", message_of(&e)),

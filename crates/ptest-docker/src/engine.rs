@@ -484,6 +484,16 @@ impl Engine for DockerEngine {
                 ));
             }
         }
+        // The home's bridge network goes with its last container (the engine refuses while
+        // another environment still uses it, which is fine); left behind, such networks use
+        // up Docker's address pools.
+        let network = crate::container::network_name(&self.home_hash);
+        if let Err(e) = docker.remove_network(&network).await
+            && !is_not_found(&e)
+            && !matches!(crate::connection::status_of(&e), Some(403 | 409))
+        {
+            tracing::debug!("keeping network {network}: {}", message_of(&e));
+        }
         let (root_path, id) = (env.root.clone(), env.id.clone());
         blocking(move || root::remove(&root_path, &id)).await
     }

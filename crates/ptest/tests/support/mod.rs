@@ -96,9 +96,11 @@ impl TestHome {
 
 impl Drop for TestHome {
     /// Removes every environment left, so no sandbox (holder process, cgroup) outlives the
-    /// test's temporary home.
+    /// test's temporary home, then collects what engines keep per home (the home's docker
+    /// network), which would otherwise use up Docker's address pools over many test homes.
     fn drop(&mut self) {
         let _ = self.ptest(["env", "rm", "--all", "--force"]).output();
+        let _ = self.ptest(["gc"]).output();
     }
 }
 

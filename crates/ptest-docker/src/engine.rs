@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::SystemInfo;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    StatsOptionsBuilder,
+    CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use ptest_core::{
@@ -452,14 +452,11 @@ impl Engine for DockerEngine {
     async fn deactivate(&self, env: &Environment) -> Result<()> {
         let docker = self.docker().await?;
         let name = container_name(env);
-        // Every process goes at once, as a local environment's cgroup is killed: no grace
-        // period to wait out (`docker stop` would give one), so removal costs what `docker rm
-        // -f` does.
-        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-        match docker.kill_container(&name, Some(options)).await {
+        let options = StopContainerOptionsBuilder::new().t(2).build();
+        match docker.stop_container(&name, Some(options)).await {
             Ok(()) => Ok(()),
-            // Gone already, or not running: nothing to stop.
-            Err(e) if is_not_found(&e) || crate::connection::status_of(&e) == Some(409) => Ok(()),
+            // Gone already, or never started: nothing to stop.
+            Err(e) if is_not_found(&e) || crate::connection::status_of(&e) == Some(304) => Ok(()),
             Err(e) => Err(engine_error(
                 "stop the container",
                 format!("{name}: {}", message_of(&e)),
@@ -483,16 +480,6 @@ impl Engine for DockerEngine {
                     format!("{name}: {}", message_of(&e)),
                 ));
             }
-        }
-        // The home's bridge network goes with its last container (the engine refuses while
-        // another environment still uses it, which is fine); left behind, such networks use
-        // up Docker's address pools.
-        let network = crate::container::network_name(&self.home_hash);
-        if let Err(e) = docker.remove_network(&network).await
-            && !is_not_found(&e)
-            && !matches!(crate::connection::status_of(&e), Some(403 | 409))
-        {
-            tracing::debug!("keeping network {network}: {}", message_of(&e));
         }
         let (root_path, id) = (env.root.clone(), env.id.clone());
         blocking(move || root::remove(&root_path, &id)).await

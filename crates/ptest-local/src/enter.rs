@@ -87,12 +87,12 @@ pub(crate) fn spawn(
     } else {
         (None, None)
     };
-    // One handle reads the OOM count here; the spawning thread joins through its own.
+    // One handle reads the OOM count here; the spawning thread gets a copy of it.
     let cgroup = sandbox::open_cgroup(env);
     let oom_before = oom_kills(cgroup.as_ref());
     let pod = if iso.pod { sandbox::attach(env)? } else { None };
     let own_group = pod.is_none();
-    let group = sandbox::open_cgroup(env);
+    let group = cgroup.clone();
 
     let (pid_tx, pid_rx) = std::sync::mpsc::channel();
     let (exit_tx, exit_rx) = oneshot::channel();

@@ -172,15 +172,13 @@ impl Store {
                 ],
             )
             .ctx("inserting the environment")?;
-            insert_event(
+            env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::EnvironmentCreating,
-                    details: serde_json::json!({
-                        "level": env.level, "root": env.root, "cleanup": env.spec.cleanup,
-                    }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::EnvironmentCreating,
+                serde_json::json!({
+                    "level": env.level, "root": env.root, "cleanup": env.spec.cleanup,
+                }),
             )
         })
     }
@@ -252,13 +250,11 @@ impl Store {
     pub(crate) fn delete_environment(&self, env: &Environment) -> Result<Event> {
         self.write(|tx| {
             for (name, port) in leases_of(tx, &env.id)? {
-                insert_event(
+                env_event(
                     tx,
-                    &EventRecord {
-                        event: IsolationEvent::NetworkReleased,
-                        details: serde_json::json!({ "port": port, "name": name }),
-                        env: Some((&env.id, &env.name)),
-                    },
+                    env,
+                    IsolationEvent::NetworkReleased,
+                    serde_json::json!({ "port": port, "name": name }),
                 )?;
             }
             execute(
@@ -267,13 +263,11 @@ impl Store {
                 [env.id.as_str()],
             )
             .ctx("deleting the environment")?;
-            insert_event(
+            env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::EnvironmentCleanupComplete,
-                    details: serde_json::json!({ "root": env.root }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::EnvironmentCleanupComplete,
+                serde_json::json!({ "root": env.root }),
             )
         })
     }
@@ -423,13 +417,11 @@ impl Store {
             )
             .ctx("recording a process")?;
             let id = tx.last_insert_rowid();
-            let event = insert_event(
+            let event = env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::ProcessStarted,
-                    details: serde_json::json!({ "pid": pid, "command": command }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::ProcessStarted,
+                serde_json::json!({ "pid": pid, "command": command }),
             )?;
             Ok((id, event))
         })
@@ -558,14 +550,7 @@ impl Store {
                     params![port, env.id.as_str(), name.as_str(), Timestamp::now().to_string()],
                 )
                 .ctx("leasing a port")?;
-                let event = insert_event(
-                    tx,
-                    &EventRecord {
-                        event: IsolationEvent::NetworkAllocated,
-                        details: serde_json::json!({ "port": port, "name": name }),
-                        env: Some((&env.id, &env.name)),
-                    },
-                )?;
+                let event = env_event(tx, env, IsolationEvent::NetworkAllocated, serde_json::json!({ "port": port, "name": name }))?;
                 return Ok((port, event));
             }
             let leased = held.iter().filter(|p| range.contains(**p)).count();
@@ -591,13 +576,11 @@ impl Store {
             let port = port.ok_or_else(|| {
                 Error::NotFound(format!("{name} (port of environment {})", env.name))
             })?;
-            let event = insert_event(
+            let event = env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::NetworkReleased,
-                    details: serde_json::json!({ "port": port, "name": name }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::NetworkReleased,
+                serde_json::json!({ "port": port, "name": name }),
             )?;
             Ok((port, event))
         })
@@ -682,6 +665,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// same few statements many times, and parsing SQL showed up in profiles.
 fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Logs `event` about `env` in the transaction.
+pub(crate) fn env_event(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Environment,
+    event: IsolationEvent,
+    details: serde_json::Value,
+) -> Result<Event> {
+    insert_event(
+        tx,
+        &EventRecord {
+            event,
+            details,
+            env: Some((&env.id, &env.name)),
+        },
+    )
 }
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, record: &EventRecord<'_>) -> Result<Event> {

@@ -7,7 +7,8 @@ use jiff::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use super::{
-    EventRecord, PROCESS_COLUMNS, Store, execute, insert_event, json, parsed, process_from_row,
+    EventRecord, PROCESS_COLUMNS, Store, env_event, execute, insert_event, json, parsed,
+    process_from_row,
 };
 use crate::error::{Error, Result, StoreContext};
 use crate::model::{Environment, Event, IsolationEvent, ProcessStatus, ServiceInfo, ServiceSpec};
@@ -83,15 +84,13 @@ impl Store {
             )
             .ctx("recording a process")?;
             let id = tx.last_insert_rowid();
-            let event = insert_event(
+            let event = env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::ProcessStarting,
-                    details: serde_json::json!({
-                        "name": spec.name, "command": spec.argv, "restart": spec.restart,
-                    }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::ProcessStarting,
+                serde_json::json!({
+                    "name": spec.name, "command": spec.argv, "restart": spec.restart,
+                }),
             )?;
             Ok((id, event))
         })
@@ -138,13 +137,11 @@ impl Store {
             if n == 0 {
                 return Ok(None);
             }
-            insert_event(
+            env_event(
                 tx,
-                &EventRecord {
-                    event: IsolationEvent::ProcessStarted,
-                    details: serde_json::json!({ "record": id, "pid": pid, "restarts": restarts }),
-                    env: Some((&env.id, &env.name)),
-                },
+                env,
+                IsolationEvent::ProcessStarted,
+                serde_json::json!({ "record": id, "pid": pid, "restarts": restarts }),
             )
             .map(Some)
         })

@@ -115,9 +115,9 @@ pub(crate) fn spawn(
             // this environment's cgroup that carry this command's marker and stayed in its
             // session (the relay runs in ours; a `setsid` daemon has left it on purpose).
             let status = child.wait().map_err(spawn_error);
-            let session = rustix::process::getsid(None)
-                .ok()
-                .map(|p| p.as_raw_nonzero().get());
+            // Read from procfs, like the candidates' sessions: a session led from outside our
+            // PID namespace reads 0 in both (getsid(2) would too, and rustix asserts it is not).
+            let session = session_of("self");
             if let (Some(session), Some(group)) = (session, group.as_ref()) {
                 for p in group.pids().unwrap_or_default() {
                     if session_of(p) == Some(session)
@@ -167,8 +167,9 @@ pub(crate) fn spawn(
     })
 }
 
-/// The session of `pid`, as the host sees it.
-fn session_of(pid: i32) -> Option<i32> {
+/// The session of `pid` (a number, or `self`) as our `/proc` shows it: 0 for a session led
+/// from outside our PID namespace.
+fn session_of(pid: impl std::fmt::Display) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name: state, ppid, pgrp, session.
     stat[stat.rfind(')')? + 2..]

@@ -842,3 +842,45 @@ fn sigkill_of_env_exec_ends_the_whole_command_tree() {
         env_processes(&id)
     );
 }
+
+/// CI runners and `nsenter` put ptest in a PID namespace whose session leader is outside it:
+/// the session reads as 0 there, and exec must still run and still end what a command left.
+#[test]
+fn exec_works_in_a_pid_namespace_whose_session_leader_is_outside() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    // The namespace ends with its first process: it waits so that the check below sees what
+    // the exec left, not what the namespace's end killed.
+    let script = "ptest env create nested --json > created.json; \
+        ptest env exec nested -- sh -c 'sleep 300 & echo ran' > ran.txt; \
+        echo $? > done; sleep 60";
+    let mut inside = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--"])
+        .args(["sh", "-c", script])
+        .env("PATH", support::path_with_ptest())
+        .env("PTEST_HOME", t.home())
+        .current_dir(t.cwd())
+        .spawn()
+        .unwrap();
+    let done = t.cwd().join("done");
+    for _ in 0..1000 {
+        if done.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let code = std::fs::read_to_string(&done).unwrap_or_default();
+    let ran = std::fs::read_to_string(t.cwd().join("ran.txt")).unwrap_or_default();
+    let created = std::fs::read_to_string(t.cwd().join("created.json")).unwrap_or_default();
+    let id = serde_json::from_str::<serde_json::Value>(&created)
+        .map(|env| env["id"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default();
+    let emptied = wait_env_empty(&id);
+    let _ = inside.kill();
+    inside.wait().unwrap();
+    assert_eq!(code.trim(), "0", "exec failed (created: {created})");
+    assert_eq!(ran.trim(), "ran");
+    assert!(emptied, "the background sleep outlived its command");
+}

@@ -104,6 +104,16 @@ impl Drop for TestHome {
     }
 }
 
+/// `PATH` with the directory of the `ptest` under test first, for scripts that call `ptest`.
+pub fn path_with_ptest() -> std::ffi::OsString {
+    let bin = assert_cmd::cargo::cargo_bin("ptest");
+    let mut dirs = vec![bin.parent().unwrap().to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
+}
+
 /// Whether a process with this pid exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

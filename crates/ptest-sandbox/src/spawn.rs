@@ -719,6 +719,12 @@ pub(crate) fn spawn_in_pod(
             // it, so getppid() reads 0 until the relay dies and the holder adopts it.
             prepared.exec(err_fd, 0);
         }
+        // The relay never execs, so its CLOEXEC copies of the caller's descriptors would stay
+        // open as long as the command runs: a file another thread of the caller was writing
+        // at fork time would stay open for writing, and running it fails with ETXTBSY.
+        // Closed before the status pipe (the caller goes on at its end-of-file), which is
+        // closed last in case it is numbered below 3.
+        sys::close_from(3);
         sys::close(err_fd);
         GRANDCHILD.store(child, Ordering::Relaxed);
         for sig in FORWARDED {

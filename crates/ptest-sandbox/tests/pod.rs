@@ -445,3 +445,28 @@ fn killing_the_caller_kills_the_command() {
     let _ = helper.wait();
     eventually("sleep killed after its caller died", || count_sleeps() == 0);
 }
+
+/// A relay outlives the fork by as long as its command runs: it must not keep the caller's
+/// descriptors open, or a script another thread was writing at that moment cannot be run
+/// (ETXTBSY) until the unrelated command ends.
+#[test]
+fn a_running_command_does_not_hold_the_callers_files_open() {
+    if !can_sandbox() {
+        return;
+    }
+    let fx = Fixture::new(None);
+    let script = fx.root().join("script.sh");
+    let mut writer = fs::File::create(&script).unwrap();
+    let mut cmd = CommandSpec::new(["sleep", "30"]).env("PATH", PATH);
+    cmd.stdin = Stdio::null().unwrap();
+    let sleeper = fx.pod().spawn(&cmd).unwrap();
+    std::io::Write::write_all(&mut writer, b"#!/bin/sh\necho ran\n").unwrap();
+    drop(writer);
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&script).output();
+    // SAFETY: plain kill(2) of the sleeper's relay, which passes the signal on.
+    unsafe { libc::kill(sleeper.pid(), libc::SIGTERM) };
+    let _ = sleeper.wait();
+    let out = out.expect("the script runs: no process holds it open for writing");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}

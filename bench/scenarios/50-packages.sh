@@ -62,6 +62,7 @@ bench_record "$OUT/packages.json" "first create with 10 packages + rm (builds th
         --limit "uv venv + uv pip install 10 + rm -rf" --ptest "ptest env create with 10 packages + rm (reuse by hash)" \
         --note "10 local wheels, every contender \`--find-links DIR --no-index\` (no network); caches warm after the warm-up runs" \
         --note "reuse by hash: an environment whose spec (interpreter, packages, index options) hashes like an earlier one is cloned from its template by hard links; \`pkg install\` into an existing environment always runs the installer (uv)" \
+        --note "uv caches what an interpreter says about itself by its path: the uv row installs into the same \`v/bin/python\` every time, while \`pkg install\` targets a new environment's venv, so uv starts its python once more (a Python start-up) there" \
         --note "the first-create row is timed alone (no CPU column), in a fresh PTEST_HOME each time" \
         "${notes[@]}" -- "${contenders[@]}"
 )

@@ -10,6 +10,8 @@
 //!                           [--security medium]
 //! ptest-lib-bench ports     --home DIR --names N --out FILE
 //! ptest-lib-bench bind-once
+//! ptest-lib-bench tcp       --upstream PORT --via NAME=PORT[,NAME=PORT…] --round-trips N
+//!                           --transfers T --mib M --out PREFIX
 //! ```
 //!
 //! `exec` and `create-rm` time one environment per `--security` level, the bare operation (the
@@ -17,6 +19,11 @@
 //! the same way. `ports` leases N named ports one after another (`Manager::allocate_port`)
 //! against binding port 0 and closing it. `bind-once` binds port 0 once and exits: the limit of
 //! one `ptest port alloc` process.
+//!
+//! `tcp` serves on 127.0.0.1:`--upstream` (an echo, or a download of a given size) and times
+//! the same client work through each `--via` port (proxies in front of it) and directly (the
+//! limit): `PREFIX-rtt.json` holds one 64-byte round trip per sample over a kept connection,
+//! `PREFIX-throughput.json` one download of M MiB on a new connection per sample.
 //!
 //! `scale` writes `PREFIX.n<N>.json` per checkpoint, `PREFIX.final.json` (exec in each and
 //! remove each at the largest population) and `PREFIX.tsv` (`metric n value unit` lines).
@@ -341,6 +348,108 @@ fn bind_once() -> Res<()> {
     Ok(())
 }
 
+/// The server behind the proxies of `tcp`: a first byte `e` asks for an echo of everything
+/// that follows; `d` and a little-endian u64 N for N bytes, then the end of the connection.
+fn tcp_upstream(port: u16) -> Res<()> {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut s = stream;
+                s.set_nodelay(true)?;
+                let mut kind = [0; 1];
+                s.read_exact(&mut kind)?;
+                if kind[0] == b'e' {
+                    let mut r = s.try_clone()?;
+                    std::io::copy(&mut r, &mut s)?;
+                } else {
+                    let mut n = [0; 8];
+                    s.read_exact(&mut n)?;
+                    let block = vec![b'x'; 256 * 1024];
+                    let mut left = u64::from_le_bytes(n) as usize;
+                    while left > 0 {
+                        let k = left.min(block.len());
+                        s.write_all(&block[..k])?;
+                        left -= k;
+                    }
+                }
+                Ok(())
+            });
+        }
+    });
+    Ok(())
+}
+
+fn mode_tcp(args: &Args) -> Res<()> {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let upstream: u16 = args.get("upstream")?.parse()?;
+    let round_trips = args.number("round-trips")?;
+    let transfers = args.number("transfers")?;
+    let bytes = args.number("mib")? as u64 * 1024 * 1024;
+    let prefix = args.get("out")?;
+    let mut contenders = vec![("direct (limit)".to_owned(), upstream)];
+    for pair in args.get("via")?.split(',') {
+        let (name, port) = pair.split_once('=').ok_or("--via takes NAME=PORT")?;
+        contenders.push((name.to_owned(), port.parse()?));
+    }
+    tcp_upstream(upstream)?;
+    let connect = |port: u16, first: &[u8]| -> Res<TcpStream> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.set_nodelay(true)?;
+        s.write_all(first)?;
+        Ok(s)
+    };
+    let mut streams = contenders
+        .iter()
+        .map(|(_, port)| connect(*port, b"e"))
+        .collect::<Res<Vec<_>>>()?;
+    let ping = [7u8; 64];
+    let mut pong = [0u8; 64];
+    let mut rtt = Samples::default();
+    for i in 0..round_trips + 100 {
+        for k in 0..contenders.len() {
+            let k = (k + i) % contenders.len();
+            let start = Instant::now();
+            streams[k].write_all(&ping)?;
+            streams[k].read_exact(&mut pong)?;
+            if i >= 100 {
+                rtt.push(&contenders[k].0, start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    rtt.write(Path::new(&format!("{prefix}-rtt.json")))?;
+    let mut throughput = Samples::default();
+    let mut sink = vec![0u8; 256 * 1024];
+    for i in 0..transfers + 1 {
+        for k in 0..contenders.len() {
+            let k = (k + i) % contenders.len();
+            let start = Instant::now();
+            let mut request = vec![b'd'];
+            request.extend_from_slice(&bytes.to_le_bytes());
+            let mut s = connect(contenders[k].1, &request)?;
+            let mut got = 0u64;
+            loop {
+                let n = s.read(&mut sink)?;
+                if n == 0 {
+                    break;
+                }
+                got += n as u64;
+            }
+            if got != bytes {
+                return Err(format!("{}: {got} of {bytes} bytes came", contenders[k].0).into());
+            }
+            // The first round warms up.
+            if i > 0 {
+                throughput.push(&contenders[k].0, start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    throughput.write(Path::new(&format!("{prefix}-throughput.json")))?;
+    Ok(())
+}
+
 /// Peak resident set of this process so far, in KiB.
 fn peak_rss_kib() -> Res<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -425,8 +534,10 @@ async fn main() -> Res<()> {
         "scale" => mode_scale(&args).await,
         "ports" => mode_ports(&args).await,
         "bind-once" => bind_once(),
-        other => {
-            Err(format!("unknown mode {other}: exec, create-rm, scale, ports or bind-once").into())
-        }
+        "tcp" => mode_tcp(&args),
+        other => Err(format!(
+            "unknown mode {other}: exec, create-rm, scale, ports, bind-once or tcp"
+        )
+        .into()),
     }
 }

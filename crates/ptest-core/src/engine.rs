@@ -4,26 +4,38 @@
 //! manager.
 
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::error::Result;
+use crate::home::Home;
 use crate::manager::Removal;
 use crate::model::{
     Environment, EnvironmentSpec, IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult,
     ResourceUsage,
 };
+use crate::store::AddressLease;
 
 /// Where a command's output goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub enum OutputMode {
     /// Captured into the [`ProcessResult`].
     #[default]
     Capture,
     /// Written straight to the caller's stdout and stderr as it comes (the CLI's `env exec`).
     Inherit,
+    /// Written to these descriptors as it comes: the write ends of pipes whose readers keep a
+    /// background process's logs, so that a process can supervise several at once.
+    Fds {
+        /// Where standard output goes.
+        stdout: Arc<OwnedFd>,
+        /// Where standard error goes.
+        stderr: Arc<OwnedFd>,
+    },
 }
 
 /// A command to run in an environment.
@@ -81,6 +93,19 @@ pub trait EngineContext: Send + Sync {
     fn event(&self, event: IsolationEvent, details: serde_json::Value) -> Result<()>;
     /// Keeps a fact about what was built, shown by `env show` (e.g. the interpreter used).
     fn note(&self, key: &str, value: serde_json::Value) -> Result<()>;
+    /// The home the environment belongs to: host objects its environments share (a network
+    /// bridge) are named after it.
+    fn home(&self) -> &Home;
+    /// Leases the environment the first of `candidates` that no environment holds on
+    /// `network`, so that concurrent creates never share an address; the lease goes with the
+    /// environment's record.
+    fn lease_address(
+        &self,
+        network: &str,
+        candidates: &mut dyn Iterator<Item = Ipv4Addr>,
+    ) -> Result<Ipv4Addr>;
+    /// The addresses environments of this home hold on `network` (to resolve a name to one).
+    fn address_leases(&self, network: &str) -> Result<Vec<AddressLease>>;
 }
 
 /// One isolation level's implementation.
@@ -136,9 +161,9 @@ pub trait Engine: Send + Sync {
 
     /// Removes host objects this engine made for environments that no longer exist (a
     /// `ptest` killed mid-create), given the ids of every recorded environment. Only objects
-    /// marked as this home's are touched.
-    async fn collect_garbage(&self, live_ids: &[String]) -> Vec<Removal> {
-        let _ = live_ids;
+    /// marked as `home`'s are touched.
+    async fn collect_garbage(&self, home: &Home, live_ids: &[String]) -> Vec<Removal> {
+        let _ = (home, live_ids);
         Vec::new()
     }
 }

@@ -68,6 +68,18 @@ pub enum Error {
         busy: u32,
     },
 
+    /// Every address of a network is leased.
+    #[error(
+        "no address left on network {network}: {leased} are leased; remove environments that \
+         use it (`ptest env list`)"
+    )]
+    AddressesExhausted {
+        /// The network.
+        network: String,
+        /// How many addresses are leased.
+        leased: usize,
+    },
+
     /// The environment's status does not allow the action.
     #[error("environment {name:?} is {status}, cannot {action}{}", hint.as_deref().map(|h| format!("; {h}")).unwrap_or_default())]
     WrongState {
@@ -190,6 +202,7 @@ impl Error {
             | Error::Busy { .. }
             | Error::PortTaken { .. }
             | Error::PortsExhausted { .. }
+            | Error::AddressesExhausted { .. }
             | Error::NoProcess { .. }
             | Error::ProcessNameTaken { .. } => ErrorKind::State,
             Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,

@@ -62,4 +62,13 @@ impl Home {
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }
+
+    /// A short stable hash of the home's path (12 hex digits of its SHA-256): what host
+    /// objects shared by its environments (a Docker network, a bridge) are named or labelled
+    /// with, so that each home finds its own and never another's.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.root.as_os_str().as_encoded_bytes());
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
 }

@@ -53,4 +53,4 @@ pub use model::*;
 pub use name::{EnvId, EnvName, InvalidName};
 pub use ports::{PortLease, PortName, PortRange};
 pub use size::ByteSize;
-pub use store::{EventQuery, Store};
+pub use store::{AddressLease, EventQuery, Store};

@@ -302,6 +302,8 @@ impl Manager {
         .await;
         if let Err(error) = built {
             self.fail(&mut env, "create", &error);
+            // The engine cleans up from what it recorded (notes) before failing.
+            let env = self.store.find(env.id.as_str())?.unwrap_or(env);
             match engine.cleanup(&env).await {
                 Ok(()) => self.emit(self.store.delete_environment(&env)?),
                 Err(e) => tracing::warn!("could not undo the failed create of {}: {e}", env.name),
@@ -358,6 +360,24 @@ impl Manager {
         let (port, event) = self.store.release_port(env, name)?;
         self.emit(event);
         Ok(port)
+    }
+
+    /// Leases `env` an address on `network` (see [`EngineContext::lease_address`]), logging
+    /// `network_allocating` and `network_allocated`.
+    pub fn lease_address(
+        &self,
+        env: &Environment,
+        network: &str,
+        candidates: &mut dyn Iterator<Item = std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr> {
+        self.record_event(
+            env,
+            IsolationEvent::NetworkAllocating,
+            serde_json::json!({ "network": network }),
+        )?;
+        let (address, event) = self.store.lease_address(env, network, candidates)?;
+        self.emit(event);
+        Ok(address)
     }
 
     /// Port leases: all, or those of one environment.
@@ -611,6 +631,13 @@ impl Manager {
                 serde_json::json!({ "name": name, "port": env.ports[name] }),
             )?;
         }
+        for lease in self.store.address_leases(None, Some(&env.id))? {
+            self.record_event(
+                &env,
+                IsolationEvent::NetworkReleasing,
+                serde_json::json!({ "network": lease.network, "address": lease.address }),
+            )?;
+        }
         self.step(&mut env, S::CleanupComplete, true, None)?;
         self.emit(self.store.delete_environment(&env)?);
         Ok(())
@@ -706,6 +733,16 @@ impl Manager {
             self.remove_each(chosen, RemoveOptions { force: true })
                 .await,
         );
+        let live: Vec<String> = self
+            .store
+            .environments()?
+            .iter()
+            .map(|e| e.id.to_string())
+            .collect();
+        for level in self.levels() {
+            let engine = self.engine(level)?.clone();
+            reclaimed.extend(engine.collect_garbage(&self.home, &live).await);
+        }
         Ok(reclaimed)
     }
 
@@ -743,5 +780,21 @@ impl EngineContext for Recorder<'_> {
 
     fn note(&self, key: &str, value: serde_json::Value) -> Result<()> {
         self.manager.store.set_detail(&self.env.id, key, &value)
+    }
+
+    fn home(&self) -> &Home {
+        &self.manager.home
+    }
+
+    fn lease_address(
+        &self,
+        network: &str,
+        candidates: &mut dyn Iterator<Item = std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr> {
+        self.manager.lease_address(self.env, network, candidates)
+    }
+
+    fn address_leases(&self, network: &str) -> Result<Vec<crate::store::AddressLease>> {
+        self.manager.store.address_leases(Some(network), None)
     }
 }

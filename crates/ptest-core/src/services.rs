@@ -6,6 +6,7 @@
 //! Every process of a service carries `PTEST_PROC_ID=<record id>` next to `PTEST_ENV_ID`, and
 //! children inherit both, so the whole tree is found from `/proc` wherever it double-forked.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::engine::Engine;
@@ -18,33 +19,53 @@ use crate::name::EnvId;
 
 /// The variable naming a service's record in every process of its tree.
 pub const PROC_ID_VAR: &str = "PTEST_PROC_ID";
+const PROC_ID_PREFIX: &str = "PTEST_PROC_ID=";
 
 /// A supervisor that has not recorded itself this long after `proc start` is taken as dead.
 const SUPERVISOR_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Host pids of the processes carrying `PTEST_ENV_ID=<env>` and `PTEST_PROC_ID=<id>`.
 pub fn marked_pids(env: &EnvId, id: i64) -> Vec<u32> {
-    let want_env = format!("PTEST_ENV_ID={env}");
-    let want_id = format!("{PROC_ID_VAR}={id}");
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
-                let mut vars = environ.split(|b| *b == 0);
-                let (mut env_ok, mut id_ok) = (false, false);
-                for v in &mut vars {
-                    env_ok |= v == want_env.as_bytes();
-                    id_ok |= v == want_id.as_bytes();
-                }
-                env_ok && id_ok
-            })
-        })
+    other_pids()
+        .filter(|&pid| marker_of(pid).is_some_and(|(e, i)| e == env.as_str() && i == id))
         .collect()
+}
+
+/// Every process of every service, by (environment id, record id), from one pass over
+/// `/proc` (what a listing of many services needs, rather than one pass each).
+pub fn all_marked_pids() -> HashMap<(String, i64), Vec<u32>> {
+    let mut out: HashMap<(String, i64), Vec<u32>> = HashMap::new();
+    for pid in other_pids() {
+        if let Some(marker) = marker_of(pid) {
+            out.entry(marker).or_default().push(pid);
+        }
+    }
+    out
+}
+
+/// The pids in `/proc`, but ours.
+fn other_pids() -> impl Iterator<Item = u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(move |&pid| pid != me)
+}
+
+/// The service marker `pid` carries: its `PTEST_ENV_ID` and `PTEST_PROC_ID` (first values).
+fn marker_of(pid: u32) -> Option<(String, i64)> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let (mut env, mut id) = (None, None);
+    for var in environ.split(|b| *b == 0) {
+        if let Some(v) = var.strip_prefix(b"PTEST_ENV_ID=") {
+            env = env.or(Some(v));
+        } else if let Some(v) = var.strip_prefix(PROC_ID_PREFIX.as_bytes()) {
+            id = id.or(Some(v));
+        }
+    }
+    let id = std::str::from_utf8(id?).ok()?.parse().ok()?;
+    Some((String::from_utf8(env?.to_vec()).ok()?, id))
 }
 
 /// SIGKILLs every process of service record `id` of `env` (see [`marked_pids`]), until none
@@ -61,6 +82,18 @@ pub fn kill_marked(env: &EnvId, id: i64) {
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// SIGKILLs the supervisor of `s` if it is a live `ptest __supervise` (an embedded one is the
+/// program that started the process: it sees the process end and records nothing more).
+pub fn kill_supervisor(s: &ServiceInfo) {
+    if let (Some(pid), Some(ticks), false) =
+        (s.supervisor_pid, s.supervisor_ticks, s.supervisor_embedded)
+        && crate::liveness::is_alive(pid, ticks)
+        && let Some(p) = rustix::process::Pid::from_raw(pid as i32)
+    {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
     }
 }
 
@@ -108,9 +141,13 @@ impl Manager {
             })
     }
 
-    /// Records the supervisor owning background process `id`.
-    pub fn set_supervisor(&self, id: i64, pid: u32, ticks: u64) -> Result<()> {
-        self.store().set_supervisor(id, pid, ticks)
+    /// Records the supervisor owning background process `id`: this process, as a `ptest
+    /// __supervise` of its own, or (`embedded`) as the program that started it and runs its
+    /// supervisor as a task.
+    pub fn set_supervisor(&self, id: i64, embedded: bool) -> Result<()> {
+        let me = std::process::id();
+        let ticks = crate::liveness::start_ticks(me).unwrap_or(0);
+        self.store().set_supervisor(id, me, ticks, embedded)
     }
 
     /// Records that background process `id` runs as `pid` (run `restarts + 1`); logs
@@ -241,12 +278,7 @@ impl Manager {
                 IsolationEvent::ProcessStopping,
                 serde_json::json!({ "name": s.name, "pid": s.process.pid, "reason": "environment removed" }),
             )?;
-            if let (Some(pid), Some(ticks)) = (s.supervisor_pid, s.supervisor_ticks)
-                && crate::liveness::is_alive(pid, ticks)
-                && let Some(p) = rustix::process::Pid::from_raw(pid as i32)
-            {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
+            kill_supervisor(&s);
             if s.process.pid != 0 {
                 engine.kill(env, &s.process).await?;
             }

@@ -55,7 +55,6 @@ use bollard::models::{
     PortBinding, ResourcesUlimits,
 };
 use ptest_core::{Environment, EnvironmentSpec, NetworkMode, SecurityLevel, root};
-use sha2::{Digest, Sha256};
 
 /// Label naming the environment id a Docker object belongs to.
 pub const LABEL_ENV: &str = "ptest.env";
@@ -85,8 +84,7 @@ pub const MAIN_COMMAND: [&str; 2] = ["sleep", "2147483647"];
 
 /// A short stable hash of a `PTEST_HOME` path: 12 hex digits of its SHA-256.
 pub fn home_hash(home: &Path) -> String {
-    let digest = Sha256::digest(home.as_os_str().as_encoded_bytes());
-    hex(&digest[..6])
+    ptest_core::Home::at(home).hash()
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -136,6 +134,13 @@ pub fn unsupported(spec: &EnvironmentSpec) -> Vec<String> {
     }
     if spec.virtualenv.is_some() {
         out.push("settings of the virtualenv level".to_owned());
+    }
+    if spec.overlay.is_some() {
+        out.push(
+            "an overlaid workspace (overlay): a container's /workspace is the root's \
+             workspace/ bind-mounted; copy the directory into it instead"
+                .to_owned(),
+        );
     }
     out
 }

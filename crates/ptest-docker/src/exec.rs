@@ -149,25 +149,24 @@ impl RunningProcess for DockerProcess {
 
     async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let (mut out, mut err) = (tokio::io::stdout(), tokio::io::stderr());
+        // Where passed-on output goes: the caller's stdout and stderr, or the given descriptors.
+        let (mut out, mut err): (Sink, Sink) = match &self.mode {
+            OutputMode::Fds { stdout, stderr } => (sink_of(stdout)?, sink_of(stderr)?),
+            _ => (Box::pin(tokio::io::stdout()), Box::pin(tokio::io::stderr())),
+        };
+        let capture = matches!(self.mode, OutputMode::Capture);
         while let Some(chunk) = self.output.next().await {
             let chunk = chunk.map_err(|e| engine_error("read a command's output", e))?;
-            match (chunk, self.mode) {
-                (
-                    LogOutput::StdOut { message } | LogOutput::Console { message },
-                    OutputMode::Capture,
-                ) => stdout.extend_from_slice(&message),
-                (LogOutput::StdErr { message }, OutputMode::Capture) => {
-                    stderr.extend_from_slice(&message)
+            match chunk {
+                LogOutput::StdOut { message } | LogOutput::Console { message } if capture => {
+                    stdout.extend_from_slice(&message)
                 }
-                (
-                    LogOutput::StdOut { message } | LogOutput::Console { message },
-                    OutputMode::Inherit,
-                ) => pass_on(&mut out, &message).await,
-                (LogOutput::StdErr { message }, OutputMode::Inherit) => {
-                    pass_on(&mut err, &message).await
+                LogOutput::StdErr { message } if capture => stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    pass_on(&mut out, &message).await
                 }
-                (LogOutput::StdIn { .. }, _) => {}
+                LogOutput::StdErr { message } => pass_on(&mut err, &message).await,
+                LogOutput::StdIn { .. } => {}
             }
         }
         let ended = Instant::now();
@@ -218,6 +217,18 @@ impl RunningProcess for DockerProcess {
 
 /// Writes output through to the caller's stream as it comes. A closed stdout or stderr of the
 /// caller does not stop the command: the rest of its output is dropped.
+type Sink = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A writer onto a copy of `fd`.
+fn sink_of(fd: &std::os::fd::OwnedFd) -> Result<Sink> {
+    let copy = fd
+        .try_clone()
+        .map_err(|e| engine_error("pass a command's output on", e))?;
+    Ok(Box::pin(tokio::fs::File::from_std(std::fs::File::from(
+        copy,
+    ))))
+}
+
 async fn pass_on(sink: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) {
     let _ = sink.write_all(bytes).await;
     let _ = sink.flush().await;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use ptest_core::{
-    Engine, EngineContext, Environment, EnvironmentSpec, ExecRequest, Finding, IsolationLevel,
-    ProcessInfo, ResourceUsage, Result, RunningProcess, root,
+    Engine, EngineContext, Environment, EnvironmentSpec, ExecRequest, Finding, Home,
+    IsolationLevel, ProcessInfo, Removal, ResourceUsage, Result, RunningProcess, root,
 };
 use rustix::process::{Pid, Signal};
 
@@ -86,6 +86,7 @@ impl Engine for DirectoryEngine {
 
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
         resolve(spec, HostCaps::get())?;
+        sandbox::check_overlay(spec)?;
         if spec.virtualenv.is_some() || spec.docker.is_some() {
             return Err(ptest_core::Error::Usage(
                 "settings of another level (python, packages, image) given for a basic \
@@ -118,8 +119,9 @@ impl Engine for DirectoryEngine {
 
     async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
         match sandbox::isolation(env) {
-            Some(iso) if iso.pod => enter::kill_tree(process.pid, process.start_ticks),
-            _ => exec::kill_group(process.pid, process.start_ticks),
+            // A sandboxed command's pid is its relay's (see `enter`).
+            Some(_) => enter::kill_tree(process.pid, process.start_ticks),
+            None => exec::kill_group(process.pid, process.start_ticks),
         }
         Ok(())
     }
@@ -153,8 +155,19 @@ impl Engine for DirectoryEngine {
 
     async fn cleanup(&self, env: &Environment) -> Result<()> {
         sandbox::teardown(env).await?;
+        crate::network::disconnect(env).await?;
         let (root, id) = (env.root.clone(), env.id.clone());
         blocking(move || crate::quota::remove(&root, &id)).await
+    }
+
+    async fn collect_garbage(&self, home: &Home, live_ids: &[String]) -> Vec<Removal> {
+        if !HostCaps::get().bridge_usable() {
+            return Vec::new();
+        }
+        let (home, live) = (home.clone(), live_ids.to_vec());
+        tokio::task::spawn_blocking(move || crate::network::collect_garbage(&home, &live))
+            .await
+            .expect("collecting bridge leftovers does not panic")
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
@@ -230,6 +243,7 @@ fn sandbox_findings(env: &Environment) -> Vec<Finding> {
             ) + if found { "" } else { " is missing" },
         });
     }
+    out.extend(crate::network::finding(env));
     if iso.pod {
         let holder = sandbox::attach(env);
         out.push(Finding {

@@ -1,7 +1,9 @@
 //! Running one command in a sandboxed environment: inside its pod (setns, fork, exec) or, at
 //! security `low`, on the host inside its cgroup. A thread of its own spawns the command and
 //! waits for it, so the command's parent-death signal is tied to a thread that lives exactly
-//! as long as the command.
+//! as long as the command. Either way a relay process sits between that thread and the
+//! command: if this program dies (a SIGKILLed `ptest env exec`), the relay kills the command's
+//! whole process group, not only the command.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -78,20 +80,29 @@ pub(crate) fn spawn(
         cmd.landlock = Some(sandbox::landlock_rules(env));
         cmd.seccomp = true;
     }
-    let (stdout, stderr) = if request.output == OutputMode::Capture {
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        cmd.stdout = Stdio::Fd(out_w);
-        cmd.stderr = Stdio::Fd(err_w);
-        (Some(reader(out_r)), Some(reader(err_r)))
-    } else {
-        (None, None)
+    let (stdout, stderr) = match &request.output {
+        OutputMode::Capture => {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            cmd.stdout = Stdio::Fd(out_w);
+            cmd.stderr = Stdio::Fd(err_w);
+            (Some(reader(out_r)), Some(reader(err_r)))
+        }
+        OutputMode::Inherit => (None, None),
+        OutputMode::Fds { stdout, stderr } => {
+            cmd.stdout = Stdio::Fd(stdout.try_clone().map_err(spawn_error)?);
+            cmd.stderr = Stdio::Fd(stderr.try_clone().map_err(spawn_error)?);
+            (None, None)
+        }
     };
     // One handle reads the OOM count here; the spawning thread gets a copy of it.
     let cgroup = sandbox::open_cgroup(env);
     let oom_before = oom_kills(cgroup.as_ref());
+    // What the command leaves in its process group dies when it exits (the relay kills the
+    // group before reaping it); in a pod, also what stayed in its session (below).
+    cmd.end_group_on_exit = true;
     let pod = if iso.pod { sandbox::attach(env)? } else { None };
-    let own_group = pod.is_none();
+    let in_pod = pod.is_some();
     let group = cgroup.clone();
 
     let (pid_tx, pid_rx) = std::sync::mpsc::channel();
@@ -110,7 +121,7 @@ pub(crate) fn spawn(
             }
         };
         let _ = pid_tx.send(Ok(child.pid()));
-        if !own_group {
+        if in_pod {
             // In a pod, once the command is done, what it left behind is ended: processes of
             // this environment's cgroup that carry this command's marker and stayed in its
             // session (the relay runs in ours; a `setsid` daemon has left it on purpose).
@@ -130,19 +141,6 @@ pub(crate) fn spawn(
             }
             let _ = exit_tx.send(status);
             return;
-        }
-        {
-            // On the host the command leads its own process group: once it has exited (but
-            // before it is reaped, so the group id stays ours), end what it left behind.
-            if let Ok(fd) = child.pidfd() {
-                let _ = rustix::process::waitid(
-                    rustix::process::WaitId::PidFd(std::os::fd::AsFd::as_fd(&fd)),
-                    rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
-                );
-                if let Some(pid) = Pid::from_raw(child.pid()) {
-                    let _ = rustix::process::kill_process_group(pid, Signal::KILL);
-                }
-            }
         }
         let _ = exit_tx.send(child.wait().map_err(spawn_error));
     });
@@ -200,8 +198,8 @@ fn reader(fd: OwnedFd) -> tokio::fs::File {
     tokio::fs::File::from_std(File::from(fd))
 }
 
-/// Kills `pid` and everything below it, with their process groups: the command's tree
-/// inside a pod, where the relay's child leads the command's group.
+/// Kills `pid` and everything below it, with their process groups: a sandboxed command's
+/// tree, where the relay's child leads the command's group.
 pub(crate) fn kill_tree(pid: u32, ticks: u64) {
     if ptest_core::liveness::start_ticks(pid) != Some(ticks) {
         return;
@@ -223,7 +221,14 @@ pub(crate) fn kill_tree(pid: u32, ticks: u64) {
             );
         }
     }
-    // Children first, so nothing is re-parented away between the kills.
+    // Stopped first, parents before children, so that no process reacts to a child's death
+    // (a shell's `wait` returning 0) between the kills; then children first, so nothing is
+    // re-parented away between them. SIGKILL ends stopped processes too.
+    for p in &all {
+        if let Some(pid) = Pid::from_raw(*p as i32) {
+            let _ = rustix::process::kill_process(pid, Signal::STOP);
+        }
+    }
     for p in all.iter().rev() {
         if let Some(pid) = Pid::from_raw(*p as i32) {
             // Only a group leader has a group with its own id; for the rest this is ESRCH.

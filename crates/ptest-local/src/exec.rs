@@ -53,8 +53,18 @@ pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProc
             Ok(())
         });
     }
-    if request.output == OutputMode::Capture {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    match &request.output {
+        OutputMode::Capture => {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        OutputMode::Inherit => {}
+        OutputMode::Fds { stdout, stderr } => {
+            let copy = |fd: &OwnedFd| {
+                fd.try_clone()
+                    .map_err(|e| engine_error("spawn", format!("output: {e}")))
+            };
+            cmd.stdout(copy(stdout)?).stderr(copy(stderr)?);
+        }
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Usage(format!(

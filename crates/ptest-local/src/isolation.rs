@@ -4,7 +4,7 @@
 //! which case the drop is recorded on the environment.
 //!
 //! `PTEST_SANDBOX_DISABLE` (a comma-separated list of `namespaces`, `cgroups`, `seccomp`,
-//! `landlock`, `quota`) makes the probe report those features as missing, so that refusals and
+//! `landlock`, `quota`, `bridge`) makes the probe report those features as missing, so that refusals and
 //! `--allow-degraded` can be exercised on a host that has everything; nothing is mocked below
 //! the probe.
 
@@ -32,6 +32,8 @@ pub(crate) struct HostCaps {
     pub seccomp: std::result::Result<(), String>,
     /// Why size-limited roots (a tmpfs mounted per environment) cannot be made, if not.
     pub quota: std::result::Result<(), String>,
+    /// Why `--network bridge` cannot be set up (beyond namespaces), if it cannot.
+    pub bridge: std::result::Result<(), String>,
 }
 
 /// The variable naming features to treat as missing (see the module documentation).
@@ -70,6 +72,11 @@ impl HostCaps {
                 } else {
                     Err("not root: mounting a size-limited root needs CAP_SYS_ADMIN".into())
                 },
+                bridge: if root {
+                    ptest_sandbox::bridge::missing_tools()
+                } else {
+                    Err("not root: veth pairs and nftables rules need CAP_NET_ADMIN".into())
+                },
             };
             caps.disabled(std::env::var(DISABLE_VAR).ok().as_deref())
         })
@@ -85,6 +92,7 @@ impl HostCaps {
                 "seccomp" => self.seccomp = Err(why()),
                 "landlock" => self.landlock = Err(why()),
                 "quota" => self.quota = Err(why()),
+                "bridge" => self.bridge = Err(why()),
                 _ => {}
             }
         }
@@ -101,6 +109,20 @@ impl HostCaps {
             why.push(format!("Landlock: {e}"));
         }
         (!why.is_empty()).then(|| why.join(", "))
+    }
+
+    /// Whether `bridge` can be applied (so there may be bridges to collect).
+    pub fn bridge_usable(&self) -> bool {
+        self.bridge_missing().is_none()
+    }
+
+    /// Why `bridge` cannot be applied, if it cannot.
+    fn bridge_missing(&self) -> Option<String> {
+        match (&self.namespaces, &self.bridge) {
+            (Err(e), _) => Some(format!("needs namespaces: {e}")),
+            (Ok(()), Err(e)) => Some(e.clone()),
+            (Ok(()), Ok(())) => None,
+        }
     }
 
     fn has(&self, controller: Controller) -> bool {
@@ -150,6 +172,15 @@ impl HostCaps {
                     self.landlock.as_ref().copied().unwrap_or_default()
                 ),
                 Err(e) => format!("security strict is refused: {e}"),
+            },
+        });
+        let bridge = self.bridge_missing();
+        out.push(Finding {
+            check: "bridge".into(),
+            ok: bridge.is_none(),
+            detail: match bridge {
+                None => "ip, nft and nsenter found: --network bridge and --allow".into(),
+                Some(why) => format!("--network bridge is refused: {why}"),
             },
         });
         out.push(Finding {
@@ -249,16 +280,22 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
         NetworkMode::Host
     };
     let mut network = spec.network.unwrap_or(default_network);
+    if !spec.allow.is_empty() && network != NetworkMode::Bridge {
+        return Err(Error::Usage(format!(
+            "--allow applies to --network bridge only (this environment's network is {})",
+            wire(network)
+        )));
+    }
     match network {
-        NetworkMode::Bridge => {
+        NetworkMode::Bridge if host.bridge_missing().is_some() => {
+            let why = host.bridge_missing().unwrap_or_default();
             lack(
-                "network bridge (veth and bridge set-up are not in this build); loopback applied"
-                    .into(),
+                format!("network bridge ({why}); loopback applied"),
                 &mut missing,
             );
             network = NetworkMode::Loopback;
         }
-        NetworkMode::Loopback | NetworkMode::None if !pod => {
+        NetworkMode::Loopback | NetworkMode::None | NetworkMode::Bridge if !pod => {
             lack(
                 format!(
                     "network {} needs security medium or higher; host applied",
@@ -345,6 +382,7 @@ mod tests {
             landlock: Ok(7),
             seccomp: Ok(()),
             quota: Ok(()),
+            bridge: Ok(()),
         }
     }
 
@@ -384,6 +422,27 @@ mod tests {
         assert_eq!(iso.security, SecurityLevel::High);
         assert_eq!(iso.network, NetworkMode::None);
         assert_eq!(iso.dropped.len(), 2);
+    }
+
+    #[test]
+    fn bridge_needs_its_tools_and_allow_needs_a_bridge() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Basic);
+        spec.network = Some(NetworkMode::Bridge);
+        assert_eq!(
+            resolve(&spec, &host(true, true)).unwrap().network,
+            NetworkMode::Bridge
+        );
+        let err = resolve(&spec, &host(true, true).disabled(Some("bridge")))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("network bridge (disabled by"), "{err}");
+        spec.network = Some(NetworkMode::Loopback);
+        spec.allow = vec!["10.0.0.1:80".parse().unwrap()];
+        let err = resolve(&spec, &host(true, true)).unwrap_err().to_string();
+        assert!(
+            err.contains("--allow applies to --network bridge only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,10 +6,17 @@
 //! resolved against the host (`isolation`), then a cgroup `ptest/env-<id>` and, at `medium`
 //! and above, a pod holder are made (`sandbox`); each command enters them (`enter`). Without
 //! cgroups or namespaces, commands run as plain children in their own process group
-//! (`exec`), found again through the `PTEST_ENV_ID` they carry (`procscan`).
+//! (`exec`), found again through the `PTEST_ENV_ID` they carry (`procscan`). A spec's
+//! `overlay` is mounted on `workspace/` inside the pod ([`renew_overlay`] replaces its upper
+//! layer with an empty one). With `--network bridge` the pod is then plugged into its home's
+//! bridge, with an address leased in the store and its `--allow` rules (`network`).
 //!
 //! [`VirtualenvEngine`] adds a Python venv at `<root>/venv` (uv or pip, one shared cache,
 //! templates reused by spec hash); [`Packages`] installs into it and reads its metadata.
+//!
+//! [`supervisor`] runs background processes (logs, restarts, readiness): under a `ptest
+//! __supervise` process of their own, or, for a Rust program that lives on, on a task of that
+//! program ([`supervisor::Service`], with an example there).
 //!
 //! Flow of `exec`: [`exec::spawn`] starts the command with a pidfd open on it; `wait` waits on
 //! the pidfd, kills what the command left in its process group while the leader is still an
@@ -20,6 +27,7 @@ mod directory;
 mod enter;
 mod exec;
 mod isolation;
+mod network;
 mod packages;
 mod procscan;
 mod quota;
@@ -29,4 +37,5 @@ mod virtualenv;
 
 pub use directory::DirectoryEngine;
 pub use packages::Packages;
+pub use sandbox::{overlay_failed, overlay_refusal, renew_overlay};
 pub use virtualenv::{VirtualenvEngine, venv_path};

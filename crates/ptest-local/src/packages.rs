@@ -142,4 +142,20 @@ impl ptest_core::EngineContext for EnvEvents<'_> {
     fn note(&self, _key: &str, _value: serde_json::Value) -> Result<()> {
         Ok(())
     }
+
+    fn home(&self) -> &ptest_core::Home {
+        self.0.home()
+    }
+
+    fn lease_address(
+        &self,
+        network: &str,
+        candidates: &mut dyn Iterator<Item = std::net::Ipv4Addr>,
+    ) -> Result<std::net::Ipv4Addr> {
+        self.0.lease_address(self.1, network, candidates)
+    }
+
+    fn address_leases(&self, network: &str) -> Result<Vec<ptest_core::AddressLease>> {
+        self.0.store().address_leases(Some(network), None)
+    }
 }

@@ -1,11 +1,17 @@
 //! The pod behind a sandboxed environment: its cgroup (`ptest/env-<id>`) and, at security
 //! `medium` and above, a holder process owning its namespaces. Created at activation, entered
-//! by every command, torn down (cgroup killed, holder with it) at removal.
+//! by every command, torn down (cgroup killed, holder with it) at removal. An environment
+//! whose spec asks for an overlay gets it mounted on its `workspace/` inside the pod right
+//! after the holder is ready, and a fresh one on request ([`renew_overlay`]).
 
 use std::path::{Path, PathBuf};
 
-use ptest_core::{EngineContext, Environment, Error, Home, IsolationLevel, Result, SecurityLevel};
-use ptest_sandbox::{Bind, Cgroup, FsRules, HostView, NetworkMode as PodNetwork, Pod, PodSpec};
+use ptest_core::{
+    EngineContext, Environment, EnvironmentSpec, Error, Home, IsolationLevel, Result, SecurityLevel,
+};
+use ptest_sandbox::{
+    Bind, Cgroup, FsRules, HostView, NetworkMode as PodNetwork, Overlay, Pod, PodSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::isolation::{CGROUP_PARENT, HostCaps, Isolation, resolve};
@@ -67,7 +73,13 @@ pub(crate) async fn activate(
     let (env2, iso2) = (env.clone(), iso.clone());
     // Forking the holder happens on a thread of its own, away from the async runtime.
     let state = run_on_thread(move || build(&env2, &iso2, binds)).await?;
-    ctx.note("sandbox", serde_json::to_value(&state).expect("serializes"))
+    ctx.note("sandbox", serde_json::to_value(&state).expect("serializes"))?;
+    match (iso.network, state.holder_pid) {
+        (ptest_core::NetworkMode::Bridge, Some(pid)) => {
+            crate::network::connect(env, ctx, pid).await
+        }
+        _ => Ok(()),
+    }
 }
 
 fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<SandboxState> {
@@ -102,10 +114,117 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
         spec.masks = masks(env);
         spec.cgroup = cgroup;
         let pod = create_pod(&spec)?;
+        if let Some(overlay) = overlay(env)
+            && let Err(e) = pod.mount_overlay(&overlay)
+        {
+            // No record of the holder is kept yet: take it down here, not left to teardown.
+            if let Err(e) = pod.destroy() {
+                tracing::warn!("could not stop the sandbox of {}: {e}", env.name);
+            }
+            return Err(overlay_error(e));
+        }
         state.holder_pid = Some(pod.holder_pid());
         state.start_time = Some(pod.start_time());
     }
     Ok(state)
+}
+
+/// What an engine error says when the overlay could not be mounted (see [`overlay_failed`]).
+const MOUNT_OVERLAY: &str = "mount the overlay on workspace/";
+
+fn overlay_error(e: ptest_sandbox::Error) -> Error {
+    Error::Engine {
+        level: IsolationLevel::Basic,
+        action: MOUNT_OVERLAY,
+        message: e.to_string(),
+    }
+}
+
+/// Whether `error` is the failure to mount an environment's overlay (its directory on a
+/// filesystem overlayfs refuses as a layer, or a root overlayfs refuses as the upper one), as
+/// opposed to any other reason an environment could not be made.
+pub fn overlay_failed(error: &Error) -> bool {
+    matches!(error, Error::Engine { action, .. } if *action == MOUNT_OVERLAY)
+}
+
+/// The overlay `env`'s spec asks for, with its layers in the root.
+fn overlay(env: &Environment) -> Option<Overlay> {
+    let spec = env.spec.overlay.as_ref()?;
+    Some(Overlay {
+        lower: spec.lower.clone(),
+        upper: env.overlay_upper(),
+        work: env.overlay_work(),
+        target: env.workspace(),
+        hide: spec.hide.clone(),
+    })
+}
+
+/// Why an environment made from `spec` would not get a pod, so no overlay, on this host
+/// (security `low`, or no namespaces); `None` when it would, or when `spec` is refused for
+/// another reason (which creating it reports).
+pub fn overlay_refusal(spec: &EnvironmentSpec) -> Option<String> {
+    let host = HostCaps::get();
+    let iso = resolve(spec, host).ok()?;
+    if iso.pod {
+        return None;
+    }
+    Some(match &host.namespaces {
+        Err(why) if spec.security != Some(SecurityLevel::Low) => {
+            format!("this host cannot make namespaces ({why})")
+        }
+        _ => format!(
+            "security {} shares the host's mount namespace",
+            iso.security
+        ),
+    })
+}
+
+/// Refuses a spec asking for an overlay it would not get (see [`overlay_refusal`]).
+pub(crate) fn check_overlay(spec: &EnvironmentSpec) -> Result<()> {
+    match (&spec.overlay, overlay_refusal(spec)) {
+        (Some(_), Some(why)) => Err(Error::Usage(format!(
+            "an overlaid workspace is mounted inside the environment's own mount namespace, \
+             and {why}; use security medium or higher"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Gives `env`'s overlaid `workspace/` a fresh, empty upper layer: the overlay is detached
+/// from the pod, its layer directories deleted and made again, and a new overlay mounted, so
+/// the workspace shows the lower directory as it is (a retry starts clean). A process still
+/// using the old overlay (a daemon left by an earlier command) keeps what it had open.
+pub async fn renew_overlay(env: &Environment) -> Result<()> {
+    let Some(overlay) = overlay(env) else {
+        return Err(Error::Usage(format!(
+            "environment {} has no overlaid workspace",
+            env.name
+        )));
+    };
+    let env = env.clone();
+    run_on_thread(move || {
+        let Some(pod) = attach(&env)? else {
+            return Err(Error::Usage(format!(
+                "environment {} has no sandbox to mount an overlay in",
+                env.name
+            )));
+        };
+        pod.unmount(&overlay.target).map_err(overlay_error)?;
+        let layers = env.root.join("overlay");
+        // A symlink planted at `overlay` is removed, not followed; the directories are then
+        // made new, never reused.
+        match std::fs::remove_dir_all(&layers) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io("deleting", &layers, e));
+            }
+            _ => {}
+        }
+        for dir in [&layers, &overlay.upper, &overlay.work] {
+            std::fs::create_dir(dir).map_err(|e| Error::io("creating", dir, e))?;
+        }
+        pod.mount_overlay(&overlay).map_err(overlay_error)
+    })
+    .await
 }
 
 /// What a pod hides from its commands: ptest's home (every other environment's root under

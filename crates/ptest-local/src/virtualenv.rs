@@ -2,7 +2,7 @@
 //! `<root>/venv`, whose `bin/` comes first on `PATH` for every command.
 //!
 //! A new environment whose spec hashes like an earlier one is cloned by hard links from a
-//! template under `$PTEST_HOME/cache/venvs/<hash>/` instead of being installed again.
+//! template under `$PTEST_HOME/cache/templates/<hash>/` instead of being installed again.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +12,8 @@ use ptest_core::{
     IsolationEvent, IsolationLevel, ProcessInfo, ResourceUsage, Result, RunningProcess,
 };
 use ptest_python::{
-    InstallOutcome, InstallRequest, Installer, InstallerKind, Interpreter, PythonRequest,
-    Requirement, SpecHash, Venv,
+    InstallOutcome, InstallRequest, Installer, InstallerKind, Interpreter, ProbeCache,
+    PythonRequest, Requirement, SpecHash, Venv,
 };
 use serde_json::json;
 
@@ -49,7 +49,13 @@ impl VirtualenvEngine {
 
 /// The installer for a home's cache directory.
 pub(crate) fn installer_for(cache: &Path) -> Installer {
-    Installer::detect(&cache.join("python"))
+    Installer::detect_cached(&cache.join("python"), &probes_for(cache))
+}
+
+/// Where a home keeps what interpreters and uv said about themselves, so that creating an
+/// environment starts no subprocess to ask them again.
+fn probes_for(cache: &Path) -> ProbeCache {
+    ProbeCache::new(&cache.join("probes"))
 }
 
 /// Turns the Python crate's errors into ptest's: what the user asked for is a usage error,
@@ -100,7 +106,7 @@ impl Engine for VirtualenvEngine {
 
     fn capabilities(&self) -> Vec<Finding> {
         let mut out = self.dir.capabilities();
-        let python = Interpreter::find(&PythonRequest::Default);
+        let python = Interpreter::find_cached(&PythonRequest::Default, &probes_for(&self.cache));
         out.push(Finding {
             check: "python".into(),
             ok: python.is_ok(),
@@ -159,8 +165,9 @@ impl Engine for VirtualenvEngine {
             .unwrap_or("")
             .parse()
             .expect("every string is a python request");
+        let probes = probes_for(&self.cache);
         let interpreter = blocking(move || {
-            Interpreter::find(&request).map_err(|e| python_error("find python", e))
+            Interpreter::find_cached(&request, &probes).map_err(|e| python_error("find python", e))
         })
         .await?;
         ctx.note(
@@ -185,7 +192,7 @@ impl Engine for VirtualenvEngine {
         let installer = self.installer();
         ctx.note("installer", json!(installer.kind().name()))?;
         let venv_dir = venv_path(env);
-        let template = self.cache.join("venvs").join(hash.short());
+        let template = self.cache.join("templates").join(hash.short());
         let reusable = !reqs.iter().any(|r| is_local(r));
         if reusable && template.join("complete").is_file() {
             ctx.event(
@@ -353,22 +360,27 @@ pub(crate) async fn install_with_events(
 }
 
 /// Keeps a copy of a freshly built venv (hard links, so nearly free) for later environments
-/// with the same hash. Built beside the final place and renamed, so a half-made template is
-/// never used; a concurrent builder that renamed first wins.
+/// with the same hash. It is built in `.<hash>-<pid>/` and published by the symbolic link
+/// `<hash>` to it, made atomically: a half-made template is never used and a concurrent
+/// builder that linked first wins. The build directory is never moved, because the venv's
+/// scripts name it (a clone replaces that path, the template's canonical one, with its own).
 fn save_template(venv: &Path, template: &Path) -> Result<()> {
-    let parent = template.parent().expect("templates live under cache/venvs");
+    let parent = template
+        .parent()
+        .expect("templates live under cache/templates");
     std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
-    let staging = parent.join(format!(
+    let build = format!(
         ".{}-{}",
         template.file_name().and_then(|n| n.to_str()).unwrap_or("t"),
         std::process::id()
-    ));
+    );
+    let staging = parent.join(&build);
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir(&staging).map_err(|e| Error::io("creating", &staging, e))?;
     ptest_python::clone_venv(venv, &staging.join("venv"))
         .map_err(|e| python_error("save a template", e))?;
     std::fs::write(staging.join("complete"), "").map_err(|e| Error::io("writing", &staging, e))?;
-    if std::fs::rename(&staging, template).is_err() {
+    if std::os::unix::fs::symlink(&build, template).is_err() {
         let _ = std::fs::remove_dir_all(&staging);
     }
     Ok(())

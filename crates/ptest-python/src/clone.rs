@@ -111,12 +111,17 @@ impl Cloner<'_> {
         Ok(())
     }
 
-    /// A link pointing inside the source venv by absolute path points inside the clone.
+    /// A link pointing inside the source venv by absolute path (any spelling of it) points
+    /// inside the clone.
     fn rewrite_link_target(&self, target: &Path) -> PathBuf {
-        match target.strip_prefix(self.src_root) {
-            Ok(rest) if target.is_absolute() => self.dst_root.join(rest),
-            _ => target.to_owned(),
+        if target.is_absolute() {
+            for old in &self.old_paths {
+                if let Ok(rest) = target.strip_prefix(old) {
+                    return self.dst_root.join(rest);
+                }
+            }
         }
+        target.to_owned()
     }
 
     fn needs_rewrite(&self, from: &Path) -> bool {

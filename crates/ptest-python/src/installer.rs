@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, tail};
 use crate::interpreter::find_on_path;
 use crate::metadata::{Distribution, installed};
+use crate::probe_cache::ProbeCache;
 use crate::requirement::{PackageName, Requirement};
 use crate::venv::Venv;
 
@@ -145,8 +146,14 @@ impl Installer {
     /// uv when a `uv` binary is on `PATH`, pip otherwise. `cache_dir` is shared by every
     /// environment (`UV_CACHE_DIR` / `PIP_CACHE_DIR`).
     pub fn detect(cache_dir: &Path) -> Installer {
+        Installer::detect_cached(cache_dir, &ProbeCache::none())
+    }
+
+    /// [`Installer::detect`], with each uv's `--version` answer taken from `probes` while
+    /// its binary is unchanged.
+    pub fn detect_cached(cache_dir: &Path, probes: &ProbeCache) -> Installer {
         for binary in find_on_path("uv") {
-            match Installer::uv(&binary, cache_dir) {
+            match Installer::uv_with(&binary, cache_dir, probes) {
                 Ok(installer) => return installer,
                 Err(err) => tracing::warn!(%err, "ignoring unusable uv"),
             }
@@ -156,14 +163,22 @@ impl Installer {
 
     /// uv at `binary` (checked by running `uv --version`).
     pub fn uv(binary: &Path, cache_dir: &Path) -> Result<Installer> {
-        let output = run_tool(
-            Command::new(binary).arg("--version"),
-            "asking uv for its version",
-        )?;
+        Installer::uv_with(binary, cache_dir, &ProbeCache::none())
+    }
+
+    fn uv_with(binary: &Path, cache_dir: &Path, probes: &ProbeCache) -> Result<Installer> {
+        let ask = || {
+            let output = run_tool(
+                Command::new(binary).arg("--version"),
+                "asking uv for its version",
+            )?;
+            Ok(String::from_utf8_lossy(&output).trim().to_owned())
+        };
+        let version = probes.answer("uv", binary, &[], "", ask, |_, _| true)?;
         Ok(Installer {
             kind: InstallerKind::Uv {
                 binary: binary.to_owned(),
-                version: String::from_utf8_lossy(&output).trim().to_owned(),
+                version,
             },
             cache_dir: cache_dir.to_owned(),
             pip_versions: Arc::default(),

@@ -44,6 +44,8 @@ pub mod installer;
 pub mod interpreter;
 pub mod marker;
 pub mod metadata;
+pub mod probe_cache;
+pub mod pyenv;
 pub mod requirement;
 pub mod specifier;
 pub mod tree;
@@ -58,6 +60,7 @@ pub use installer::{InstallOutcome, InstallRequest, Installer, InstallerKind, Pa
 pub use interpreter::{Interpreter, PythonRequest};
 pub use marker::{MarkerEnvironment, MarkerTree};
 pub use metadata::{Distribution, freeze, installed, show};
+pub use probe_cache::ProbeCache;
 pub use requirement::{PackageName, Requirement, VersionOrUrl};
 pub use specifier::{VersionSpecifier, VersionSpecifiers};
 pub use tree::{TreeDisplay, TreeError, TreeNode, tree};

@@ -5,10 +5,11 @@
 
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use ptest_python::{Error, Interpreter, PythonRequest, SpecHash};
-use support::python;
+use ptest_python::{Error, Interpreter, ProbeCache, PythonRequest, SpecHash};
+use support::{python, starts};
 
 fn is_elf(path: &std::path::Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"\x7fELF"))
@@ -36,6 +37,95 @@ fn version_request_finds_the_real_binary_not_a_shim() {
     let queried = Interpreter::query(&via_path).unwrap();
     assert!(is_elf(&queried.path));
     assert_eq!(queried.version, default.version);
+}
+
+#[test]
+fn a_pyenv_shim_is_resolved_to_the_binary_pyenv_runs() {
+    let Some(default) = python() else { return };
+    let shims: Vec<PathBuf> = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("python3"))
+        .filter(|p| ptest_python::pyenv::resolve_shim(p).is_some())
+        .collect();
+    let Some(shim) = shims.first() else {
+        // No pyenv here: nothing to compare with (the rules are unit-tested in pyenv.rs).
+        assert!(ptest_python::pyenv::resolve_shim(&default.path).is_none());
+        return;
+    };
+    let resolved = ptest_python::pyenv::resolve_shim(shim).unwrap();
+    // Running the shim asks pyenv itself.
+    let by_pyenv = Interpreter::query(shim).unwrap();
+    assert_eq!(std::fs::canonicalize(&resolved).unwrap(), by_pyenv.path);
+    // Finding through the shim gives that binary's interpreter.
+    let found = Interpreter::find(&PythonRequest::Path(shim.clone())).unwrap();
+    assert_eq!(found, by_pyenv);
+}
+
+#[test]
+fn a_cached_interpreter_is_asked_again_only_when_its_binary_changes() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("starts.log");
+    let cache = ProbeCache::new(&dir.path().join("probes"));
+    let venv = support::logging_venv(dir.path(), "venv", &python, &log);
+    let request = PythonRequest::Path(venv.python());
+
+    assert_eq!(Interpreter::find_cached(&request, &cache).unwrap(), python);
+    assert_eq!(starts(&log), 1);
+    // Asked again: answered from the cache, no Python started.
+    assert_eq!(Interpreter::find_cached(&request, &cache).unwrap(), python);
+    assert_eq!(starts(&log), 1);
+    // The venv's configuration changed: asked again.
+    let cfg = venv.root().join("pyvenv.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}# changed\n")).unwrap();
+    assert_eq!(Interpreter::find_cached(&request, &cache).unwrap(), python);
+    assert_eq!(starts(&log), 2);
+
+    // A script that starts Python may start another one tomorrow without changing: never kept.
+    let wrapper = dir.path().join("python3");
+    let script = format!(
+        "#!/bin/sh\necho wrapper $$ >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        python.path.display()
+    );
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let request = PythonRequest::Path(wrapper);
+    for _ in 0..2 {
+        assert_eq!(Interpreter::find_cached(&request, &cache).unwrap(), python);
+    }
+    assert_eq!(starts(&log), 4);
+}
+
+#[test]
+fn a_link_pointed_at_another_interpreter_never_gets_the_old_answer() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ProbeCache::new(&dir.path().join("probes"));
+    // Another interpreter: a copy of the binary is one (it reports its own path).
+    let copy = dir
+        .path()
+        .join("copy")
+        .join(python.path.file_name().unwrap());
+    std::fs::create_dir(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&python.path, &copy).unwrap();
+    let link = dir.path().join("python3");
+    std::os::unix::fs::symlink(&python.path, &link).unwrap();
+    let request = PythonRequest::Path(link.clone());
+
+    assert_eq!(
+        Interpreter::find_cached(&request, &cache).unwrap().path,
+        python.path
+    );
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    assert_eq!(
+        Interpreter::find_cached(&request, &cache).unwrap().path,
+        copy
+    );
+    // A binary that is gone is an error, not an old answer.
+    std::fs::remove_file(&copy).unwrap();
+    assert!(Interpreter::find_cached(&request, &cache).is_err());
 }
 
 #[test]

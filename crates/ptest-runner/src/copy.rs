@@ -2,7 +2,8 @@
 //! (reflinked where the filesystem supports `FICLONE`, never hard-linked, since a write through
 //! a hard link would change the user's file), without `.git`, `target/`, `.ptest/`, other
 //! tools' environments and caches (`.tox/`, `.nox/`, `.venv/`, `__pycache__/`,
-//! `.pytest_cache/`, `.mypy_cache/`) and what `.ptestignore` lists.
+//! `.pytest_cache/`, `.mypy_cache/`) and what `.ptestignore` lists. Under `project =
+//! "overlay"` the same rules say what the overlay hides ([`ignored_paths`]).
 //!
 //! `.ptestignore` holds one pattern a line (`#` starts a comment): a pattern without a `/`
 //! matches a file or directory of that name anywhere (`*` and `?` are wildcards); one with a
@@ -121,13 +122,71 @@ pub struct CopyStats {
 /// ignore. Symlinks are copied as symlinks; sockets and other special files are skipped.
 pub fn copy_tree(src: &Path, dst: &Path, rules: &IgnoreRules) -> io::Result<CopyStats> {
     let mut stats = CopyStats::default();
+    walk(src, rules, |entry| {
+        let Entry::Kept { from, rel, kind } = entry else {
+            return Ok(());
+        };
+        let to = dst.join(rel);
+        if kind.is_dir() {
+            fs::create_dir(&to).map_err(|e| at(e, &to))?;
+            let mode = fs::symlink_metadata(from)
+                .map_err(|e| at(e, from))?
+                .permissions();
+            fs::set_permissions(&to, mode).map_err(|e| at(e, &to))?;
+        } else if kind.is_symlink() {
+            let target = fs::read_link(from).map_err(|e| at(e, from))?;
+            std::os::unix::fs::symlink(&target, &to).map_err(|e| at(e, &to))?;
+        } else if kind.is_file() {
+            let (bytes, reflinked) = copy_file(from, &to)?;
+            stats.files += 1;
+            stats.bytes += bytes;
+            stats.reflinked += u64::from(reflinked);
+        }
+        Ok(())
+    })?;
+    Ok(stats)
+}
+
+/// The paths under `src` (relative to it) that `rules` ignore, outermost only: what a view
+/// of the whole tree must hide to show what [`copy_tree`] would copy.
+pub fn ignored_paths(src: &Path, rules: &IgnoreRules) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(src, rules, |entry| {
+        if let Entry::Ignored { rel } = entry {
+            out.push(PathBuf::from(rel));
+        }
+        Ok(())
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// One entry met by [`walk`].
+enum Entry<'a> {
+    /// Skipped by the rules (and, for a directory, not entered).
+    Ignored { rel: &'a str },
+    /// Kept; directories are entered after this.
+    Kept {
+        from: &'a Path,
+        rel: &'a str,
+        kind: fs::FileType,
+    },
+}
+
+/// Visits the tree under `src`, parents before children, without following symlinks. Names
+/// that are not UTF-8 cannot be matched or reported and are left out.
+fn walk(
+    src: &Path,
+    rules: &IgnoreRules,
+    mut visit: impl FnMut(Entry<'_>) -> io::Result<()>,
+) -> io::Result<()> {
     let mut stack: Vec<(PathBuf, String)> = vec![(src.to_owned(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
         for entry in fs::read_dir(&dir).map_err(|e| at(e, &dir))? {
             let entry = entry.map_err(|e| at(e, &dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                continue; // a non-UTF-8 name cannot be matched or reported; not copied
+                continue;
             };
             let child_rel = if rel.is_empty() {
                 name.to_owned()
@@ -135,28 +194,22 @@ pub fn copy_tree(src: &Path, dst: &Path, rules: &IgnoreRules) -> io::Result<Copy
                 format!("{rel}/{name}")
             };
             let from = entry.path();
-            let to = dst.join(&child_rel);
             let kind = entry.file_type().map_err(|e| at(e, &from))?;
             if rules.ignores(&child_rel, kind.is_dir()) {
+                visit(Entry::Ignored { rel: &child_rel })?;
                 continue;
             }
+            visit(Entry::Kept {
+                from: &from,
+                rel: &child_rel,
+                kind,
+            })?;
             if kind.is_dir() {
-                fs::create_dir(&to).map_err(|e| at(e, &to))?;
-                let mode = entry.metadata().map_err(|e| at(e, &from))?.permissions();
-                fs::set_permissions(&to, mode).map_err(|e| at(e, &to))?;
                 stack.push((from, child_rel));
-            } else if kind.is_symlink() {
-                let target = fs::read_link(&from).map_err(|e| at(e, &from))?;
-                std::os::unix::fs::symlink(&target, &to).map_err(|e| at(e, &to))?;
-            } else if kind.is_file() {
-                let (bytes, reflinked) = copy_file(&from, &to)?;
-                stats.files += 1;
-                stats.bytes += bytes;
-                stats.reflinked += u64::from(reflinked);
             }
         }
     }
-    Ok(stats)
+    Ok(())
 }
 
 /// Copies one file, by reflink when the filesystem can; returns (bytes, reflinked).
@@ -234,6 +287,11 @@ mod tests {
         fs::create_dir(&dst).unwrap();
 
         let rules = IgnoreRules::for_project(&src).unwrap();
+        assert_eq!(
+            ignored_paths(&src, &rules).unwrap(),
+            [".git", "junk.tmp", "target"].map(PathBuf::from),
+            "outermost ignored paths only, nothing under them"
+        );
         let stats = copy_tree(&src, &dst, &rules).unwrap();
         assert_eq!(
             stats.files, 4,

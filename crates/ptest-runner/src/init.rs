@@ -33,8 +33,9 @@ impl Detected {
 
 const HEADER: &str = "\
 # ptest.toml: the test suites of this project for `ptest run`. Each suite runs in its own
-# environment with a private copy of this directory, so suites never see each other's writes
-# and this tree is left as it was.
+# environment and sees this directory through a copy-on-write layer of its own (a private
+# copy where there is no sandbox), so suites never see each other's writes and this tree is
+# left as it was.
 #
 #   ptest run                  # every suite, as many at once as there are cores
 #   ptest run --list           # what would run
@@ -72,6 +73,8 @@ packages = [{}]   # paths resolve against this directory
 # cleanup = \"immediate\"    # when environments go: immediate (default: when the suite
 #                          # ends), on_shutdown (end of the run), on_request (kept until
 #                          # `ptest env rm`), scheduled (with ttl, by `ptest gc`), never
+# project = \"copy\"         # overlay (default where sandboxed): a copy-on-write layer over
+#                          # this directory; copy: a private copy; bind: the real tree
 
 [[suite]]
 name = \"tests\"
@@ -101,6 +104,8 @@ timeout = \"10m\"            # kills the suite's whole process tree
 # cleanup = \"immediate\"    # when environments go: immediate (default: when the suite
 #                          # ends), on_shutdown (end of the run), on_request (kept until
 #                          # `ptest env rm`), scheduled (with ttl, by `ptest gc`), never
+# project = \"copy\"         # overlay (default where sandboxed): a copy-on-write layer over
+#                          # this directory; copy: a private copy; bind: the real tree
 
 [[suite]]
 name = \"test\"

@@ -11,19 +11,22 @@
 //!
 //! 1. [`Project::discover`] (or [`Project::load`]) reads `ptest.toml` and refuses, with file,
 //!    line and column, anything it cannot run: unknown keys, bad durations, unknown templates,
-//!    dependency cycles, and features not available yet (`services`, `project = "overlay"`).
+//!    dependency cycles, and what a template cannot have (`project = "overlay"` at security
+//!    `low` or in docker).
 //! 2. [`Run::new`] plans the selected suites plus what they depend on; [`Run::plan`] is what
 //!    `ptest run --list` shows.
 //! 3. [`Run::execute`] starts suites as their dependencies pass, `jobs` at a time. Each suite
 //!    (or each shard of a `parallel = N` suite) gets its own environment from the
 //!    [`ptest_core::Manager`], named `run-<run id>-<suite>[-<shard>]` and labelled
-//!    `ptest.run=<run id>`; the project is copied into the environment's `workspace/`
-//!    (reflinks where the filesystem can, never hard links) so suites never see each other's
-//!    writes and the user's tree stays as it was (`project = "bind"` runs in the real
-//!    directory instead). `setup`, `run` and `teardown` run there with the suite's timeout
-//!    (which kills the whole process tree), a failing suite is retried in a fresh copy, and a
-//!    JUnit file the command writes is read into per-test results (a missing or malformed
-//!    one is a warning; the command's result stands). Each shard records its start, end,
+//!    `ptest.run=<run id>`; the project is overlaid on the environment's `workspace/` (a
+//!    copy-on-write overlayfs inside its sandbox, see [`ProjectMode`]) or, where there is no
+//!    sandbox, copied there (reflinks where the filesystem can, never hard links), so suites
+//!    never see each other's writes and the user's tree stays as it was (`project = "bind"`
+//!    runs in the real directory instead). `setup`, `run` and `teardown` run there with the
+//!    suite's timeout (which kills the whole process tree), a failing suite is retried on an
+//!    empty overlay layer or in a fresh copy, and a JUnit file the command writes is read
+//!    into per-test results (a missing or malformed one is a warning; the command's result
+//!    stands). Each shard records its start, end,
 //!    worker slot and its environment's peak memory and CPU time, read before the
 //!    environment goes. Environments go as their template's `cleanup` says ([`Disposal`]):
 //!    when the suite ends (`immediate`, the default), when the run ends (`on_shutdown`), or

@@ -2,9 +2,11 @@
 //!
 //! The scheduler starts suite shards as their dependencies pass, at most `jobs` at once, each
 //! in its own environment `run-<run id>-<suite>[-<shard>]` labelled `ptest.run=<run id>`. A
-//! shard creates its environment, copies the project into the environment's `workspace/`
-//! (`project = "copy"`), runs `setup`, `run` and `teardown` there (again, after a fresh copy,
-//! for each retry), reads its JUnit file, and removes the environment unless it is kept.
+//! shard creates its environment with the project overlaid on its `workspace/` (`project =
+//! "overlay"`, the default where the environment is sandboxed) or copies the project there
+//! (`project = "copy"`), runs `setup`, `run` and `teardown` there (again, on an empty overlay
+//! layer or after a fresh copy, for each retry), reads its JUnit file, and removes the
+//! environment unless it is kept.
 //! Cancellation and the run's timeout drop the running commands; the environments are then
 //! removed with force, which kills every process left in them.
 
@@ -16,12 +18,13 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ptest_core::{
-    EnvFilter, EnvName, Environment, ExecRequest, Labels, Manager, ProcessResult, RemoveOptions,
+    EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Labels, Manager,
+    OverlaySpec, ProcessResult, RemoveOptions, SecurityLevel,
 };
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{Command, Disposal, Project, ProjectMode, Suite};
+use crate::config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite};
 use crate::copy::{self, IgnoreRules};
 use crate::error::SelectError;
 use crate::junit;
@@ -97,6 +100,8 @@ struct Shared {
     manager: Arc<Manager>,
     reporter: Arc<dyn Reporter>,
     options: RunOptions,
+    /// What an overlaid project hides (what a copy leaves out), found once per run.
+    hidden: OnceCell<Result<Vec<PathBuf>, Arc<std::io::Error>>>,
 }
 
 impl Run {
@@ -147,6 +152,7 @@ impl Run {
             manager: manager.clone(),
             reporter: reporter.clone(),
             options: options.clone(),
+            hidden: OnceCell::new(),
         });
 
         let units: Vec<Unit> = self
@@ -438,9 +444,13 @@ async fn run_in_env(
     }
     // Creation is not interrupted: an engine's blocking work (an install) would go on after
     // the future was dropped. The stop is checked right after.
-    let env = match shared.manager.create_environment(spec).await {
-        Ok(env) => env,
-        Err(e) => return error(report, &format!("creating environment {name}"), &e),
+    let mut layer_warnings = Vec::new();
+    let (env, mode) = match create(shared, template, spec, &mut layer_warnings).await {
+        Ok(made) => made,
+        Err((what, e)) => {
+            report.warnings = layer_warnings;
+            return error(report, &format!("creating environment {name}{what}"), &e);
+        }
     };
     report.env_name = Some(env.name.to_string());
 
@@ -453,7 +463,7 @@ async fn run_in_env(
             .suite_started(&unit.suite, unit.shard, env.name.as_str());
         let started = Instant::now();
         tokio::select! {
-            () = attempts(shared, suite, unit, &env, &mut report) => {
+            () = attempts(shared, suite, unit, &env, mode, &mut report) => {
                 report.duration = started.elapsed();
                 None
             }
@@ -463,6 +473,7 @@ async fn run_in_env(
             }
         }
     };
+    report.warnings.splice(0..0, layer_warnings);
     if let Some(s) = interrupted {
         let (status, reason) = match s {
             Stop::Cancelled => (SuiteStatus::Cancelled, "the run was cancelled".to_owned()),
@@ -509,12 +520,97 @@ async fn run_in_env(
     report
 }
 
-/// Where a suite's commands run, and whether the project is copied there.
-fn workdir(project: &Project, mode: ProjectMode, env: &Environment) -> (PathBuf, bool) {
-    match mode {
-        ProjectMode::Bind => (project.dir.clone(), false),
-        _ => (env.workspace(), true),
+/// Creates a shard's environment from `spec` and says how its suite sees the project: the
+/// template's `project`, or by default an overlay where the environment is sandboxed and a
+/// copy elsewhere. A default overlay that cannot be had (no namespaces here, or a mount
+/// overlayfs refuses) falls back to a copy, with a warning in `warnings` saying why; an
+/// asked-for one is an error (what was being made, and why).
+async fn create(
+    shared: &Shared,
+    template: &EnvTemplate,
+    spec: EnvironmentSpec,
+    warnings: &mut Vec<String>,
+) -> Result<(Environment, ProjectMode), (String, ptest_core::Error)> {
+    let manager = &shared.manager;
+    let plain = |spec, mode| async move {
+        match manager.create_environment(spec).await {
+            Ok(env) => Ok((env, mode)),
+            Err(e) => Err((String::new(), e)),
+        }
+    };
+    let asked = template.project;
+    let mode = asked.unwrap_or(
+        if template.level == IsolationLevel::Docker || template.security == Some(SecurityLevel::Low)
+        {
+            ProjectMode::Copy
+        } else {
+            ProjectMode::Overlay
+        },
+    );
+    if mode != ProjectMode::Overlay {
+        return plain(spec, mode).await;
     }
+    let copied = |why: &dyn std::fmt::Display| {
+        format!("the project was copied into the environment, not overlaid: {why}")
+    };
+    let overlaid = EnvironmentSpec {
+        overlay: Some(OverlaySpec {
+            lower: shared.project.dir.clone(),
+            hide: hidden(shared)
+                .await
+                .map_err(|e| (" (finding what the project's overlay hides)".into(), e))?,
+        }),
+        ..spec.clone()
+    };
+    if let Some(why) = ptest_local::overlay_refusal(&overlaid) {
+        if asked.is_some() {
+            return Err((
+                String::new(),
+                ptest_core::Error::Usage(format!(
+                    "project = \"overlay\" needs the environment's own mount namespace, and \
+                     {why}; use project = \"copy\""
+                )),
+            ));
+        }
+        warnings.push(copied(&why));
+        return plain(spec, ProjectMode::Copy).await;
+    }
+    match manager.create_environment(overlaid).await {
+        Ok(env) => Ok((env, ProjectMode::Overlay)),
+        Err(e) if asked.is_none() && ptest_local::overlay_failed(&e) => {
+            warnings.push(copied(&e));
+            plain(spec, ProjectMode::Copy).await
+        }
+        Err(e) if ptest_local::overlay_failed(&e) => Err((
+            " with the project overlaid (project = \"copy\" copies it instead)".into(),
+            e,
+        )),
+        Err(e) => Err((String::new(), e)),
+    }
+}
+
+/// What an overlaid project hides: the paths a copy leaves out, found once per run.
+async fn hidden(shared: &Shared) -> Result<Vec<PathBuf>, ptest_core::Error> {
+    let dir = shared.project.dir.clone();
+    let found = shared
+        .hidden
+        .get_or_init(|| {
+            let dir = dir.clone();
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    let rules = IgnoreRules::for_project(&dir)?;
+                    copy::ignored_paths(&dir, &rules)
+                })
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|found| found)
+                .map_err(Arc::new)
+            }
+        })
+        .await;
+    found.clone().map_err(|e| {
+        ptest_core::Error::io("reading", dir, std::io::Error::new(e.kind(), e.to_string()))
+    })
 }
 
 /// The outcome of one attempt.
@@ -533,28 +629,34 @@ async fn attempts(
     suite: &Suite,
     unit: &Unit,
     env: &Environment,
+    mode: ProjectMode,
     report: &mut SuiteReport,
 ) {
     let project = &shared.project;
-    let template = project.template(suite);
     let retries = shared.options.retries.unwrap_or(suite.retries);
-    let (dir, copied) = workdir(project, template.project, env);
+    let dir = match mode {
+        ProjectMode::Bind => project.dir.clone(),
+        _ => env.workspace(),
+    };
     for attempt in 1..=retries + 1 {
         report.attempts = attempt;
-        let outcome = if copied {
-            match fresh_copy(&project.dir, &dir, attempt > 1).await {
-                Ok(()) => run_attempt(shared, suite, unit, env, &dir, copied, attempt).await,
-                Err(e) => Attempt {
-                    status: SuiteStatus::Error,
-                    reason: Some(format!("copying the project into {}: {e}", dir.display())),
-                    error_class: Some(ErrorClass::Internal),
-                    result: None,
-                    cases: Vec::new(),
-                    warnings: Vec::new(),
-                },
-            }
-        } else {
-            run_attempt(shared, suite, unit, env, &dir, copied, attempt).await
+        let prepared = match mode {
+            ProjectMode::Copy => fresh_copy(&project.dir, &dir, attempt > 1)
+                .await
+                .map_err(|e| format!("copying the project into {}: {e}", dir.display())),
+            ProjectMode::Overlay if attempt > 1 => renew_overlay(&shared.manager, env).await,
+            _ => Ok(()),
+        };
+        let outcome = match prepared {
+            Ok(()) => run_attempt(shared, suite, unit, env, &dir, mode, attempt).await,
+            Err(reason) => Attempt {
+                status: SuiteStatus::Error,
+                reason: Some(reason),
+                error_class: Some(ErrorClass::Internal),
+                result: None,
+                cases: Vec::new(),
+                warnings: Vec::new(),
+            },
         };
         report.status = outcome.status;
         report.reason = outcome.reason;
@@ -582,6 +684,16 @@ async fn attempts(
             _ => return,
         }
     }
+}
+
+/// Gives `env`'s overlaid workspace an empty upper layer, as its stored record says where its
+/// sandbox is (the record returned at creation predates what the engine noted).
+async fn renew_overlay(manager: &Manager, env: &Environment) -> Result<(), String> {
+    let renewed = match manager.get_environment(env.id.as_str()) {
+        Ok(stored) => ptest_local::renew_overlay(&stored).await,
+        Err(e) => Err(e),
+    };
+    renewed.map_err(|e| format!("renewing the project's overlay: {e}"))
 }
 
 /// Copies the project into `dir` (emptied first on a retry).
@@ -617,16 +729,17 @@ fn argv_in(command: &Command, dir: &Path, in_workspace: bool) -> Vec<String> {
     out
 }
 
-/// setup, run and teardown once.
+/// setup, run and teardown once, in `dir`, where the project is seen as `mode` says.
 async fn run_attempt(
     shared: &Shared,
     suite: &Suite,
     unit: &Unit,
     env: &Environment,
     dir: &Path,
-    in_workspace: bool,
+    mode: ProjectMode,
     attempt: u32,
 ) -> Attempt {
+    let in_workspace = mode != ProjectMode::Bind;
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     vars.insert("PTEST_RUN_ID".into(), shared.run_id.clone());
     vars.insert("PTEST_SUITE".into(), suite.name.clone());
@@ -663,8 +776,15 @@ async fn run_attempt(
         warnings: Vec::new(),
     };
 
-    let junit_path = suite.junit.as_ref().map(|p| dir.join(p));
-    if let Some(path) = &junit_path {
+    // What an overlaid workspace's commands write is in its upper layer, empty at the start
+    // of every attempt (the overlay itself is only mounted inside the sandbox).
+    let junit_path = suite.junit.as_ref().map(|p| match mode {
+        ProjectMode::Overlay => env.overlay_upper().join(p),
+        _ => dir.join(p),
+    });
+    if let Some(path) = &junit_path
+        && mode != ProjectMode::Overlay
+    {
         // A file left by an earlier run (in a bound project) must not pass for this one's.
         let _ = tokio::fs::remove_file(path).await;
     }
@@ -799,7 +919,17 @@ async fn stop_services(shared: &Shared, suite: &Suite, env: &Environment) {
 /// is missing or not JUnit leaves the command's result standing, with a warning.
 async fn ingest(path: &Path, suite: &Suite, outcome: &mut Attempt) {
     let shown = suite.junit.as_deref().unwrap_or(path).display().to_string();
-    let problem = match tokio::fs::read_to_string(path).await {
+    // In an overlay's upper layer, a file the suite deleted is a whiteout (a 0/0 device).
+    let deleted = tokio::fs::symlink_metadata(path).await.is_ok_and(|m| {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        m.file_type().is_char_device() && m.rdev() == 0
+    });
+    let read = if deleted {
+        Err(std::io::ErrorKind::NotFound.into())
+    } else {
+        tokio::fs::read_to_string(path).await
+    };
+    let problem = match read {
         Ok(text) => match junit::read_cases(&text) {
             Ok(cases) => {
                 let failed = cases

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
-use ptest_runner::{Project, ProjectError};
+use std::path::Path;
+
+use ptest_runner::{Project, ProjectError, ProjectMode};
 
 /// Loads `text` as a ptest.toml and returns (line, column, message, help).
 fn error_of(text: &str) -> (usize, usize, String, Option<String>) {
@@ -88,10 +90,29 @@ fn a_service_key_that_does_not_exist_points_at_it() {
 }
 
 #[test]
-fn overlay_projects_are_refused_until_the_sandbox_exists() {
-    let (line, column, message, _) = error_of("[env.o]\nproject = \"overlay\"\n");
-    assert_eq!((line, column), (2, 11), "{message}");
-    assert!(message.contains("overlay"), "{message}");
+fn an_overlay_where_no_sandbox_can_be_is_refused_with_the_way_out() {
+    for (toml, why) in [
+        (
+            "[env.o]\nproject = \"overlay\"\nsecurity = \"low\"\n",
+            "low",
+        ),
+        (
+            "[env.o]\nproject = \"overlay\"\nlevel = \"docker\"\n",
+            "docker",
+        ),
+    ] {
+        let (line, column, message, help) = error_of(toml);
+        assert_eq!((line, column), (2, 11), "{message}");
+        assert!(
+            message.contains("project = \"overlay\"") && message.contains(why),
+            "{message}"
+        );
+        assert!(help.unwrap().contains("project = \"copy\""), "{message}");
+    }
+    // Without a reason known from the file, it parses: the host decides at run time.
+    let text = "[env.o]\nproject = \"overlay\"\n";
+    let project = Project::parse(Path::new("/p/ptest.toml"), Path::new("/p"), text).unwrap();
+    assert_eq!(project.templates["o"].project, Some(ProjectMode::Overlay));
 }
 
 #[test]

@@ -11,14 +11,7 @@ use std::time::Duration;
 use ptest_runner::{
     CaseStatus, ProjectMode, RUN_LABEL, RunOptions, Selection, SuiteStatus, junit, list_text,
 };
-use support::{Harness, alive, suite, tree_state};
-
-fn jobs(n: usize) -> RunOptions {
-    RunOptions {
-        jobs: n,
-        ..RunOptions::default()
-    }
-}
+use support::{Harness, alive, jobs, suite, tree_state, written};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_suites_see_only_their_own_writes_and_leave_the_project_unchanged() {
@@ -497,7 +490,7 @@ env = "real"
 run = "pwd > from-bind"
 "#,
     );
-    assert_eq!(project.templates["real"].project, ProjectMode::Bind);
+    assert_eq!(project.templates["real"].project, Some(ProjectMode::Bind));
     let (report, _) = h.run(project, jobs(2)).await;
     assert!(report.success(), "{report:#?}");
     let keeper = suite(&report, "keeper");
@@ -507,7 +500,7 @@ run = "pwd > from-bind"
     let env = h.manager.get_environment(&name).unwrap();
     assert_eq!(env.spec.labels[RUN_LABEL], report.run_id);
     assert_eq!(
-        std::fs::read_to_string(env.workspace().join("note")).unwrap(),
+        std::fs::read_to_string(written(&env).join("note")).unwrap(),
         "hi\n"
     );
     assert_eq!(
@@ -666,7 +659,7 @@ run = "echo evidence > left-here; exit 1"
     let env = h.manager.get_environment(&name).unwrap();
     assert_eq!(env.spec.cleanup, ptest_core::CleanupPolicy::OnRequest);
     assert_eq!(
-        std::fs::read_to_string(env.workspace().join("left-here")).unwrap(),
+        std::fs::read_to_string(written(&env).join("left-here")).unwrap(),
         "evidence\n"
     );
     h.manager

@@ -137,6 +137,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A network tool (`ip`, `nft`) refused a change.
+    #[error("{action}: `{command}` failed: {message}")]
+    NetworkTool {
+        /// What was being done.
+        action: String,
+        /// The command line.
+        command: String,
+        /// Its error output, or why it did not run.
+        message: String,
+    },
 }
 
 impl Error {

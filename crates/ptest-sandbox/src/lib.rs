@@ -12,7 +12,11 @@
 //! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces).
 //! - [`Rlimits`] are applied in the child before `execve`, then (when asked) the Landlock
 //!   rules ([`FsRules`], see [`landlock`]) and the [`seccomp`] deny-list filter, last.
+//! - [`Overlay`] is a copy-on-write layer over a host directory, mounted inside a running pod
+//!   by [`Pod::mount_overlay`] (and replaced after [`Pod::unmount`]).
 //! - [`tmpfs`] mounts size- and inode-limited roots on the host (disk quotas).
+//! - [`bridge::Hub`] is a private switch (a network namespace with a bridge, joined to the
+//!   host by an uplink) that pods' network namespaces are plugged into.
 //!
 //! A typical call sequence:
 //!
@@ -42,9 +46,11 @@
 
 #![cfg(target_os = "linux")]
 
+pub mod bridge;
 pub mod cgroup;
 mod error;
 pub mod landlock;
+mod overlay;
 mod pod;
 mod procfs;
 mod rlimit;
@@ -56,6 +62,7 @@ pub mod tmpfs;
 pub use cgroup::{Cgroup, CgroupVersion, Controller, Limits, Usage};
 pub use error::{Error, Result};
 pub use landlock::FsRules;
+pub use overlay::Overlay;
 pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec};
 pub use rlimit::Rlimits;
 pub use spawn::{CommandSpec, ExitStatus, SpawnedChild, Stdio, spawn_in_cgroup};

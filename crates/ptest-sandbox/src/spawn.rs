@@ -84,13 +84,18 @@ pub struct CommandSpec {
     pub seccomp: bool,
     /// Kill the command (SIGKILL) when the thread that spawned it exits (`PR_SET_PDEATHSIG`).
     /// Default `true`. Note it is the spawning *thread*, not process: spawn from a thread that
-    /// lives as long as the command should (not a short-lived blocking-pool thread).
+    /// lives as long as the command should (not a short-lived blocking-pool thread). The
+    /// relay process that waits for the command (see [`SpawnedChild`]) then kills the
+    /// command's whole process group, not only the command.
     pub die_with_parent: bool,
+    /// Once the command exits, SIGKILL what it left in its process group, before it is reaped
+    /// (so the group id cannot have been reused). Default `false`.
+    pub end_group_on_exit: bool,
 }
 
 impl CommandSpec {
     /// A command with an empty environment, `/` as working directory, inherited stdio, no
-    /// limits, and `die_with_parent` on.
+    /// limits, `die_with_parent` on and `end_group_on_exit` off.
     pub fn new<I, S>(argv: I) -> CommandSpec
     where
         I: IntoIterator<Item = S>,
@@ -109,6 +114,7 @@ impl CommandSpec {
             landlock: None,
             seccomp: false,
             die_with_parent: true,
+            end_group_on_exit: false,
         }
     }
 
@@ -172,11 +178,11 @@ impl ExitStatus {
 
 /// A started command: a direct child of the caller.
 ///
-/// For [`spawn_in_cgroup`] the pid is the command itself. For [`crate::Pod::spawn`] it is a
-/// relay process outside the pod's PID namespace that waits for the command and ends the same
-/// way; signals SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to it are forwarded
-/// to the command, SIGKILL kills the command through `PR_SET_PDEATHSIG` (when
-/// `die_with_parent`). The caller must reap it (`wait`, `waitpid` or a pidfd); the value does not
+/// The pid is a relay process (outside the pod's PID namespace for [`crate::Pod::spawn`]) that
+/// waits for the command and ends the same way; signals SIGTERM, SIGINT, SIGHUP, SIGQUIT,
+/// SIGUSR1 and SIGUSR2 sent to it are forwarded to the command, SIGKILL kills the command
+/// through `PR_SET_PDEATHSIG` (when `die_with_parent`). The relay exists so that something
+/// outlives the caller long enough to end the command's process group when the caller dies. The caller must reap it (`wait`, `waitpid` or a pidfd); the value does not
 /// reap on drop.
 #[derive(Debug)]
 pub struct SpawnedChild {
@@ -369,6 +375,7 @@ struct Prepared {
     landlock: Option<Ruleset>,
     seccomp: Option<Filter>,
     die_with_parent: bool,
+    end_group_on_exit: bool,
     cgroup_fds: Vec<OwnedFd>,
 }
 
@@ -489,6 +496,7 @@ impl Prepared {
                 None
             },
             die_with_parent: spec.die_with_parent,
+            end_group_on_exit: spec.end_group_on_exit,
             cgroup_fds,
         })
     }
@@ -623,33 +631,24 @@ fn collect(program: &str, pid: i32, mut reader: File) -> Result<SpawnedChild> {
 
 /// Runs a command on the host (no namespaces), in `cgroup` when given: joins the cgroup,
 /// `setpgid`, rlimits, working directory, stdio, optional no_new_privs / capability drop, then
-/// `execve`. This is the `low` security level. The returned pid is the command itself.
+/// `execve`. This is the `low` security level. See [`SpawnedChild`] for what the pid is.
 pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<SpawnedChild> {
-    let prepared = Prepared::new(spec, cgroup, None)?;
-    let (reader, writer) = error_pipe()?;
-    let caller = sys::getpid();
-    let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
-    if pid == 0 {
-        // Child: async-signal-safe calls only from here on.
-        let err_fd = writer.as_raw_fd();
-        prepared.join_cgroup(err_fd);
-        prepared.exec(err_fd, caller);
-    }
-    drop(writer);
-    collect(&prepared.program, pid, reader)
+    spawn_relayed(spec, cgroup, None)
 }
 
 /// The grandchild the relay process waits for; read by the forwarding signal handler.
 static GRANDCHILD: AtomicI32 = AtomicI32::new(0);
 
+/// Passes `sig` on to the command's process group (the command leads it, as a shell's job
+/// would), or to the command alone if it has left it.
 extern "C" fn forward_signal(sig: libc::c_int) {
     let pid = GRANDCHILD.load(Ordering::Relaxed);
-    if pid > 0 {
+    if pid > 0 && sys::kill(-pid, sig).is_err() {
         let _ = sys::kill(pid, sig);
     }
 }
 
-/// The parent-death signal of a pod relay: one the command is never sent otherwise.
+/// The parent-death signal of a relay: one the command is never sent otherwise.
 const RELAY_DEATH_SIGNAL: libc::c_int = libc::SIGPWR;
 
 /// Runs in the relay when its caller died (a SIGKILLed `ptest env exec`): kills the command's
@@ -679,9 +678,20 @@ pub(crate) fn spawn_in_pod(
     target: &PodTarget,
     cgroup: Option<&Cgroup>,
 ) -> Result<SpawnedChild> {
+    spawn_relayed(spec, cgroup, Some(target))
+}
+
+/// Forks the relay, which joins `cgroup` and, given a pod, its namespaces and root, then forks
+/// the command and waits for it (see [`SpawnedChild`]).
+fn spawn_relayed(
+    spec: &CommandSpec,
+    cgroup: Option<&Cgroup>,
+    pod: Option<&PodTarget>,
+) -> Result<SpawnedChild> {
     // The rules attach to what the pod sees: its paths, opened through the holder's root.
-    let view_root = PathBuf::from(format!("/proc/self/fd/{}", target.root.as_raw_fd()));
-    let prepared = Prepared::new(spec, cgroup, Some(&view_root))?;
+    let view_root =
+        pod.map(|target| PathBuf::from(format!("/proc/self/fd/{}", target.root.as_raw_fd())));
+    let prepared = Prepared::new(spec, cgroup, view_root.as_deref())?;
     let (reader, writer) = error_pipe()?;
     let caller = sys::getpid();
     let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
@@ -702,22 +712,26 @@ pub(crate) fn spawn_in_pod(
             }
         }
         prepared.join_cgroup(err_fd);
-        for ns in &target.namespaces {
-            if let Err(e) = sys::setns(ns.fd.as_raw_fd(), ns.nstype) {
-                fail(err_fd, Step::Setns, e);
+        if let Some(target) = pod {
+            for ns in &target.namespaces {
+                if let Err(e) = sys::setns(ns.fd.as_raw_fd(), ns.nstype) {
+                    fail(err_fd, Step::Setns, e);
+                }
+            }
+            if let Err(e) = sys::fchdir(target.root.as_raw_fd()).and_then(|()| sys::chroot(c".")) {
+                fail(err_fd, Step::Chroot, e);
             }
         }
-        if let Err(e) = sys::fchdir(target.root.as_raw_fd()).and_then(|()| sys::chroot(c".")) {
-            fail(err_fd, Step::Chroot, e);
-        }
+        let relay_pid = sys::getpid();
         let child = match sys::fork() {
             Ok(c) => c,
             Err(e) => fail(err_fd, Step::Fork, e),
         };
         if child == 0 {
-            // The command, inside the pod's PID namespace; its parent (the relay) is outside
-            // it, so getppid() reads 0 until the relay dies and the holder adopts it.
-            prepared.exec(err_fd, 0);
+            // The command. In a pod it is inside the pod's PID namespace and its parent (the
+            // relay) outside it, so getppid() reads 0 until the relay dies and the holder
+            // adopts it.
+            prepared.exec(err_fd, if pod.is_some() { 0 } else { relay_pid });
         }
         // The relay never execs, so its CLOEXEC copies of the caller's descriptors would stay
         // open as long as the command runs: a file another thread of the caller was writing
@@ -729,6 +743,9 @@ pub(crate) fn spawn_in_pod(
         GRANDCHILD.store(child, Ordering::Relaxed);
         for sig in FORWARDED {
             sys::set_handler(sig, forward_signal);
+        }
+        if prepared.end_group_on_exit && sys::wait_exited(child).is_ok() {
+            let _ = sys::kill(-child, libc::SIGKILL);
         }
         let status = match sys::waitpid(child, 0) {
             Ok((_, status)) => status,

@@ -467,6 +467,28 @@ pub(crate) fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> Result<(libc::pid
     }
 }
 
+/// Waits until child `pid` has exited, leaving it unreaped (`waitid(P_PID, WEXITED |
+/// WNOWAIT)`, retrying on `EINTR`): its pid, and so its process group id, stays taken.
+pub(crate) fn wait_exited(pid: libc::pid_t) -> Result<(), Errno> {
+    loop {
+        // SAFETY: info is a valid out-pointer of the size waitid writes.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall with a valid pointer.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        match check(ret) {
+            Err(libc::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
 /// `kill(2)`.
 pub(crate) fn kill(pid: libc::pid_t, sig: libc::c_int) -> Result<(), Errno> {
     // SAFETY: no pointers involved.

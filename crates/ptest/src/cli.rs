@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ptest_core::{
-    ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, NetworkMode, PortName,
-    SecurityLevel,
+    AllowRule, ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, NetworkMode,
+    PortName, SecurityLevel,
 };
 
 /// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
@@ -53,6 +53,16 @@ pub enum Command {
     Proc(crate::cmd::proc::ProcCommand),
     /// List background processes (same as `proc list`).
     Ps(crate::cmd::proc::ListArgs),
+    /// Inject network faults (latency, bandwidth, resets, outages) on environments' ports.
+    #[command(subcommand)]
+    Net(crate::cmd::net::NetCommand),
+    /// Serve the fault proxy a control file describes (started by `net fault`; not for
+    /// direct use).
+    #[command(name = "__proxy", hide = true)]
+    Proxy {
+        /// The proxy's control file.
+        control: PathBuf,
+    },
     /// Supervise background process record ID (started by `proc start`; not for direct use).
     #[command(name = "__supervise", hide = true)]
     Supervise {
@@ -197,9 +207,15 @@ pub struct CreateArgs {
     /// Landlock: write only beneath the root). Default: medium where the host allows, else low.
     #[arg(long, help_heading = "Sandbox")]
     pub security: Option<SecurityLevel>,
-    /// Network: host, loopback (own namespace, only lo), none; bridge is not in this build.
+    /// Network: host, loopback (own namespace, only lo), none, bridge (own namespace on this
+    /// home's bridge with an address of its own; sends only where --allow says).
     #[arg(long, value_parser = parse_network, help_heading = "Sandbox")]
     pub network: Option<NetworkMode>,
+    /// With --network bridge: a destination the environment may reach, HOST[:PORT] (TCP and
+    /// UDP); HOST is an IPv4 address or network, another environment's name, `host` or a host
+    /// name, resolved at creation. Repeatable; everything else is refused.
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Sandbox")]
+    pub allow: Vec<AllowRule>,
     /// Memory limit, swap counted (e.g. 512M).
     #[arg(long, help_heading = "Sandbox")]
     pub memory: Option<ByteSize>,

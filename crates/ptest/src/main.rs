@@ -111,6 +111,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Init(args) = &cli.command {
         return cmd::init::run(args);
     }
+    // A proxy runs inside its environment's sandbox, where ptest's home is hidden.
+    if let Command::Proxy { control } = &cli.command {
+        return cmd::net::serve(control).await;
+    }
     let loaded = load_config(&cli)?;
     let manager = open_manager(loaded.config)?;
     match cli.command {
@@ -120,11 +124,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Proc(cmd) => cmd::proc::run(&manager, cmd).await,
         Command::Ps(args) => cmd::proc::run(&manager, cmd::proc::ProcCommand::List(args)).await,
         Command::Supervise { id } => cmd::proc::supervise(&manager, id).await,
+        Command::Net(cmd) => cmd::net::run(&manager, cmd).await,
         Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,
         Command::Events(args) => cmd::events::run(&manager, args).await,
         Command::Gc(args) => cmd::gc::run(&manager, args).await,
         Command::Doctor(args) => cmd::doctor::run(&manager, args),
-        Command::Config(_) | Command::Completions { .. } | Command::Init(_) => {
+        Command::Config(_)
+        | Command::Completions { .. }
+        | Command::Init(_)
+        | Command::Proxy { .. } => {
             unreachable!("handled above")
         }
     }

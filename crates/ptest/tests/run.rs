@@ -438,3 +438,52 @@ fn a_service_that_never_gets_ready_fails_its_suite_with_its_output() {
     );
     assert!(t.names().is_empty());
 }
+
+#[test]
+fn without_namespaces_the_project_is_copied_and_an_asked_for_overlay_is_an_error() {
+    let t = TestHome::new();
+    let dir = project(
+        &t,
+        "[env.layered]\nproject = \"overlay\"\n\n\
+         [[suite]]\nname = \"default\"\nrun = \"test -f ptest.toml && echo x > written\"\n\n\
+         [[suite]]\nname = \"asked\"\nenv = \"layered\"\nrun = \"true\"\n",
+    );
+    let out = t
+        .ptest(["run", "--project", dir.to_str().unwrap(), "--json"])
+        .env("PTEST_SANDBOX_DISABLE", "namespaces")
+        .assert()
+        .code(2) // a suite the configuration asks the impossible of: a usage error
+        .stderr(contains("warning: default: the project was copied"));
+    let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let by_name = |name: &str| {
+        report["suites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let default = by_name("default");
+    assert_eq!(default["status"], "passed", "{default}");
+    let warning = default["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("not overlaid") && warning.contains("namespaces"),
+        "{warning}"
+    );
+    let asked = by_name("asked");
+    assert_eq!(asked["status"], "error", "{asked}");
+    let reason = asked["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("project = \"overlay\"")
+            && reason.contains("namespaces")
+            && reason.contains("use project = \"copy\""),
+        "{reason}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "the project changed"
+    );
+    assert!(t.names().is_empty());
+}

@@ -13,22 +13,10 @@ use support::{TestHome, env_processes, wait_env_empty};
 /// Whether this host can run pods and cgroups (root, namespaces, cgroup controllers); prints
 /// why not and skips, or fails under PTEST_REQUIRE_ALL=1.
 fn sandbox_available(t: &TestHome) -> bool {
-    let report = t.json(["doctor"]);
-    let features = report["levels"][0]["features"].as_array().unwrap().clone();
-    let has = |name: &str| {
-        features
-            .iter()
-            .any(|f| f["check"] == name && f["ok"] == true)
-    };
-    if has("namespaces") && has("cgroups") {
-        return true;
-    }
-    let why = format!("sandbox tests need namespaces and cgroups: {features:?}");
-    if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
+    let missing = support::missing_features(t, &["namespaces", "cgroups"]);
+    support::runnable(
+        (!missing.is_empty()).then(|| format!("sandbox tests need: {}", missing.join(", "))),
+    )
 }
 
 fn out(t: &TestHome, args: &[&str]) -> String {
@@ -706,10 +694,12 @@ fn what_the_host_cannot_apply_is_refused_or_recorded_when_degraded() {
     .assert()
     .code(2)
     .stderr(contains("security medium").and(contains("--memory")));
-    t.ptest(["env", "create", "b", "--network", "bridge"])
+    without("bridge", &["env", "create", "b", "--network", "bridge"])
         .assert()
         .code(2)
-        .stderr(contains("bridge"));
+        .stderr(contains(
+            "network bridge (disabled by PTEST_SANDBOX_DISABLE)",
+        ));
     t.ptest(["env", "create", "m", "--memory", "lots"])
         .assert()
         .code(2)
@@ -806,11 +796,23 @@ fn fsize_limits_the_size_of_a_written_file() {
 
 #[test]
 fn sigkill_of_env_exec_ends_the_whole_command_tree() {
+    sigkill_of_env_exec(&[]);
+}
+
+/// At `low` the command runs on the host, yet its relay outlives the killed `ptest`.
+#[test]
+fn sigkill_of_env_exec_ends_the_whole_command_tree_at_security_low() {
+    sigkill_of_env_exec(&["--security", "low"]);
+}
+
+/// Starts a command that forks two children in environment `orphans` (created with `create`
+/// flags), SIGKILLs `ptest env exec`, and checks that nothing of the command is left.
+fn sigkill_of_env_exec(create: &[&str]) {
     let t = TestHome::new();
     if !sandbox_available(&t) {
         return;
     }
-    let env = t.create("orphans");
+    let env = t.json([&["env", "create", "orphans"], create].concat());
     let id = env["id"].as_str().unwrap().to_owned();
     let root = env["root"].as_str().unwrap().to_owned();
     let mut exec = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))

@@ -170,6 +170,22 @@ fn same_spec_is_cloned_from_a_template_and_says_why() {
         shown.contains("requirement:ptdemo-a = ptdemo-a==1.0") && shown.contains("reused"),
         "{shown}"
     );
+    // Its scripts name its own python, not the template's or the first environment's.
+    let script = stdout(&mut t.ptest(["env", "exec", "second", "--", "ptdemo-a"]));
+    assert_eq!(script, "ptdemo_a 1.0\n");
+    let activated = stdout(&mut t.ptest([
+        "env",
+        "exec",
+        "second",
+        "--",
+        "sh",
+        "-c",
+        ". \"$VIRTUAL_ENV/bin/activate\" && echo \"$VIRTUAL_ENV\"",
+    ]));
+    assert_eq!(
+        activated,
+        format!("{}/venv\n", second["root"].as_str().unwrap())
+    );
     // The clone is a working venv of its own: changing it leaves the first alone.
     ptest(&t, &["pkg", "uninstall", "second", "ptdemo-b"])
         .assert()
@@ -208,6 +224,66 @@ fn same_spec_is_cloned_from_a_template_and_says_why() {
         first["details"]["spec_hash"]["digest"]
     );
     assert!(third["details"]["reused_template"].is_null());
+}
+
+/// What an interpreter says about itself is kept per binary: after the first environment,
+/// creating another with the same Python starts no Python at all (probe cached, venv cloned).
+#[test]
+fn a_second_environment_starts_no_python_to_find_its_interpreter() {
+    let Some(python) = wheels::python() else {
+        return;
+    };
+    let t = TestHome::new();
+    let log = t.dir.path().join("starts.log");
+    let base = wheels::logging_venv(t.dir.path(), "base", &python, &log);
+    let starts = || wheels::starts(&log);
+    let python_arg = base.python().display().to_string();
+    let create = |name: &str| {
+        let args = [
+            "env",
+            "create",
+            name,
+            "--level",
+            "virtualenv",
+            "--python",
+            &python_arg,
+        ];
+        ptest(&t, &args).assert().success();
+    };
+
+    create("one");
+    let after_first = starts();
+    assert!(
+        after_first >= 1,
+        "the first environment asks the interpreter"
+    );
+    create("two");
+    assert_eq!(
+        starts(),
+        after_first,
+        "the second environment started Python"
+    );
+    let two = &t.json(["env", "show", "two"])["environment"];
+    assert_eq!(
+        two["details"]["python"]["path"],
+        python.path.display().to_string()
+    );
+    assert!(
+        two["details"]["reused_template"]["hardlinked"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    let version = stdout(&mut t.ptest([
+        "env",
+        "exec",
+        "two",
+        "--",
+        "python",
+        "-c",
+        "import sys; print(sys.version.split()[0])",
+    ]));
+    assert_eq!(version.trim(), python.version.to_string());
 }
 
 #[test]

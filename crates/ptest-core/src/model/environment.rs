@@ -7,7 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{CleanupPolicy, EnvironmentStatus, IsolationLevel, SecurityLevel};
+use super::{AllowRule, CleanupPolicy, EnvironmentStatus, IsolationLevel, SecurityLevel};
 use crate::duration;
 use crate::name::{EnvId, EnvName};
 use crate::ports::PortName;
@@ -53,12 +53,34 @@ pub struct EnvironmentSpec {
     /// Named host ports to lease at creation (`PTEST_PORT_<NAME>` in every command).
     #[serde(default)]
     pub ports: Vec<PortName>,
+    /// Where a `bridge` environment may send: everything else is dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<AllowRule>,
     /// Settings of the `virtualenv` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualenv: Option<VirtualenvSpec>,
     /// Settings of the `docker` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerSpec>,
+    /// A host directory shown in `workspace/` through a copy-on-write layer, so that commands
+    /// can write to it while it stays as it was (ptest runs a project this way). Needs a
+    /// sandboxed `basic` or `virtualenv` environment (security `medium` and above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlaySpec>,
+}
+
+/// A directory seen through a copy-on-write layer: overlayfs with the directory as its
+/// read-only lower layer and the environment's [`Environment::overlay_upper`] as the upper
+/// one, where every write lands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySpec {
+    /// The directory shown; never written to.
+    pub lower: PathBuf,
+    /// Paths relative to `lower` left out of the view (they look deleted), as a project copy
+    /// leaves out `.git` or `target/`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<PathBuf>,
 }
 
 /// Resource limits; an absent limit is not applied.
@@ -163,8 +185,10 @@ impl EnvironmentSpec {
             security: None,
             allow_degraded: false,
             ports: Vec::new(),
+            allow: Vec::new(),
             virtualenv: None,
             docker: None,
+            overlay: None,
         }
     }
 
@@ -222,6 +246,15 @@ impl Environment {
     /// Its `logs/` directory: process output.
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
+    }
+    /// Where writes to an overlaid `workspace/` land (see [`EnvironmentSpec::overlay`]):
+    /// `overlay/upper/`, readable from the host.
+    pub fn overlay_upper(&self) -> PathBuf {
+        self.root.join("overlay").join("upper")
+    }
+    /// overlayfs's scratch directory beside [`Environment::overlay_upper`].
+    pub fn overlay_work(&self) -> PathBuf {
+        self.root.join("overlay").join("work")
     }
     /// Its `run/` directory: pid files and handles.
     pub fn run_dir(&self) -> PathBuf {

@@ -1,18 +1,20 @@
 //! The data ptest manages: environments, processes, events, resource readings.
 
+mod allow;
 mod enums;
 mod environment;
 mod event;
 mod process;
 mod service;
 
+pub use allow::{AllowHost, AllowRule};
 pub use enums::{
     CleanupPolicy, EnvironmentStatus, IsolationEvent, IsolationLevel, NetworkStatus, ProcessStatus,
     ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
-    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, ResourceUsage,
-    VirtualenvSpec,
+    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, OverlaySpec,
+    ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;
 pub use process::{ProcessInfo, ProcessResult};

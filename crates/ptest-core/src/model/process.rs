@@ -39,9 +39,10 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
-    /// Whether it exited with code 0.
+    /// Whether it exited with code 0 before any timeout: a command killed for its timeout may
+    /// still report 0 (a shell's `wait` does once its children are killed).
     pub fn success(&self) -> bool {
-        self.exit_code == Some(0)
+        self.exit_code == Some(0) && !self.timed_out
     }
 
     /// The shell convention for its outcome: the exit code, 128 + signal, or 124 on timeout.

@@ -155,6 +155,11 @@ pub struct ServiceInfo {
     pub supervisor_pid: Option<u32>,
     /// The supervisor's start time in clock ticks after boot.
     pub supervisor_ticks: Option<u64>,
+    /// Whether the supervisor is a task inside the program that started the process (the Rust
+    /// API) rather than a `ptest __supervise` of its own; such a supervisor (that program) is
+    /// never signalled by another `ptest`.
+    #[serde(default)]
+    pub supervisor_embedded: bool,
     /// Where its standard output goes.
     pub stdout_log: PathBuf,
     /// Where its standard error goes.

@@ -71,4 +71,19 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE processes ADD COLUMN note TEXT;
     CREATE UNIQUE INDEX processes_name ON processes(env_id, name) WHERE name IS NOT NULL;
     "#,
+    // 5: background processes supervised by a task inside the program that started them (the
+    // Rust API), whose supervisor pid is that program's: never to be killed by another ptest.
+    "ALTER TABLE processes ADD COLUMN supervisor_embedded INTEGER NOT NULL DEFAULT 0;",
+    // 6: addresses leased to environments on a network (a `bridge` environment's address on
+    // its home's bridge); the primary key keeps an address from being held twice.
+    r#"
+    CREATE TABLE address_leases (
+        network   TEXT NOT NULL,
+        address   TEXT NOT NULL,
+        env_id    TEXT NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+        leased_at TEXT NOT NULL,
+        PRIMARY KEY (network, address),
+        UNIQUE (env_id, network)
+    );
+    "#,
 ];

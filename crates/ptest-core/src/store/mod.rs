@@ -5,6 +5,7 @@
 //! consistent count (the `max_environments` check) use `BEGIN IMMEDIATE`, which takes the
 //! database's write lock before reading.
 
+mod addresses;
 mod migrations;
 mod services;
 
@@ -22,6 +23,8 @@ use crate::model::{
 };
 use crate::name::{EnvId, EnvName};
 use crate::ports::{PortLease, PortName, PortRange};
+
+pub use addresses::AddressLease;
 
 /// What an event is about: the environment it belongs to and the details to log.
 pub(crate) struct EventRecord<'a> {
@@ -257,6 +260,7 @@ impl Store {
                     serde_json::json!({ "port": port, "name": name }),
                 )?;
             }
+            addresses::log_released(tx, env)?;
             execute(
                 tx,
                 "DELETE FROM environments WHERE id = ?1",

@@ -15,7 +15,8 @@ use crate::model::{Environment, Event, IsolationEvent, ProcessStatus, ServiceInf
 use crate::name::EnvId;
 
 const SERVICE_COLUMNS: &str = "name, spec, restarts, supervisor_pid, supervisor_ticks, \
-     stdout_log, stderr_log, note, (SELECT name FROM environments WHERE id = processes.env_id)";
+     stdout_log, stderr_log, note, (SELECT name FROM environments WHERE id = processes.env_id), \
+     supervisor_embedded";
 
 fn service_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceInfo> {
     let process = process_from_row(row)?;
@@ -31,6 +32,7 @@ fn service_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ServiceInfo> {
         stderr_log: row.get::<_, String>(16)?.into(),
         note: row.get(17)?,
         env_name: row.get::<_, Option<String>>(18)?.unwrap_or_default(),
+        supervisor_embedded: row.get(19)?,
         stats: None,
     })
 }
@@ -96,13 +98,21 @@ impl Store {
         })
     }
 
-    /// Records the supervisor that owns background process `id`.
-    pub(crate) fn set_supervisor(&self, id: i64, pid: u32, ticks: u64) -> Result<()> {
+    /// Records the supervisor that owns background process `id` (`embedded`: a task of the
+    /// program that started it).
+    pub(crate) fn set_supervisor(
+        &self,
+        id: i64,
+        pid: u32,
+        ticks: u64,
+        embedded: bool,
+    ) -> Result<()> {
         self.write(|tx| {
             execute(
                 tx,
-                "UPDATE processes SET supervisor_pid = ?2, supervisor_ticks = ?3 WHERE id = ?1",
-                params![id, pid, ticks as i64],
+                "UPDATE processes SET supervisor_pid = ?2, supervisor_ticks = ?3, \
+                 supervisor_embedded = ?4 WHERE id = ?1",
+                params![id, pid, ticks as i64, embedded],
             )
             .ctx("recording a supervisor")?;
             Ok(())

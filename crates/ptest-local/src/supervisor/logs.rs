@@ -4,6 +4,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 /// Size at which a log file is rotated to `<name>.1`.
 pub const LOG_CAP: u64 = 10 * 1024 * 1024;
@@ -43,13 +47,27 @@ impl RotatingLog {
     }
 }
 
-/// Copies everything readable from `input` into the log at `path` until end-of-file.
-pub(crate) fn pump(mut input: File, path: PathBuf) {
+/// Copies everything readable from `input` into the log at `path` until end-of-file, or until
+/// `done` is set and nothing more is waiting: a process forked elsewhere in the same program
+/// (another command's relay) may hold a copy of the write end long after the command is gone.
+pub(crate) fn pump(mut input: File, path: PathBuf, done: Arc<AtomicBool>) {
     let Ok(mut log) = RotatingLog::open(&path) else {
         return;
     };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        let mut fds = [PollFd::new(&input, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: 100_000_000,
+        };
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) if done.load(Ordering::Acquire) => return,
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return,
+        }
         match input.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {

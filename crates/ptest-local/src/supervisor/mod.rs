@@ -1,27 +1,59 @@
-//! Background processes (`ptest proc start`) and their supervisor.
+//! Background processes (`ptest proc start`) and their supervisors.
 //!
-//! `start` records the process, then launches a supervisor: `ptest __supervise <id>`
-//! re-executed in a session of its own with stdio on `/dev/null` (like podman's conmon), so
-//! it outlives the `ptest` that started it. The supervisor points its own stdout and stderr at
-//! two pipes it copies into `logs/<name>.{stdout,stderr}.log` (size-capped, rotated), spawns
-//! the command through the environment's engine with that output, writes `run/<name>.pid`,
-//! records each run and its end in the store, and applies the restart policy. Meanwhile
-//! `start` waits for the readiness checks. `stop` asks the process to end (SIGTERM), waits,
-//! then kills its whole tree; the supervisor records how it ended and exits.
+//! A supervisor owns one background process: it copies the command's stdout and stderr
+//! through two pipes into `logs/<name>.{stdout,stderr}.log` (size-capped, rotated), spawns the
+//! command through the environment's engine, writes `run/<name>.pid`, records each run and its
+//! end in the store, and applies the restart policy (`run`). It comes in two forms that run
+//! the same code:
+//!
+//! - [`start`] records the process, then launches `ptest __supervise <id>` re-executed in a
+//!   session of its own with stdio on `/dev/null` (like podman's conmon), so it outlives the
+//!   `ptest` that started it ([`supervise`]);
+//! - [`Service::start`] runs it as a task of the calling program, for callers that live on (a
+//!   test harness): no extra process, and the process is stopped when the [`Service`] is
+//!   dropped or the program ends.
+//!
+//! Either way the caller waits for the readiness checks. `stop` asks the process to end
+//! (SIGTERM), waits, then kills its whole tree; the supervisor records how it ended and stops.
+//! A `ptest proc list`, `stop` or `env rm` in any other process sees and handles both alike.
 //!
 //! Every process of the tree carries `PTEST_PROC_ID=<record id>`, so what double-forked away
 //! is still found and killed ([`ptest_core::services`]). The supervisor's command dies with
 //! it (`PR_SET_PDEATHSIG`); a record left by a killed supervisor is repaired at the next look.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use std::time::Duration;
+//! # use ptest_core::*;
+//! # use ptest_local::supervisor::{Service, Signal};
+//! # async fn demo(manager: Arc<Manager>, env: Environment) -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = ServiceSpec {
+//!     name: "web".into(),
+//!     argv: vec!["python3".into(), "-m".into(), "http.server".into(), "8000".into()],
+//!     env: vec![],
+//!     restart: RestartPolicy::OnFailure { max: Some(2) },
+//!     ready: Readiness { port: Some("8000".into()), ..Readiness::default() },
+//! };
+//! // Returns once port 8000 answers inside the environment; `ptest proc list` shows it.
+//! let web = Service::start(manager, &env, spec).await?;
+//! println!("pid {}", web.info()?.process.pid);
+//! // ... the tests ...
+//! web.stop(Signal::TERM, Duration::from_secs(5)).await?; // or drop it: SIGKILL of its tree
+//! # Ok(()) }
+//! ```
 
 mod logs;
 mod ready;
+mod service;
 mod stats;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ptest_core::services::{PROC_ID_VAR, kill_marked};
+use ptest_core::services::{PROC_ID_VAR, kill_marked, kill_supervisor};
 use ptest_core::{
     Environment, EnvironmentStatus, Error, ExecRequest, IsolationEvent, Manager, OutputMode,
     ProcessStatus, Result, ServiceInfo, ServiceSpec,
@@ -30,7 +62,8 @@ use rustix::process::Pid;
 
 pub use logs::{Follower, LOG_CAP, tail};
 pub use rustix::process::Signal;
-pub use stats::read as read_stats;
+pub use service::Service;
+pub use stats::{read as read_stats, read_all as read_all_stats};
 
 /// How many lines of output a failed start shows.
 pub const FAILURE_TAIL: usize = 20;
@@ -86,6 +119,29 @@ pub async fn start(
     spec: ServiceSpec,
     exe: &Path,
 ) -> std::result::Result<ServiceInfo, StartFailure> {
+    let (checks, id) = record(manager, env, &spec)?;
+    if let Err(e) = launch_supervisor(exe, id) {
+        manager.finish_service(
+            &env.id,
+            id,
+            ProcessStatus::Error,
+            None,
+            None,
+            Some(&format!("could not start its supervisor: {e}")),
+            serde_json::json!({ "name": spec.name }),
+        )?;
+        return Err(Error::io("starting a supervisor", exe, e).into());
+    }
+    until_ready(manager, env, spec, id, &checks).await
+}
+
+/// Checks that `spec` can start in `env` and records it (status `starting`); returns its
+/// parsed readiness checks and record id.
+fn record(
+    manager: &Manager,
+    env: &Environment,
+    spec: &ServiceSpec,
+) -> std::result::Result<(ready::Checks, i64), StartFailure> {
     if env.status != EnvironmentStatus::Active {
         return Err(Error::WrongState {
             name: env.name.to_string(),
@@ -99,21 +155,35 @@ pub async fn start(
         return Err(Error::Usage("no command given".into()).into());
     }
     let checks = ready::Checks::parse(env, &spec.ready)?;
-    let service = manager.record_service(env, &spec)?;
-    let id = service.process.id;
-    if let Err(e) = launch_supervisor(exe, id) {
-        manager.finish_service(
-            &env.id,
-            id,
-            ProcessStatus::Error,
-            None,
-            None,
-            Some(&format!("could not start its supervisor: {e}")),
-            serde_json::json!({ "name": spec.name }),
-        )?;
-        return Err(Error::io("starting a supervisor", exe, e).into());
+    let service = manager.record_service(env, spec)?;
+    Ok((checks, service.process.id))
+}
+
+/// The pause between two looks at a record: short at first (most starts and stops take a few
+/// milliseconds), doubling up to 50 ms (a long wait costs few store reads).
+struct Pause(Duration);
+
+impl Pause {
+    fn new() -> Self {
+        Self(Duration::from_millis(2))
     }
+
+    async fn sleep(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Waits until record `id` runs and passes `checks`; stops it at the readiness timeout.
+async fn until_ready(
+    manager: &Manager,
+    env: &Environment,
+    spec: ServiceSpec,
+    id: i64,
+    checks: &ready::Checks,
+) -> std::result::Result<ServiceInfo, StartFailure> {
     let deadline = Instant::now() + spec.ready.timeout;
+    let mut pause = Pause::new();
     loop {
         let s = fresh(manager, id)?;
         match s.process.status {
@@ -157,7 +227,7 @@ pub async fn start(
                 tail: output_tail(&s),
             });
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pause.sleep().await;
     }
 }
 
@@ -192,10 +262,21 @@ pub async fn stop(
     timeout: Duration,
 ) -> Result<ServiceInfo> {
     let s = manager.service(env, name)?;
+    stop_record(manager, env, s, signal, timeout).await
+}
+
+/// [`stop`] of the record `s`.
+async fn stop_record(
+    manager: &Manager,
+    env: &Environment,
+    s: ServiceInfo,
+    signal: Signal,
+    timeout: Duration,
+) -> Result<ServiceInfo> {
     if !live(s.process.status) {
         return Ok(s);
     }
-    let id = s.process.id;
+    let (id, name) = (s.process.id, s.name.as_str());
     manager.service_stopping(id)?;
     manager.record_event(
         env,
@@ -231,12 +312,7 @@ pub async fn stop(
         return Ok(done);
     }
     // The supervisor did not record the end: it is gone or stuck; end it and record here.
-    if let (Some(pid), Some(ticks)) = (s.supervisor_pid, s.supervisor_ticks)
-        && ptest_core::liveness::is_alive(pid, ticks)
-        && let Some(p) = Pid::from_raw(pid as i32)
-    {
-        let _ = rustix::process::kill_process(p, Signal::KILL);
-    }
+    kill_supervisor(&s);
     manager.finish_service(
         &env.id,
         id,
@@ -256,6 +332,7 @@ pub async fn wait_end(
     timeout: Duration,
 ) -> Result<Option<ServiceInfo>> {
     let deadline = Instant::now() + timeout;
+    let mut pause = Pause::new();
     loop {
         let s = fresh(manager, id)?;
         if !live(s.process.status) {
@@ -272,22 +349,37 @@ pub async fn wait_end(
         if Instant::now() >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pause.sleep().await;
     }
 }
 
 /// The supervisor's work (`ptest __supervise <id>`): runs record `id` until it ends for good.
 pub async fn supervise(manager: &Manager, id: i64) -> Result<()> {
-    let me = std::process::id();
-    manager.set_supervisor(id, me, ptest_core::liveness::start_ticks(me).unwrap_or(0))?;
+    manager.set_supervisor(id, false)?;
     let service = fresh(manager, id)?;
     let env = manager.get_environment(service.process.env_id.as_str())?;
-    let readers = redirect_output(&service)?;
-    let outcome = run_loop(manager, &env, &service).await;
+    run(manager, &env, &service).await
+}
+
+fn pid_file(env: &Environment, name: &str) -> std::path::PathBuf {
+    env.run_dir().join(format!("{name}.pid"))
+}
+
+/// What both supervisors do: runs `service` until it ends for good, its output copied into its
+/// log files, and records an error that ends it early.
+async fn run(manager: &Manager, env: &Environment, service: &ServiceInfo) -> Result<()> {
+    let done = Arc::new(AtomicBool::new(false));
+    let (stdout, out_pump) = log_pipe(&service.stdout_log, &done)?;
+    let (stderr, err_pump) = log_pipe(&service.stderr_log, &done)?;
+    let output = OutputMode::Fds {
+        stdout: Arc::new(stdout),
+        stderr: Arc::new(stderr),
+    };
+    let outcome = run_loop(manager, env, service, output).await;
     if let Err(e) = &outcome {
         manager.finish_service(
             &env.id,
-            id,
+            service.process.id,
             ProcessStatus::Error,
             None,
             None,
@@ -295,56 +387,31 @@ pub async fn supervise(manager: &Manager, id: i64) -> Result<()> {
             serde_json::json!({ "name": service.name }),
         )?;
     }
-    let _ = std::fs::remove_file(pid_file(&env, &service.name));
-    // Let the log copiers see end-of-file: nothing else writes to the pipes any more.
-    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
-        let _ = dup_onto(null.as_fd(), 1);
-        let _ = dup_onto(null.as_fd(), 2);
-    }
-    for r in readers {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = r.join();
-            let _ = tx.send(());
-        });
-        let _ = rx.recv_timeout(Duration::from_secs(2));
+    let _ = std::fs::remove_file(pid_file(env, &service.name));
+    // The tree is gone and our write ends with it: the copiers drain what is left and end.
+    done.store(true, Ordering::Release);
+    for pump in [out_pump, err_pump] {
+        let _ = tokio::task::spawn_blocking(move || pump.join()).await;
     }
     outcome
 }
 
-fn pid_file(env: &Environment, name: &str) -> std::path::PathBuf {
-    env.run_dir().join(format!("{name}.pid"))
+/// A pipe whose read end a thread copies into the log at `path` (see [`logs::pump`]); returns
+/// the write end for the command.
+fn log_pipe(path: &Path, done: &Arc<AtomicBool>) -> Result<(OwnedFd, std::thread::JoinHandle<()>)> {
+    let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::io("making a pipe for", path, std::io::Error::from(e)))?;
+    let (path, done) = (path.to_owned(), done.clone());
+    let pump = std::thread::spawn(move || logs::pump(std::fs::File::from(r), path, done));
+    Ok((w, pump))
 }
 
-/// Makes descriptor `target` (1 or 2) a copy of `fd`.
-fn dup_onto(fd: std::os::fd::BorrowedFd<'_>, target: i32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: dup2 takes two descriptor numbers; `fd` is open for the call, and replacing
-    // fd 1 or 2 is what the supervisor means to do (nothing else holds them as owned fds).
-    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Points this process's fd 1 and 2 at pipes copied into the service's log files.
-fn redirect_output(service: &ServiceInfo) -> Result<Vec<std::thread::JoinHandle<()>>> {
-    let mut readers = Vec::new();
-    for (path, fd) in [(&service.stdout_log, 1), (&service.stderr_log, 2)] {
-        let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
-            .map_err(|e| Error::io("making a pipe for", path, std::io::Error::from(e)))?;
-        // dup2 leaves the new descriptor without close-on-exec: the command inherits it.
-        dup_onto(w.as_fd(), fd).map_err(|e| Error::io("redirecting output to", path, e))?;
-        drop(w);
-        let path = path.clone();
-        readers.push(std::thread::spawn(move || {
-            logs::pump(std::fs::File::from(r), path)
-        }));
-    }
-    Ok(readers)
-}
-
-async fn run_loop(manager: &Manager, env: &Environment, service: &ServiceInfo) -> Result<()> {
+async fn run_loop(
+    manager: &Manager,
+    env: &Environment,
+    service: &ServiceInfo,
+    output: OutputMode,
+) -> Result<()> {
     let engine = manager.engine_for(env.level)?;
     let id = service.process.id;
     let spec = &service.spec;
@@ -353,7 +420,7 @@ async fn run_loop(manager: &Manager, env: &Environment, service: &ServiceInfo) -
         let mut request = ExecRequest::new(spec.argv.clone());
         request.env = spec.env.clone();
         request.env.push((PROC_ID_VAR.to_owned(), id.to_string()));
-        request.output = OutputMode::Inherit;
+        request.output = output.clone();
         let process = engine.spawn(env, request).await?;
         let (pid, ticks) = process.pid();
         let _ = std::fs::write(pid_file(env, &spec.name), format!("{pid}\n"));
@@ -375,7 +442,8 @@ async fn run_loop(manager: &Manager, env: &Environment, service: &ServiceInfo) -
         let env_active = manager
             .get_environment(env.id.as_str())
             .is_ok_and(|e| e.status == EnvironmentStatus::Active);
-        if status != ProcessStatus::Stopping
+        // Not when it was asked to stop, or its end was recorded by another (`env rm`).
+        if status == ProcessStatus::Running
             && env_active
             && spec.restart.restarts_after(result.success(), restarts)
         {

@@ -1,13 +1,34 @@
 //! What a background process's tree uses, read from procfs.
 
 use jiff::Timestamp;
-use ptest_core::services::marked_pids;
-use ptest_core::{ProcessStats, ServiceInfo};
+use ptest_core::services::{all_marked_pids, marked_pids};
+use ptest_core::{ProcessStats, ProcessStatus, ServiceInfo};
 
 /// CPU, memory, threads and open files of every process of `service` (found by its marker),
 /// or `None` when nothing of it runs.
 pub fn read(service: &ServiceInfo) -> Option<ProcessStats> {
-    let pids = marked_pids(&service.process.env_id, service.process.id);
+    of_pids(
+        service,
+        marked_pids(&service.process.env_id, service.process.id),
+    )
+}
+
+/// [`read`] for each of `services` that runs, filling in their `stats`, with one pass over
+/// `/proc` to find them all.
+pub fn read_all(services: &mut [ServiceInfo]) {
+    let mut pids = all_marked_pids();
+    for s in services {
+        if matches!(
+            s.process.status,
+            ProcessStatus::Running | ProcessStatus::Stopping
+        ) {
+            let key = (s.process.env_id.to_string(), s.process.id);
+            s.stats = of_pids(s, pids.remove(&key).unwrap_or_default());
+        }
+    }
+}
+
+fn of_pids(service: &ServiceInfo, pids: Vec<u32>) -> Option<ProcessStats> {
     if pids.is_empty() {
         return None;
     }

@@ -61,6 +61,27 @@ pub fn venv(dir: &Path, name: &str, python: &Interpreter, installer: &Installer)
     Venv::create(&dir.join(name), python, installer).unwrap()
 }
 
+/// A venv `dir/name` (made by `python -m venv`) whose python writes its pid to `log` at every
+/// start (a `.pth` line runs at start-up, even under `-I`), so a test can count starts.
+pub fn logging_venv(dir: &Path, name: &str, python: &Interpreter, log: &Path) -> Venv {
+    let venv = venv(dir, name, python, &Installer::pip(&dir.join("pip-cache")));
+    let line = format!(
+        "import os; open({:?}, 'a').write('%d\\n' % os.getpid())\n",
+        log.display().to_string()
+    );
+    std::fs::write(venv.site_packages().join("log-starts.pth"), line).unwrap();
+    venv
+}
+
+/// How many processes wrote their pid to `log` (a venv's `.pth` may run twice in one start,
+/// through `lib` and `lib64`).
+pub fn starts(log: &Path) -> usize {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+}
+
 /// Runs the venv's python with `code`; returns (success, stdout + stderr).
 pub fn run_python(python: &Path, code: &str) -> (bool, String) {
     let output = Command::new(python)

@@ -111,13 +111,15 @@ impl Project {
         for (name, config) in parsed.env {
             if let Some(mode) = &config.project
                 && *mode.get_ref() == ProjectMode::Overlay
+                && let Some(why) = overlay_impossible(&config)
             {
                 return Err(err(
                     Some(mode.span()),
-                    "project = \"overlay\" is not available yet: it needs the sandbox's \
-                     overlay mounts, which this build does not have"
-                        .into(),
-                    Some("use project = \"copy\" (a private copy per suite) or \"bind\""),
+                    format!(
+                        "project = \"overlay\" needs the environment's own mount namespace, \
+                         and {why}"
+                    ),
+                    Some("use project = \"copy\" (a private copy per suite)"),
                 ));
             }
             if let Some(policy) = &config.cleanup
@@ -269,6 +271,18 @@ impl Project {
 }
 
 /// A dependency cycle (`a -> b -> a`), if there is one.
+/// Why a template's environments can never have a project overlay, whatever the host: a
+/// docker level, or security `low`.
+fn overlay_impossible(config: &EnvTemplateConfig) -> Option<&'static str> {
+    if config.level == Some(ptest_core::IsolationLevel::Docker) {
+        Some("a docker container has its workspace bind-mounted, not overlaid")
+    } else if config.security == Some(ptest_core::SecurityLevel::Low) {
+        Some("security \"low\" shares the host's")
+    } else {
+        None
+    }
+}
+
 fn find_cycle(suites: &[Suite]) -> Option<Vec<String>> {
     let deps: BTreeMap<&str, &[String]> = suites
         .iter()

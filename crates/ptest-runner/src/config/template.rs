@@ -10,20 +10,29 @@ use ptest_core::{
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-/// How a suite sees the project.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How a suite sees the project. Without a `project` key, a suite gets `overlay` where its
+/// environment is sandboxed (a `basic` or `virtualenv` environment at security `medium` and
+/// above) and `copy` elsewhere (security `low`, a host without namespaces, `docker`); when
+/// the overlay cannot be had there, the project is copied and the suite's report says why.
+/// Both leave out what a copy leaves out (`.git`, `target/`, `.ptestignore`, see
+/// [`crate::copy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ProjectMode {
-    /// A private copy of the project tree in the environment's `workspace/` (the default):
-    /// suites never see each other's writes and the project is left as it was.
-    #[default]
+    /// A private copy of the project tree in the environment's `workspace/`: suites never
+    /// see each other's writes and the project is left as it was. Costs a walk and a copy
+    /// (reflinks where the filesystem can) of the tree per suite and per retry.
     Copy,
     /// The real project directory: writes go to the user's tree. At security level
     /// `medium` and above the sandbox shows the host read-only, the project included; use
     /// `security = "low"` for a suite that must write to it.
     Bind,
-    /// A copy-on-write overlay of the project. Parsed, refused until the sandbox exists.
+    /// The project seen through a copy-on-write layer (overlayfs) mounted on the
+    /// environment's `workspace/` inside its sandbox: nothing is copied, writes land in the
+    /// environment's `overlay/upper/` and never in the project, and each retry starts from
+    /// an empty layer. Needs a sandboxed `basic` or `virtualenv` environment; asked for where
+    /// there is none, the suite is refused.
     Overlay,
 }
 
@@ -73,7 +82,8 @@ pub struct EnvTemplateConfig {
     /// `scheduled` or `never` policy when one is given).
     #[serde(default)]
     pub keep: bool,
-    /// How suites see the project: `copy` (default), `bind` (or `overlay`, refused for now).
+    /// How suites see the project: `overlay`, `copy` or `bind` (see [`ProjectMode`]); by
+    /// default `overlay` where the environment is sandboxed, else `copy`.
     #[serde(default)]
     pub project: Option<Spanned<ProjectMode>>,
     /// Named host ports leased to each environment (`PTEST_PORT_<NAME>` in its commands).
@@ -103,14 +113,16 @@ pub struct EnvTemplate {
     pub ttl: Option<Duration>,
     /// Whether environments are kept after the run.
     pub keep: bool,
-    /// How suites see the project.
-    pub project: ProjectMode,
+    /// How suites see the project; `None`: overlay where the environment is sandboxed, else
+    /// copy (see [`ProjectMode`]).
+    pub project: Option<ProjectMode>,
     /// Named host ports leased to each environment.
     pub ports: Vec<PortName>,
 }
 
 impl EnvTemplate {
-    /// The template of suites that name no `env`: a `basic` environment with a project copy.
+    /// The template of suites that name no `env`: a `basic` environment, the project seen
+    /// as the default [`ProjectMode`] says.
     pub fn default_basic() -> Self {
         Self {
             name: "basic".into(),
@@ -122,7 +134,7 @@ impl EnvTemplate {
             cleanup: CleanupPolicy::Immediate,
             ttl: None,
             keep: false,
-            project: ProjectMode::Copy,
+            project: None,
             ports: Vec::new(),
         }
     }
@@ -177,7 +189,7 @@ impl EnvTemplate {
                 .map_or(CleanupPolicy::Immediate, Spanned::into_inner),
             ttl: c.ttl,
             keep: c.keep,
-            project: c.project.map_or(ProjectMode::Copy, Spanned::into_inner),
+            project: c.project.map(Spanned::into_inner),
             ports: c.ports,
         }
     }

@@ -145,6 +145,14 @@ impl Recorder {
     }
 }
 
+/// Options running `n` suite shards at once.
+pub fn jobs(n: usize) -> RunOptions {
+    RunOptions {
+        jobs: n,
+        ..RunOptions::default()
+    }
+}
+
 /// The report of the suite shard `name`.
 pub fn suite<'a>(report: &'a RunReport, name: &str) -> &'a SuiteReport {
     report
@@ -179,6 +187,37 @@ pub fn tree_state(dir: &Path) -> BTreeMap<String, (u32, Vec<u8>)> {
         }
     }
     out
+}
+
+/// Where a suite's writes to its working directory are seen from the host: the upper layer
+/// of an overlaid project (the overlay itself is mounted inside the sandbox only), else the
+/// copy in `workspace/`.
+pub fn written(env: &ptest_core::Environment) -> PathBuf {
+    match env.spec.overlay {
+        Some(_) => env.overlay_upper(),
+        None => env.workspace(),
+    }
+}
+
+/// Returns `true` when the test may go on: the host makes the namespaces an overlaid project
+/// needs. Otherwise prints why and returns `false`, or panics under `PTEST_REQUIRE_ALL=1`.
+pub fn can_overlay() -> bool {
+    let disabled = std::env::var("PTEST_SANDBOX_DISABLE")
+        .is_ok_and(|v| v.split(',').any(|f| f.trim() == "namespaces"));
+    let why = if !rustix::process::geteuid().is_root() {
+        "overlaid projects need pods, which this build makes as root only"
+    } else if !Path::new("/proc/self/ns/mnt").exists() {
+        "the kernel has no mount namespaces"
+    } else if disabled {
+        "PTEST_SANDBOX_DISABLE names namespaces"
+    } else {
+        return true;
+    };
+    if std::env::var("PTEST_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("PTEST_REQUIRE_ALL=1 and this test cannot run: {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
 }
 
 /// Whether a process with this pid exists (and is not a zombie).

@@ -78,6 +78,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         ports: args.ports,
         security: args.security,
         network: args.network,
+        allow: args.allow,
         limits: Limits {
             memory: args.memory,
             cpus: args.cpus,
@@ -90,6 +91,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         allow_degraded: args.allow_degraded,
         virtualenv,
         docker,
+        overlay: None,
     };
     let env = manager.create_environment(spec).await?;
     if args.json {
@@ -181,6 +183,9 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
             rows.push(("  dropped", dropped.as_str().unwrap_or("").to_owned()));
         }
     }
+    if let Some(net) = env.details.get("network") {
+        rows.extend(network_rows(net));
+    }
     let limits = serde_json::to_value(&env.spec.limits).expect("limits serialize");
     for (k, v) in limits.as_object().into_iter().flatten() {
         rows.push((
@@ -223,6 +228,7 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         let shown = [
             "isolation",
             "sandbox",
+            "network",
             "python",
             "installer",
             "spec_hash",
@@ -252,6 +258,51 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         println!("{k:<13}{v}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `env show` lines for a bridge environment's network: its address, its `--allow` rules
+/// with what each resolved to, and the host ports forwarded to it.
+fn network_rows(net: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_owned();
+    let prefix = text(&net["subnet"]);
+    let prefix = prefix.rsplit('/').next().unwrap_or("?");
+    let mut rows = vec![(
+        "network",
+        format!(
+            "bridge {}: {}/{prefix} on {} (gateway {}, link {})",
+            text(&net["status"]),
+            text(&net["address"]),
+            text(&net["hub"]),
+            text(&net["gateway"]),
+            text(&net["link"])
+        ),
+    )];
+    let rules = net["allow"].as_array().cloned().unwrap_or_default();
+    if rules.is_empty() {
+        rows.push(("  allow", "nothing: every destination is refused".into()));
+    }
+    for rule in &rules {
+        let networks: Vec<String> = rule["networks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        let port = rule["port"]
+            .as_u64()
+            .map_or_else(|| " (any port)".to_owned(), |p| format!(" port {p}"));
+        rows.push((
+            "  allow",
+            format!("{} = {}{port}", text(&rule["rule"]), networks.join(", ")),
+        ));
+    }
+    for port in net["forwarded"].as_array().into_iter().flatten() {
+        rows.push((
+            "  forwarded",
+            format!("host port {port} -> {}:{port}", text(&net["address"])),
+        ));
+    }
+    rows
 }
 
 async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {

@@ -6,6 +6,7 @@ pub mod env;
 pub mod events;
 pub mod gc;
 pub mod init;
+pub mod net;
 pub mod pkg;
 pub mod port;
 pub mod proc;

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ptest_core::{
-    EnvName, Manager, ProcessStatus, Readiness, RestartPolicy, ServiceInfo, ServiceSpec,
-};
+use ptest_core::{EnvName, Manager, ProcessStatus, Readiness, RestartPolicy, ServiceSpec};
 use ptest_local::supervisor::{self, Follower, Signal, StartFailure};
 
 use crate::Failure;
@@ -218,25 +216,14 @@ async fn start(manager: &Manager, args: StartArgs) -> Result<ExitCode, Failure> 
     start_again(manager, &env, spec, &exe, args.json).await
 }
 
-fn with_stats(mut services: Vec<ServiceInfo>) -> Vec<ServiceInfo> {
-    for s in &mut services {
-        if matches!(
-            s.process.status,
-            ProcessStatus::Running | ProcessStatus::Stopping
-        ) {
-            s.stats = supervisor::read_stats(s);
-        }
-    }
-    services
-}
-
 fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
     let env = args
         .env
         .as_deref()
         .map(|e| manager.get_environment(e))
         .transpose()?;
-    let services = with_stats(manager.services(env.as_ref())?);
+    let mut services = manager.services(env.as_ref())?;
+    supervisor::read_all_stats(&mut services);
     if args.json {
         output::json(&services);
         return Ok(ExitCode::SUCCESS);

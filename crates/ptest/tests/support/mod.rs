@@ -104,6 +104,40 @@ impl Drop for TestHome {
     }
 }
 
+/// The `ptest doctor` features of the basic level this host lacks, of `names`.
+pub fn missing_features(t: &TestHome, names: &[&str]) -> Vec<String> {
+    let report = t.json(["doctor"]);
+    let features = report["levels"][0]["features"].as_array().unwrap().clone();
+    names
+        .iter()
+        .filter(|name| {
+            !features
+                .iter()
+                .any(|f| f["check"] == **name && f["ok"] == true)
+        })
+        .map(|name| {
+            let detail = features.iter().find(|f| f["check"] == **name);
+            format!(
+                "{name} ({})",
+                detail.map_or("not reported".into(), |f| f["detail"].to_string())
+            )
+        })
+        .collect()
+}
+
+/// `true` when `why` is `None`; otherwise prints why the test is skipped and returns `false`,
+/// or panics under `PTEST_REQUIRE_ALL=1`.
+pub fn runnable(why: Option<String>) -> bool {
+    let Some(why) = why else {
+        return true;
+    };
+    if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
 /// `PATH` with the directory of the `ptest` under test first, for scripts that call `ptest`.
 pub fn path_with_ptest() -> std::ffi::OsString {
     let bin = assert_cmd::cargo::cargo_bin("ptest");

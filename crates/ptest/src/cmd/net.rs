@@ -1,0 +1,509 @@
+//! `ptest net ...`: fault injection on an environment's ports, and the hidden `ptest __proxy`
+//! that does it.
+//!
+//! `net fault ENV NAME` puts a `ptest-net` proxy in front of port lease NAME: the proxy gets
+//! a lease of its own, `NAME-proxy` (so commands see `PTEST_PORT_<NAME>_PROXY`), and runs as
+//! the environment's background process `proxy.NAME` under the usual supervisor. It therefore
+//! lives in the environment's network namespace (clients inside a `loopback` environment
+//! reach it on 127.0.0.1), shows in `proc list`, and dies with `env rm`. Its faults live in
+//! the control file `<root>/run/net/NAME.json`; every change waits until the proxy confirms
+//! it is in force.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ptest_core::{
+    ByteSize, EnvFilter, Environment, EnvironmentStatus, Error, IsolationLevel, Manager,
+    NetworkMode, PortName, ProcessStatus, Readiness, RestartPolicy, SecurityLevel, ServiceInfo,
+    ServiceSpec,
+};
+use ptest_local::supervisor::{self, StartFailure};
+use ptest_net::{Bandwidth, ControlFile, Faults, ProxyConfig};
+use serde::Serialize;
+
+use crate::Failure;
+use crate::output::{self, Table};
+
+/// How long a proxy may take to put a change in force before ptest gives up on it.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `ptest net ...`.
+#[derive(Debug, Subcommand)]
+pub enum NetCommand {
+    /// Put a proxy in front of an environment's port and give it faults (added to the ones it
+    /// has). Clients that connect to the proxy's port (PTEST_PORT_<NAME>_PROXY) get them.
+    ///
+    /// Latency and jitter apply to each direction. The change is in force for new connections
+    /// when this returns, and for open ones at their next chunk of data.
+    Fault(FaultArgs),
+    /// Remove faults: the proxy passes traffic untouched again (it keeps running, so its port
+    /// stays valid until `env rm`).
+    Clear(ClearArgs),
+    /// List fault proxies: environment, port, upstream and proxy ports, status, faults.
+    #[command(alias = "ls")]
+    List(ListArgs),
+}
+
+/// Arguments of `net fault`.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    /// Environment name or id.
+    pub env: String,
+    /// The environment's port lease to put the proxy in front of.
+    #[arg(value_name = "PORT_NAME")]
+    pub port: PortName,
+    /// Delay every chunk by this long, in each direction (e.g. 200ms).
+    #[arg(long, value_parser = parse_duration, help_heading = "Faults")]
+    pub latency: Option<Duration>,
+    /// Vary each chunk's delay by up to this much either way (e.g. 50ms).
+    #[arg(long, value_parser = parse_duration, help_heading = "Faults")]
+    pub jitter: Option<Duration>,
+    /// Limit each direction of each connection to this rate: bits (64kbit, 10mbit) or bytes
+    /// per second (8K, 1M).
+    #[arg(long, value_name = "RATE", help_heading = "Faults")]
+    pub bandwidth: Option<Bandwidth>,
+    /// Close a connection once this many bytes passed through it, both directions counted
+    /// (e.g. 1000, 64K).
+    #[arg(long, value_name = "BYTES", help_heading = "Faults")]
+    pub drop_after: Option<ByteSize>,
+    /// Reset connections (RST): open ones at once, new ones as soon as they are accepted.
+    #[arg(long, help_heading = "Faults")]
+    pub reset: bool,
+    /// Accept connections but pass nothing either way until `net clear`.
+    #[arg(long, help_heading = "Faults")]
+    pub timeout: bool,
+    /// Stop listening: connecting is refused and open connections are closed.
+    #[arg(long, help_heading = "Faults")]
+    pub down: bool,
+    /// Print the proxy as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `net clear`.
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    /// Environment name or id.
+    pub env: String,
+    /// Only this port's proxy (default: every proxy of the environment).
+    #[arg(value_name = "PORT_NAME")]
+    pub port: Option<PortName>,
+    /// Print the proxies as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `net list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this environment's.
+    pub env: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    ptest_core::duration::parse(s)
+}
+
+/// One proxy as `net list` shows it.
+#[derive(Debug, Serialize)]
+struct ProxyView {
+    env: String,
+    env_id: String,
+    /// The port lease it stands in front of.
+    port: String,
+    upstream_port: u16,
+    proxy_port: u16,
+    /// The variable commands find the proxy's port in.
+    proxy_var: String,
+    /// Its background process.
+    process: String,
+    /// The process's status; `null` if it was never started.
+    status: Option<ProcessStatus>,
+    faults: Faults,
+}
+
+/// Runs one `net` subcommand.
+pub async fn run(manager: &Manager, cmd: NetCommand) -> Result<ExitCode, Failure> {
+    match cmd {
+        NetCommand::Fault(args) => fault(manager, args).await,
+        NetCommand::Clear(args) => clear(manager, args).await,
+        NetCommand::List(args) => list(manager, args),
+    }
+}
+
+/// `ptest __proxy CONTROL_FILE`: serves the proxy the file describes until killed.
+pub async fn serve(control: &Path) -> Result<ExitCode, Failure> {
+    ptest_net::serve_file(control)
+        .await
+        .map_err(|e| Error::io("serving the proxy of", control, e))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn process_name(port: &PortName) -> String {
+    format!("proxy.{port}")
+}
+
+fn control_file(env: &Environment, port: &PortName) -> ControlFile {
+    ControlFile::new(env.run_dir().join("net").join(format!("{port}.json")))
+}
+
+/// The port lease the proxy of `port` listens on.
+fn proxy_lease(port: &PortName) -> Result<PortName, Error> {
+    format!("{port}-proxy").parse().map_err(|_| {
+        Error::Usage(format!(
+            "port name {port:?} is too long for a proxy: its lease {port}-proxy would pass 32 \
+             characters"
+        ))
+    })
+}
+
+fn live(status: ProcessStatus) -> bool {
+    matches!(
+        status,
+        ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
+    )
+}
+
+/// The environment's isolation as resolved at activation (absent for docker).
+fn isolation<T: serde::de::DeserializeOwned>(env: &Environment, key: &str) -> Option<T> {
+    serde_json::from_value(env.details.get("isolation")?.get(key)?.clone()).ok()
+}
+
+/// Refuses environments a proxy cannot serve, with the reason.
+fn check_can_proxy(env: &Environment) -> Result<(), Error> {
+    if env.status != EnvironmentStatus::Active {
+        return Err(Error::WrongState {
+            name: env.name.to_string(),
+            status: env.status,
+            action: "inject network faults",
+            hint: None,
+        });
+    }
+    if !matches!(
+        env.level,
+        IsolationLevel::Basic | IsolationLevel::Virtualenv
+    ) {
+        return Err(Error::Usage(format!(
+            "network faults on {} environments are not in this build (basic and virtualenv only)",
+            env.level
+        )));
+    }
+    if isolation::<NetworkMode>(env, "network") == Some(NetworkMode::None) {
+        return Err(Error::Usage(format!(
+            "environment {:?} has network none: nothing can connect to its ports, so there is \
+             nothing to inject faults into (create it with --network loopback or host)",
+            env.name.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The program that runs `ptest __proxy` inside the environment. Below `strict` this very
+/// binary, reached through `/proc/self/exe` of the supervisor's forked child, wherever it is
+/// installed and whatever the pod shows; at `strict` Landlock lets a command execute only
+/// what its pod shows, so the binary is linked (or copied) into the root.
+fn proxy_program(env: &Environment) -> Result<String, Error> {
+    if isolation::<SecurityLevel>(env, "security").unwrap_or(SecurityLevel::Low)
+        < SecurityLevel::Strict
+    {
+        return Ok("/proc/self/exe".into());
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io("finding", "the ptest executable", e))?;
+    let copy = env.run_dir().join("net").join("ptest");
+    if !copy.exists() {
+        // Made aside and renamed into place, so a copy cut short is never run.
+        let part = copy.with_extension(format!("{}.part", std::process::id()));
+        std::fs::hard_link(&exe, &part)
+            .or_else(|_| std::fs::copy(&exe, &part).map(drop))
+            .and_then(|()| std::fs::rename(&part, &copy))
+            .map_err(|e| Error::io("copying the ptest executable to", &copy, e))?;
+    }
+    Ok(copy.display().to_string())
+}
+
+/// The background process of `port`'s proxy, if one was ever started.
+fn proxy_service(services: &[ServiceInfo], port: &PortName) -> Option<ServiceInfo> {
+    let name = process_name(port);
+    services
+        .iter()
+        .filter(|s| s.name == name)
+        .max_by_key(|s| s.process.id)
+        .cloned()
+}
+
+async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.env)?;
+    check_can_proxy(&env)?;
+    let port = args.port;
+    let Some(&upstream_port) = env.ports.get(&port) else {
+        let known: Vec<&str> = env.ports.keys().map(PortName::as_str).collect();
+        return Err(Error::Usage(format!(
+            "environment {:?} has no port named {:?} (its ports: {}); lease one with `ptest port \
+             alloc {} {port}`",
+            env.name.as_str(),
+            port.as_str(),
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            },
+            env.name,
+        ))
+        .into());
+    };
+    let added = Faults {
+        latency: args.latency,
+        jitter: args.jitter,
+        bandwidth: args.bandwidth,
+        drop_after: args.drop_after.map(|b| b.0),
+        reset: args.reset,
+        timeout: args.timeout,
+        down: args.down,
+    };
+    let lease = proxy_lease(&port)?;
+    let proxy_port = match env.ports.get(&lease) {
+        Some(&p) => p,
+        None => match manager.allocate_port(&env, &lease) {
+            Ok(p) => p,
+            // Another `net fault` on this port may have leased it meanwhile.
+            Err(e) => *manager
+                .get_environment(env.id.as_str())?
+                .ports
+                .get(&lease)
+                .ok_or(e)?,
+        },
+    };
+    let control = control_file(&env, &port);
+    let dir = control
+        .path()
+        .parent()
+        .expect("the control file is in run/net");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let config = control
+        .update(|old| ProxyConfig {
+            listen: (std::net::Ipv4Addr::LOCALHOST, proxy_port).into(),
+            upstream: (std::net::Ipv4Addr::LOCALHOST, upstream_port).into(),
+            generation: 0,
+            faults: old.map(|c| c.faults).unwrap_or_default().merged(added),
+        })
+        .map_err(|e| Error::io("writing", control.path(), e))?;
+    let running = proxy_service(&manager.services(Some(&env))?, &port)
+        .is_some_and(|s| live(s.process.status));
+    if !running {
+        start_proxy(manager, &env, &port, &control).await?;
+    }
+    wait_applied(manager, &env, &port, &control, config.generation).await?;
+    // Read again: the lease taken above is part of the environment now.
+    let env = manager.get_environment(env.id.as_str())?;
+    let view = views(manager, &env)?
+        .into_iter()
+        .filter(|v| v.port == port.as_str())
+        .collect();
+    print(view, args.json, true);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn start_proxy(
+    manager: &Manager,
+    env: &Environment,
+    port: &PortName,
+    control: &ControlFile,
+) -> Result<(), Failure> {
+    let spec = ServiceSpec {
+        name: process_name(port),
+        argv: vec![
+            proxy_program(env)?,
+            "__proxy".into(),
+            control.path().display().to_string(),
+        ],
+        env: Vec::new(),
+        restart: RestartPolicy::OnFailure { max: None },
+        // Ready means its first generation is in force, which `wait_applied` checks: a proxy
+        // that starts `--down` never listens.
+        ready: Readiness {
+            timeout: APPLY_TIMEOUT,
+            ..Readiness::default()
+        },
+    };
+    let exe =
+        std::env::current_exe().map_err(|e| Error::io("finding", "the ptest executable", e))?;
+    match supervisor::start(manager, env, spec, &exe).await {
+        // Another `net fault` on this port started it meanwhile.
+        Ok(_) | Err(StartFailure::Ptest(Error::ProcessNameTaken { .. })) => Ok(()),
+        Err(StartFailure::Ptest(e)) => Err(e.into()),
+        Err(StartFailure::NotReady { name, reason, tail }) => Err(Error::Usage(format!(
+            "the fault proxy (process {name:?}) {reason}:\n{tail}"
+        ))
+        .into()),
+    }
+}
+
+/// Waits until the proxy of `port` has put `generation` in force; an error with the end of
+/// its log when it died or did not get there in time.
+async fn wait_applied(
+    manager: &Manager,
+    env: &Environment,
+    port: &PortName,
+    control: &ControlFile,
+    generation: u64,
+) -> Result<(), Failure> {
+    let alive = || {
+        manager
+            .services(Some(env))
+            .ok()
+            .and_then(|all| proxy_service(&all, port))
+            .is_some_and(|s| live(s.process.status))
+    };
+    if control.wait_applied(generation, APPLY_TIMEOUT, alive).await {
+        return Ok(());
+    }
+    let tail = proxy_service(&manager.services(Some(env))?, port)
+        .map(|s| supervisor::tail(&s.stderr_log, Some(supervisor::FAILURE_TAIL)))
+        .unwrap_or_default();
+    Err(Error::Engine {
+        level: env.level,
+        action: "apply network faults",
+        message: format!(
+            "the proxy for port {port} (process {}) did not confirm the change within {}; its \
+             last output:\n{tail}",
+            process_name(port),
+            humantime::format_duration(APPLY_TIMEOUT)
+        ),
+    }
+    .into())
+}
+
+async fn clear(manager: &Manager, args: ClearArgs) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.env)?;
+    let ports = match args.port {
+        Some(port) => {
+            if control_file(&env, &port)
+                .read()
+                .map_err(|e| Error::io("reading", control_file(&env, &port).path(), e))?
+                .is_none()
+            {
+                return Err(Error::Usage(format!(
+                    "environment {:?} has no fault proxy for port {:?} (see `ptest net list {}`)",
+                    env.name.as_str(),
+                    port.as_str(),
+                    env.name
+                ))
+                .into());
+            }
+            vec![port]
+        }
+        None => proxied_ports(&env),
+    };
+    let services = manager.services(Some(&env))?;
+    for port in &ports {
+        let control = control_file(&env, port);
+        let config = control
+            .update(|old| ProxyConfig {
+                faults: Faults::default(),
+                ..old.expect("the control file was found above")
+            })
+            .map_err(|e| Error::io("writing", control.path(), e))?;
+        if proxy_service(&services, port).is_some_and(|s| live(s.process.status)) {
+            wait_applied(manager, &env, port, &control, config.generation).await?;
+        }
+    }
+    let cleared = views(manager, &env)?
+        .into_iter()
+        .filter(|v| ports.iter().any(|p| p.as_str() == v.port))
+        .collect();
+    print(cleared, args.json, false);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
+    let envs = match &args.env {
+        Some(e) => vec![manager.get_environment(e)?],
+        None => manager.list_environments(&EnvFilter::default())?,
+    };
+    let mut all = Vec::new();
+    for env in &envs {
+        all.extend(views(manager, env)?);
+    }
+    print(all, args.json, false);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The ports of `env` that have a proxy (a control file), sorted.
+fn proxied_ports(env: &Environment) -> Vec<PortName> {
+    let dir: PathBuf = env.run_dir().join("net");
+    let mut ports: Vec<PortName> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name();
+            name.to_str()?.strip_suffix(".json")?.parse().ok()
+        })
+        .collect();
+    ports.sort();
+    ports
+}
+
+/// Every proxy of `env`, as listed.
+fn views(manager: &Manager, env: &Environment) -> Result<Vec<ProxyView>, Failure> {
+    let ports = proxied_ports(env);
+    if ports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let services = manager.services(Some(env))?;
+    let mut out = Vec::new();
+    for port in ports {
+        let control = control_file(env, &port);
+        let Some(config) = control
+            .read()
+            .map_err(|e| Error::io("reading", control.path(), e))?
+        else {
+            continue;
+        };
+        let lease = proxy_lease(&port)?;
+        out.push(ProxyView {
+            env: env.name.to_string(),
+            env_id: env.id.to_string(),
+            port: port.to_string(),
+            upstream_port: config.upstream.port(),
+            proxy_port: config.listen.port(),
+            proxy_var: lease.env_var(),
+            process: process_name(&port),
+            status: proxy_service(&services, &port).map(|s| s.process.status),
+            faults: config.faults,
+        });
+    }
+    Ok(out)
+}
+
+/// Prints proxies as a table, or as JSON: the first alone when `single` (`net fault`), else
+/// the list.
+fn print(views: Vec<ProxyView>, json: bool, single: bool) {
+    if json {
+        match views.first() {
+            Some(first) if single => output::json(first),
+            _ => output::json(&views),
+        }
+        return;
+    }
+    let mut table = Table::new(vec![
+        "ENV", "PORT", "UPSTREAM", "PROXY", "VARIABLE", "STATUS", "FAULTS",
+    ]);
+    for v in views {
+        table.row(vec![
+            v.env,
+            v.port,
+            v.upstream_port.to_string(),
+            v.proxy_port.to_string(),
+            v.proxy_var,
+            v.status.map_or_else(|| "-".into(), |s| s.to_string()),
+            v.faults.to_string(),
+        ]);
+    }
+    table.print();
+}

@@ -360,7 +360,7 @@ pub(crate) async fn install_with_events(
 }
 
 /// Keeps a copy of a freshly built venv (hard links, so nearly free) for later environments
-/// with the same hash. It is built in `.<hash>-<pid>/` and published by the symbolic link
+/// with the same hash. It is built in `.<hash>-<pid>-<n>/` and published by the symbolic link
 /// `<hash>` to it, made atomically: a half-made template is never used and a concurrent
 /// builder that linked first wins. The build directory is never moved, because the venv's
 /// scripts name it (a clone replaces that path, the template's canonical one, with its own).
@@ -369,10 +369,13 @@ fn save_template(venv: &Path, template: &Path) -> Result<()> {
         .parent()
         .expect("templates live under cache/templates");
     std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
+    // Unique per build, also between threads of one process (a run's shards build at once).
+    static BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let build = format!(
-        ".{}-{}",
+        ".{}-{}-{}",
         template.file_name().and_then(|n| n.to_str()).unwrap_or("t"),
-        std::process::id()
+        std::process::id(),
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let staging = parent.join(&build);
     let _ = std::fs::remove_dir_all(&staging);

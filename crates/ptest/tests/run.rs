@@ -40,6 +40,19 @@ fn the_example_project_passes_and_reports_json_and_junit() {
 }
 
 #[test]
+fn live_lines_count_suites_and_their_shards() {
+    let t = TestHome::new();
+    // The example has four suites, one of them in two shards; its path has a `..`, which must
+    // not stop the overlay (a warning would say the project was copied instead).
+    t.ptest(["run", "--project", &example()])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(" 4 suite(s) as 5 shards, "))
+        .stderr(predicates::str::contains("5 suite(s) run"))
+        .stderr(predicates::str::contains("warning").not());
+}
+
+#[test]
 fn list_and_selection() {
     let t = TestHome::new();
     t.ptest(["run", "--project", &example(), "--list"])

@@ -81,10 +81,9 @@ impl Project {
             path: file.clone(),
             source,
         })?;
-        let dir = file
-            .parent()
-            .expect("an absolute file path has a parent")
-            .to_owned();
+        let dir = file.parent().expect("an absolute file path has a parent");
+        // Without `..` or symlinks: an overlay's lower directory must be a plain path.
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
         Self::parse(&file, &dir, &text)
     }
 

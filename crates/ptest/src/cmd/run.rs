@@ -196,8 +196,15 @@ impl Reporter for Live {
     fn run_started(&self, run_id: &str, suites: &[PlannedSuite], jobs: usize) {
         let bold = Style::new().bold();
         let shards: u32 = suites.iter().map(|s| s.shards).sum();
+        // A sharded suite runs once per shard: say so when that makes more runs than suites,
+        // so the count matches the summary's (one line per shard).
+        let runs = if shards as usize == suites.len() {
+            String::new()
+        } else {
+            format!(" as {shards} shards")
+        };
         self.line(format!(
-            "{bold}    Starting{bold:#} {} suite(s), {jobs} at a time (run {run_id})",
+            "{bold}    Starting{bold:#} {} suite(s){runs}, {jobs} at a time (run {run_id})",
             suites.len()
         ));
         if let Some(bar) = &self.bar {

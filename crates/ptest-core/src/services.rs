@@ -110,13 +110,6 @@ fn supervisor_alive(s: &ServiceInfo) -> bool {
     }
 }
 
-fn is_live(status: ProcessStatus) -> bool {
-    matches!(
-        status,
-        ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
-    )
-}
-
 impl Manager {
     /// The engine of `level`, for tools that drive processes themselves (the supervisor).
     pub fn engine_for(&self, level: IsolationLevel) -> Result<Arc<dyn Engine>> {
@@ -206,7 +199,7 @@ impl Manager {
         let all = self.store().services(env.map(|e| &e.id))?;
         if all
             .iter()
-            .any(|s| is_live(s.process.status) && !supervisor_alive(s))
+            .any(|s| s.process.status.is_live() && !supervisor_alive(s))
         {
             self.repair_services()?;
             return self.store().services(env.map(|e| &e.id));
@@ -231,7 +224,7 @@ impl Manager {
     pub fn repair_services(&self) -> Result<Vec<Removal>> {
         let mut out = Vec::new();
         for s in self.store().services(None)? {
-            if !is_live(s.process.status) || supervisor_alive(&s) {
+            if !s.process.status.is_live() || supervisor_alive(&s) {
                 continue;
             }
             kill_marked(&s.process.env_id, s.process.id);
@@ -270,7 +263,7 @@ impl Manager {
         engine: &Arc<dyn Engine>,
     ) -> Result<()> {
         for s in self.store().services(Some(&env.id))? {
-            if !is_live(s.process.status) {
+            if !s.process.status.is_live() {
                 continue;
             }
             self.record_event(

@@ -124,6 +124,13 @@ wire_enum! {
     }
 }
 
+impl ProcessStatus {
+    /// Whether the process may still be alive: starting, running or stopping.
+    pub fn is_live(self) -> bool {
+        matches!(self, Self::Starting | Self::Running | Self::Stopping)
+    }
+}
+
 wire_enum! {
     /// The state of an environment's network.
     NetworkStatus {

@@ -86,13 +86,6 @@ pub enum StartFailure {
     },
 }
 
-fn live(status: ProcessStatus) -> bool {
-    matches!(
-        status,
-        ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
-    )
-}
-
 fn output_tail(s: &ServiceInfo) -> String {
     let mut out = tail(&s.stdout_log, Some(FAILURE_TAIL));
     let err = tail(&s.stderr_log, Some(FAILURE_TAIL));
@@ -273,7 +266,7 @@ async fn stop_record(
     signal: Signal,
     timeout: Duration,
 ) -> Result<ServiceInfo> {
-    if !live(s.process.status) {
+    if !s.process.status.is_live() {
         return Ok(s);
     }
     let (id, name) = (s.process.id, s.name.as_str());
@@ -335,14 +328,14 @@ pub async fn wait_end(
     let mut pause = Pause::new();
     loop {
         let s = fresh(manager, id)?;
-        if !live(s.process.status) {
+        if !s.process.status.is_live() {
             return Ok(Some(s));
         }
         // A dead supervisor records nothing: repair the record instead of waiting forever.
         if manager
             .services(None)?
             .iter()
-            .any(|r| r.process.id == id && !live(r.process.status))
+            .any(|r| r.process.id == id && !r.process.status.is_live())
         {
             continue;
         }

@@ -9,7 +9,7 @@ use ptest_core::services::kill_marked;
 use ptest_core::{Environment, Manager, ProcessStatus, Result, ServiceInfo, ServiceSpec};
 use tokio::task::JoinHandle;
 
-use super::{Signal, StartFailure, fresh, live, pid_file, record, run, until_ready};
+use super::{Signal, StartFailure, fresh, pid_file, record, run, until_ready};
 
 /// A running background process whose supervisor is a task of this program.
 ///
@@ -64,7 +64,7 @@ impl Service {
     /// Its record as the store has it now, with what its tree uses while it runs.
     pub fn info(&self) -> Result<ServiceInfo> {
         let mut s = fresh(&self.manager, self.id)?;
-        if live(s.process.status) {
+        if s.process.status.is_live() {
             s.stats = super::read_stats(&s);
         }
         Ok(s)
@@ -112,7 +112,7 @@ impl Drop for Service {
         let Ok(s) = fresh(&self.manager, self.id) else {
             return;
         };
-        if !live(s.process.status) {
+        if !s.process.status.is_live() {
             return;
         }
         let _ = self.manager.service_stopping(self.id);

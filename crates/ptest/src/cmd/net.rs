@@ -162,13 +162,6 @@ fn proxy_lease(port: &PortName) -> Result<PortName, Error> {
     })
 }
 
-fn live(status: ProcessStatus) -> bool {
-    matches!(
-        status,
-        ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
-    )
-}
-
 /// The environment's isolation as resolved at activation (absent for docker).
 fn isolation<T: serde::de::DeserializeOwned>(env: &Environment, key: &str) -> Option<T> {
     serde_json::from_value(env.details.get("isolation")?.get(key)?.clone()).ok()
@@ -294,7 +287,7 @@ async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> 
         })
         .map_err(|e| Error::io("writing", control.path(), e))?;
     let running = proxy_service(&manager.services(Some(&env))?, &port)
-        .is_some_and(|s| live(s.process.status));
+        .is_some_and(|s| s.process.status.is_live());
     if !running {
         start_proxy(manager, &env, &port, &control).await?;
     }
@@ -358,7 +351,7 @@ async fn wait_applied(
             .services(Some(env))
             .ok()
             .and_then(|all| proxy_service(&all, port))
-            .is_some_and(|s| live(s.process.status))
+            .is_some_and(|s| s.process.status.is_live())
     };
     if control.wait_applied(generation, APPLY_TIMEOUT, alive).await {
         return Ok(());
@@ -409,7 +402,7 @@ async fn clear(manager: &Manager, args: ClearArgs) -> Result<ExitCode, Failure> 
                 ..old.expect("the control file was found above")
             })
             .map_err(|e| Error::io("writing", control.path(), e))?;
-        if proxy_service(&services, port).is_some_and(|s| live(s.process.status)) {
+        if proxy_service(&services, port).is_some_and(|s| s.process.status.is_live()) {
             wait_applied(manager, &env, port, &control, config.generation).await?;
         }
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ptest_core::{EnvName, Manager, ProcessStatus, Readiness, RestartPolicy, ServiceSpec};
+use ptest_core::{EnvName, Manager, Readiness, RestartPolicy, ServiceSpec};
 use ptest_local::supervisor::{self, Follower, Signal, StartFailure};
 
 use crate::Failure;
@@ -295,10 +295,7 @@ async fn logs(manager: &Manager, args: LogsArgs) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     loop {
-        let done = !matches!(
-            manager.service(&env, &args.name)?.process.status,
-            ProcessStatus::Starting | ProcessStatus::Running | ProcessStatus::Stopping
-        );
+        let done = !manager.service(&env, &args.name)?.process.status.is_live();
         for (f, to_stdout) in &mut followers {
             let bytes = f.read_new();
             if bytes.is_empty() {

@@ -166,3 +166,27 @@ fn keep_contradicting_a_removing_cleanup_policy_is_refused() {
     assert!(message.contains("contradicts"), "{message}");
     assert!(help.unwrap().contains("on_request"));
 }
+
+#[test]
+fn a_bad_allow_rule_points_at_the_rule_and_a_good_one_reaches_the_spec() {
+    let (line, column, message, _) =
+        error_of("[env.e]\nnetwork = \"bridge\"\nallow = [\"api:http\"]\n");
+    assert_eq!(line, 3, "{message}");
+    assert!(column >= 9, "{column}: {message}");
+    assert!(
+        message.contains("invalid --allow rule \"api:http\""),
+        "{message}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ptest.toml"),
+        "[env.e]\nnetwork = \"bridge\"\nallow = [\"api:8080\", \"10.0.0.0/8\"]\n\n\
+         [[suite]]\nname = \"s\"\nenv = \"e\"\nrun = \"true\"\n",
+    )
+    .unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let spec = project.templates["e"].spec("x".parse().unwrap(), Default::default());
+    let rules: Vec<String> = spec.allow.iter().map(ToString::to_string).collect();
+    assert_eq!(rules, ["api:8080", "10.0.0.0/8"]);
+}

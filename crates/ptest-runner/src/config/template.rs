@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ptest_core::{
-    CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits, NetworkMode, PortName,
-    SecurityLevel, VirtualenvSpec,
+    AllowRule, CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits,
+    NetworkMode, PortName, SecurityLevel, VirtualenvSpec,
 };
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -67,6 +67,9 @@ pub struct EnvTemplateConfig {
     /// Network mode, passed to the engine.
     #[serde(default)]
     pub network: Option<NetworkMode>,
+    /// Where a `bridge` environment may send (`HOST[:PORT]`, as `env create --allow`).
+    #[serde(default)]
+    pub allow: Vec<AllowRule>,
     /// Security level, passed to the engine.
     #[serde(default)]
     pub security: Option<SecurityLevel>,
@@ -104,6 +107,8 @@ pub struct EnvTemplate {
     pub limits: Limits,
     /// Network mode.
     pub network: Option<NetworkMode>,
+    /// Where a `bridge` environment may send.
+    pub allow: Vec<AllowRule>,
     /// Security level.
     pub security: Option<SecurityLevel>,
     /// When its environments go (see [`EnvTemplate::disposal`]).
@@ -130,6 +135,7 @@ impl EnvTemplate {
             virtualenv: None,
             limits: Limits::default(),
             network: None,
+            allow: Vec::new(),
             security: None,
             cleanup: CleanupPolicy::Immediate,
             ttl: None,
@@ -183,6 +189,7 @@ impl EnvTemplate {
             virtualenv,
             limits: c.limits,
             network: c.network,
+            allow: c.allow,
             security: c.security,
             cleanup: c
                 .cleanup
@@ -202,6 +209,7 @@ impl EnvTemplate {
         spec.ttl = self.ttl;
         spec.limits = self.limits.clone();
         spec.network = self.network;
+        spec.allow = self.allow.clone();
         spec.security = self.security;
         spec.virtualenv = self.virtualenv.clone();
         spec.ports = self.ports.clone();

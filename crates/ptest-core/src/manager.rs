@@ -277,6 +277,11 @@ impl Manager {
                     },
                 )
                 .await?;
+            // What the engine noted while creating (its details) is what activation builds
+            // on: a virtualenv's base interpreter, bound into the sandbox.
+            if let Some(stored) = self.store.find(env.id.as_str())? {
+                env.details = stored.details;
+            }
             self.step(
                 &mut env,
                 S::Created,

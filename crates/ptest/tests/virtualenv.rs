@@ -511,3 +511,47 @@ fn a_failed_install_leaves_the_environment_as_it_was() {
     .assert()
     .success();
 }
+
+/// The venv's python links to a base interpreter the sandbox may hide (at `high` only system
+/// directories are shown): it is bound in at every level, so `python` runs and imports
+/// what the environment installed.
+#[test]
+fn the_environment_python_runs_at_every_security_level() {
+    let t = TestHome::new();
+    let missing = support::missing_features(&t, &["namespaces", "cgroups", "strict"]);
+    if !support::runnable(
+        (!missing.is_empty()).then(|| format!("security levels need: {}", missing.join(", "))),
+    ) {
+        return;
+    }
+    for level in ["low", "medium", "high", "strict"] {
+        let name = format!("py-{level}");
+        ptest(
+            &t,
+            &[
+                "env",
+                "create",
+                &name,
+                "--security",
+                level,
+                "--package",
+                "ptdemo-a==1.0",
+            ],
+        )
+        .assert()
+        .success();
+        let out = stdout(&mut ptest(
+            &t,
+            &[
+                "env",
+                "exec",
+                &name,
+                "--",
+                "python",
+                "-c",
+                "import ptdemo_a, sys; print(sys.prefix == sys.base_prefix)",
+            ],
+        ));
+        assert_eq!(out, "False\n", "at {level}");
+    }
+}

@@ -54,7 +54,7 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
     PortBinding, ResourcesUlimits,
 };
-use ptest_core::{Environment, EnvironmentSpec, NetworkMode, SecurityLevel, root};
+use ptest_core::{Environment, EnvironmentSpec, NetworkMode, RUN_LABEL, SecurityLevel, root};
 
 /// Label naming the environment id a Docker object belongs to.
 pub const LABEL_ENV: &str = "ptest.env";
@@ -96,9 +96,23 @@ pub fn container_name(env: &Environment) -> String {
     format!("ptest-{}-{}", env.name, env.id)
 }
 
-/// The bridge network of a home: `ptest-<home hash>`.
-pub fn network_name(home_hash: &str) -> String {
-    format!("ptest-{home_hash}")
+/// The bridge network `env` joins: its run's own, `ptest-<home hash>-<run id>`, when it is
+/// one of a `ptest run`'s environments (label [`RUN_LABEL`]), so a run's containers reach
+/// each other by name and nobody else's; else its home's, `ptest-<home hash>`.
+pub fn network_name(home_hash: &str, env: &Environment) -> String {
+    match run_of(env) {
+        Some(run) => format!("ptest-{home_hash}-{run}"),
+        None => format!("ptest-{home_hash}"),
+    }
+}
+
+/// The run `env` belongs to, if its label is usable in a network name.
+pub(crate) fn run_of(env: &Environment) -> Option<&str> {
+    env.spec
+        .labels
+        .get(RUN_LABEL)
+        .map(String::as_str)
+        .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
 }
 
 /// The security level applied: the spec's, else `medium` (Docker applies every level).
@@ -226,7 +240,7 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
         network_mode: Some(match network {
             NetworkMode::Host => "host".to_owned(),
             NetworkMode::None | NetworkMode::Loopback => "none".to_owned(),
-            NetworkMode::Bridge => network_name(home),
+            NetworkMode::Bridge => network_name(home, env),
         }),
         ..HostConfig::default()
     };
@@ -271,7 +285,7 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
     }
     let networking_config = (network == NetworkMode::Bridge).then(|| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(
-            network_name(home),
+            network_name(home, env),
             EndpointSettings {
                 aliases: Some(vec![env.name.to_string()]),
                 ..EndpointSettings::default()
@@ -380,6 +394,22 @@ mod tests {
         );
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_HOME], "abc");
+    }
+
+    #[test]
+    fn a_runs_environments_join_the_runs_own_network() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.labels.insert(RUN_LABEL.into(), "0a1b2c".into());
+        let body = create_body(&env(spec), "img", "abc");
+        assert_eq!(
+            body.host_config.unwrap().network_mode.as_deref(),
+            Some("ptest-abc-0a1b2c")
+        );
+        assert!(
+            body.networking_config.unwrap().endpoints_config.unwrap()["ptest-abc-0a1b2c"]
+                .aliases
+                .is_some()
+        );
     }
 
     #[test]

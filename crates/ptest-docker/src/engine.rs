@@ -171,12 +171,12 @@ impl DockerEngine {
         let bridge = effective_network(&env.spec) == NetworkMode::Bridge;
         for attempt in 0..2 {
             if bridge {
-                let network = container::network_name(&self.home_hash);
+                let network = container::network_name(&self.home_hash, env);
                 ctx.event(
                     IsolationEvent::NetworkAllocating,
                     serde_json::json!({ "network": network, "alias": env.name.as_str() }),
                 )?;
-                network::ensure_bridge(docker, &self.home_hash).await?;
+                network::ensure_bridge(docker, &self.home_hash, env).await?;
                 ctx.event(
                     IsolationEvent::NetworkAllocated,
                     serde_json::json!({ "network": network, "alias": env.name.as_str() }),
@@ -489,6 +489,9 @@ impl Engine for DockerEngine {
                     format!("{name}: {}", message_of(&e)),
                 ));
             }
+        }
+        if effective_network(&env.spec) == NetworkMode::Bridge {
+            network::release_run_network(docker, &self.home_hash, env).await;
         }
         let (root_path, id) = (env.root.clone(), env.id.clone());
         blocking(move || root::remove(&root_path, &id)).await

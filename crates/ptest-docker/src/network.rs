@@ -1,29 +1,38 @@
-//! The bridge network of a home: `ptest-<home hash>`, a user-defined Docker bridge made on
-//! first need and labelled with the home, so its containers reach each other by name and
-//! [`crate::DockerEngine::gc`] can find it again.
+//! Bridge networks: a home's, `ptest-<home hash>`, and each `ptest run`'s own,
+//! `ptest-<home hash>-<run id>`: user-defined Docker bridges made on first need and labelled
+//! with the home (and run), so their containers reach each other by name and
+//! [`crate::DockerEngine::gc`] can find them again.
 
 use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
-use ptest_core::Result;
+use ptest_core::{Environment, RUN_LABEL, Result};
 
 use crate::connection::{engine_error, is_not_found, message_of, status_of};
-use crate::container::{LABEL_HOME, network_name};
+use crate::container::{LABEL_HOME, network_name, run_of};
 
-/// Makes sure the bridge network of `home` exists; returns its name. Safe to race with
-/// another ptest doing the same.
-pub(crate) async fn ensure_bridge(docker: &Docker, home: &str) -> Result<String> {
-    let name = network_name(home);
+/// Makes sure the bridge network `env` joins exists (see [`network_name`]); returns its name.
+/// Safe to race with another ptest doing the same.
+pub(crate) async fn ensure_bridge(
+    docker: &Docker,
+    home: &str,
+    env: &Environment,
+) -> Result<String> {
+    let name = network_name(home, env);
     match docker.inspect_network(&name, None).await {
         Ok(_) => return Ok(name),
         Err(e) if is_not_found(&e) => {}
         Err(e) => return Err(engine_error("inspect the bridge network", e)),
     }
+    let mut labels = HashMap::from([(LABEL_HOME.to_owned(), home.to_owned())]);
+    if let Some(run) = run_of(env) {
+        labels.insert(RUN_LABEL.to_owned(), run.to_owned());
+    }
     let request = NetworkCreateRequest {
         name: name.clone(),
         driver: Some("bridge".to_owned()),
-        labels: Some(HashMap::from([(LABEL_HOME.to_owned(), home.to_owned())])),
+        labels: Some(labels),
         ..NetworkCreateRequest::default()
     };
     match docker.create_network(request).await {
@@ -34,5 +43,23 @@ pub(crate) async fn ensure_bridge(docker: &Docker, home: &str) -> Result<String>
             "create the bridge network",
             format!("{name}: {}", message_of(&e)),
         )),
+    }
+}
+
+/// Removes a run's own network once its last container is gone (the home's network stays for
+/// the next environment). Still in use, or already gone: nothing to do.
+pub(crate) async fn release_run_network(docker: &Docker, home: &str, env: &Environment) {
+    if run_of(env).is_none() {
+        return;
+    }
+    let name = network_name(home, env);
+    if let Err(e) = docker.remove_network(&name).await
+        && !is_not_found(&e)
+        && !matches!(status_of(&e), Some(403 | 409))
+    {
+        tracing::warn!(
+            "could not remove the run's network {name}: {}",
+            message_of(&e)
+        );
     }
 }

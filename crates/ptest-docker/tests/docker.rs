@@ -295,6 +295,73 @@ async fn bridge_neighbours_reach_each_other_by_name() {
     );
 }
 
+/// `ptest run` labels its environments with the run: each run's containers share a bridge of
+/// their own, reach each other by name, cannot reach another run's, and the run's network
+/// goes with its last container.
+#[tokio::test]
+async fn each_run_has_its_own_bridge_network() {
+    let Some(f) = fixture().await else { return };
+    let in_run = |name: &str, run: &str| {
+        let mut spec = f.spec(name);
+        spec.labels.insert(RUN_LABEL.into(), run.into());
+        spec
+    };
+    let alpha = f
+        .manager
+        .create_environment(in_run("alpha", "r1"))
+        .await
+        .unwrap();
+    let beta = f
+        .manager
+        .create_environment(in_run("beta", "r1"))
+        .await
+        .unwrap();
+    let gamma = f
+        .manager
+        .create_environment(in_run("gamma", "r2"))
+        .await
+        .unwrap();
+    let network = format!("ptest-{}-r1", f.engine.home_hash());
+    assert_eq!(alpha.details["network"], network.as_str());
+    std::fs::write(alpha.workspace().join("index.html"), "r1\n").unwrap();
+    assert!(f.sh(&alpha, "httpd -p 8080 -h /workspace").await.success());
+    let fetch = "wget -q -O - http://alpha:8080/index.html";
+    let mut got = f.sh(&beta, fetch).await;
+    for _ in 0..20 {
+        if got.success() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        got = f.sh(&beta, fetch).await;
+    }
+    assert_eq!(got.stdout, "r1\n", "{got:?}");
+    let stranger = f.sh(&gamma, fetch).await;
+    assert!(
+        !stranger.success(),
+        "another run's container reached alpha: {stranger:?}"
+    );
+    f.manager
+        .cleanup(&alpha, RemoveOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        f.docker.inspect_network(&network, None).await.is_ok(),
+        "beta still uses it"
+    );
+    f.manager
+        .cleanup(&beta, RemoveOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        f.docker.inspect_network(&network, None).await.is_err(),
+        "the run's network outlived its last container"
+    );
+    f.manager
+        .cleanup(&gamma, RemoveOptions::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn gc_removes_labelled_orphans_and_spares_the_rest() {
     let Some(f) = fixture().await else { return };

@@ -32,8 +32,7 @@ use crate::report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus,
 use crate::reporter::Reporter;
 use crate::select::{PlannedSuite, Selection};
 
-/// The label every environment of a run carries, with the run id as value.
-pub const RUN_LABEL: &str = "ptest.run";
+pub use ptest_core::RUN_LABEL;
 
 /// Lines and bytes kept of a suite's output in the report.
 const TAIL_LINES: usize = 40;

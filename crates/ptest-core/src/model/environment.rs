@@ -16,6 +16,10 @@ use crate::size::ByteSize;
 /// Free-form `key=value` labels, sorted by key.
 pub type Labels = BTreeMap<String, String>;
 
+/// The label every environment of a `ptest run` carries, with the run id as value: engines
+/// group a run's environments by it (a docker run's own bridge network).
+pub const RUN_LABEL: &str = "ptest.run";
+
 /// What the caller asks for when creating an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@ pub use enums::{
     ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
-    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, OverlaySpec,
+    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, OverlaySpec, RUN_LABEL,
     ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;

@@ -68,13 +68,15 @@ impl Drop for Fixture {
                     .output();
             }
         }
-        let _ = Command::new("docker")
-            .args([
-                "network",
-                "rm",
-                &format!("ptest-{}", self.engine.home_hash()),
-            ])
-            .output();
+        // The home's network and every run's.
+        if let Ok(out) = Command::new("docker")
+            .args(["network", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["network", "rm", id]).output();
+            }
+        }
     }
 }
 

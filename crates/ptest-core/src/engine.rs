@@ -159,6 +159,14 @@ pub trait Engine: Send + Sync {
     /// What the environment uses now.
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage>;
 
+    /// A port lease of `env` came (`leased`) or went after the environment was made (`ptest
+    /// port alloc`, a fault proxy's port): engines that forward host ports into their
+    /// environments follow it. Leases made at creation are the engine's to forward then.
+    fn port_lease_changed(&self, env: &Environment, port: u16, leased: bool) -> Result<()> {
+        let _ = (env, port, leased);
+        Ok(())
+    }
+
     /// Removes host objects this engine made for environments that no longer exist (a
     /// `ptest` killed mid-create), given the ids of every recorded environment. Only objects
     /// marked as `home`'s are touched.

@@ -352,6 +352,14 @@ impl Manager {
             self.store
                 .lease_port(env, name, self.config.ports.range, crate::ports::can_bind)?;
         self.emit(event);
+        if env.status == S::Active
+            && let Err(e) = self
+                .engine(env.level)
+                .and_then(|engine| engine.port_lease_changed(env, port, true))
+        {
+            let _ = self.release_port(env, name);
+            return Err(e);
+        }
         Ok(port)
     }
 
@@ -364,6 +372,13 @@ impl Manager {
         )?;
         let (port, event) = self.store.release_port(env, name)?;
         self.emit(event);
+        if env.status == S::Active
+            && let Err(e) = self
+                .engine(env.level)
+                .and_then(|engine| engine.port_lease_changed(env, port, false))
+        {
+            tracing::warn!("port {port} of {} is still forwarded: {e}", env.name);
+        }
         Ok(port)
     }
 

@@ -160,6 +160,10 @@ impl Engine for DirectoryEngine {
         blocking(move || crate::quota::remove(&root, &id)).await
     }
 
+    fn port_lease_changed(&self, env: &Environment, port: u16, leased: bool) -> Result<()> {
+        crate::network::forward_port(env, port, leased)
+    }
+
     async fn collect_garbage(&self, home: &Home, live_ids: &[String]) -> Vec<Removal> {
         if !HostCaps::get().bridge_usable() {
             return Vec::new();

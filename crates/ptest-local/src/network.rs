@@ -168,6 +168,25 @@ pub(crate) fn finding(env: &Environment) -> Option<Finding> {
     })
 }
 
+/// Starts or stops forwarding host `port` to `env`, for a lease that came or went after it
+/// joined the bridge. Nothing to do for an environment not on a bridge.
+pub(crate) fn forward_port(env: &Environment, port: u16, on: bool) -> Result<()> {
+    let Some(state) = state(env).filter(|s| s.status == NetworkStatus::Connected) else {
+        return Ok(());
+    };
+    let script = if on {
+        format!(
+            "add element ip {} ports {{ {port} : {} }}\n",
+            state.bridge, state.address
+        )
+    } else {
+        format!("delete element ip {} ports {{ {port} }}\n", state.bridge)
+    };
+    bridge::nft("forward a leased port", &script)
+        .map(drop)
+        .map_err(|e| engine_error("forward a leased port", e))
+}
+
 /// Joins `env`'s pod (holder `pid`) to its home's bridge: leases an address, plugs a veth
 /// pair in, installs its rules and forwarded ports, then attaches it. Notes each step in
 /// its details; on failure the note says `error` and [`disconnect`] undoes what was made.

@@ -132,6 +132,10 @@ impl Engine for VirtualenvEngine {
         self.dir.features()
     }
 
+    fn port_lease_changed(&self, env: &Environment, port: u16, leased: bool) -> Result<()> {
+        self.dir.port_lease_changed(env, port, leased)
+    }
+
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
         self.dir.check(&EnvironmentSpec {
             virtualenv: None,

@@ -213,12 +213,41 @@ fn leased_ports_are_forwarded_into_the_environment() {
         .success()
         .stdout(contains(format!("host port {port} -> ")));
     // From the host, through its loopback: the port leads into the environment.
+    assert!(fetch_hello(&port).contains("forwarded"));
+
+    // A port leased later is forwarded too: a fault proxy's own port, and `port alloc`.
+    let proxy = t.json(["net", "fault", "web", "http", "--latency", "1ms"])["proxy_port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let through = fetch_hello(&proxy);
+    assert!(
+        through.contains("forwarded"),
+        "through the proxy: {through:?}"
+    );
+    let late = t.json(["port", "alloc", "web", "late"])["port"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    serve(&t, "web", &late, "late");
+    assert!(fetch_hello(&late).contains("late"));
+    t.ptest(["port", "release", "web", "late"])
+        .assert()
+        .success();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", late.parse::<u16>().unwrap())).is_err(),
+        "a released port is no longer forwarded"
+    );
+}
+
+/// `GET /hello` on the host's 127.0.0.1:`port`.
+fn fetch_hello(port: &str) -> String {
     let mut body = String::new();
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
-        .expect("the leased port is forwarded");
+        .unwrap_or_else(|e| panic!("port {port} is not forwarded: {e}"));
     conn.write_all(b"GET /hello HTTP/1.0\r\n\r\n").unwrap();
     std::io::Read::read_to_string(&mut conn, &mut body).unwrap();
-    assert!(body.contains("forwarded"), "{body}");
+    body
 }
 
 #[test]

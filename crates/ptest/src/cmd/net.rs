@@ -278,9 +278,16 @@ async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> 
         .parent()
         .expect("the control file is in run/net");
     std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    // On a bridge the proxy's port is also forwarded from the host and reachable from
+    // allowed neighbours, which arrive on the environment's address, not on loopback.
+    let listen = if isolation::<NetworkMode>(&env, "network") == Some(NetworkMode::Bridge) {
+        std::net::Ipv4Addr::UNSPECIFIED
+    } else {
+        std::net::Ipv4Addr::LOCALHOST
+    };
     let config = control
         .update(|old| ProxyConfig {
-            listen: (std::net::Ipv4Addr::LOCALHOST, proxy_port).into(),
+            listen: (listen, proxy_port).into(),
             upstream: (std::net::Ipv4Addr::LOCALHOST, upstream_port).into(),
             generation: 0,
             faults: old.map(|c| c.faults).unwrap_or_default().merged(added),

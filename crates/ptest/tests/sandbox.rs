@@ -796,27 +796,40 @@ fn fsize_limits_the_size_of_a_written_file() {
 
 #[test]
 fn sigkill_of_env_exec_ends_the_whole_command_tree() {
-    sigkill_of_env_exec(&[]);
+    sigkill_of_env_exec(&[], "");
 }
 
 /// At `low` the command runs on the host, yet its relay outlives the killed `ptest`.
 #[test]
 fn sigkill_of_env_exec_ends_the_whole_command_tree_at_security_low() {
-    sigkill_of_env_exec(&["--security", "low"]);
+    sigkill_of_env_exec(&["--security", "low"], "");
+}
+
+/// Without namespaces or cgroups (a host where ptest is not root) the relay still does it.
+#[test]
+fn sigkill_of_env_exec_ends_the_whole_command_tree_without_a_sandbox() {
+    sigkill_of_env_exec(&[], "namespaces,cgroups");
 }
 
 /// Starts a command that forks two children in environment `orphans` (created with `create`
-/// flags), SIGKILLs `ptest env exec`, and checks that nothing of the command is left.
-fn sigkill_of_env_exec(create: &[&str]) {
+/// flags, and `disabled` as PTEST_SANDBOX_DISABLE), SIGKILLs `ptest env exec`, and checks that
+/// nothing of the command is left.
+fn sigkill_of_env_exec(create: &[&str], disabled: &str) {
     let t = TestHome::new();
     if !sandbox_available(&t) {
         return;
     }
-    let env = t.json([&["env", "create", "orphans"], create].concat());
+    let created = t
+        .ptest([&["env", "create", "--json", "orphans"], create].concat())
+        .env("PTEST_SANDBOX_DISABLE", disabled)
+        .assert()
+        .success();
+    let env: serde_json::Value = serde_json::from_slice(&created.get_output().stdout).unwrap();
     let id = env["id"].as_str().unwrap().to_owned();
     let root = env["root"].as_str().unwrap().to_owned();
     let mut exec = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
         .env("PTEST_HOME", t.home())
+        .env("PTEST_SANDBOX_DISABLE", disabled)
         .args([
             "env",
             "exec",

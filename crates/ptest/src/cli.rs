@@ -285,6 +285,40 @@ pub struct CreateArgs {
     pub json: bool,
 }
 
+impl Command {
+    /// Whether the command only reads state and prints it. Such a command may simply end when
+    /// its reader goes away (`ptest events | head`), as coreutils do; one that changes state
+    /// keeps going, so that it finishes (and cleans up) whoever reads its output.
+    pub fn only_prints(&self) -> bool {
+        use crate::cmd::net::NetCommand;
+        use crate::cmd::proc::ProcCommand;
+        matches!(
+            self,
+            Command::Events(_)
+                | Command::Ps(_)
+                | Command::Doctor(_)
+                | Command::Completions { .. }
+                | Command::Config(ConfigCommand::Show(_))
+                | Command::Env(
+                    EnvCommand::List(_)
+                        | EnvCommand::Show(_)
+                        | EnvCommand::Stats(_)
+                        | EnvCommand::Validate(_)
+                )
+                | Command::Pkg(
+                    PkgCommand::List(_)
+                        | PkgCommand::Show { .. }
+                        | PkgCommand::Freeze { .. }
+                        | PkgCommand::Tree { .. }
+                        | PkgCommand::Check(_)
+                )
+                | Command::Port(PortCommand::List { .. })
+                | Command::Proc(ProcCommand::List(_) | ProcCommand::Logs(_))
+                | Command::Net(NetCommand::List(_))
+        )
+    }
+}
+
 /// `ptest pkg ...`: packages of a virtualenv environment.
 #[derive(Debug, Subcommand)]
 pub enum PkgCommand {

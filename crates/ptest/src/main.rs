@@ -40,6 +40,12 @@ fn exit_code(failure: &Failure) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.only_prints() {
+        // Rust ignores SIGPIPE, so a closed reader would make the next print panic: end
+        // quietly instead, like `ls | head`.
+        // SAFETY: signal(2) with SIG_DFL, before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     // A supervisor's stderr is its process's log: it logs nothing of its own there.
     if !matches!(cli.command, Command::Supervise { .. }) {
         init_logging(cli.verbose);

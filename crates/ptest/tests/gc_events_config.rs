@@ -265,3 +265,22 @@ fn completions_are_generated() {
         .success()
         .stdout(contains("_ptest"));
 }
+
+/// A listing whose reader has gone (`ptest events | head`) ends quietly, without a panic.
+#[test]
+fn a_listing_ends_quietly_when_its_reader_goes() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = TestHome::new();
+    t.create("piped");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .arg("events")
+        .env("PTEST_HOME", t.home())
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{out:?}");
+}

@@ -460,19 +460,15 @@ impl Manager {
             .or(env.spec.exec_timeout)
             .or(self.config.level(env.level).exec_timeout());
         let command = request.argv.clone();
-        self.emit(self.store.append_event(&EventRecord {
-            event: IsolationEvent::ProcessStarting,
-            details: serde_json::json!({ "command": command }),
-            env: Some((&env.id, &env.name)),
-        })?);
+        self.record_event(
+            &env,
+            IsolationEvent::ProcessStarting,
+            serde_json::json!({ "command": command }),
+        )?;
         let process = match engine.spawn(&env, request).await {
             Ok(p) => p,
             Err(e) => {
-                self.emit(self.store.append_event(&EventRecord {
-                    event: IsolationEvent::ErrorOccurred,
-                    details: serde_json::json!({ "action": "spawn", "command": command, "error": e.to_string() }),
-                    env: Some((&env.id, &env.name)),
-                })?);
+                self.record_event(&env, IsolationEvent::ErrorOccurred, serde_json::json!({ "action": "spawn", "command": command, "error": e.to_string() }))?;
                 return Err(e);
             }
         };
@@ -537,13 +533,13 @@ impl Manager {
             result = &mut wait => return result,
             () = tokio::time::sleep(timeout) => {}
         }
-        self.emit(self.store.append_event(&EventRecord {
-            event: IsolationEvent::ProcessStopping,
-            details: serde_json::json!({
+        self.record_event(
+            env,
+            IsolationEvent::ProcessStopping,
+            serde_json::json!({
                 "pid": info.pid, "reason": "timeout", "timeout": timeout.as_secs_f64(),
             }),
-            env: Some((&env.id, &env.name)),
-        })?);
+        )?;
         engine.kill(env, info).await?;
         let mut result = wait.await?;
         result.timed_out = true;
@@ -613,11 +609,11 @@ impl Manager {
         let stopped = async {
             self.stop_services(&env, &engine).await?;
             for p in &live {
-                self.emit(self.store.append_event(&EventRecord {
-                    event: IsolationEvent::ProcessStopping,
-                    details: serde_json::json!({ "pid": p.pid, "reason": "environment removed" }),
-                    env: Some((&env.id, &env.name)),
-                })?);
+                self.record_event(
+                    &env,
+                    IsolationEvent::ProcessStopping,
+                    serde_json::json!({ "pid": p.pid, "reason": "environment removed" }),
+                )?;
                 engine.kill(&env, p).await?;
             }
             engine.deactivate(&env).await

@@ -216,16 +216,7 @@ impl Store {
                 return Err(Error::NotFound(env.name.to_string()));
             }
             event
-                .map(|(event, details)| {
-                    insert_event(
-                        tx,
-                        &EventRecord {
-                            event,
-                            details,
-                            env: Some((&env.id, &env.name)),
-                        },
-                    )
-                })
+                .map(|(event, details)| env_event(tx, env, event, details))
                 .transpose()
         })
     }
@@ -455,14 +446,7 @@ impl Store {
                 ],
             )
             .ctx("recording a process's end")?;
-            insert_event(
-                tx,
-                &EventRecord {
-                    event: IsolationEvent::ProcessStopped,
-                    details,
-                    env: Some((&env.id, &env.name)),
-                },
-            )
+            env_event(tx, env, IsolationEvent::ProcessStopped, details)
         })
     }
 

@@ -29,24 +29,26 @@ img=ptest-bench-busybox:latest
 docker build -q -t "$img" "$ctx" >/dev/null
 home=$(bench_home)
 export PTEST_HOME=$home
-# ptest puts a container on its home's user-defined bridge network (neighbours resolve each
-# other by name); Docker's default bridge does not do that, and costs less. Made once here,
-# as ptest's first environment makes it, so docker run can join the very same network.
-"$PTEST" env create --image "$img" warm >/dev/null
-net=$("$PTEST" env show --json warm | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["environment"]["details"]["network"])')
-"$PTEST" env rm warm >/dev/null
+# An environment outside a run joins Docker's default bridge, like docker run; the
+# environments of one `ptest run` share a user-defined network of the run's (neighbours
+# resolve each other by name), which costs Docker more: the --network row measures docker run
+# doing that work, on a network made here the way ptest makes a run's.
+net=ptest-bench-run-network
+docker network rm "$net" >/dev/null 2>&1 || true
+docker network create "$net" >/dev/null
+trap 'docker network rm "$net" >/dev/null 2>&1 || true' EXIT
 (
     ROUNDS=$((QUICK ? 1 : 2)) WARMUP=1 RUNS=$((QUICK ? 3 : 12))
     bench_compare docker "docker: environment create + remove" \
         --limit "docker run -d --init + docker rm -f" --ptest "ptest env create --image + rm" \
         --note "image: busybox-static FROM scratch, built before measuring; docker $(docker version --format '{{.Server.Version}}' 2>/dev/null) engine" \
         --note "ptest's container: the root bind-mounted, Docker's init running \`sleep 2147483647\`, labels; rm removes container and leftovers" \
-        --note "ptest joins its home's user-defined bridge network ($net) so environments reach each other by name; the --network row is docker run doing that same work" \
+        --note "outside a run ptest uses Docker's default bridge, like docker run; the --network row is what joining a user-defined network (a \`ptest run\`'s environments) adds" \
         --note "the CPU column counts the client processes only (ptest, docker CLI); dockerd's and containerd's work is in neither, so compare wall times here" \
         -- \
         "ptest env create --image + rm" "sh -c '$PTEST env create --image $img d && $PTEST env rm d'" \
         "ptest env create --build + rm" "sh -c '$PTEST env create --build $ctx d && $PTEST env rm d'" \
         "docker run -d --init + docker rm -f" "sh -c 'docker rm -f \$(docker run -d --init $img sleep 2147483647)'" \
-        "docker run -d --init --network <ptest's> + docker rm -f" "sh -c 'docker rm -f \$(docker run -d --init --network $net $img sleep 2147483647)'" \
+        "docker run -d --init --network <user-defined> + docker rm -f" "sh -c 'docker rm -f \$(docker run -d --init --network $net $img sleep 2147483647)'" \
         "mkdir d && rmdir d" "sh -c 'mkdir d && rmdir d'"
 )

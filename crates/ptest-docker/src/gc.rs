@@ -19,7 +19,7 @@ use crate::container::{LABEL_ENV, LABEL_HOME};
 pub enum ObjectKind {
     /// A container of an environment.
     Container,
-    /// The bridge network of the home (removed once no container uses it).
+    /// A run's bridge network (removed once no container uses it).
     Network,
     /// A volume labelled for an environment.
     Volume,

@@ -1,7 +1,7 @@
-//! Bridge networks: a home's, `ptest-<home hash>`, and each `ptest run`'s own,
-//! `ptest-<home hash>-<run id>`: user-defined Docker bridges made on first need and labelled
-//! with the home (and run), so their containers reach each other by name and
-//! [`crate::DockerEngine::gc`] can find them again.
+//! Each run's own bridge network, `ptest-<home hash>-<run id>`: a user-defined Docker bridge
+//! made on first need and labelled with the home and run, so the run's containers reach each
+//! other by name and [`crate::DockerEngine::gc`] can find it again. Environments outside a run
+//! use Docker's default bridge (see [`network_name`]), which is never made nor removed here.
 
 use std::collections::HashMap;
 
@@ -13,13 +13,16 @@ use crate::connection::{engine_error, is_not_found, message_of, status_of};
 use crate::container::{LABEL_HOME, network_name, run_of};
 
 /// Makes sure the bridge network `env` joins exists (see [`network_name`]); returns its name.
-/// Safe to race with another ptest doing the same.
+/// Safe to race with another ptest doing the same. Docker's default bridge is taken as it is.
 pub(crate) async fn ensure_bridge(
     docker: &Docker,
     home: &str,
     env: &Environment,
 ) -> Result<String> {
     let name = network_name(home, env);
+    if run_of(env).is_none() {
+        return Ok(name);
+    }
     match docker.inspect_network(&name, None).await {
         Ok(_) => return Ok(name),
         Err(e) if is_not_found(&e) => {}
@@ -46,8 +49,8 @@ pub(crate) async fn ensure_bridge(
     }
 }
 
-/// Removes a run's own network once its last container is gone (the home's network stays for
-/// the next environment). Still in use, or already gone: nothing to do.
+/// Removes a run's own network once its last container is gone. Still in use, or already
+/// gone: nothing to do.
 pub(crate) async fn release_run_network(docker: &Docker, home: &str, env: &Environment) {
     if run_of(env).is_none() {
         return;

@@ -255,44 +255,59 @@ async fn missing_image_is_a_clear_error_and_leaves_nothing() {
     assert!(labelled.is_empty());
 }
 
+/// Outside a run, `bridge` is Docker's default bridge, as for `docker run`: a neighbour is
+/// reachable by address but not by name, and ptest makes no network of its own.
 #[tokio::test]
-async fn bridge_neighbours_reach_each_other_by_name() {
+async fn outside_a_run_bridge_is_dockers_default_network() {
     let Some(f) = fixture().await else { return };
     let mut spec = f.spec("alpha");
     spec.network = Some(NetworkMode::Bridge);
     let alpha = f.manager.create_environment(spec).await.unwrap();
     let beta = f.manager.create_environment(f.spec("beta")).await.unwrap();
+    assert_eq!(alpha.details["network"], "bridge");
     std::fs::write(alpha.workspace().join("index.html"), "hello from alpha\n").unwrap();
     // busybox httpd daemonizes: the exec returns, the server stays under the container's init.
     assert!(f.sh(&alpha, "httpd -p 8080 -h /workspace").await.success());
-    let mut last = None;
+    // Docker writes the container's address next to its hostname in /etc/hosts.
+    let address = f.sh(&alpha, "hostname -i").await;
+    let address = address.stdout.trim().to_owned();
+    assert!(address.contains('.'), "no address: {address:?}");
+    let fetch = format!("wget -q -O - http://{address}:8080/index.html");
+    let mut got = f.sh(&beta, &fetch).await;
     for _ in 0..20 {
-        let got = f
-            .sh(&beta, "wget -q -O - http://alpha:8080/index.html")
-            .await;
         if got.success() {
-            last = Some(got);
             break;
         }
-        last = Some(got);
         tokio::time::sleep(Duration::from_millis(100)).await;
+        got = f.sh(&beta, &fetch).await;
     }
-    let got = last.unwrap();
     assert_eq!(got.stdout, "hello from alpha\n", "{got:?}");
+    let by_name = f
+        .sh(&beta, "wget -q -T 2 -O - http://alpha:8080/index.html")
+        .await;
+    assert!(
+        !by_name.success(),
+        "resolved a neighbour by name: {by_name:?}"
+    );
+    let ours = f
+        .docker
+        .list_networks(Some(
+            bollard::query_parameters::ListNetworksOptionsBuilder::new()
+                .filters(&HashMap::from([(
+                    "label",
+                    vec![format!("{LABEL_HOME}={}", f.engine.home_hash())],
+                )]))
+                .build(),
+        ))
+        .await
+        .unwrap();
+    assert!(ours.is_empty(), "ptest made a network: {ours:?}");
     for env in [alpha, beta] {
         f.manager
             .cleanup(&env, RemoveOptions::default())
             .await
             .unwrap();
     }
-    // With no container left, gc also takes the home's network.
-    let reaped = f.engine.gc(&[]).await;
-    assert!(
-        reaped
-            .iter()
-            .any(|r| r.kind == ObjectKind::Network && r.error.is_none()),
-        "{reaped:?}"
-    );
 }
 
 /// `ptest run` labels its environments with the run: each run's containers share a bridge of

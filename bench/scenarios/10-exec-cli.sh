@@ -1,12 +1,14 @@
 # exec in an environment, through the CLI: one `ptest env exec E -- true` in a sandboxed
 # environment (the default, security medium: setns into the pod's namespaces and cgroup, then
-# fork/exec) and in a `--security low` one (cgroup only, host namespaces: the closest this host
-# gets to the directory level that hosts without namespaces fall back to), against the bare
-# fork/exec of `true` (the limit) and the sandboxes people reach for instead.
+# fork/exec), in a `--security low` one (cgroup only, host namespaces) and at the directory
+# level (made with PTEST_SANDBOX_DISABLE=namespaces,cgroups: what hosts without namespaces and
+# cgroups fall back to), against the bare fork/exec of `true` (the limit) and the sandboxes
+# people reach for instead.
 home=$(bench_home)
 export PTEST_HOME=$home
 "$PTEST" env create em >/dev/null
 "$PTEST" env create el --security low >/dev/null
+PTEST_SANDBOX_DISABLE=namespaces,cgroups "$PTEST" env create ed >/dev/null
 # What was really applied (a host without namespaces would fall back): details.isolation, as
 # "security|pod|cgroup|holder pid".
 isolation() {
@@ -19,10 +21,12 @@ print("|".join([i.get("security", "?"), "own pod" if i.get("pod") else "no pod",
 }
 IFS='|' read -r msec mpod mcg mholder <<<"$(isolation em)"
 IFS='|' read -r lsec lpod lcg _ <<<"$(isolation el)"
+IFS='|' read -r dsec dpod dcg _ <<<"$(isolation ed)"
 
 contenders=(
     "ptest env exec (medium: pod)" "$PTEST env exec em -- true"
     "ptest env exec (low: cgroup only)" "$PTEST env exec el -- true"
+    "ptest env exec (directory: no sandbox)" "$PTEST env exec ed -- true"
     "true (fork/exec)" "true"
 )
 notes=()
@@ -41,10 +45,10 @@ fi
 bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
     --limit "true (fork/exec)" --ptest "ptest env exec (medium: pod)" \
     --note "each ptest run is a whole process: it opens its state, records the exec and its events, joins the pod (medium) or the cgroup (low), spawns, waits" \
-    --note "as applied (\`env show\`): the default environment: $msec, $mpod, $mcg; the \`--security low\` one: $lsec, $lpod, $lcg" \
+    --note "as applied (\`env show\`): the default environment: $msec, $mpod, $mcg; the \`--security low\` one: $lsec, $lpod, $lcg; the directory-level one: $dsec, $dpod, $dcg" \
     --note "nsenter joins the medium environment's holder (all its namespaces) and runs \`true\`: the same join ptest does, without ptest's bookkeeping" \
-    --note "low has a cgroup and no namespaces: the nearest measurable stand-in for the directory level of hosts without namespaces (which also skips the cgroup)" \
+    --note "the directory level is what hosts without namespaces and cgroups get; ptest still runs the command through its relay (so a killed ptest ends the command's group)" \
     --note "bwrap and unshare build their namespaces on every call; ptest builds them once, at create" \
     --below "ptest env exec (medium: pod)|bwrap --unshare-all" \
     "${notes[@]}" -- "${contenders[@]}"
-"$PTEST" env rm em el >/dev/null
+"$PTEST" env rm em el ed >/dev/null

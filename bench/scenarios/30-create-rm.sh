@@ -1,4 +1,5 @@
-# environment create + remove, sandboxed (medium: cgroup + pod holder) and low (cgroup only):
+# environment create + remove, sandboxed (medium: cgroup + pod holder), low (cgroup only) and
+# the directory level (PTEST_SANDBOX_DISABLE=namespaces,cgroups, what hosts without them get):
 # `ptest env create x && ptest env rm x` as one pair per iteration against `mkdir d && rmdir d`
 # (the limit), both through the same `sh -c`, and bwrap's setup of the same namespaces.
 home=$(bench_home)
@@ -6,6 +7,7 @@ export PTEST_HOME=$home
 contenders=(
     "create + rm (medium: pod)" "sh -c '$PTEST env create x && $PTEST env rm x'"
     "create + rm (low: cgroup only)" "sh -c '$PTEST env create x --security low && $PTEST env rm x'"
+    "create + rm (directory: no sandbox)" "sh -c 'PTEST_SANDBOX_DISABLE=namespaces,cgroups $PTEST env create x && $PTEST env rm x'"
     "mkdir d && rmdir d" "sh -c 'mkdir d && rmdir d'"
 )
 if bench_requires bwrap; then

@@ -52,3 +52,18 @@ trap 'docker network rm "$net" >/dev/null 2>&1 || true' EXIT
         "docker run -d --init --network <user-defined> + docker rm -f" "sh -c 'docker rm -f \$(docker run -d --init --network $net $img sleep 2147483647)'" \
         "mkdir d && rmdir d" "sh -c 'mkdir d && rmdir d'"
 )
+
+# exec into a running docker environment: `ptest env exec` against `docker exec` of the same
+# container (the limit: the bare operation through the same engine).
+"$PTEST" env create --image "$img" dx >/dev/null
+container=$("$PTEST" env show --json dx | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["environment"]["details"]["container"])')
+(
+    ROUNDS=$((QUICK ? 1 : 2)) WARMUP=2 RUNS=$((QUICK ? 5 : 30))
+    bench_compare docker-exec "docker: exec in an environment" \
+        --limit "docker exec CONTAINER true" --ptest "ptest env exec E -- true" \
+        --note "the same running container; ptest also records the exec, captures nothing (streams live) and waits for the exit code through the exec API" \
+        -- \
+        "ptest env exec E -- true" "$PTEST env exec dx -- true" \
+        "docker exec CONTAINER true" "docker exec $container true"
+)
+"$PTEST" env rm dx >/dev/null

@@ -12,7 +12,7 @@ bench_meta exec-lib compare "exec in an environment (library), sandboxed level" 
     --ptest 'Manager::execute_command(["true"]), security medium' \
     --note "one process, one Manager; times are per call, contenders interleaved call by call" \
     --note "execute_command captures output (ExecRequest's default); the limits discard it" \
-    --note "medium: setns into the holder's PID/mount/IPC/UTS namespaces and the cgroup, then fork/exec; low: the cgroup only" \
+    --note "medium: the pod's holder forks the command (a request on its Unix socket; no setns, no cgroup migration); low: a relay process joins the cgroup, then fork/exec" \
     --at-most 'Manager::execute_command(["true"]), security medium|2' \
     --below 'Manager::execute_command(["true"]), security medium|bwrap --unshare-all (spawned)' \
     --note "the issue-3 targets below: library exec into a sandboxed environment at most 2× a plain fork/exec, and below \`bwrap --unshare-all\`"

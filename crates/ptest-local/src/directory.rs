@@ -139,10 +139,14 @@ impl Engine for DirectoryEngine {
     }
 
     async fn deactivate(&self, env: &Environment) -> Result<()> {
-        // The cgroup takes every process with it, the holder included.
+        // The holder takes its PID namespace with it, the cgroup every process left in it.
         sandbox::teardown(env).await?;
-        // Without a cgroup, anything still carrying the environment's id (daemons that left
-        // their process group) is ended here.
+        // No process leaves a PID namespace: with a pod there is nothing left to look for.
+        if sandbox::isolation(env).is_some_and(|iso| iso.pod) {
+            return Ok(());
+        }
+        // Otherwise anything still carrying the environment's id (daemons that left their
+        // process group, or a cgroup a root command could move out of) is ended here.
         let id = env.id.to_string();
         blocking(move || {
             for found in procscan::scan(&id) {

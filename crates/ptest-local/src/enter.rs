@@ -1,11 +1,10 @@
-//! Running one command in a sandboxed environment: inside its pod (setns, fork, exec) or, at
-//! security `low`, on the host inside its cgroup. A thread of its own spawns the command and
-//! waits for it, so the command's parent-death signal is tied to a thread that lives exactly
-//! as long as the command. Either way a relay process sits between that thread and the
-//! command: if this program dies (a SIGKILLed `ptest env exec`), the relay kills the command's
-//! whole process group, not only the command.
+//! Running one command in a sandboxed environment: inside its pod (the pod's holder forks it,
+//! already in the pod's namespaces and cgroup) or, at security `low`, on the host inside its
+//! cgroup (through a relay process). A thread of its own spawns the command and waits for it.
+//! Either way, if this program dies (a SIGKILLed `ptest env exec`) the command's whole process
+//! group dies too: in a pod the holder sees our connection hang up and kills it; on the host
+//! the relay gets its parent-death signal (tied to that thread) and kills it.
 
-use std::fs::File;
 use std::os::fd::OwnedFd;
 
 use async_trait::async_trait;
@@ -86,7 +85,7 @@ pub(crate) fn spawn(
             let (err_r, err_w) = pipe()?;
             cmd.stdout = Stdio::Fd(out_w);
             cmd.stderr = Stdio::Fd(err_w);
-            (Some(reader(out_r)), Some(reader(err_r)))
+            (Some(reader(out_r)?), Some(reader(err_r)?))
         }
         OutputMode::Inherit => (None, None),
         OutputMode::Fds { stdout, stderr } => {
@@ -102,7 +101,7 @@ pub(crate) fn spawn(
     // group before reaping it); in a pod, also what stayed in its session (below).
     cmd.end_group_on_exit = true;
     let pod = if iso.pod { sandbox::attach(env)? } else { None };
-    let in_pod = pod.is_some();
+    let holder = pod.as_ref().map(|p| p.holder_pid());
     let group = cgroup.clone();
 
     let (pid_tx, pid_rx) = std::sync::mpsc::channel();
@@ -121,14 +120,14 @@ pub(crate) fn spawn(
             }
         };
         let _ = pid_tx.send(Ok(child.pid()));
-        if in_pod {
+        if let Some(holder) = holder {
             // In a pod, once the command is done, what it left behind is ended: processes of
             // this environment's cgroup that carry this command's marker and stayed in its
-            // session (the relay runs in ours; a `setsid` daemon has left it on purpose).
+            // session, which is the holder's (a `setsid` daemon has left it on purpose).
             let status = child.wait().map_err(spawn_error);
-            // Read from procfs, like the candidates' sessions: a session led from outside our
-            // PID namespace reads 0 in both (getsid(2) would too, and rustix asserts it is not).
-            let session = session_of("self");
+            // Read from procfs, like the candidates' sessions (getsid(2) reads 0 for a session
+            // led from outside the caller's PID namespace, and rustix asserts it is not).
+            let session = session_of(holder);
             if let (Some(session), Some(group)) = (session, group.as_ref()) {
                 for p in group.pids().unwrap_or_default() {
                     if session_of(p) == Some(session)
@@ -165,9 +164,8 @@ pub(crate) fn spawn(
     })
 }
 
-/// The session of `pid` (a number, or `self`) as our `/proc` shows it: 0 for a session led
-/// from outside our PID namespace.
-fn session_of(pid: impl std::fmt::Display) -> Option<i32> {
+/// The session of `pid` as our `/proc` shows it.
+fn session_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // After the command name: state, ppid, pgrp, session.
     stat[stat.rfind(')')? + 2..]
@@ -194,12 +192,15 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(spawn_error)
 }
 
-fn reader(fd: OwnedFd) -> tokio::fs::File {
-    tokio::fs::File::from_std(File::from(fd))
+/// The read end of an output pipe, polled by the runtime's reactor (a `tokio::fs::File` would
+/// hand every read to the blocking thread pool).
+fn reader(fd: OwnedFd) -> Result<tokio::net::unix::pipe::Receiver> {
+    tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(spawn_error)
 }
 
 /// Kills `pid` and everything below it, with their process groups: a sandboxed command's
-/// tree, where the relay's child leads the command's group.
+/// tree, from the command itself (in a pod, where it leads its group) or from its relay
+/// (at `low`, where the relay's child leads the command's group).
 pub(crate) fn kill_tree(pid: u32, ticks: u64) {
     if ptest_core::liveness::start_ticks(pid) != Some(ticks) {
         return;

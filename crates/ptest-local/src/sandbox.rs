@@ -14,6 +14,7 @@ use ptest_sandbox::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::directory::blocking;
 use crate::isolation::{CGROUP_PARENT, HostCaps, Isolation, resolve};
 
 /// Where an environment's holder is, recorded in its details as `sandbox`.
@@ -71,8 +72,8 @@ pub(crate) async fn activate(
     let iso = resolve(&env.spec, HostCaps::get())?;
     ctx.note("isolation", serde_json::to_value(&iso).expect("serializes"))?;
     let (env2, iso2) = (env.clone(), iso.clone());
-    // Forking the holder happens on a thread of its own, away from the async runtime.
-    let state = run_on_thread(move || build(&env2, &iso2, binds)).await?;
+    // Forking the holder happens on a blocking thread, away from the async runtime.
+    let state = blocking(move || build(&env2, &iso2, binds)).await?;
     ctx.note("sandbox", serde_json::to_value(&state).expect("serializes"))?;
     match (iso.network, state.holder_pid) {
         (ptest_core::NetworkMode::Bridge, Some(pid)) => {
@@ -202,7 +203,7 @@ pub async fn renew_overlay(env: &Environment) -> Result<()> {
         )));
     };
     let env = env.clone();
-    run_on_thread(move || {
+    blocking(move || {
         let Some(pod) = attach(&env)? else {
             return Err(Error::Usage(format!(
                 "environment {} has no sandbox to mount an overlay in",
@@ -310,37 +311,21 @@ pub(crate) fn attach(env: &Environment) -> Result<Option<Pod>> {
 /// Safe to call on an environment whose sandbox is half-made or already gone.
 pub(crate) async fn teardown(env: &Environment) -> Result<()> {
     let env = env.clone();
-    run_on_thread(move || {
+    blocking(move || {
+        // The holder first: its PID namespace dies with it, all at once, and the cgroup is
+        // then (nearly always) empty.
+        if let Ok(Some(pod)) = attach(&env) {
+            pod.destroy()
+                .map_err(|e| sandbox_error("stop the sandbox", e))?;
+        }
         // The cgroup name follows from the id, so a sandbox whose state was never recorded
-        // (a crash mid-activation) is still found.
-        match Cgroup::open(CGROUP_PARENT, &cgroup_name(&env)) {
-            Ok(cgroup) => {
-                cgroup
-                    .kill_all()
-                    .map_err(|e| sandbox_error("kill the cgroup", e))?;
-                cgroup
-                    .remove()
-                    .map_err(|e| sandbox_error("remove the cgroup", e))?;
-            }
-            Err(_) => {
-                if let Ok(Some(pod)) = attach(&env) {
-                    pod.destroy()
-                        .map_err(|e| sandbox_error("stop the sandbox", e))?;
-                }
-            }
+        // (a crash mid-activation) is still found; `remove` kills what is left in it.
+        if let Ok(cgroup) = Cgroup::open(CGROUP_PARENT, &cgroup_name(&env)) {
+            cgroup
+                .remove()
+                .map_err(|e| sandbox_error("remove the cgroup", e))?;
         }
         Ok(())
     })
     .await
-}
-
-/// Runs blocking sandbox work on a thread of its own and waits for it.
-pub(crate) async fn run_on_thread<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await.expect("sandbox threads do not panic")
 }

@@ -10,7 +10,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -175,15 +175,21 @@ impl Ruleset {
         }
         Ok(())
     }
+}
 
-    /// In the child: enforces the ruleset on this thread and what it `execve`s.
-    /// Async-signal-safe. Needs no_new_privs (or `CAP_SYS_ADMIN`).
-    pub(crate) fn restrict_self(&self) -> std::result::Result<(), sys::Errno> {
-        // SAFETY: one system call on an open descriptor.
-        let r =
-            unsafe { libc::syscall(libc::SYS_landlock_restrict_self, self.fd.as_raw_fd(), 0u32) };
-        if r < 0 { Err(sys::errno()) } else { Ok(()) }
+impl AsFd for Ruleset {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
+}
+
+/// In the child: enforces the ruleset `ruleset` (a [`Ruleset`]'s descriptor, or a copy passed
+/// to a pod holder) on this thread and what it `execve`s. Async-signal-safe. Needs
+/// no_new_privs (or `CAP_SYS_ADMIN`).
+pub(crate) fn restrict_self(ruleset: RawFd) -> std::result::Result<(), sys::Errno> {
+    // SAFETY: one system call on an open descriptor.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) };
+    if r < 0 { Err(sys::errno()) } else { Ok(()) }
 }
 
 #[cfg(test)]

@@ -1,15 +1,20 @@
 //! Linux sandboxing primitives: cgroups (v1 and v2), resource limits, and *pods* — a
-//! long-lived holder process owning PID, mount, IPC, UTS and network namespaces, which commands
-//! enter with one fork/exec. The crate knows nothing of test environments; it is the kernel
-//! layer below them.
+//! long-lived holder process owning PID, mount, IPC, UTS and network namespaces and living in
+//! the pod's cgroup, which forks the pod's commands itself, so a command costs one fork/exec
+//! and never migrates between namespaces or cgroups. The crate knows nothing of test
+//! environments; it is the kernel layer below them.
 //!
 //! Main types:
 //! - [`Cgroup`] creates, limits, measures, kills and removes one control group, whichever
 //!   hierarchy the host uses; [`cgroup::probe`] says what the host offers.
 //! - [`Pod`] is the holder: [`Pod::create`] builds it from a [`PodSpec`], [`Pod::attach`]
 //!   reopens it by pid and start time from another process, [`Pod::spawn`] runs a
-//!   [`CommandSpec`] inside it, [`Pod::destroy`] tears it down.
-//! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces).
+//!   [`CommandSpec`] inside it (the holder forks it: the request goes over a Unix socket in
+//!   the pod's view, reached through `/proc/<holder>/root`), [`Pod::destroy`] tears it down.
+//!   The [`SpawnedChild`] is the connection the holder reports the command's end on;
+//!   dropping it (or dying) kills the command's process group.
+//! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces),
+//!   through a relay process that ends the command's group if the caller dies.
 //! - [`Rlimits`] are applied in the child before `execve`, then (when asked) the Landlock
 //!   rules ([`FsRules`], see [`landlock`]) and the [`seccomp`] deny-list filter, last.
 //! - [`Overlay`] is a copy-on-write layer over a host directory, mounted inside a running pod
@@ -33,16 +38,17 @@
 //! // later, possibly in another process:
 //! let pod = Pod::attach(pid, started, Some(Cgroup::open("ptest", "env-1a2b")?))?;
 //! let cmd = CommandSpec::new(["sh", "-c", "echo hello"]).env("PATH", "/usr/bin:/bin");
-//! let child = pod.spawn(&cmd)?;             // setns + fork + exec
-//! let status = child.wait()?;               // or waitpid/pidfd from an async runtime
+//! let child = pod.spawn(&cmd)?;             // the holder forks + execs it
+//! let status = child.wait()?;               // or child.exit_fd() in an async reactor
 //! assert!(status.success());
 //! pod.destroy()?;                           // kill cgroup, holder; remove cgroup
 //! # Ok(()) }
 //! ```
 //!
-//! Everything that runs between `fork` and `execve` is async-signal-safe system calls on
-//! data prepared beforehand, so these functions may be called from a multi-threaded program.
-//! They block (briefly): call them from a dedicated thread, not from an async task.
+//! Everything that runs between `fork` and `execve`, and the holder's whole life (it is forked
+//! from the caller and never execs), is async-signal-safe system calls on data prepared
+//! beforehand, so these functions may be called from a multi-threaded program. They block
+//! (briefly): call them from a dedicated thread, not from an async task.
 
 #![cfg(target_os = "linux")]
 
@@ -58,6 +64,7 @@ pub mod seccomp;
 mod spawn;
 mod sys;
 pub mod tmpfs;
+mod zygote;
 
 pub use cgroup::{Cgroup, CgroupVersion, Controller, Limits, Usage};
 pub use error::{Error, Result};

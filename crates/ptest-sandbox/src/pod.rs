@@ -4,8 +4,10 @@
 //! unshares the namespaces, forks the holder (PID 1 of the new PID namespace), reports the
 //! holder's pid and exits, so the holder is not a child of the caller and outlives it. The
 //! holder builds the filesystem view, `pivot_root`s into it, sets the hostname, brings `lo` up,
-//! reports readiness, then reaps orphans forever. All set-up steps are computed before the first
-//! `fork` as a list of system calls ([`Op`]); the children only execute that list.
+//! opens its command socket, reports readiness, then serves [`Pod::spawn`] requests (it forks
+//! the pod's commands, see [`crate::zygote`]) and reaps orphans forever. All set-up steps are
+//! computed before the first `fork` as a list of system calls ([`Op`]), and everything the
+//! holder will use later is allocated then too; the children only execute that list.
 
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::procfs;
-use crate::spawn::{self, CommandSpec, PodTarget, SpawnedChild};
+use crate::spawn::{CommandSpec, SpawnedChild};
 use crate::sys;
+use crate::zygote::{self, Zygote};
 
 /// The pod's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -526,14 +529,15 @@ const TAG_PID: u32 = 1;
 const TAG_READY: u32 = 2;
 const TAG_ERROR: u32 = 3;
 
-/// Fixed steps of the first child, numbered after the ops.
-const STEP_NAMES: [&str; 6] = [
+/// Fixed steps of the first child and the holder, numbered after the ops.
+const STEP_NAMES: [&str; 7] = [
     "setsid",
     "join cgroup",
     "unshare user namespace",
     "write uid/gid map",
     "unshare namespaces",
     "fork holder",
+    "listen for commands on /dev/.ptest-exec.sock",
 ];
 
 fn record(fd: RawFd, tag: u32, a: i32, b: i32) {
@@ -679,6 +683,7 @@ impl Pod {
         }
         let first_free = next;
         let n_ops = ops.len();
+        let zygote = Zygote::new();
 
         let pid =
             sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
@@ -730,10 +735,15 @@ impl Pod {
                 }
             }
             sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
+            let (listener, signals) = match Zygote::listen() {
+                Ok(fds) => fds,
+                Err(e) => fail(w, n_ops + 6, e),
+            };
             record(w, TAG_READY, 0, 0);
             sys::close(w);
-            hold();
+            zygote.serve(listener, signals);
         }
+        drop(zygote);
         drop(writer);
         drop(devnull);
         drop(cgroup_fds);
@@ -859,52 +869,92 @@ impl Pod {
 
     /// Runs a command inside the pod: its namespaces, its filesystem view, its cgroup.
     ///
-    /// Fork, then in the child: join the cgroup, `setns` into each of the holder's namespaces
-    /// (user first, mount last), chroot to the holder's root, fork again (the PID namespace
-    /// applies to children), and in the grandchild: `PR_SET_PDEATHSIG`, `setpgid`, stdio,
-    /// `chdir`, rlimits, no_new_privs and capability drop when asked, `execve`. Errors up to and
-    /// including `execve` are returned here. See [`SpawnedChild`] for what the pid is.
+    /// The holder forks it: this connects to the holder's socket (through
+    /// `/proc/<holder>/root`), sends the command with its stdio descriptors, and the holder's
+    /// child does `setpgid`, stdio, `chdir`, rlimits, no_new_privs, capability drop, Landlock
+    /// and seccomp when asked, then `execve`. Nothing joins a namespace or moves between
+    /// cgroups. Errors up to and including `execve` are returned here. See [`SpawnedChild`]
+    /// for what the pid is and what dropping the value does.
     pub fn spawn(&self, cmd: &CommandSpec) -> Result<SpawnedChild> {
         if !self.is_alive() {
             return Err(Error::HolderGone {
                 pid: self.holder_pid,
             });
         }
-        let target = PodTarget::open(self.holder_pid)?;
-        // The pid could have been recycled between the check and the opens.
-        if !self.is_alive() {
-            return Err(Error::HolderGone {
-                pid: self.holder_pid,
-            });
-        }
-        spawn::spawn_in_pod(cmd, &target, self.cgroup.as_ref())
+        zygote::spawn(self, cmd)
     }
 
-    /// Tears the pod down: kills every process of its cgroup (daemons included), then the
-    /// holder (which takes the whole PID namespace with it), waits until the holder is gone and
-    /// removes the cgroup. The mounts vanish with the mount namespace.
+    /// Tears the pod down: SIGKILLs the holder, PID 1 of the pod's PID namespace, so the
+    /// kernel kills every process of the namespace with it (daemons that double-forked or
+    /// called `setsid` included) and ends the holder only once they are all gone; waits for
+    /// that, then kills whatever is left in the cgroup (a process that joined it from outside
+    /// the namespace) and removes the cgroup. The mounts vanish with the mount namespace.
     pub fn destroy(self) -> Result<()> {
-        if let Some(cg) = &self.cgroup {
-            cg.kill_all()?;
-        }
-        if self.is_alive() {
-            let _ = sys::kill(self.holder_pid, libc::SIGKILL);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.is_alive() {
-            if Instant::now() > deadline {
-                return Err(Error::syscall(
-                    format!("kill pod holder {}", self.holder_pid),
-                    io::Error::new(io::ErrorKind::TimedOut, "still alive 10s after SIGKILL"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.kill_holder()?;
         if let Some(cg) = self.cgroup {
             cg.remove()?;
         }
         tracing::debug!(holder = self.holder_pid, "pod destroyed");
         Ok(())
+    }
+
+    /// SIGKILLs the holder and waits until it has ended, through a pidfd (woken by the exit
+    /// itself, and never signalling a process that reused the pid); by polling `/proc` on
+    /// kernels without pidfds.
+    fn kill_holder(&self) -> Result<()> {
+        let timed_out = || {
+            Error::syscall(
+                format!("kill pod holder {}", self.holder_pid),
+                io::Error::new(io::ErrorKind::TimedOut, "still alive 10s after SIGKILL"),
+            )
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pidfd = match sys::pidfd_open(self.holder_pid) {
+            // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
+            Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Err(libc::ESRCH) => return Ok(()),
+            Err(_) => None,
+        };
+        // Checked after opening: the descriptor then names the holder, not a pid's next owner.
+        if !self.is_alive() {
+            return Ok(());
+        }
+        let Some(pidfd) = pidfd else {
+            let _ = sys::kill(self.holder_pid, libc::SIGKILL);
+            while self.is_alive() {
+                if Instant::now() > deadline {
+                    return Err(timed_out());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            return Ok(());
+        };
+        match sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {
+            Ok(()) | Err(libc::ESRCH) => {}
+            Err(e) => {
+                return Err(Error::syscall(
+                    format!("kill pod holder {}", self.holder_pid),
+                    io::Error::from_raw_os_error(e),
+                ));
+            }
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            let ms = left.as_millis().clamp(1, i32::MAX as u128) as i32;
+            match sys::wait_readable(pidfd.as_raw_fd(), ms) {
+                Ok(true) => return Ok(()),
+                Ok(false) | Err(libc::EINTR) => {}
+                Err(e) => {
+                    return Err(Error::syscall(
+                        format!("wait for pod holder {}", self.holder_pid),
+                        io::Error::from_raw_os_error(e),
+                    ));
+                }
+            }
+        }
     }
 
     /// Inode numbers of the holder's namespaces, `(name, inode)`, for diagnostics and tests.
@@ -917,19 +967,5 @@ impl Pod {
             out.push((name, meta.ino()));
         }
         Ok(out)
-    }
-}
-
-/// The holder's life after set-up: reap every child, forever. Dies only by SIGKILL (from the
-/// cgroup kill or [`Pod::destroy`]); as PID 1 of its namespace it ignores other signals.
-fn hold() -> ! {
-    loop {
-        loop {
-            match sys::waitpid(-1, libc::WNOHANG | libc::__WALL) {
-                Ok((pid, _)) if pid > 0 => continue,
-                _ => break,
-            }
-        }
-        let _ = sys::wait_signal(&[libc::SIGCHLD]);
     }
 }

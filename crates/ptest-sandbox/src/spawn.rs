@@ -1,25 +1,26 @@
 //! Starting a command: on the host in a cgroup ([`spawn_in_cgroup`]) or inside a pod
-//! ([`crate::Pod::spawn`]).
+//! ([`crate::Pod::spawn`], which hands it to the pod holder, see [`crate::zygote`]).
 //!
-//! Everything the child needs (argv, environment, program candidates, namespace and cgroup file
-//! descriptors) is prepared before `fork`; between `fork` and `execve` only async-signal-safe
-//! system calls run, so this is safe to call from a multi-threaded (tokio) program.
+//! Everything the child needs (argv, environment, program candidates, cgroup file descriptors)
+//! is prepared before `fork`; between `fork` and `execve` only async-signal-safe system calls
+//! run ([`Launch::exec`], shared by the relay here and by the pod holder), so this is safe to
+//! call from a multi-threaded (tokio) program.
 
-use std::ffi::{CString, OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
-use crate::landlock::{FsRules, Ruleset};
+use crate::landlock::{self, FsRules, Ruleset};
 use crate::rlimit::Rlimits;
 use crate::seccomp::Filter;
 use crate::sys;
+use crate::zygote::Connection;
 
 /// Where one of the command's standard streams comes from.
 #[derive(Debug, Default)]
@@ -43,7 +44,7 @@ impl Stdio {
         Ok(Stdio::Fd(f.into()))
     }
 
-    fn raw(&self) -> Option<RawFd> {
+    pub(crate) fn raw(&self) -> Option<RawFd> {
         match self {
             Stdio::Inherit => None,
             Stdio::Fd(fd) => Some(fd.as_raw_fd()),
@@ -82,11 +83,11 @@ pub struct CommandSpec {
     /// Install the deny-list seccomp filter (mounts, namespaces, modules, kexec, BPF, ptrace,
     /// keyrings, ... answer `EPERM`). Implies `no_new_privs`.
     pub seccomp: bool,
-    /// Kill the command (SIGKILL) when the thread that spawned it exits (`PR_SET_PDEATHSIG`).
-    /// Default `true`. Note it is the spawning *thread*, not process: spawn from a thread that
-    /// lives as long as the command should (not a short-lived blocking-pool thread). The
-    /// relay process that waits for the command (see [`SpawnedChild`]) then kills the
-    /// command's whole process group, not only the command.
+    /// Kill the command's whole process group (SIGKILL) when its caller goes away before it
+    /// ends. Default `true`. In a pod that is when the [`SpawnedChild`] is dropped or the
+    /// caller dies (the holder sees the connection hang up). On the host it is when the
+    /// thread that spawned it exits (`PR_SET_PDEATHSIG` of the relay): spawn from a thread
+    /// that lives as long as the command should (not a short-lived blocking-pool thread).
     pub die_with_parent: bool,
     /// Once the command exits, SIGKILL what it left in its process group, before it is reaped
     /// (so the group id cannot have been reused). Default `false`.
@@ -131,6 +132,11 @@ impl CommandSpec {
         self.cwd = cwd.into();
         self
     }
+
+    /// Whether `PR_SET_NO_NEW_PRIVS` is set: asked for, or needed by Landlock or seccomp.
+    pub(crate) fn wants_no_new_privs(&self) -> bool {
+        self.no_new_privs || self.landlock.is_some() || self.seccomp
+    }
 }
 
 /// How a command ended.
@@ -143,9 +149,9 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// Decodes a raw `waitpid` status of the pid [`SpawnedChild::pid`] returns. For pod
-    /// commands that pid is the relay process, which ends the same way the command did (same
-    /// exit code, or killed by the same signal), so the decoding is the usual one.
+    /// Decodes a raw `waitpid` status: the command's own (a pod holder reports it as it reaped
+    /// it), or a relay's, which ends the same way its command did (same exit code, or killed
+    /// by the same signal), so the decoding is the usual one.
     pub fn from_raw(status: i32) -> ExitStatus {
         if libc::WIFSIGNALED(status) {
             ExitStatus::Signaled(libc::WTERMSIG(status))
@@ -176,69 +182,105 @@ impl ExitStatus {
     }
 }
 
-/// A started command: a direct child of the caller.
+/// A started command.
 ///
-/// The pid is a relay process (outside the pod's PID namespace for [`crate::Pod::spawn`]) that
-/// waits for the command and ends the same way; signals SIGTERM, SIGINT, SIGHUP, SIGQUIT,
-/// SIGUSR1 and SIGUSR2 sent to it are forwarded to the command, SIGKILL kills the command
-/// through `PR_SET_PDEATHSIG` (when `die_with_parent`). The relay exists so that something
-/// outlives the caller long enough to end the command's process group when the caller dies. The caller must reap it (`wait`, `waitpid` or a pidfd); the value does not
-/// reap on drop.
+/// - From [`crate::Pod::spawn`] the command is a child of the pod holder, and this value is
+///   the connection on which the holder reports how it ended. [`pid`](SpawnedChild::pid) is
+///   the command's own, in the caller's PID namespace: signal it, or its process group, which
+///   it leads. Dropping the value (or the caller dying) hangs the connection up: the holder
+///   then SIGKILLs the command's process group, unless `die_with_parent` was off. If the pod
+///   is destroyed while the command runs, the holder's death takes it along:
+///   [`wait`](SpawnedChild::wait) reports SIGKILL.
+/// - From [`spawn_in_cgroup`] the caller's child, and [`pid`](SpawnedChild::pid), is a relay
+///   process that waits for the command and ends the same way. It exists so that something
+///   outlives the caller long enough to end the command's process group when the caller dies
+///   (`die_with_parent`); SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to it are
+///   passed on to that group. The caller must reap it ([`wait`](SpawnedChild::wait)); the
+///   value does not reap on drop.
 #[derive(Debug)]
 pub struct SpawnedChild {
     pid: i32,
+    via: Via,
+}
+
+/// Where the command's end is learnt.
+#[derive(Debug)]
+enum Via {
+    /// From the relay process, the caller's child, whose pid [`SpawnedChild::pid`] is.
+    Relay,
+    /// From the pod holder, on this connection.
+    Holder(Connection),
 }
 
 impl SpawnedChild {
-    /// The pid to wait for and signal.
+    pub(crate) fn from_holder(pid: i32, conn: Connection) -> SpawnedChild {
+        SpawnedChild {
+            pid,
+            via: Via::Holder(conn),
+        }
+    }
+
+    /// The pid to signal and to record: the command's in a pod, the relay's on the host.
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    /// Blocks until it ends and reaps it.
+    /// Blocks until the command has ended (and, with `end_group_on_exit`, what it left in its
+    /// process group was killed).
     pub fn wait(&self) -> Result<ExitStatus> {
-        sys::waitpid(self.pid, 0)
-            .map(|(_, status)| ExitStatus::from_raw(status))
-            .map_err(|e| {
-                Error::syscall(
+        match &self.via {
+            Via::Relay => sys::waitpid(self.pid, 0)
+                .map(|(_, status)| ExitStatus::from_raw(status))
+                .map_err(|e| {
+                    Error::syscall(
+                        format!("waitpid {}", self.pid),
+                        io::Error::from_raw_os_error(e),
+                    )
+                }),
+            Via::Holder(conn) => conn.wait(),
+        }
+    }
+
+    /// How the command ended, if it has, without blocking.
+    pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
+        match &self.via {
+            Via::Relay => match sys::waitpid(self.pid, libc::WNOHANG) {
+                Ok((0, _)) => Ok(None),
+                Ok((_, status)) => Ok(Some(ExitStatus::from_raw(status))),
+                Err(e) => Err(Error::syscall(
                     format!("waitpid {}", self.pid),
                     io::Error::from_raw_os_error(e),
-                )
-            })
-    }
-
-    /// Reaps it if it has ended, without blocking.
-    pub fn try_wait(&self) -> Result<Option<ExitStatus>> {
-        match sys::waitpid(self.pid, libc::WNOHANG) {
-            Ok((0, _)) => Ok(None),
-            Ok((_, status)) => Ok(Some(ExitStatus::from_raw(status))),
-            Err(e) => Err(Error::syscall(
-                format!("waitpid {}", self.pid),
-                io::Error::from_raw_os_error(e),
-            )),
+                )),
+            },
+            Via::Holder(conn) => conn.try_wait(),
         }
     }
 
-    /// A pidfd for it (`pidfd_open`, Linux 5.3+), readable when it ends; usable with an async
-    /// reactor.
-    pub fn pidfd(&self) -> Result<OwnedFd> {
-        // SAFETY: pidfd_open takes a pid and flags; on success it returns a new fd we own.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-        if fd < 0 {
-            return Err(Error::last_os(format!("pidfd_open {}", self.pid)));
+    /// A descriptor that becomes readable once [`wait`](SpawnedChild::wait) would not block,
+    /// for an async reactor: a copy of the connection to the pod holder, or a pidfd of the
+    /// relay (`pidfd_open`, Linux 5.3+).
+    pub fn exit_fd(&self) -> Result<OwnedFd> {
+        match &self.via {
+            Via::Relay => {
+                // SAFETY: pidfd_open takes a pid and flags; on success it returns a new fd we own.
+                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
+                if fd < 0 {
+                    return Err(Error::last_os(format!("pidfd_open {}", self.pid)));
+                }
+                // SAFETY: fd is a freshly created descriptor owned by nobody else.
+                Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+            }
+            Via::Holder(conn) => conn.try_clone(),
         }
-        // SAFETY: fd is a freshly created descriptor owned by nobody else.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
     }
 }
 
-/// Steps reported back to the parent when a child fails before `execve`.
+/// Steps reported back when a child fails before `execve`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
-enum Step {
+pub(crate) enum Step {
     JoinCgroup,
-    Setns,
-    Chroot,
+    Request,
     Fork,
     Pdeathsig,
     Setpgid,
@@ -253,10 +295,9 @@ enum Step {
 }
 
 impl Step {
-    const ALL: [Step; 14] = [
+    const ALL: [Step; 13] = [
         Step::JoinCgroup,
-        Step::Setns,
-        Step::Chroot,
+        Step::Request,
         Step::Fork,
         Step::Pdeathsig,
         Step::Setpgid,
@@ -273,9 +314,8 @@ impl Step {
     fn name(self) -> &'static str {
         match self {
             Step::JoinCgroup => "join cgroup",
-            Step::Setns => "setns",
-            Step::Chroot => "chroot into pod root",
-            Step::Fork => "fork into pid namespace",
+            Step::Request => "hand the command to the pod holder",
+            Step::Fork => "fork",
             Step::Pdeathsig => "set parent-death signal",
             Step::Setpgid => "setpgid",
             Step::Stdio => "set up stdin/stdout/stderr",
@@ -290,8 +330,22 @@ impl Step {
     }
 }
 
-/// Writes a failure record to the error pipe and exits with 127.
-fn fail(err_fd: RawFd, step: Step, errno: sys::Errno) -> ! {
+/// The error for a child that failed at step number `step` (as [`fail`] wrote it) with
+/// `errno`.
+pub(crate) fn spawn_error(program: &str, step: u32, errno: sys::Errno) -> Error {
+    let step = Step::ALL
+        .get(step as usize)
+        .copied()
+        .unwrap_or(Step::Execve);
+    Error::Spawn {
+        program: program.into(),
+        step: step.name(),
+        source: io::Error::from_raw_os_error(errno),
+    }
+}
+
+/// Writes a failure record (step, errno) to the status pipe and exits with 127.
+pub(crate) fn fail(err_fd: RawFd, step: Step, errno: sys::Errno) -> ! {
     let mut rec = [0u8; 8];
     rec[..4].copy_from_slice(&(step as u32).to_le_bytes());
     rec[4..].copy_from_slice(&errno.to_le_bytes());
@@ -299,84 +353,39 @@ fn fail(err_fd: RawFd, step: Step, errno: sys::Errno) -> ! {
     sys::exit(127)
 }
 
-/// A namespace to join: fd of `/proc/<holder>/ns/<name>` and its `CLONE_NEW*` type.
-pub(crate) struct NsFd {
-    pub(crate) fd: OwnedFd,
-    pub(crate) nstype: libc::c_int,
-}
-
-/// The holder's namespaces that differ from the caller's, in the order `setns` must use
-/// (user first, mnt last, as nsenter does), plus its root directory.
-pub(crate) struct PodTarget {
-    pub(crate) namespaces: Vec<NsFd>,
-    pub(crate) root: OwnedFd,
-}
-
-impl PodTarget {
-    pub(crate) fn open(holder: i32) -> Result<PodTarget> {
-        const ORDER: [(&str, libc::c_int); 7] = [
-            ("user", libc::CLONE_NEWUSER),
-            ("cgroup", libc::CLONE_NEWCGROUP),
-            ("ipc", libc::CLONE_NEWIPC),
-            ("uts", libc::CLONE_NEWUTS),
-            ("net", libc::CLONE_NEWNET),
-            ("pid", libc::CLONE_NEWPID),
-            ("mnt", libc::CLONE_NEWNS),
-        ];
-        let mut namespaces = Vec::new();
-        for (name, nstype) in ORDER {
-            let theirs = format!("/proc/{holder}/ns/{name}");
-            let their_meta = match fs::metadata(&theirs) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound && name == "cgroup" => continue,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(Error::HolderGone { pid: holder });
-                }
-                Err(e) => return Err(Error::syscall(format!("stat {theirs}"), e)),
-            };
-            let ours = fs::metadata(format!("/proc/self/ns/{name}"))
-                .map_err(|e| Error::syscall(format!("stat /proc/self/ns/{name}"), e))?;
-            if ours.ino() == their_meta.ino() && ours.dev() == their_meta.dev() {
-                continue;
-            }
-            let file =
-                File::open(&theirs).map_err(|e| Error::syscall(format!("open {theirs}"), e))?;
-            namespaces.push(NsFd {
-                fd: file.into(),
-                nstype,
-            });
+/// Reads a child's verdict from the read end of its status pipe: `None` at end-of-file (the
+/// write end closed by `execve`), else the step number and errno [`fail`] wrote.
+/// Async-signal-safe.
+pub(crate) fn read_verdict(
+    fd: RawFd,
+) -> std::result::Result<Option<(u32, sys::Errno)>, sys::Errno> {
+    let mut rec = [0u8; 8];
+    let mut got = 0;
+    while got < rec.len() {
+        match sys::read(fd, &mut rec[got..])? {
+            0 => break,
+            n => got += n,
         }
-        let root_path = format!("/proc/{holder}/root");
-        let root = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
-            .open(&root_path)
-            .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
-        Ok(PodTarget {
-            namespaces,
-            root: root.into(),
-        })
     }
+    if got == 0 {
+        return Ok(None);
+    }
+    let step = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+    let errno = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+    Ok(Some((step, errno)))
 }
 
-/// Everything the child needs, built before `fork`.
-struct Prepared {
-    program: String,
-    candidates: Vec<CString>,
-    _argv: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    _envp: Vec<CString>,
-    envp_ptrs: Vec<*const libc::c_char>,
-    cwd: CString,
-    stdio: [Option<RawFd>; 3],
-    rlimits: Rlimits,
-    no_new_privs: bool,
-    drop_caps: Option<u32>,
-    landlock: Option<Ruleset>,
-    seccomp: Option<Filter>,
-    die_with_parent: bool,
-    end_group_on_exit: bool,
-    cgroup_fds: Vec<OwnedFd>,
+/// A command's strings, checked and NUL-terminated: what is sent to a pod holder, or pointed
+/// at by a relay.
+pub(crate) struct Strings {
+    /// `argv[0]`, for messages.
+    pub(crate) program: String,
+    pub(crate) argv: Vec<CString>,
+    /// `NAME=value` entries.
+    pub(crate) envp: Vec<CString>,
+    /// Paths to try in turn with `execve` (the `PATH` search, done in the child).
+    pub(crate) candidates: Vec<CString>,
+    pub(crate) cwd: CString,
 }
 
 fn cstring(what: &'static str, s: &OsStr) -> Result<CString> {
@@ -386,23 +395,8 @@ fn cstring(what: &'static str, s: &OsStr) -> Result<CString> {
     })
 }
 
-fn last_cap() -> Result<u32> {
-    let text = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .map_err(|e| Error::syscall("read /proc/sys/kernel/cap_last_cap", e))?;
-    text.trim().parse().map_err(|_| Error::InvalidSpec {
-        what: "drop_capabilities",
-        reason: format!("/proc/sys/kernel/cap_last_cap holds {text:?}"),
-    })
-}
-
-impl Prepared {
-    /// `view_root` is where the command's filesystem view starts, seen from here (a pod's
-    /// root through `/proc`), for the Landlock rules; `None` on the host.
-    fn new(
-        spec: &CommandSpec,
-        cgroup: Option<&Cgroup>,
-        view_root: Option<&Path>,
-    ) -> Result<Prepared> {
+impl Strings {
+    pub(crate) fn new(spec: &CommandSpec) -> Result<Strings> {
         let Some(arg0) = spec.argv.first() else {
             return Err(Error::InvalidSpec {
                 what: "argv",
@@ -455,69 +449,59 @@ impl Prepared {
                 })
                 .collect::<Result<Vec<_>>>()?
         };
-        let mut argv_ptrs: Vec<_> = argv.iter().map(|a| a.as_ptr()).collect();
-        argv_ptrs.push(std::ptr::null());
-        let mut envp_ptrs: Vec<_> = envp.iter().map(|a| a.as_ptr()).collect();
-        envp_ptrs.push(std::ptr::null());
-        let mut cgroup_fds = Vec::new();
-        if let Some(cg) = cgroup {
-            for file in cg.procs_files() {
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&file)
-                    .map_err(|source| Error::CgroupIo {
-                        action: "open",
-                        path: file.clone(),
-                        source,
-                    })?;
-                cgroup_fds.push(f.into());
-            }
-        }
-        Ok(Prepared {
+        Ok(Strings {
             program,
+            argv,
+            envp,
             candidates,
-            _argv: argv,
-            argv_ptrs,
-            _envp: envp,
-            envp_ptrs,
             cwd: cstring("cwd", spec.cwd.as_os_str())?,
-            stdio: [spec.stdin.raw(), spec.stdout.raw(), spec.stderr.raw()],
-            rlimits: spec.rlimits,
-            no_new_privs: spec.no_new_privs || spec.landlock.is_some() || spec.seccomp,
-            landlock: spec
-                .landlock
-                .as_ref()
-                .map(|rules| Ruleset::new(rules, view_root))
-                .transpose()?,
-            seccomp: spec.seccomp.then(Filter::deny_list),
-            drop_caps: if spec.drop_capabilities {
-                Some(last_cap()?)
-            } else {
-                None
-            },
-            die_with_parent: spec.die_with_parent,
-            end_group_on_exit: spec.end_group_on_exit,
-            cgroup_fds,
         })
     }
+}
 
-    /// In the child: join the cgroup by writing our pid to each `cgroup.procs`.
-    fn join_cgroup(&self, err_fd: RawFd) {
-        for fd in &self.cgroup_fds {
-            if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
-                fail(err_fd, Step::JoinCgroup, e);
-            }
-        }
-    }
+/// `/proc/sys/kernel/cap_last_cap`: the highest capability number, to drop them all.
+pub(crate) fn last_cap() -> Result<u32> {
+    let text = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .map_err(|e| Error::syscall("read /proc/sys/kernel/cap_last_cap", e))?;
+    text.trim().parse().map_err(|_| Error::InvalidSpec {
+        what: "drop_capabilities",
+        reason: format!("/proc/sys/kernel/cap_last_cap holds {text:?}"),
+    })
+}
 
+/// What the child that becomes the command does between `fork` and `execve`, over memory
+/// prepared before `fork`: a relay's [`Prepared`], or a request the pod holder parsed in
+/// place. Every pointer points at a NUL-terminated string that outlives the child's `execve`.
+pub(crate) struct Launch<'a> {
+    /// Paths to `execve` in turn.
+    pub(crate) candidates: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub(crate) argv: &'a [*const libc::c_char],
+    /// NULL-terminated.
+    pub(crate) envp: &'a [*const libc::c_char],
+    pub(crate) cwd: &'a CStr,
+    /// Descriptors to become 0, 1 and 2; `None` keeps what the child has.
+    pub(crate) stdio: [Option<RawFd>; 3],
+    pub(crate) rlimits: Rlimits,
+    pub(crate) no_new_privs: bool,
+    /// `cap_last_cap`, when every capability is to be dropped.
+    pub(crate) drop_caps: Option<u32>,
+    /// A Landlock ruleset descriptor to enforce.
+    pub(crate) landlock: Option<RawFd>,
+    pub(crate) seccomp: Option<&'a Filter>,
+    /// Arm `PR_SET_PDEATHSIG` (SIGKILL) against this parent pid.
+    pub(crate) die_with: Option<libc::pid_t>,
+}
+
+impl Launch<'_> {
     /// In the child that becomes the command: everything from the parent-death signal to
-    /// `execve`. Async-signal-safe.
-    fn exec(&self, err_fd: RawFd, expected_ppid: libc::pid_t) -> ! {
-        if self.die_with_parent {
+    /// `execve`. Async-signal-safe. A failing step is reported on `err_fd` (see [`fail`]).
+    pub(crate) fn exec(&self, err_fd: RawFd) -> ! {
+        if let Some(parent) = self.die_with {
             if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
                 fail(err_fd, Step::Pdeathsig, e);
             }
-            if sys::getppid() != expected_ppid {
+            if sys::getppid() != parent {
                 // The parent died before the death signal was armed.
                 sys::exit(137);
             }
@@ -545,7 +529,7 @@ impl Prepared {
             }
         }
         sys::cloexec_from(3);
-        if let Err(e) = sys::chdir(&self.cwd) {
+        if let Err(e) = sys::chdir(self.cwd) {
             fail(err_fd, Step::Chdir, e);
         }
         if let Err(e) = self.rlimits.apply() {
@@ -562,20 +546,22 @@ impl Prepared {
             fail(err_fd, Step::DropCaps, e);
         }
         // Landlock, then seccomp last: nothing after it but execve.
-        if let Some(ruleset) = &self.landlock
-            && let Err(e) = ruleset.restrict_self()
+        if let Some(ruleset) = self.landlock
+            && let Err(e) = landlock::restrict_self(ruleset)
         {
             fail(err_fd, Step::Landlock, e);
         }
-        if let Some(filter) = &self.seccomp
+        if let Some(filter) = self.seccomp
             && let Err(e) = filter.install()
         {
             fail(err_fd, Step::Seccomp, e);
         }
         let mut err = libc::ENOENT;
         let mut saw_eacces = false;
-        for path in &self.candidates {
-            err = sys::execve(path, &self.argv_ptrs, &self.envp_ptrs);
+        for &path in self.candidates {
+            // SAFETY: every candidate points at a NUL-terminated string (see the type's docs);
+            // from_ptr only measures it.
+            err = sys::execve(unsafe { CStr::from_ptr(path) }, self.argv, self.envp);
             match err {
                 libc::EACCES => saw_eacces = true,
                 libc::ENOENT | libc::ENOTDIR => {}
@@ -589,51 +575,181 @@ impl Prepared {
     }
 }
 
-fn error_pipe() -> Result<(File, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(Error::last_os("pipe2"));
-    }
-    // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
-    unsafe { Ok((File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))) }
+/// Everything a relay and its command need, built before `fork`.
+struct Prepared {
+    strings: Strings,
+    candidate_ptrs: Vec<*const libc::c_char>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+    stdio: [Option<RawFd>; 3],
+    rlimits: Rlimits,
+    no_new_privs: bool,
+    drop_caps: Option<u32>,
+    landlock: Option<Ruleset>,
+    seccomp: Option<Filter>,
+    die_with_parent: bool,
+    end_group_on_exit: bool,
+    cgroup_fds: Vec<OwnedFd>,
 }
 
-/// Waits for the child's verdict: end-of-file means `execve` succeeded.
-fn collect(program: &str, pid: i32, mut reader: File) -> Result<SpawnedChild> {
-    let mut rec = [0u8; 8];
-    let mut got = 0;
-    while got < rec.len() {
-        match reader.read(&mut rec[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::syscall("read spawn status pipe", e)),
+/// Pointers to `strings`, NULL-terminated when `terminated`.
+fn pointers(strings: &[CString], terminated: bool) -> Vec<*const libc::c_char> {
+    let mut ptrs: Vec<_> = strings.iter().map(|s| s.as_ptr()).collect();
+    if terminated {
+        ptrs.push(std::ptr::null());
+    }
+    ptrs
+}
+
+impl Prepared {
+    fn new(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<Prepared> {
+        let strings = Strings::new(spec)?;
+        let mut cgroup_fds = Vec::new();
+        if let Some(cg) = cgroup {
+            for file in cg.procs_files() {
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .map_err(|source| Error::CgroupIo {
+                        action: "open",
+                        path: file.clone(),
+                        source,
+                    })?;
+                cgroup_fds.push(f.into());
+            }
+        }
+        Ok(Prepared {
+            candidate_ptrs: pointers(&strings.candidates, false),
+            argv_ptrs: pointers(&strings.argv, true),
+            envp_ptrs: pointers(&strings.envp, true),
+            strings,
+            stdio: [spec.stdin.raw(), spec.stdout.raw(), spec.stderr.raw()],
+            rlimits: spec.rlimits,
+            no_new_privs: spec.wants_no_new_privs(),
+            landlock: spec
+                .landlock
+                .as_ref()
+                .map(|rules| Ruleset::new(rules, None))
+                .transpose()?,
+            seccomp: spec.seccomp.then(Filter::deny_list),
+            drop_caps: if spec.drop_capabilities {
+                Some(last_cap()?)
+            } else {
+                None
+            },
+            die_with_parent: spec.die_with_parent,
+            end_group_on_exit: spec.end_group_on_exit,
+            cgroup_fds,
+        })
+    }
+
+    /// In the child: join the cgroup by writing our pid to each `cgroup.procs`.
+    fn join_cgroup(&self, err_fd: RawFd) {
+        for fd in &self.cgroup_fds {
+            if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
+                fail(err_fd, Step::JoinCgroup, e);
+            }
         }
     }
-    if got == 0 {
-        return Ok(SpawnedChild { pid });
+
+    /// The command's part, for a child of `relay`.
+    fn launch(&self, relay: libc::pid_t) -> Launch<'_> {
+        Launch {
+            candidates: &self.candidate_ptrs,
+            argv: &self.argv_ptrs,
+            envp: &self.envp_ptrs,
+            cwd: &self.strings.cwd,
+            stdio: self.stdio,
+            rlimits: self.rlimits,
+            no_new_privs: self.no_new_privs,
+            drop_caps: self.drop_caps,
+            landlock: self.landlock.as_ref().map(|r| r.as_fd().as_raw_fd()),
+            seccomp: self.seccomp.as_ref(),
+            die_with: self.die_with_parent.then_some(relay),
+        }
     }
-    // The child failed; reap it so it does not linger as a zombie.
-    let _ = sys::waitpid(pid, 0);
-    let step_index = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-    let errno = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-    let step = Step::ALL
-        .get(step_index as usize)
-        .copied()
-        .unwrap_or(Step::Execve);
-    Err(Error::Spawn {
-        program: program.into(),
-        step: step.name(),
-        source: io::Error::from_raw_os_error(errno),
-    })
+}
+
+fn error_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let (r, w) =
+        sys::pipe().map_err(|e| Error::syscall("pipe2", io::Error::from_raw_os_error(e)))?;
+    // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
+    unsafe { Ok((OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w))) }
+}
+
+/// Waits for the relay's verdict: end-of-file means the command's `execve` succeeded.
+fn collect(program: &str, relay: i32, reader: OwnedFd) -> Result<SpawnedChild> {
+    let verdict = read_verdict(reader.as_raw_fd())
+        .map_err(|e| Error::syscall("read spawn status pipe", io::Error::from_raw_os_error(e)))?;
+    match verdict {
+        None => Ok(SpawnedChild {
+            pid: relay,
+            via: Via::Relay,
+        }),
+        Some((step, errno)) => {
+            // The relay failed; reap it so it does not linger as a zombie.
+            let _ = sys::waitpid(relay, 0);
+            Err(spawn_error(program, step, errno))
+        }
+    }
 }
 
 /// Runs a command on the host (no namespaces), in `cgroup` when given: joins the cgroup,
 /// `setpgid`, rlimits, working directory, stdio, optional no_new_privs / capability drop, then
-/// `execve`. This is the `low` security level. See [`SpawnedChild`] for what the pid is.
+/// `execve`. This is the `low` security level. See [`SpawnedChild`] for the relay between the
+/// caller and the command.
 pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<SpawnedChild> {
-    spawn_relayed(spec, cgroup, None)
+    let prepared = Prepared::new(spec, cgroup)?;
+    let (reader, writer) = error_pipe()?;
+    let caller = sys::getpid();
+    let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
+    if pid == 0 {
+        // Relay ("middle") process: async-signal-safe calls only from here on.
+        let err_fd = writer.as_raw_fd();
+        sys::reset_signals();
+        if prepared.die_with_parent {
+            // The relay learns of its caller's death by a signal it can catch, so that it
+            // ends the command's whole process group, not just the command (see
+            // `end_command_group`).
+            sys::set_handler(RELAY_DEATH_SIGNAL, end_command_group);
+            if let Err(e) = sys::set_pdeathsig(RELAY_DEATH_SIGNAL) {
+                fail(err_fd, Step::Pdeathsig, e);
+            }
+            if sys::getppid() != caller {
+                sys::exit(137);
+            }
+        }
+        prepared.join_cgroup(err_fd);
+        let relay_pid = sys::getpid();
+        let child = match sys::fork() {
+            Ok(c) => c,
+            Err(e) => fail(err_fd, Step::Fork, e),
+        };
+        if child == 0 {
+            prepared.launch(relay_pid).exec(err_fd);
+        }
+        // The relay never execs, so its CLOEXEC copies of the caller's descriptors would stay
+        // open as long as the command runs: a file another thread of the caller was writing
+        // at fork time would stay open for writing, and running it fails with ETXTBSY.
+        // Closed before the status pipe (the caller goes on at its end-of-file), which is
+        // closed last in case it is numbered below 3.
+        sys::close_from(3);
+        sys::close(err_fd);
+        GRANDCHILD.store(child, Ordering::Relaxed);
+        for sig in FORWARDED {
+            sys::set_handler(sig, forward_signal);
+        }
+        if prepared.end_group_on_exit && sys::wait_exited(child).is_ok() {
+            let _ = sys::kill(-child, libc::SIGKILL);
+        }
+        let status = match sys::waitpid(child, 0) {
+            Ok((_, status)) => status,
+            Err(_) => sys::exit(125),
+        };
+        relay(status);
+    }
+    drop(writer);
+    collect(&prepared.strings.program, pid, reader)
 }
 
 /// The grandchild the relay process waits for; read by the forwarding signal handler.
@@ -672,91 +788,6 @@ const FORWARDED: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
-/// Runs a command inside a pod's namespaces and cgroup (see [`crate::Pod::spawn`]).
-pub(crate) fn spawn_in_pod(
-    spec: &CommandSpec,
-    target: &PodTarget,
-    cgroup: Option<&Cgroup>,
-) -> Result<SpawnedChild> {
-    spawn_relayed(spec, cgroup, Some(target))
-}
-
-/// Forks the relay, which joins `cgroup` and, given a pod, its namespaces and root, then forks
-/// the command and waits for it (see [`SpawnedChild`]).
-fn spawn_relayed(
-    spec: &CommandSpec,
-    cgroup: Option<&Cgroup>,
-    pod: Option<&PodTarget>,
-) -> Result<SpawnedChild> {
-    // The rules attach to what the pod sees: its paths, opened through the holder's root.
-    let view_root =
-        pod.map(|target| PathBuf::from(format!("/proc/self/fd/{}", target.root.as_raw_fd())));
-    let prepared = Prepared::new(spec, cgroup, view_root.as_deref())?;
-    let (reader, writer) = error_pipe()?;
-    let caller = sys::getpid();
-    let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
-    if pid == 0 {
-        // Relay ("middle") process: async-signal-safe calls only from here on.
-        let err_fd = writer.as_raw_fd();
-        sys::reset_signals();
-        if prepared.die_with_parent {
-            // The relay learns of its caller's death by a signal it can catch, so that it
-            // ends the command's whole process group, not just the command (see
-            // `end_command_group`).
-            sys::set_handler(RELAY_DEATH_SIGNAL, end_command_group);
-            if let Err(e) = sys::set_pdeathsig(RELAY_DEATH_SIGNAL) {
-                fail(err_fd, Step::Pdeathsig, e);
-            }
-            if sys::getppid() != caller {
-                sys::exit(137);
-            }
-        }
-        prepared.join_cgroup(err_fd);
-        if let Some(target) = pod {
-            for ns in &target.namespaces {
-                if let Err(e) = sys::setns(ns.fd.as_raw_fd(), ns.nstype) {
-                    fail(err_fd, Step::Setns, e);
-                }
-            }
-            if let Err(e) = sys::fchdir(target.root.as_raw_fd()).and_then(|()| sys::chroot(c".")) {
-                fail(err_fd, Step::Chroot, e);
-            }
-        }
-        let relay_pid = sys::getpid();
-        let child = match sys::fork() {
-            Ok(c) => c,
-            Err(e) => fail(err_fd, Step::Fork, e),
-        };
-        if child == 0 {
-            // The command. In a pod it is inside the pod's PID namespace and its parent (the
-            // relay) outside it, so getppid() reads 0 until the relay dies and the holder
-            // adopts it.
-            prepared.exec(err_fd, if pod.is_some() { 0 } else { relay_pid });
-        }
-        // The relay never execs, so its CLOEXEC copies of the caller's descriptors would stay
-        // open as long as the command runs: a file another thread of the caller was writing
-        // at fork time would stay open for writing, and running it fails with ETXTBSY.
-        // Closed before the status pipe (the caller goes on at its end-of-file), which is
-        // closed last in case it is numbered below 3.
-        sys::close_from(3);
-        sys::close(err_fd);
-        GRANDCHILD.store(child, Ordering::Relaxed);
-        for sig in FORWARDED {
-            sys::set_handler(sig, forward_signal);
-        }
-        if prepared.end_group_on_exit && sys::wait_exited(child).is_ok() {
-            let _ = sys::kill(-child, libc::SIGKILL);
-        }
-        let status = match sys::waitpid(child, 0) {
-            Ok((_, status)) => status,
-            Err(_) => sys::exit(125),
-        };
-        relay(status);
-    }
-    drop(writer);
-    collect(&prepared.program, pid, reader)
-}
-
 /// Ends the relay process the way the command ended.
 fn relay(status: i32) -> ! {
     if libc::WIFSIGNALED(status) {
@@ -787,9 +818,7 @@ mod tests {
     #[test]
     fn argv_without_slash_needs_path() {
         let spec = CommandSpec::new(["true"]);
-        let err = Prepared::new(&spec, None, None)
-            .err()
-            .expect("no PATH must be rejected");
+        let err = Strings::new(&spec).err().expect("no PATH must be rejected");
         assert!(err.to_string().contains("no PATH"), "{err}");
     }
 }

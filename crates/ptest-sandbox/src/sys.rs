@@ -67,25 +67,11 @@ pub(crate) fn close(fd: RawFd) {
     unsafe { libc::close(fd) };
 }
 
-/// Formats `n` as decimal into `buf`, returning the used tail.
-pub(crate) fn format_u64(mut n: u64, buf: &mut [u8; 24]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    &buf[i..]
-}
-
-/// Writes this process's pid, in decimal, to `fd` (a `cgroup.procs` file opened earlier).
+/// Moves the calling process into a cgroup by writing `0` ("the caller") to `fd`, one of
+/// [`Cgroup::procs_files`](crate::Cgroup::procs_files) opened earlier. The caller must be
+/// single-threaded (a forked child): on v1 that file is `tasks`, which moves one thread.
 pub(crate) fn write_own_pid(fd: RawFd) -> Result<(), Errno> {
-    let mut buf = [0u8; 24];
-    let text = format_u64(getpid() as u64, &mut buf);
-    write_all(fd, text)
+    write_all(fd, b"0")
 }
 
 /// `getpid(2)`.
@@ -437,19 +423,6 @@ pub(crate) fn set_signal_mask(signals: &[libc::c_int], how: libc::c_int) {
     }
 }
 
-/// Waits for any blocked signal in `signals` (`sigwaitinfo(2)`), returning its number.
-pub(crate) fn wait_signal(signals: &[libc::c_int]) -> Result<libc::c_int, Errno> {
-    // SAFETY: set is initialised by sigemptyset before use; info may be null.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for &s in signals {
-            libc::sigaddset(&mut set, s);
-        }
-        check(libc::sigwaitinfo(&set, ptr::null_mut()))
-    }
-}
-
 /// `waitpid(2)`, retrying on `EINTR`. Returns the pid and raw status.
 pub(crate) fn waitpid(pid: libc::pid_t, flags: libc::c_int) -> Result<(libc::pid_t, i32), Errno> {
     loop {
@@ -518,4 +491,413 @@ pub(crate) fn set_handler(sig: libc::c_int, handler: extern "C" fn(libc::c_int))
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(sig, &action, ptr::null_mut());
     }
+}
+
+/// `read(2)`, retrying on `EINTR`.
+pub(crate) fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: buf is a valid writable slice of buf.len() bytes.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// Reads the whole file `fd` from offset 0 into `buf` (`pread(2)`): its length, or `E2BIG`
+/// when it does not fit.
+pub(crate) fn pread_all(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut got = 0;
+    loop {
+        let rest = &mut buf[got..];
+        if rest.is_empty() {
+            let mut probe = [0u8; 1];
+            // SAFETY: probe is a valid writable buffer of 1 byte.
+            let n = unsafe { libc::pread(fd, probe.as_mut_ptr().cast(), 1, got as libc::off_t) };
+            return if n == 0 { Ok(got) } else { Err(libc::E2BIG) };
+        }
+        // SAFETY: rest is a valid writable slice of rest.len() bytes.
+        let n =
+            unsafe { libc::pread(fd, rest.as_mut_ptr().cast(), rest.len(), got as libc::off_t) };
+        match n {
+            0 => return Ok(got),
+            n if n > 0 => got += n as usize,
+            _ if errno() == libc::EINTR => {}
+            _ => return Err(errno()),
+        }
+    }
+}
+
+/// `pipe2(O_CLOEXEC)`: (read end, write end).
+pub(crate) fn pipe() -> Result<(RawFd, RawFd), Errno> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints for pipe2 to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok((fds[0], fds[1]))
+}
+
+/// A close-on-exec Unix `SOCK_SEQPACKET` socket: messages keep their boundaries, and the
+/// peer's hang-up is seen (the pod holder's command socket, see [`crate::zygote`]). `flags`
+/// may add `SOCK_NONBLOCK`.
+pub(crate) fn seqpacket_socket(flags: libc::c_int) -> Result<RawFd, Errno> {
+    // SAFETY: plain socket(2) call.
+    check(unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | flags,
+            0,
+        )
+    })
+}
+
+/// The `sockaddr_un` of `path` and its length; `ENAMETOOLONG` past `sun_path`.
+fn unix_address(path: &CStr) -> Result<(libc::sockaddr_un, libc::socklen_t), Errno> {
+    // SAFETY: an all-zero sockaddr_un is valid.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    let bytes = path.to_bytes_with_nul();
+    if bytes.len() > addr.sun_path.len() {
+        return Err(libc::ENAMETOOLONG);
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, &src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len();
+    Ok((addr, len as libc::socklen_t))
+}
+
+/// `bind(2)` to `path`, then `listen(2)`.
+pub(crate) fn bind_listen(fd: RawFd, path: &CStr) -> Result<(), Errno> {
+    let (addr, len) = unix_address(path)?;
+    // SAFETY: addr is a valid sockaddr_un of length len.
+    check(unsafe { libc::bind(fd, (&addr as *const libc::sockaddr_un).cast(), len) })?;
+    // SAFETY: no pointers involved.
+    check(unsafe { libc::listen(fd, 128) }).map(drop)
+}
+
+/// `connect(2)` to `path`.
+pub(crate) fn connect(fd: RawFd, path: &CStr) -> Result<(), Errno> {
+    let (addr, len) = unix_address(path)?;
+    loop {
+        // SAFETY: addr is a valid sockaddr_un of length len.
+        match check(unsafe { libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) }) {
+            Err(libc::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// `accept4(2)`: a close-on-exec, non-blocking connection.
+pub(crate) fn accept(fd: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: null address pointers are allowed.
+    check(unsafe {
+        libc::accept4(
+            fd,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    })
+}
+
+/// `setsockopt(2)` of an `int` option.
+pub(crate) fn set_socket_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<(), Errno> {
+    // SAFETY: value is a valid int of the size passed.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}
+
+/// The pid of a Unix socket's peer as it was when it connected (or listened), in the calling
+/// process's PID namespace: 0 for a process outside it (`SO_PEERCRED`).
+pub(crate) fn peer_pid(fd: RawFd) -> Result<libc::pid_t, Errno> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred is a valid ucred and len its size.
+    check(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.pid)
+}
+
+/// Most descriptors one message carries (`SCM_RIGHTS`).
+pub(crate) const MAX_FDS: usize = 8;
+
+/// Control-message room for [`MAX_FDS`] descriptors and one `ucred`, aligned for `cmsghdr`.
+type ControlBuffer = [u64; 16];
+
+/// Sends one message with `fds` attached (`SCM_RIGHTS`) and, given a pid, credentials naming
+/// that process (`SCM_CREDENTIALS`: the kernel translates the pid into the receiver's PID
+/// namespace; naming another process than oneself takes `CAP_SYS_ADMIN` there). `flags` may
+/// add `MSG_DONTWAIT`; never raises SIGPIPE.
+pub(crate) fn send_message(
+    fd: RawFd,
+    data: &[u8],
+    fds: &[RawFd],
+    sender: Option<libc::pid_t>,
+    flags: libc::c_int,
+) -> Result<(), Errno> {
+    if fds.len() > MAX_FDS {
+        return Err(libc::EINVAL);
+    }
+    let mut control: ControlBuffer = [0; 16];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the sendmsg call,
+    // and the CMSG_* helpers stay within `control` (sized for MAX_FDS fds and one ucred).
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        let rights_len = std::mem::size_of_val(fds) as libc::c_uint;
+        let cred_len = std::mem::size_of::<libc::ucred>() as libc::c_uint;
+        let mut space = 0;
+        if !fds.is_empty() {
+            space += libc::CMSG_SPACE(rights_len) as usize;
+        }
+        if sender.is_some() {
+            space += libc::CMSG_SPACE(cred_len) as usize;
+        }
+        if space > 0 {
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if !fds.is_empty() {
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(rights_len) as _;
+                ptr::copy_nonoverlapping(
+                    fds.as_ptr(),
+                    libc::CMSG_DATA(cmsg).cast::<RawFd>(),
+                    fds.len(),
+                );
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+            if let Some(pid) = sender {
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_CREDENTIALS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(cred_len) as _;
+                let cred = libc::ucred {
+                    pid,
+                    uid: libc::getuid(),
+                    gid: libc::getgid(),
+                };
+                ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::ucred>(), cred);
+            }
+        }
+        loop {
+            let n = libc::sendmsg(fd, &msg, flags | libc::MSG_NOSIGNAL);
+            if n >= 0 {
+                return Ok(());
+            }
+            if errno() != libc::EINTR {
+                return Err(errno());
+            }
+        }
+    }
+}
+
+/// What [`recv_message`] got.
+pub(crate) struct Received {
+    /// Bytes of data (0: the peer hung up).
+    pub(crate) len: usize,
+    /// Descriptors that came with it (close-on-exec), the first `fd_count` of them.
+    pub(crate) fds: [RawFd; MAX_FDS],
+    pub(crate) fd_count: usize,
+    /// The data or the descriptors did not fit: the message is incomplete.
+    pub(crate) truncated: bool,
+    /// The pid in the sender's credentials (with `SO_PASSCRED` on).
+    pub(crate) sender: Option<libc::pid_t>,
+}
+
+/// Receives one message into `buf` (`recvmsg(2)`, `MSG_CMSG_CLOEXEC`); `flags` may add
+/// `MSG_DONTWAIT`.
+pub(crate) fn recv_message(
+    fd: RawFd,
+    buf: &mut [u8],
+    flags: libc::c_int,
+) -> Result<Received, Errno> {
+    let mut control: ControlBuffer = [0; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let mut out = Received {
+        len: 0,
+        fds: [-1; MAX_FDS],
+        fd_count: 0,
+        truncated: false,
+        sender: None,
+    };
+    // SAFETY: an all-zero msghdr is valid; iov and control outlive the call; the CMSG_*
+    // helpers only walk what the kernel wrote within msg_controllen.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of::<ControlBuffer>() as _;
+        let n = loop {
+            let n = libc::recvmsg(fd, &mut msg, flags | libc::MSG_CMSG_CLOEXEC);
+            if n >= 0 {
+                break n as usize;
+            }
+            if errno() != libc::EINTR {
+                return Err(errno());
+            }
+        };
+        out.len = n;
+        out.truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            let data = libc::CMSG_DATA(cmsg);
+            let data_len = (*cmsg).cmsg_len as usize - (data as usize - cmsg as usize);
+            match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                (libc::SOL_SOCKET, libc::SCM_RIGHTS) => {
+                    for i in 0..data_len / std::mem::size_of::<RawFd>() {
+                        let got = ptr::read_unaligned(data.cast::<RawFd>().add(i));
+                        if out.fd_count < MAX_FDS {
+                            out.fds[out.fd_count] = got;
+                            out.fd_count += 1;
+                        } else {
+                            close(got);
+                            out.truncated = true;
+                        }
+                    }
+                }
+                (libc::SOL_SOCKET, libc::SCM_CREDENTIALS) => {
+                    let cred = ptr::read_unaligned(data.cast::<libc::ucred>());
+                    out.sender = Some(cred.pid);
+                }
+                _ => {}
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    Ok(out)
+}
+
+/// `poll(2)` without timeout; an interrupted call is `Ok(0)`.
+pub(crate) fn poll(fds: &mut [libc::pollfd]) -> Result<usize, Errno> {
+    // SAFETY: fds is a valid array of fds.len() pollfd structs.
+    match check(unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) }) {
+        Ok(n) => Ok(n as usize),
+        Err(libc::EINTR) => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// A non-blocking, close-on-exec `signalfd(2)` for `signals` (which must be blocked).
+pub(crate) fn signalfd(signals: &[libc::c_int]) -> Result<RawFd, Errno> {
+    // SAFETY: set is initialised by sigemptyset before use and lives on the stack.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &s in signals {
+            libc::sigaddset(&mut set, s);
+        }
+        check(libc::signalfd(
+            -1,
+            &set,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        ))
+    }
+}
+
+/// Reads a non-blocking descriptor until it is empty (a signalfd's pending signals).
+pub(crate) fn drain(fd: RawFd) {
+    let mut buf = [0u8; 512];
+    while matches!(read(fd, &mut buf), Ok(n) if n > 0) {}
+}
+
+/// A child that has ended and is not reaped yet, left unreaped (`waitid(P_ALL, WEXITED |
+/// WNOHANG | WNOWAIT | __WALL)`): its pid, and so its process group id, stays taken.
+pub(crate) fn ended_child() -> Option<libc::pid_t> {
+    loop {
+        // SAFETY: info is a valid out-pointer of the size waitid writes.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain syscall with a valid pointer.
+        let ret = unsafe {
+            libc::waitid(
+                libc::P_ALL,
+                0,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+            )
+        };
+        match check(ret) {
+            Err(libc::EINTR) => continue,
+            Err(_) => return None,
+            // SAFETY: waitid filled a SIGCHLD siginfo (or left it zeroed: pid 0).
+            Ok(_) => return Some(unsafe { info.si_pid() }).filter(|&pid| pid > 0),
+        }
+    }
+}
+
+/// `memfd_create(2)`, close-on-exec.
+pub(crate) fn memfd(name: &CStr) -> Result<RawFd, Errno> {
+    // SAFETY: name is NUL-terminated.
+    check(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) })
+}
+
+/// `pidfd_open(2)` (Linux 5.3+): a descriptor that names process `pid` for as long as it is
+/// open, immune to pid reuse, and becomes readable when the process ends.
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<RawFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags; on success it returns a new fd the caller owns.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    check_long(fd).map(|fd| fd as RawFd)
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process `pidfd` names.
+pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: no info struct is passed (NULL), flags 0; pidfd is a descriptor the caller holds.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd,
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// Waits up to `timeout_ms` for `fd` to become readable; `Ok(false)` when the time ran out.
+pub(crate) fn wait_readable(fd: RawFd, timeout_ms: libc::c_int) -> Result<bool, Errno> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is one valid pollfd on the stack.
+    check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }).map(|n| n > 0)
 }

@@ -100,6 +100,28 @@ fn pids_limit_stops_a_fork_loop() {
 }
 
 #[test]
+fn a_spawned_command_and_its_children_join_every_hierarchy() {
+    if !can_sandbox() {
+        return;
+    }
+    let name = unique("join");
+    let cg = Cgroup::create(CGROUP_PARENT, &name, &Limits::default()).expect("create");
+    let _guard = CgroupGuard(Some(cg.clone()));
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("cgroups");
+    let script = format!("sh -c 'cat /proc/self/cgroup' > {}", out.display());
+    let mut cmd = CommandSpec::new(["sh", "-c", script.as_str()]).env("PATH", PATH);
+    cmd.stdin = Stdio::null().expect("null");
+    let child = spawn_in_cgroup(&cmd, Some(&cg)).expect("spawn");
+    assert!(child.wait().expect("wait").success());
+    let text = fs::read_to_string(&out).expect("read");
+    let member = format!("/{CGROUP_PARENT}/{name}");
+    let lines: Vec<&str> = text.lines().filter(|l| l.ends_with(&member)).collect();
+    // One line per hierarchy the group has a directory in (v2: the one unified line).
+    assert_eq!(lines.len(), cg.paths().len(), "{text}");
+}
+
+#[test]
 fn kill_all_kills_a_double_forked_daemon() {
     if !can_sandbox() {
         return;

@@ -410,7 +410,7 @@ fn pdeathsig_helper() {
     let mut cmd = CommandSpec::new(["sleep", "1000"]).env("PATH", PATH);
     cmd.stdin = Stdio::null().expect("null");
     let child = pod.spawn(&cmd).expect("spawn sleep");
-    println!("relay {}", child.pid());
+    println!("command {}", child.pid());
     std::thread::sleep(std::time::Duration::from_secs(60));
 }
 
@@ -446,9 +446,9 @@ fn killing_the_caller_kills_the_command() {
     eventually("sleep killed after its caller died", || count_sleeps() == 0);
 }
 
-/// A relay outlives the fork by as long as its command runs: it must not keep the caller's
-/// descriptors open, or a script another thread was writing at that moment cannot be run
-/// (ETXTBSY) until the unrelated command ends.
+/// The holder, forked from the caller, runs as long as the pod: it must not keep the
+/// caller's descriptors open (nor pass them to the commands it forks), or a script another
+/// thread was writing at that moment cannot be run (ETXTBSY) until the pod ends.
 #[test]
 fn a_running_command_does_not_hold_the_callers_files_open() {
     if !can_sandbox() {
@@ -464,9 +464,35 @@ fn a_running_command_does_not_hold_the_callers_files_open() {
     drop(writer);
     fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = std::process::Command::new(&script).output();
-    // SAFETY: plain kill(2) of the sleeper's relay, which passes the signal on.
+    // SAFETY: plain kill(2) of the sleeper.
     unsafe { libc::kill(sleeper.pid(), libc::SIGTERM) };
     let _ = sleeper.wait();
     let out = out.expect("the script runs: no process holds it open for writing");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ran\n");
+}
+
+#[test]
+fn destroy_kills_a_cgroup_member_outside_the_namespace() {
+    if !can_sandbox() {
+        return;
+    }
+    let mut fx = Fixture::new(Some(Default::default()));
+    let pod = fx.pod.take().expect("pod");
+    let cgroup = pod.cgroup().expect("cgroup").clone();
+    let dirs = cgroup.paths();
+    // A host process in the pod's cgroup but not in its PID namespace: the holder's death
+    // does not take it, the cgroup kill must.
+    let out = run_with(
+        |cmd| ptest_sandbox::spawn_in_cgroup(&cmd, Some(&cgroup)),
+        &["sh", "-c", "setsid sleep 1000 >/dev/null 2>&1 & echo $!"],
+    );
+    let daemon: i32 = out.stdout.trim().parse().expect("daemon pid");
+    assert!(process_exists(daemon));
+    let holder = pod.holder_pid();
+    pod.destroy().expect("destroy");
+    assert!(!process_exists(daemon), "daemon {daemon} survived destroy");
+    assert!(!process_exists(holder));
+    for dir in dirs {
+        assert!(!dir.exists(), "{} still exists", dir.display());
+    }
 }

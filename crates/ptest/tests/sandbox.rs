@@ -251,14 +251,32 @@ fn rm_kills_a_daemon_that_left_its_process_group() {
         !env_processes(&id).is_empty(),
         "the daemon should outlive its command"
     );
+    let sandbox = t.json(["env", "show", "daemons"])["environment"]["details"]["sandbox"].clone();
+    let holder = sandbox["holder_pid"]
+        .as_i64()
+        .zip(sandbox["start_time"].as_u64());
     t.ptest(["env", "rm", "daemons"]).assert().success();
     assert!(
         wait_env_empty(&id),
         "survived env rm: {:?}",
         env_processes(&id)
     );
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/pids/ptest/env-{id}")).exists());
-    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/ptest/env-{id}")).exists());
+    if let Some((pid, start)) = holder {
+        // Gone, a zombie, or its pid now another process's (started at another time).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let alive = fields.first().is_some_and(|s| *s != "Z" && *s != "X")
+            && fields.get(19) == Some(&start.to_string().as_str());
+        assert!(!alive, "the holder {pid} survived env rm");
+    }
+    // No directory left in any hierarchy (v1: one per controller; v2: the one).
+    for controller in ["memory", "cpu", "cpuacct", "pids", "freezer"] {
+        let dir = cgroup_file(&id, controller, "");
+        assert!(!dir.exists(), "{} survived env rm", dir.display());
+    }
 }
 
 #[test]
@@ -856,6 +874,41 @@ fn sigkill_of_env_exec(create: &[&str], disabled: &str) {
         "outlived a SIGKILLed env exec: {:?}",
         env_processes(&id)
     );
+}
+
+/// Ctrl-C on `ptest env exec` reaches the command (which runs in a process group of its own
+/// in the pod, not the terminal's): it decides how to end, and its exit code is ptest's.
+#[test]
+fn sigint_to_env_exec_reaches_the_command_and_its_exit_code_is_kept() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    let created = t
+        .ptest(["env", "create", "--json", "ctrlc"])
+        .assert()
+        .success();
+    let env: serde_json::Value = serde_json::from_slice(&created.get_output().stdout).unwrap();
+    let started = std::path::Path::new(env["root"].as_str().unwrap()).join("workspace/started");
+    let exec = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+        .env("PTEST_HOME", t.home())
+        .args(["env", "exec", "ctrlc", "--", "sh", "-c"])
+        .arg("trap 'echo interrupted; exit 7' INT; touch started; while :; do sleep 0.1; done")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(started.exists(), "the command did not start");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(exec.id() as i32, libc::SIGINT) }, 0);
+    let out = exec.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "interrupted\n");
 }
 
 /// CI runners and `nsenter` put ptest in a PID namespace whose session leader is outside it:

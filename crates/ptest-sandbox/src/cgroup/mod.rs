@@ -366,14 +366,41 @@ pub(crate) fn read_pids(path: &Path) -> Result<Vec<i32>> {
         .collect())
 }
 
-/// Removes a group directory, retrying while the kernel still counts dying tasks.
+/// Sleeps between checks of something the kernel finishes soon: from 100 µs, doubling up to
+/// `max`, so a wait that ends at once costs little and a long one does not spin.
+struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    fn up_to(max: Duration) -> Backoff {
+        Backoff {
+            next: Duration::from_micros(100),
+            max,
+        }
+    }
+
+    fn sleep(&mut self) {
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(self.max);
+    }
+}
+
+/// Removes a group directory, retrying for up to 2 s while the kernel still counts dying
+/// tasks (EBUSY).
 pub(crate) fn rmdir_retry(path: &Path) -> Result<()> {
-    for _ in 0..200 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut backoff = Backoff::up_to(Duration::from_millis(10));
+    loop {
         match fs::remove_dir(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(Duration::from_millis(10))
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
+            {
+                backoff.sleep()
             }
             Err(source) => {
                 return Err(Error::CgroupIo {
@@ -384,11 +411,6 @@ pub(crate) fn rmdir_retry(path: &Path) -> Result<()> {
             }
         }
     }
-    fs::remove_dir(path).map_err(|source| Error::CgroupIo {
-        action: "remove",
-        path: path.into(),
-        source,
-    })
 }
 
 /// Sub-directory names of `dir` (missing `dir` = none).
@@ -515,9 +537,23 @@ impl Cgroup {
         }
     }
 
-    /// The `cgroup.procs` files a process must write its pid to in order to join the group.
-    /// [`crate::spawn`] opens these before forking.
+    /// The files a freshly forked (single-threaded) child writes `0` to in order to join the
+    /// group itself; the pod and [`crate::spawn`] open them before forking.
+    ///
+    /// v1: each hierarchy's `tasks`. Moving only the calling thread is all a single-threaded
+    /// process needs, and the kernel then skips its global threadgroup lock, whose write side
+    /// waits for an RCU grace period (10–20 ms on a busy host): most of what creating a pod
+    /// cost. v2: `cgroup.procs` (`cgroup.threads` is for threaded groups only).
     pub fn procs_files(&self) -> Vec<PathBuf> {
+        let file = match self.imp {
+            Imp::V1(_) => "tasks",
+            Imp::V2(_) => "cgroup.procs",
+        };
+        self.paths().into_iter().map(|p| p.join(file)).collect()
+    }
+
+    /// Each directory's `cgroup.procs`: it lists the member processes and moves in any pid.
+    fn member_files(&self) -> Vec<PathBuf> {
         self.paths()
             .into_iter()
             .map(|p| p.join("cgroup.procs"))
@@ -534,7 +570,7 @@ impl Cgroup {
 
     /// Moves process `pid` (all its threads) into the group.
     pub fn add_process(&self, pid: i32) -> Result<()> {
-        for file in self.procs_files() {
+        for file in self.member_files() {
             write_file(&file, &pid.to_string())?;
         }
         Ok(())
@@ -551,7 +587,7 @@ impl Cgroup {
     /// Pids of the processes in the group (host pid namespace of the caller).
     pub fn pids(&self) -> Result<Vec<i32>> {
         let mut pids = Vec::new();
-        for file in self.procs_files() {
+        for file in self.member_files() {
             match read_pids(&file) {
                 Ok(p) => pids.extend(p),
                 Err(Error::CgroupIo { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -566,10 +602,11 @@ impl Cgroup {
 
     /// Kills every process in the group with SIGKILL and waits until the group is empty.
     ///
-    /// v1 freezes the group first so nothing can fork while it is being killed; v2 uses
-    /// `cgroup.kill` (Linux 5.14+) or freeze-and-kill on older kernels. Processes that are dead
-    /// but not yet reaped by their parent may keep a v1 group "busy" for a moment; this waits
-    /// up to 10 seconds for the group to report empty.
+    /// v1 freezes the group first so nothing can fork while it is being killed (an empty group
+    /// is left as it is: nothing can fork into it); v2 uses `cgroup.kill` (Linux 5.14+) or
+    /// freeze-and-kill on older kernels. Processes that are dead but not yet reaped by their
+    /// parent may keep a v1 group "busy" for a moment; this waits up to 10 seconds for the
+    /// group to report empty.
     pub fn kill_all(&self) -> Result<()> {
         match &self.imp {
             Imp::V1(g) => g.kill_all(),
@@ -612,6 +649,7 @@ pub(crate) fn kill_until_empty(
     mut pids: impl FnMut() -> Result<Vec<i32>>,
 ) -> Result<()> {
     let deadline = std::time::Instant::now() + KILL_TIMEOUT;
+    let mut backoff = Backoff::up_to(Duration::from_millis(5));
     loop {
         let remaining = pids()?;
         if remaining.is_empty() {
@@ -627,7 +665,7 @@ pub(crate) fn kill_until_empty(
             // The pid may already be gone; ESRCH is fine.
             let _ = crate::sys::kill(pid, libc::SIGKILL);
         }
-        std::thread::sleep(Duration::from_millis(5));
+        backoff.sleep();
     }
 }
 

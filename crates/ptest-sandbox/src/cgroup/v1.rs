@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{
-    Controller, Limits, Usage, V1Mounts, kill_until_empty, read_keyed, read_u64, write_file,
+    Backoff, Controller, Limits, Usage, V1Mounts, kill_until_empty, read_keyed, read_u64,
+    write_file,
 };
 use crate::error::{Error, Result};
 
@@ -179,13 +180,19 @@ impl CgroupV1 {
     }
 
     pub(super) fn kill_all(&self) -> Result<()> {
+        // Nothing outside can fork into an empty group: the usual case once a pod's holder has
+        // taken its PID namespace down, which then needs no freezing.
+        if self.all_pids()?.is_empty() {
+            return Ok(());
+        }
         let primary = self.unique_dirs().into_iter().next().unwrap_or_default();
         if let Some(freezer) = self.dir(Controller::Freezer) {
             let state = freezer.join("freezer.state");
             write_file(&state, "FROZEN")?;
             let deadline = Instant::now() + Duration::from_secs(2);
+            let mut backoff = Backoff::up_to(Duration::from_millis(2));
             while super::read_string(&state)?.trim() != "FROZEN" && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
+                backoff.sleep();
             }
             for pid in self.all_pids()? {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);

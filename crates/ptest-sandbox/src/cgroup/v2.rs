@@ -5,7 +5,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Limits, Usage, kill_until_empty, read_keyed, read_pids, read_u64, write_file};
+use super::{
+    Backoff, Limits, Usage, kill_until_empty, read_keyed, read_pids, read_u64, write_file,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -154,8 +156,9 @@ impl CgroupV2 {
             write_file(&freeze, "1")?;
             let events = self.dir.join("cgroup.events");
             let deadline = Instant::now() + Duration::from_secs(2);
+            let mut backoff = Backoff::up_to(Duration::from_millis(2));
             while read_keyed(&events, "frozen")? != Some(1) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
+                backoff.sleep();
             }
             for pid in self.pids()? {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);

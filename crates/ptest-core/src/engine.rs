@@ -49,6 +49,11 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Where output goes.
     pub output: OutputMode,
+    /// Pass SIGINT, SIGTERM, SIGHUP and SIGQUIT that this program receives while the command
+    /// runs on to the command's process group, and keep waiting for it: what a terminal's
+    /// Ctrl-C or a CI runner's stop should reach. For command-line front ends; a library
+    /// caller keeps its own signal handling by leaving it off.
+    pub forward_signals: bool,
 }
 
 impl ExecRequest {

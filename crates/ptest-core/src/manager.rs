@@ -460,6 +460,7 @@ impl Manager {
             .or(env.spec.exec_timeout)
             .or(self.config.level(env.level).exec_timeout());
         let command = request.argv.clone();
+        let forward = request.forward_signals.then(Forwarder::new).transpose()?;
         self.record_event(
             &env,
             IsolationEvent::ProcessStarting,
@@ -490,7 +491,7 @@ impl Manager {
             signal: None,
         };
         let result = self
-            .wait_with_timeout(&env, engine, process, &info, timeout)
+            .wait_with_timeout(&env, engine, process, &info, timeout, forward)
             .await?;
         let status = if result.timed_out {
             ProcessStatus::Timeout
@@ -524,15 +525,18 @@ impl Manager {
         process: Box<dyn RunningProcess>,
         info: &ProcessInfo,
         timeout: Option<std::time::Duration>,
+        mut forward: Option<Forwarder>,
     ) -> Result<ProcessResult> {
         let mut wait = process.wait();
-        let Some(timeout) = timeout else {
-            return wait.await;
-        };
-        tokio::select! {
-            result = &mut wait => return result,
-            () = tokio::time::sleep(timeout) => {}
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            tokio::select! {
+                result = &mut wait => return result,
+                () = until(deadline) => break,
+                signal = next_signal(&mut forward) => signal_group(info.pid, signal),
+            }
         }
+        let timeout = timeout.unwrap_or_default();
         self.record_event(
             env,
             IsolationEvent::ProcessStopping,
@@ -812,5 +816,67 @@ impl EngineContext for Recorder<'_> {
 
     fn address_leases(&self, network: &str) -> Result<Vec<crate::store::AddressLease>> {
         self.manager.store.address_leases(Some(network), None)
+    }
+}
+
+/// The signals [`ExecRequest::forward_signals`] passes on: a terminal's Ctrl-C (INT) and
+/// Ctrl-\ (QUIT), a closed terminal (HUP), a polite stop (TERM).
+struct Forwarder {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Forwarder {
+    fn new() -> Result<Forwarder> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch = |kind: SignalKind| {
+            signal(kind)
+                .map_err(|e| Error::Usage(format!("cannot catch signals to forward them: {e}")))
+        };
+        Ok(Forwarder {
+            int: catch(SignalKind::interrupt())?,
+            term: catch(SignalKind::terminate())?,
+            hup: catch(SignalKind::hangup())?,
+            quit: catch(SignalKind::quit())?,
+        })
+    }
+
+    async fn recv(&mut self) -> rustix::process::Signal {
+        use rustix::process::Signal as S;
+        tokio::select! {
+            _ = self.int.recv() => S::INT,
+            _ = self.term.recv() => S::TERM,
+            _ = self.hup.recv() => S::HUP,
+            _ = self.quit.recv() => S::QUIT,
+        }
+    }
+}
+
+/// The next signal to forward; never, without a forwarder.
+async fn next_signal(forward: &mut Option<Forwarder>) -> rustix::process::Signal {
+    match forward {
+        Some(f) => f.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits until `deadline`; forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends `signal` to the process group `pid` leads (every engine's command does), or to the
+/// process alone if it leads none.
+fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
+    if rustix::process::kill_process_group(pid, signal).is_err() {
+        let _ = rustix::process::kill_process(pid, signal);
     }
 }

@@ -170,7 +170,8 @@ pub enum EnvCommand {
     /// Output streams live to this terminal. The command runs in the environment's workspace/
     /// with HOME, TMPDIR and PTEST_ENV_ID/NAME/ROOT set. Anything it leaves running in its
     /// process group is killed when it exits. A timeout kills the whole tree and exits 124; a
-    /// signal death exits 128+N.
+    /// signal death exits 128+N. SIGINT (Ctrl-C), SIGTERM, SIGHUP and SIGQUIT sent to ptest are
+    /// passed on to the command's process group, and ptest keeps waiting for it.
     Exec(ExecArgs),
     /// Show what an environment uses: disk, files, memory, CPU, processes.
     Stats(StatsArgs),

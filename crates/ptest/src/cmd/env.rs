@@ -316,6 +316,7 @@ async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
         } else {
             OutputMode::Inherit
         },
+        forward_signals: true,
     };
     let result = manager.execute_command(&env, request).await?;
     if args.json {

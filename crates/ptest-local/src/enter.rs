@@ -1,9 +1,9 @@
 //! Running one command in a sandboxed environment: inside its pod (the pod's holder forks it,
 //! already in the pod's namespaces and cgroup) or, at security `low`, on the host inside its
-//! cgroup (through a relay process). A thread of its own spawns the command and waits for it.
-//! Either way, if this program dies (a SIGKILLed `ptest env exec`) the command's whole process
-//! group dies too: in a pod the holder sees our connection hang up and kills it; on the host
-//! the relay gets its parent-death signal (tied to that thread) and kills it.
+//! cgroup (through a relay process, which a thread of its own spawns and waits for). Either
+//! way, if this program dies (a SIGKILLed `ptest env exec`) the command's whole process group
+//! dies too: in a pod the holder sees our connection hang up and kills it; on the host the
+//! relay gets its parent-death signal (tied to that thread) and kills it.
 
 use std::os::fd::OwnedFd;
 
@@ -12,8 +12,9 @@ use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
     SecurityLevel,
 };
-use ptest_sandbox::{CommandSpec, ExitStatus, Rlimits, Stdio, spawn_in_cgroup};
+use ptest_sandbox::{CommandSpec, ExitStatus, Rlimits, SpawnedChild, Stdio, spawn_in_cgroup};
 use rustix::process::{Pid, Signal};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
 use crate::capture::Capture;
@@ -101,49 +102,9 @@ pub(crate) fn spawn(
     // group before reaping it); in a pod, also what stayed in its session (below).
     cmd.end_group_on_exit = true;
     let pod = if iso.pod { sandbox::attach(env)? } else { None };
-    let holder = pod.as_ref().map(|p| p.holder_pid());
     let group = cgroup.clone();
 
-    let (pid_tx, pid_rx) = std::sync::mpsc::channel();
-    let (exit_tx, exit_rx) = oneshot::channel();
-    std::thread::spawn(move || {
-        let spawned = match &pod {
-            Some(pod) => pod.spawn(&cmd),
-            None => spawn_in_cgroup(&cmd, group.as_ref()),
-        };
-        drop(cmd); // our copies of the pipes' write ends: the readers see end-of-file
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) => {
-                let _ = pid_tx.send(Err(e));
-                return;
-            }
-        };
-        let _ = pid_tx.send(Ok(child.pid()));
-        if let Some(holder) = holder {
-            // In a pod, once the command is done, what it left behind is ended: processes of
-            // this environment's cgroup that carry this command's marker and stayed in its
-            // session, which is the holder's (a `setsid` daemon has left it on purpose).
-            let status = child.wait().map_err(spawn_error);
-            // Read from procfs, like the candidates' sessions (getsid(2) reads 0 for a session
-            // led from outside the caller's PID namespace, and rustix asserts it is not).
-            let session = session_of(holder);
-            if let (Some(session), Some(group)) = (session, group.as_ref()) {
-                for p in group.pids().unwrap_or_default() {
-                    if session_of(p) == Some(session)
-                        && carries(p, &marker)
-                        && let Some(pid) = Pid::from_raw(p)
-                    {
-                        let _ = rustix::process::kill_process(pid, Signal::KILL);
-                    }
-                }
-            }
-            let _ = exit_tx.send(status);
-            return;
-        }
-        let _ = exit_tx.send(child.wait().map_err(spawn_error));
-    });
-    let pid = pid_rx.recv().map_err(spawn_error)?.map_err(|e| match e {
+    let not_found = |e: ptest_sandbox::Error| match e {
         ptest_sandbox::Error::Spawn {
             step: "execve",
             source,
@@ -153,7 +114,43 @@ pub(crate) fn spawn(
             request.argv[0], env.name
         )),
         e => spawn_error(e),
-    })? as u32;
+    };
+    let (exit_tx, exit_rx) = oneshot::channel();
+    let pid = match pod {
+        // The holder forks the command; our connection to it is what ties the command to
+        // us. Its end is awaited on the reactor: no thread of its own.
+        Some(pod) => {
+            let spawned = pod.spawn(&cmd);
+            drop(cmd); // our copies of the pipes' write ends: the readers see end-of-file
+            let child = spawned.map_err(not_found)?;
+            let pid = child.pid();
+            let holder = pod.holder_pid();
+            tokio::spawn(async move {
+                let status = wait_in_pod(child, holder, group.as_ref(), &marker).await;
+                let _ = exit_tx.send(status);
+            });
+            pid
+        }
+        // The relay's parent-death signal follows the thread that forked it: a thread that
+        // lives as long as the command.
+        None => {
+            let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let spawned = spawn_in_cgroup(&cmd, group.as_ref());
+                drop(cmd);
+                match spawned {
+                    Ok(child) => {
+                        let _ = pid_tx.send(Ok(child.pid()));
+                        let _ = exit_tx.send(child.wait().map_err(spawn_error));
+                    }
+                    Err(e) => {
+                        let _ = pid_tx.send(Err(e));
+                    }
+                }
+            });
+            pid_rx.recv().map_err(spawn_error)?.map_err(not_found)?
+        }
+    } as u32;
     Ok(SandboxedProcess {
         pid,
         ticks: ptest_core::liveness::start_ticks(pid).unwrap_or(0),
@@ -162,6 +159,41 @@ pub(crate) fn spawn(
         cgroup,
         oom_before,
     })
+}
+
+/// Waits for a command the pod's holder forked, then ends what it left behind: processes of
+/// the environment's cgroup that carry the command's marker and stayed in its session, which
+/// is the holder's (a `setsid` daemon has left it on purpose).
+async fn wait_in_pod(
+    child: SpawnedChild,
+    holder: i32,
+    group: Option<&ptest_sandbox::Cgroup>,
+    marker: &str,
+) -> Result<ExitStatus> {
+    let fd = child.exit_fd().map_err(spawn_error)?;
+    // SAFETY: an OwnedFd is a valid open descriptor that stays open, and always returns the
+    // same raw fd, for as long as the AsyncFd owns it.
+    let ended = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+        .map_err(spawn_error)?;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_error)? {
+            break status;
+        }
+        ended.readable().await.map_err(spawn_error)?.clear_ready();
+    };
+    // Read from procfs, like the candidates' sessions (getsid(2) reads 0 for a session led
+    // from outside the caller's PID namespace, and rustix asserts it is not).
+    if let (Some(session), Some(group)) = (session_of(holder), group) {
+        for p in group.pids().unwrap_or_default() {
+            if session_of(p) == Some(session)
+                && carries(p, marker)
+                && let Some(pid) = Pid::from_raw(p)
+            {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
+    }
+    Ok(status)
 }
 
 /// The session of `pid` as our `/proc` shows it.

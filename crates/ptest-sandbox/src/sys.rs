@@ -38,6 +38,39 @@ pub(crate) fn fork() -> Result<libc::pid_t, Errno> {
     if pid < 0 { Err(errno()) } else { Ok(pid) }
 }
 
+/// `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does: runs `child` on `stack` in this
+/// process's memory and returns its pid once it has called `execve` or ended. No page tables
+/// are copied, which makes it several times cheaper than `fork` for a process with much
+/// memory mapped. `child` must only make system calls: it writes to the parent's memory
+/// (errno included) while the parent is suspended, and must end in `execve` or `_exit`
+/// (returning would exit with its value, too, but after running on a borrowed stack).
+pub(crate) fn vfork_on<F: FnOnce() -> libc::c_int>(
+    stack: &mut [u8],
+    child: F,
+) -> Result<libc::pid_t, Errno> {
+    extern "C" fn start<F: FnOnce() -> libc::c_int>(arg: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `arg` points at the parent's `ManuallyDrop<F>`, read exactly once here; the
+        // parent never uses or drops it.
+        let child = unsafe { std::ptr::read(arg.cast::<F>()) };
+        child()
+    }
+    let mut child = std::mem::ManuallyDrop::new(child);
+    // The stack grows down from its end, which must be 16-byte aligned.
+    let end = stack.as_mut_ptr_range().end as usize & !15;
+    // SAFETY: `start::<F>` matches clone's callback type; the stack is ours and outlives the
+    // child's use of it (the parent is suspended until execve or exit); `arg` stays valid for
+    // the same reason.
+    let pid = unsafe {
+        libc::clone(
+            start::<F>,
+            end as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&mut *child as *mut F).cast(),
+        )
+    };
+    if pid < 0 { Err(errno()) } else { Ok(pid) }
+}
+
 /// `_exit(2)`: leave immediately, without running atexit handlers or flushing stdio.
 pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no user-space state.

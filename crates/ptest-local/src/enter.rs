@@ -101,7 +101,11 @@ pub(crate) fn spawn(
     // What the command leaves in its process group dies when it exits (the relay kills the
     // group before reaping it); in a pod, also what stayed in its session (below).
     cmd.end_group_on_exit = true;
-    let pod = if iso.pod { sandbox::attach(env)? } else { None };
+    let pod = if iso.pod {
+        sandbox::attach_with(env, cgroup.clone())?
+    } else {
+        None
+    };
     let group = cgroup.clone();
 
     let not_found = |e: ptest_sandbox::Error| match e {
@@ -183,9 +187,12 @@ async fn wait_in_pod(
     };
     // Read from procfs, like the candidates' sessions (getsid(2) reads 0 for a session led
     // from outside the caller's PID namespace, and rustix asserts it is not).
+    // Most commands leave nothing: the holder alone is one read, not a scan.
+    let group = group.filter(|g| g.pids_current().ok().flatten() != Some(1));
     if let (Some(session), Some(group)) = (session_of(holder), group) {
         for p in group.pids().unwrap_or_default() {
-            if session_of(p) == Some(session)
+            if p != holder
+                && session_of(p) == Some(session)
                 && carries(p, marker)
                 && let Some(pid) = Pid::from_raw(p)
             {
@@ -215,8 +222,7 @@ fn carries(pid: i32, var: &str) -> bool {
 
 fn oom_kills(cgroup: Option<&ptest_sandbox::Cgroup>) -> u64 {
     cgroup
-        .and_then(|c| c.usage().ok())
-        .and_then(|u| u.oom_kills)
+        .and_then(|c| c.oom_kills().ok().flatten())
         .unwrap_or(0)
 }
 

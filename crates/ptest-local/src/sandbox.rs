@@ -292,11 +292,16 @@ fn create_pod(spec: &PodSpec) -> Result<Pod> {
 
 /// Opens the pod of `env` for entering, if it has one.
 pub(crate) fn attach(env: &Environment) -> Result<Option<Pod>> {
+    attach_with(env, open_cgroup(env))
+}
+
+/// [`attach`] with the environment's cgroup already opened.
+pub(crate) fn attach_with(env: &Environment, cgroup: Option<Cgroup>) -> Result<Option<Pod>> {
     let state = state(env);
     let (Some(pid), Some(start)) = (state.holder_pid, state.start_time) else {
         return Ok(None);
     };
-    Pod::attach(pid, start, open_cgroup(env))
+    Pod::attach(pid, start, cgroup)
         .map(Some)
         .map_err(|e| Error::Engine {
             level: env.level,

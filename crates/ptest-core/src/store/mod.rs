@@ -325,12 +325,11 @@ impl Store {
     /// Finds an environment by id or by name.
     pub fn find(&self, id_or_name: &str) -> Result<Option<Environment>> {
         let conn = self.lock();
-        conn.query_row(
-            &format!("SELECT {ENV_COLUMNS} FROM environments WHERE id = ?1 OR name = ?1"),
-            [id_or_name],
-            env_from_row,
-        )
-        .optional()
+        // Cached: every exec reads its environment afresh.
+        conn.prepare_cached(&format!(
+            "SELECT {ENV_COLUMNS} FROM environments WHERE id = ?1 OR name = ?1"
+        ))
+        .and_then(|mut stmt| stmt.query_row([id_or_name], env_from_row).optional())
         .ctx("reading an environment")
     }
 

@@ -584,6 +584,24 @@ impl Cgroup {
         }
     }
 
+    /// How many times the kernel's OOM killer killed a process of the group (`None` without a
+    /// memory controller): one file, for callers that read it around every command.
+    pub fn oom_kills(&self) -> Result<Option<u64>> {
+        match &self.imp {
+            Imp::V1(g) => g.oom_kills(),
+            Imp::V2(g) => g.oom_kills(),
+        }
+    }
+
+    /// How many tasks the group holds now, from the pids controller (`None` without it): one
+    /// file, where [`pids`](Cgroup::pids) reads every hierarchy's member list.
+    pub fn pids_current(&self) -> Result<Option<u64>> {
+        match &self.imp {
+            Imp::V1(g) => g.pids_current(),
+            Imp::V2(g) => g.optional_u64("pids.current"),
+        }
+    }
+
     /// Pids of the processes in the group (host pid namespace of the caller).
     pub fn pids(&self) -> Result<Vec<i32>> {
         let mut pids = Vec::new();

@@ -143,19 +143,30 @@ impl CgroupV1 {
         Ok(())
     }
 
+    pub(super) fn oom_kills(&self) -> Result<Option<u64>> {
+        match self.dir(Controller::Memory) {
+            Some(dir) => read_keyed(&dir.join("memory.oom_control"), "oom_kill"),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn pids_current(&self) -> Result<Option<u64>> {
+        self.dir(Controller::Pids)
+            .map(|dir| read_u64(&dir.join("pids.current")))
+            .transpose()
+    }
+
     pub(super) fn usage(&self) -> Result<Usage> {
         let mut usage = Usage::default();
         if let Some(dir) = self.dir(Controller::Memory) {
             usage.memory_current = Some(read_u64(&dir.join("memory.usage_in_bytes"))?);
             usage.memory_peak = Some(read_u64(&dir.join("memory.max_usage_in_bytes"))?);
-            usage.oom_kills = read_keyed(&dir.join("memory.oom_control"), "oom_kill")?;
+            usage.oom_kills = self.oom_kills()?;
         }
         if let Some(dir) = self.dir(Controller::Cpuacct) {
             usage.cpu_time = Some(Duration::from_nanos(read_u64(&dir.join("cpuacct.usage"))?));
         }
-        if let Some(dir) = self.dir(Controller::Pids) {
-            usage.pids_current = Some(read_u64(&dir.join("pids.current"))?);
-        }
+        usage.pids_current = self.pids_current()?;
         Ok(usage)
     }
 

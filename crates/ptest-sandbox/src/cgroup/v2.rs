@@ -110,7 +110,7 @@ impl CgroupV2 {
         Ok(())
     }
 
-    fn optional_u64(&self, file: &str) -> Result<Option<u64>> {
+    pub(super) fn optional_u64(&self, file: &str) -> Result<Option<u64>> {
         let path = self.dir.join(file);
         if path.exists() {
             read_u64(&path).map(Some)
@@ -119,8 +119,16 @@ impl CgroupV2 {
         }
     }
 
-    pub(super) fn usage(&self) -> Result<Usage> {
+    pub(super) fn oom_kills(&self) -> Result<Option<u64>> {
         let events = self.dir.join("memory.events");
+        if events.exists() {
+            read_keyed(&events, "oom_kill")
+        } else {
+            Ok(None)
+        }
+    }
+
+    pub(super) fn usage(&self) -> Result<Usage> {
         let cpu_stat = self.dir.join("cpu.stat");
         Ok(Usage {
             memory_current: self.optional_u64("memory.current")?,
@@ -131,11 +139,7 @@ impl CgroupV2 {
                 None
             },
             pids_current: self.optional_u64("pids.current")?,
-            oom_kills: if events.exists() {
-                read_keyed(&events, "oom_kill")?
-            } else {
-                None
-            },
+            oom_kills: self.oom_kills()?,
         })
     }
 

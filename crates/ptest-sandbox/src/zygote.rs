@@ -231,8 +231,15 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
         if !pod.is_alive() {
             return Err(Error::HolderGone { pid: holder });
         }
+        // A live holder without a socket was made before holders started commands.
+        let hint = if e == libc::ENOENT {
+            " (the pod was made by an older version whose holder does not start commands: \
+             make the pod again)"
+        } else {
+            ""
+        };
         return Err(syscall_error(
-            format!("connect to the pod holder at {path}"),
+            format!("connect to the pod holder at {path}{hint}"),
             e,
         ));
     }

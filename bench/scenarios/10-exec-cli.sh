@@ -1,7 +1,7 @@
 # exec in an environment, through the CLI: one `ptest env exec E -- true` in a sandboxed
-# environment (the default, security medium: setns into the pod's namespaces and cgroup, then
-# fork/exec), in a `--security low` one (cgroup only, host namespaces) and at the directory
-# level (made with PTEST_SANDBOX_DISABLE=namespaces,cgroups: what hosts without namespaces and
+# environment (the default, security medium: the pod's holder forks the command, already in
+# the pod's namespaces and cgroup), in a `--security low` one (cgroup only, host namespaces)
+# and at the directory level (made with PTEST_SANDBOX_DISABLE=namespaces,cgroups: what hosts without namespaces and
 # cgroups fall back to), against the bare fork/exec of `true` (the limit) and the sandboxes
 # people reach for instead.
 home=$(bench_home)
@@ -44,9 +44,9 @@ fi
 
 bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
     --limit "true (fork/exec)" --ptest "ptest env exec (medium: pod)" \
-    --note "each ptest run is a whole process: it opens its state, records the exec and its events, joins the pod (medium) or the cgroup (low), spawns, waits" \
+    --note "each ptest run is a whole process: it opens its state, records the exec and its events, asks the pod's holder to start the command (medium) or joins the cgroup through a relay (low), waits" \
     --note "as applied (\`env show\`): the default environment: $msec, $mpod, $mcg; the \`--security low\` one: $lsec, $lpod, $lcg; the directory-level one: $dsec, $dpod, $dcg" \
-    --note "nsenter joins the medium environment's holder (all its namespaces) and runs \`true\`: the same join ptest does, without ptest's bookkeeping" \
+    --note "nsenter joins the medium environment's holder (all its namespaces) and runs \`true\`: a process in the same pod, the way tools without a holder that forks get one" \
     --note "the directory level is what hosts without namespaces and cgroups get; ptest still runs the command through its relay (so a killed ptest ends the command's group)" \
     --note "bwrap and unshare build their namespaces on every call; ptest builds them once, at create" \
     --below "ptest env exec (medium: pod)|bwrap --unshare-all" \

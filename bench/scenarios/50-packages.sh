@@ -1,10 +1,11 @@
 # packages: 10 pinned packages into a fresh environment from a warm cache, no network: 10 small
-# wheels built here, every contender with `--find-links DIR --no-index`. ptest twice: create with
-# the packages in the spec (after the first, the same spec hash is cloned from its template:
-# reuse by hash) and create + `ptest pkg install` (the installer runs every time); against
-# `uv venv` + `uv pip install` (the limit: what ptest drives) and `python -m venv` + `pip
-# install`. The first create of a spec (template built, cache cold) is timed alone, fresh home
-# each time.
+# wheels built here, every contender with `--find-links DIR --no-index`. ptest three times: create
+# with the packages in the spec (after the first, the same spec hash is cloned from its template:
+# reuse by hash), create with a spec never seen before (one extra name differs each run, so the
+# template is built: uv pip install into a clone of the empty venv, warm cache) and create +
+# `ptest pkg install` (the installer runs every time); against `uv venv` + `uv pip install` (the
+# limit: what ptest drives) and `python -m venv` + `pip install`. The first create of a spec
+# (template built, cache cold) is timed alone, fresh home each time.
 bench_requires uv || return 0
 wheels=$SCRATCH/wheels
 if [[ ! -d $wheels ]]; then
@@ -40,6 +41,7 @@ export PTEST_HOME=$home UV_CACHE_DIR=$SCRATCH/uv-cache PIP_CACHE_DIR=$SCRATCH/pi
     PIP_DISABLE_PIP_VERSION_CHECK=1
 contenders=(
     "ptest env create with 10 packages + rm (reuse by hash)" "sh -c '$PTEST env create --python $PY$cpkgs $idx v && $PTEST env rm v'"
+    "ptest env create with 10 packages, new spec + rm (template built)" "sh -c 'n=\$(date +%s%N); $PTEST env create --python $PY$cpkgs --package ptbench-0[x\$n]==1.0 $idx v && $PTEST env rm v'"
     "ptest env create + ptest pkg install 10 + rm" "sh -c '$PTEST env create --level virtualenv --python $PY v && $PTEST pkg install v$pkgs $idx && $PTEST env rm v'"
     "uv venv + uv pip install 10 + rm -rf" "sh -c 'uv venv -q -p $PY v && uv pip install -q -p v/bin/python$pkgs $idx && rm -rf v'"
 )
@@ -62,7 +64,8 @@ bench_record "$OUT/packages.json" "first create with 10 packages + rm (builds th
         --limit "uv venv + uv pip install 10 + rm -rf" --ptest "ptest env create with 10 packages + rm (reuse by hash)" \
         --note "10 local wheels, every contender \`--find-links DIR --no-index\` (no network); caches warm after the warm-up runs" \
         --note "reuse by hash: an environment whose spec (interpreter, packages, index options) hashes like an earlier one is cloned from its template by hard links; \`pkg install\` into an existing environment always runs the installer (uv)" \
-        --note "uv caches what an interpreter says about itself by its path: the uv row installs into the same \`v/bin/python\` every time, while \`pkg install\` targets a new environment's venv, so uv starts its python once more (a Python start-up) there" \
+        --note "uv caches what an interpreter says about itself by the path it is given, and each environment's venv has a new path: ptest hands uv a link to the venv at a path that stays the same (\`cache/venv-links/\`), so uv starts no python, as in the uv row, which installs into the same \`v/bin/python\` every time" \
+        --note "new spec: the extra \`ptbench-0[x<n>]\` names an extra the package lacks (uv warns, installs the same files) so that every run hashes to a spec never seen before" \
         --note "the first-create row is timed alone (no CPU column), in a fresh PTEST_HOME each time" \
         "${notes[@]}" -- "${contenders[@]}"
 )

@@ -4,11 +4,12 @@
 use ptest_core::{Environment, Error, IsolationEvent, IsolationLevel, Manager, Result};
 use ptest_python::{
     Conflict, Distribution, InstallOutcome, InstallRequest, Installer, PackageName, TreeNode, Venv,
+    VenvBackup,
 };
 use serde_json::json;
 
 use crate::directory::blocking;
-use crate::virtualenv::{install_with_events, installer_for, python_error, venv_path};
+use crate::virtualenv::{install_with_events, installer_for, probes_for, python_error, venv_path};
 
 /// A virtualenv environment's packages.
 pub struct Packages<'a> {
@@ -37,17 +38,18 @@ impl<'a> Packages<'a> {
     }
 
     /// Installs `request`, logging `package_installing` and `package_installed`. A failed
-    /// install leaves the venv as it was: it is saved first (a hard-linked clone, cheap) and
-    /// put back on failure.
+    /// install leaves the venv as it was: it is saved first ([`VenvBackup`]: a hard link per
+    /// file) and put back on failure.
     pub async fn install(&self, request: InstallRequest) -> Result<InstallOutcome> {
+        static BACKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let venv = self.venv.root().to_owned();
-        let backup = self.env.run_dir().join("venv-before-install");
-        let (from, to) = (venv.clone(), backup.clone());
-        blocking(move || {
-            let _ = std::fs::remove_dir_all(&to);
-            ptest_python::clone_venv(&from, &to)
-                .map(|_| ())
-                .map_err(|e| python_error("save the venv", e))
+        let dir = self.env.run_dir().join(format!(
+            "venv-backup-{}-{}",
+            std::process::id(),
+            BACKUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let backup = blocking(move || {
+            VenvBackup::take(&venv, &dir).map_err(|e| python_error("save the venv", e))
         })
         .await?;
         let ctx = EnvEvents(self.manager, &self.env);
@@ -55,11 +57,14 @@ impl<'a> Packages<'a> {
         let failed = outcome.is_err();
         blocking(move || {
             if failed {
-                std::fs::remove_dir_all(&venv).map_err(|e| Error::io("removing", &venv, e))?;
-                ptest_python::clone_venv(&backup, &venv)
-                    .map_err(|e| python_error("restore the venv", e))?;
+                backup
+                    .restore()
+                    .map_err(|e| python_error("restore the venv", e))
+            } else {
+                backup
+                    .discard()
+                    .map_err(|e| python_error("remove the venv's backup", e))
             }
-            std::fs::remove_dir_all(&backup).map_err(|e| Error::io("removing", &backup, e))
         })
         .await?;
         outcome
@@ -122,10 +127,13 @@ impl<'a> Packages<'a> {
         Ok(ptest_python::check(&self.list()?, &self.markers()?))
     }
 
+    /// The interpreter's marker values, kept with what it said when the environment was
+    /// made (no Python starts while it is unchanged).
     fn markers(&self) -> Result<ptest_python::MarkerEnvironment> {
+        let probes = probes_for(&self.manager.home().cache_dir());
         Ok(self
             .venv
-            .interpreter()
+            .interpreter_cached(&probes)
             .map_err(|e| python_error("query the interpreter", e))?
             .markers)
     }

@@ -47,14 +47,16 @@ impl VirtualenvEngine {
     }
 }
 
-/// The installer for a home's cache directory.
+/// The installer for a home's cache directory; uv reaches each venv through a link at a
+/// stable path under `venv-links/`, so it knows the interpreter without starting it.
 pub(crate) fn installer_for(cache: &Path) -> Installer {
     Installer::detect_cached(&cache.join("python"), &probes_for(cache))
+        .with_venv_links(&cache.join("venv-links"))
 }
 
 /// Where a home keeps what interpreters and uv said about themselves, so that creating an
 /// environment starts no subprocess to ask them again.
-fn probes_for(cache: &Path) -> ProbeCache {
+pub(crate) fn probes_for(cache: &Path) -> ProbeCache {
     ProbeCache::new(&cache.join("probes"))
 }
 
@@ -220,11 +222,33 @@ impl Engine for VirtualenvEngine {
             return Ok(());
         }
 
+        // Any other spec starts from the interpreter's empty venv, kept as the template of the
+        // spec with no requirements: a hard-link clone instead of `uv venv`, the same files.
+        let empty =
+            SpecHash::compute(&interpreter, &[], &[]).map_err(|e| python_error("hash", e))?;
+        let start_from = (empty != hash).then(|| self.cache.join("templates").join(empty.short()));
         let (dir, interp, inst) = (venv_dir.clone(), interpreter.clone(), installer.clone());
-        let venv = blocking(move || {
-            Venv::create(&dir, &interp, &inst).map_err(|e| python_error("create the venv", e))
+        let (venv, cloned) = blocking(move || {
+            if let Some(empty) = &start_from
+                && empty.join("complete").is_file()
+            {
+                return ptest_python::clone_venv(&empty.join("venv"), &dir)
+                    .map(|(venv, _)| (venv, true))
+                    .map_err(|e| python_error("clone the venv", e));
+            }
+            let venv = Venv::create(&dir, &interp, &inst)
+                .map_err(|e| python_error("create the venv", e))?;
+            if let Some(empty) = &start_from
+                && let Err(e) = save_template(&dir, empty)
+            {
+                tracing::warn!("could not save the empty venv as a template: {e}");
+            }
+            Ok((venv, false))
         })
         .await?;
+        if cloned {
+            ctx.note("venv_from_template", json!(empty.short()))?;
+        }
         if !reqs.is_empty() {
             let request = InstallRequest {
                 requirements: spec.packages.clone(),

@@ -172,23 +172,29 @@ impl Cloner<'_> {
     /// The content with every spelling of the old root replaced, or `None` when it holds none
     /// (or is binary).
     fn replace_paths(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        if bytes.starts_with(b"\x7fELF") || bytes.iter().take(8192).any(|b| *b == 0) {
-            return None;
-        }
-        let text = std::str::from_utf8(bytes).ok()?;
-        let mut out = text.to_owned();
-        let mut changed = false;
-        // Longest spelling first, so a canonical path containing the other is not cut.
-        let mut olds = self.old_paths.clone();
-        olds.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for old in &olds {
-            if out.contains(old.as_str()) {
-                out = replace_whole_path(&out, old, &self.new_path);
-                changed = true;
-            }
-        }
-        changed.then(|| out.into_bytes())
+        replace_paths(bytes, &self.old_paths, &self.new_path)
     }
+}
+
+/// `bytes` with every path in `olds` (a whole path or a prefix of one) replaced by `new`, or
+/// `None` when it holds none of them or is binary.
+pub(crate) fn replace_paths(bytes: &[u8], olds: &[String], new: &str) -> Option<Vec<u8>> {
+    if bytes.starts_with(b"\x7fELF") || bytes.iter().take(8192).any(|b| *b == 0) {
+        return None;
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut out = text.to_owned();
+    let mut changed = false;
+    // Longest spelling first, so a canonical path containing the other is not cut.
+    let mut olds = olds.to_vec();
+    olds.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for old in &olds {
+        if out.contains(old.as_str()) {
+            out = replace_whole_path(&out, old, new);
+            changed = true;
+        }
+    }
+    changed.then(|| out.into_bytes())
 }
 
 /// Replaces `old` where it is a whole path or a path prefix (followed by `/`, a quote,

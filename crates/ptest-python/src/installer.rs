@@ -16,6 +16,7 @@ use crate::metadata::{Distribution, installed};
 use crate::probe_cache::ProbeCache;
 use crate::requirement::{PackageName, Requirement};
 use crate::venv::Venv;
+use crate::venv_link::VenvLink;
 
 /// Which tool installs packages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,8 @@ impl InstallerKind {
 pub struct Installer {
     kind: InstallerKind,
     cache_dir: PathBuf,
+    /// Where uv reaches venvs through stable links (see [`Installer::with_venv_links`]).
+    venv_links: Option<PathBuf>,
     pip_versions: Arc<Mutex<PipVersions>>,
 }
 
@@ -181,6 +184,7 @@ impl Installer {
                 version,
             },
             cache_dir: cache_dir.to_owned(),
+            venv_links: None,
             pip_versions: Arc::default(),
         })
     }
@@ -190,8 +194,19 @@ impl Installer {
         Installer {
             kind: InstallerKind::Pip,
             cache_dir: cache_dir.to_owned(),
+            venv_links: None,
             pip_versions: Arc::default(),
         }
+    }
+
+    /// This installer, with uv reaching each venv through a symbolic link under `dir` whose
+    /// path stays the same from one venv to the next (`venv_link.rs` says how): uv then
+    /// knows the interpreter from its cache instead of starting the venv's python, the
+    /// larger part of installing a few cached wheels into a new venv. pip, which keeps no
+    /// such cache, is not affected.
+    pub fn with_venv_links(mut self, dir: &Path) -> Installer {
+        self.venv_links = Some(dir.to_owned());
+        self
     }
 
     /// The tool.
@@ -266,14 +281,30 @@ impl Installer {
     fn run_changing(&self, venv: &Venv, args: Vec<OsString>, what: &str) -> Result<InstallOutcome> {
         let before = installed(venv)?;
         let (subcommand, rest) = args.split_first().expect("a subcommand is always given");
-        let mut command = self.command(venv, subcommand)?;
+        // A link that cannot be made only costs uv a Python start: the install goes on.
+        let link = match (&self.kind, &self.venv_links) {
+            (InstallerKind::Uv { .. }, Some(dir)) => VenvLink::acquire(dir, venv)
+                .inspect_err(|e| tracing::warn!("installing without a venv link: {e}"))
+                .ok(),
+            _ => None,
+        };
+        let python = link
+            .as_ref()
+            .map_or_else(|| venv.python(), VenvLink::python);
+        let mut command = self.command(venv, &python, subcommand)?;
         command.args(rest);
         let shown = show_command(&command);
         let started = Instant::now();
-        run_tool(
+        let ran = run_tool(
             &mut command,
             &format!("{what} in {}", venv.root().display()),
-        )?;
+        );
+        // Also after a failure: a tool may have written scripts before it failed.
+        if let Some(link) = link {
+            let rewritten = link.release(venv)?;
+            tracing::debug!(?rewritten, "scripts written through the link name the venv");
+        }
+        ran?;
         let duration = started.elapsed();
         let after = installed(venv)?;
         let changes = diff(&before, &after);
@@ -286,8 +317,9 @@ impl Installer {
         })
     }
 
-    /// The tool's command with its subcommand (`install`, `uninstall`), pointed at `venv`.
-    fn command(&self, venv: &Venv, subcommand: &OsString) -> Result<Command> {
+    /// The tool's command with its subcommand (`install`, `uninstall`), pointed at `venv`
+    /// (uv: through `python`, the venv's python or its link).
+    fn command(&self, venv: &Venv, python: &Path, subcommand: &OsString) -> Result<Command> {
         match &self.kind {
             InstallerKind::Uv { binary, .. } => {
                 let mut c = Command::new(binary);
@@ -295,7 +327,7 @@ impl Installer {
                     .arg(subcommand)
                     .arg("--no-config")
                     .arg("--python")
-                    .arg(venv.python())
+                    .arg(python)
                     .env("UV_CACHE_DIR", &self.cache_dir)
                     .env("UV_PYTHON_DOWNLOADS", "never")
                     .env_remove("VIRTUAL_ENV");

@@ -7,8 +7,9 @@
 //! (uv when it is on `PATH`, pip otherwise, sharing one cache directory between
 //! environments), [`Distribution`] (one `*.dist-info`), [`Conflict`] (one unmet requirement,
 //! as `pip check` reports it), [`TreeNode`] (the dependency tree), [`SpecHash`] (the content
-//! hash that decides whether a built environment can be reused) and [`clone_venv`] (copying a
-//! finished venv by hard links). PEP 440 versions and specifiers and PEP 508 requirements and
+//! hash that decides whether a built environment can be reused), [`clone_venv`] (copying a
+//! finished venv by hard links) and [`VenvBackup`] (putting a venv back as it was after a
+//! failed install). PEP 440 versions and specifiers and PEP 508 requirements and
 //! markers are parsed here ([`Version`], [`VersionSpecifiers`], [`Requirement`],
 //! [`MarkerTree`]).
 //!
@@ -36,6 +37,7 @@
 //! Everything here is synchronous (`std::process`); an async caller runs it on a blocking
 //! thread.
 
+pub mod backup;
 pub mod check;
 pub mod clone;
 pub mod error;
@@ -50,8 +52,10 @@ pub mod requirement;
 pub mod specifier;
 pub mod tree;
 pub mod venv;
+mod venv_link;
 pub mod version;
 
+pub use backup::VenvBackup;
 pub use check::{Conflict, check, check_venv};
 pub use clone::{CloneReport, clone_venv};
 pub use error::{Error, RequirementError, Result, SpecifierError, Tried, VersionError};

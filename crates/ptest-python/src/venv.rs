@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::installer::{Installer, InstallerKind, run_tool};
-use crate::interpreter::Interpreter;
+use crate::interpreter::{Interpreter, PythonRequest};
+use crate::probe_cache::ProbeCache;
 
 /// An existing virtual environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +134,17 @@ impl Venv {
     /// Asks the venv's python to describe its interpreter (one subprocess); this gives the
     /// marker environment used by [`crate::check()`] and [`crate::tree()`].
     pub fn interpreter(&self) -> Result<Interpreter> {
-        Interpreter::query(&self.python())
+        self.interpreter_cached(&ProbeCache::none())
+    }
+
+    /// [`Venv::interpreter`], answered from `probes` while the interpreter is unchanged. The
+    /// binary asked is the one the venv's python resolves to (its base interpreter, whose
+    /// markers are the venv's), so every venv of one interpreter shares one answer, usually
+    /// the one kept when the environment was made: no Python starts.
+    pub fn interpreter_cached(&self, probes: &ProbeCache) -> Result<Interpreter> {
+        let python = self.python();
+        let binary = std::fs::canonicalize(&python).map_err(Error::io("resolving", &python))?;
+        Interpreter::find_cached(&PythonRequest::Path(binary), probes)
     }
 }
 

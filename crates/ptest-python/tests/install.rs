@@ -159,6 +159,75 @@ fn uv_links_from_the_shared_cache_into_a_second_venv() {
     );
 }
 
+/// Through its stable venv link, uv installs into a venv it has never seen without starting
+/// that venv's python (a `.pth` line logs every start), and the scripts it writes name the
+/// venv itself, not the link; a second install at once takes another link.
+#[test]
+fn uv_through_a_venv_link_starts_no_python_and_scripts_name_the_venv() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(uv) = support::uv_installer(&dir.path().join("cache")) else {
+        return;
+    };
+    let links = dir.path().join("links");
+    let uv = uv.with_venv_links(&links);
+    let first = venv(dir.path(), "first", &python, &uv);
+    uv.install(&first, &local(&["ptdemo-b==1.0"])).unwrap();
+
+    let second = venv(dir.path(), "second", &python, &uv);
+    let log = dir.path().join("starts.log");
+    support::log_starts(&second, &log);
+    let outcome = uv.install(&second, &local(&["ptdemo-a==1.0"])).unwrap();
+    assert_eq!(outcome.installed().count(), 2);
+    assert_eq!(support::starts(&log), 0, "uv started the venv's python");
+
+    let script = std::fs::read_to_string(second.bin_dir().join("ptdemo-a")).unwrap();
+    let first_line = script.lines().next().unwrap();
+    assert_eq!(first_line, format!("#!{}", second.python().display()));
+    let ran = std::process::Command::new(second.bin_dir().join("ptdemo-a"))
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{ran:?}");
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "ptdemo_a 1.0\n");
+
+    // Installs at once each take a link of their own.
+    let more: Vec<Venv> = ["third", "fourth", "fifth"]
+        .iter()
+        .map(|name| venv(dir.path(), name, &python, &uv))
+        .collect();
+    std::thread::scope(|s| {
+        for venv in &more {
+            let uv = &uv;
+            s.spawn(move || uv.install(venv, &local(&["ptdemo-a==1.0"])).unwrap());
+        }
+    });
+    for venv in &more {
+        let script = std::fs::read_to_string(venv.bin_dir().join("ptdemo-a")).unwrap();
+        assert!(
+            script.starts_with(&format!("#!{}\n", venv.python().display())),
+            "{script}"
+        );
+    }
+    // Released: no link is left pointing into a venv.
+    let left: Vec<_> = walk(&links)
+        .into_iter()
+        .filter(|p| p.is_symlink())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
 #[test]
 fn bad_requirement_fails_before_any_tool_runs() {
     let Some(python) = python() else { return };

@@ -224,6 +224,26 @@ fn same_spec_is_cloned_from_a_template_and_says_why() {
         first["details"]["spec_hash"]["digest"]
     );
     assert!(third["details"]["reused_template"].is_null());
+    // A new spec is installed into a clone of the interpreter's empty venv, which the first
+    // environment built with the installer and kept as a template.
+    assert!(first["details"]["venv_from_template"].is_null());
+    assert!(
+        third["details"]["venv_from_template"].is_string(),
+        "{third}"
+    );
+    let imported = stdout(&mut ptest(
+        &t,
+        &[
+            "env",
+            "exec",
+            "third",
+            "--",
+            "sh",
+            "-c",
+            "python -c 'import ptdemo_b; print(ptdemo_b.VERSION)' && ptdemo-a",
+        ],
+    ));
+    assert_eq!(imported, "2.0\nptdemo_a 1.0\n");
 }
 
 /// What an interpreter says about itself is kept per binary: after the first environment,
@@ -510,6 +530,83 @@ fn a_failed_install_leaves_the_environment_as_it_was() {
     ])
     .assert()
     .success();
+}
+
+/// Every entry under `dir`: path, what it is (a directory, a link and its target, or a file's
+/// size and a hash of its contents) and a file's inode.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, String, u64)> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(here) = pending.pop() {
+        for entry in std::fs::read_dir(&here).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&path).unwrap().display())
+            } else if meta.is_dir() {
+                pending.push(path.clone());
+                "dir".to_owned()
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                format!("{} bytes, hash {:x}", bytes.len(), hasher.finish())
+            };
+            let ino = if meta.is_file() { meta.ino() } else { 0 };
+            out.push((path.strip_prefix(dir).unwrap().to_owned(), what, ino));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// uv is not atomic: here it removes ptdemo-b 2.1, then cannot create `ptdemo_clash/` where a
+/// file of that name is in the way. ptest puts the venv back file for file (same entries,
+/// contents and inodes) and shows uv's error.
+#[test]
+fn an_install_failing_half_way_is_rolled_back_file_for_file() {
+    let t = TestHome::new();
+    ptest(&t, &["env", "create", "half", "-p", "ptdemo-a==1.0"])
+        .assert()
+        .success();
+    let root = t.json(["env", "show", "half"])["environment"]["root"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let venv = ptest_python::Venv::open(&std::path::Path::new(&root).join("venv")).unwrap();
+    std::fs::write(venv.site_packages().join("ptdemo_clash"), "in the way\n").unwrap();
+    let before = snapshot(venv.root());
+    let freeze = stdout(&mut t.ptest(["pkg", "freeze", "half"]));
+
+    ptest(
+        &t,
+        &[
+            "pkg",
+            "install",
+            "half",
+            "--no-deps",
+            "ptdemo-b==1.0",
+            "ptdemo-clash==1.0",
+        ],
+    )
+    .assert()
+    .code(2)
+    .stderr(contains("ptdemo_clash"));
+    assert_eq!(snapshot(venv.root()), before);
+    assert_eq!(stdout(&mut t.ptest(["pkg", "freeze", "half"])), freeze);
+    ptest(&t, &["pkg", "check", "half"]).assert().success();
+    ptest(&t, &["env", "exec", "half", "--", "ptdemo-a"])
+        .assert()
+        .success()
+        .stdout("ptdemo_a 1.0\n");
+    let run = std::fs::read_dir(std::path::Path::new(&root).join("run")).unwrap();
+    let left: Vec<_> = run
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("venv-backup"))
+        .collect();
+    assert!(left.is_empty(), "backups left behind: {left:?}");
 }
 
 /// The venv's python links to a base interpreter the sandbox may hide (at `high` only system

@@ -65,12 +65,17 @@ pub fn venv(dir: &Path, name: &str, python: &Interpreter, installer: &Installer)
 /// start (a `.pth` line runs at start-up, even under `-I`), so a test can count starts.
 pub fn logging_venv(dir: &Path, name: &str, python: &Interpreter, log: &Path) -> Venv {
     let venv = venv(dir, name, python, &Installer::pip(&dir.join("pip-cache")));
+    log_starts(&venv, log);
+    venv
+}
+
+/// Makes `venv`'s python write its pid to `log` at every start (see [`starts`]).
+pub fn log_starts(venv: &Venv, log: &Path) {
     let line = format!(
         "import os; open({:?}, 'a').write('%d\\n' % os.getpid())\n",
         log.display().to_string()
     );
     std::fs::write(venv.site_packages().join("log-starts.pth"), line).unwrap();
-    venv
 }
 
 /// How many processes wrote their pid to `log` (a venv's `.pth` may run twice in one start,
@@ -102,12 +107,14 @@ pub fn run_python(python: &Path, code: &str) -> (bool, String) {
 /// - `ptdemo-b` 1.0, 2.0, 2.1.
 /// - `ptdemo-c 1.0`: requires `ptdemo-a` (a cycle through the extra).
 /// - `ptdemo-d 1.0`: requires `ptdemo-missing>=1`, and `ptdemo-b<2` only on Python 2.
+/// - `ptdemo-clash 1.0`: the package `ptdemo_clash`; its install fails half-way where a file
+///   of that name is in the way.
 pub fn wheelhouse() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let binary = std::env::current_exe().unwrap();
         let stem = binary.file_stem().unwrap().to_string_lossy().into_owned();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("wheels-{stem}"));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("wheels-v2-{stem}"));
         if dir.is_dir() {
             return dir; // built by an earlier test process; the wheels never change
         }
@@ -148,6 +155,7 @@ SPECS = [
         "ptdemo-missing>=1",
         'ptdemo-b<2 ; python_version < "3"',
     ], [], None),
+    ("ptdemo_clash", "1.0", "Demo package that a file can be in the way of", [], [], None),
 ]
 
 def record_line(path, data):

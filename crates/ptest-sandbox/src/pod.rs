@@ -683,7 +683,12 @@ impl Pod {
         }
         let first_free = next;
         let n_ops = ops.len();
-        let zygote = Zygote::new();
+        let zygote = Zygote::new().map_err(|e| {
+            Error::syscall(
+                "map the pod holder's buffers",
+                io::Error::from_raw_os_error(e),
+            )
+        })?;
 
         let pid =
             sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;

@@ -71,6 +71,70 @@ pub(crate) fn vfork_on<F: FnOnce() -> libc::c_int>(
     if pid < 0 { Err(errno()) } else { Ok(pid) }
 }
 
+/// Types whose all-zero bit pattern is a valid value (so [`ZeroPages`] can hold them).
+pub(crate) trait Zeroable: Copy {}
+impl Zeroable for u8 {}
+impl Zeroable for *const libc::c_char {}
+
+/// `len` zeroed values in anonymous memory straight from the kernel (`mmap`): pages that cost
+/// nothing until touched, whatever state malloc's heap is in. A large `calloc` in a process
+/// whose heap has grown is served from the heap and writes every page (milliseconds for a few
+/// MiB), and a later `fork` then copies all those page-table entries.
+pub(crate) struct ZeroPages<T: Zeroable> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+impl<T: Zeroable> ZeroPages<T> {
+    pub(crate) fn new(len: usize) -> Result<ZeroPages<T>, Errno> {
+        let bytes = len.max(1) * std::mem::size_of::<T>();
+        // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(errno());
+        }
+        let ptr = std::ptr::NonNull::new(ptr.cast::<T>()).ok_or(libc::ENOMEM)?;
+        Ok(ZeroPages { ptr, len })
+    }
+}
+
+impl<T: Zeroable> std::ops::Deref for ZeroPages<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: the mapping holds `len` values, zero-initialized (valid for `Zeroable`), and
+        // lives as long as `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> std::ops::DerefMut for ZeroPages<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in `deref`, and `&mut self` makes the borrow unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: Zeroable> Drop for ZeroPages<T> {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping `new` made; nothing borrows it any more.
+        unsafe {
+            libc::munmap(
+                self.ptr.as_ptr().cast(),
+                self.len.max(1) * std::mem::size_of::<T>(),
+            )
+        };
+    }
+}
+
 /// `_exit(2)`: leave immediately, without running atexit handlers or flushing stdio.
 pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no user-space state.

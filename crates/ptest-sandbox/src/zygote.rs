@@ -47,7 +47,7 @@ use crate::seccomp::Filter;
 use crate::spawn::{
     self, CommandSpec, ExitStatus, Launch, SpawnedChild, Step, Strings, read_verdict,
 };
-use crate::sys::{self, Errno};
+use crate::sys::{self, Errno, ZeroPages};
 
 /// Where the holder listens, as the pod sees it. Commands see the file too; the holder
 /// refuses them.
@@ -379,9 +379,9 @@ struct Client {
 /// The holder's command server, allocated before the holder is forked (see the module docs).
 pub(crate) struct Zygote {
     /// One request at a time, parsed in place.
-    buf: Box<[u8]>,
+    buf: ZeroPages<u8>,
     /// argv, NULL, environment, NULL, candidates: pointers into `buf`.
-    ptrs: Box<[*const libc::c_char]>,
+    ptrs: ZeroPages<*const libc::c_char>,
     clients: Box<[Client]>,
     /// signalfd, listener, then one per client in `clients` order.
     pollfds: Box<[libc::pollfd]>,
@@ -389,7 +389,7 @@ pub(crate) struct Zygote {
     /// For `drop_capabilities`; `None` if unreadable (such requests then fail).
     last_cap: Option<u32>,
     /// Where a command runs from its start to `execve` ([`sys::vfork_on`]).
-    stack: Box<[u8]>,
+    stack: ZeroPages<u8>,
 }
 
 /// The failing step (a [`Step`] number) and errno.
@@ -412,12 +412,12 @@ fn next_string(buf: &[u8], pos: &mut usize) -> std::result::Result<*const libc::
 
 impl Zygote {
     /// Allocates everything the holder will need. In the caller, before the fork.
-    pub(crate) fn new() -> Zygote {
-        // The two large buffers are zeroed allocations: their pages stay untouched (and
-        // unshared with the caller) until a request needs them.
-        Zygote {
-            buf: vec![0u8; REQUEST_MAX].into_boxed_slice(),
-            ptrs: vec![std::ptr::null(); STRINGS_MAX + 2].into_boxed_slice(),
+    pub(crate) fn new() -> std::result::Result<Zygote, Errno> {
+        // The large buffers are mapped straight from the kernel: their pages stay untouched
+        // (and unshared with the caller) until a request needs them.
+        Ok(Zygote {
+            buf: ZeroPages::new(REQUEST_MAX)?,
+            ptrs: ZeroPages::new(STRINGS_MAX + 2)?,
             clients: vec![
                 Client {
                     fd: -1,
@@ -438,8 +438,8 @@ impl Zygote {
             .into_boxed_slice(),
             seccomp: Filter::deny_list(),
             last_cap: spawn::last_cap().ok(),
-            stack: vec![0u8; STACK].into_boxed_slice(),
-        }
+            stack: ZeroPages::new(STACK)?,
+        })
     }
 
     /// In the holder, once its view is ready and SIGCHLD is blocked: the listening socket at

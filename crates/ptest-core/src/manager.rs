@@ -461,23 +461,22 @@ impl Manager {
             .or(self.config.level(env.level).exec_timeout());
         let command = request.argv.clone();
         let forward = request.forward_signals.then(Forwarder::new).transpose()?;
-        self.record_event(
-            &env,
-            IsolationEvent::ProcessStarting,
-            serde_json::json!({ "command": command }),
-        )?;
+        let starting = serde_json::json!({ "command": command });
         let process = match engine.spawn(&env, request).await {
             Ok(p) => p,
             Err(e) => {
+                self.record_event(&env, IsolationEvent::ProcessStarting, starting)?;
                 self.record_event(&env, IsolationEvent::ErrorOccurred, serde_json::json!({ "action": "spawn", "command": command, "error": e.to_string() }))?;
                 return Err(e);
             }
         };
         let (pid, ticks) = process.pid();
-        let (record, ev) =
+        // `process_starting` is written with the record, while the command already runs: one
+        // transaction on the way to it, not two.
+        let (record, events) =
             self.store
-                .insert_process(&env, pid, ticks, &command, Timestamp::now())?;
-        self.emit(ev);
+                .insert_process(&env, pid, ticks, &command, Timestamp::now(), starting)?;
+        events.into_iter().for_each(|ev| self.emit(ev));
         let info = ProcessInfo {
             id: record,
             env_id: env.id.clone(),

@@ -189,7 +189,9 @@ async fn wait_in_pod(
     // from outside the caller's PID namespace, and rustix asserts it is not).
     // Most commands leave nothing: the holder alone is one read, not a scan.
     let group = group.filter(|g| g.pids_current().ok().flatten() != Some(1));
-    if let (Some(session), Some(group)) = (session_of(holder), group) {
+    if let Some(group) = group
+        && let Some(session) = session_of(holder)
+    {
         for p in group.pids().unwrap_or_default() {
             if p != holder
                 && session_of(p) == Some(session)

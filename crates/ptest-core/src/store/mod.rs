@@ -387,7 +387,8 @@ impl Store {
             .ctx("reading events")
     }
 
-    /// Records a started process and logs `process_started`.
+    /// Records a started process, logging `process_starting` (with `starting` as its details)
+    /// and `process_started` around it.
     pub(crate) fn insert_process(
         &self,
         env: &Environment,
@@ -395,8 +396,10 @@ impl Store {
         start_ticks: u64,
         command: &[String],
         started_at: Timestamp,
-    ) -> Result<(i64, Event)> {
+        starting: serde_json::Value,
+    ) -> Result<(i64, [Event; 2])> {
         self.write(|tx| {
+            let before = env_event(tx, env, IsolationEvent::ProcessStarting, starting)?;
             execute(
                 tx,
                 "INSERT INTO processes (env_id, pid, start_ticks, command, status, started_at) \
@@ -417,7 +420,7 @@ impl Store {
                 IsolationEvent::ProcessStarted,
                 serde_json::json!({ "pid": pid, "command": command }),
             )?;
-            Ok((id, event))
+            Ok((id, [before, event]))
         })
     }
 

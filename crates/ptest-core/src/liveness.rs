@@ -20,6 +20,17 @@ pub fn is_alive(pid: u32, ticks: u64) -> bool {
     start_ticks(pid) == Some(ticks)
 }
 
+/// Sends `signal` to the process group `pid` leads (every engine starts its commands as
+/// group leaders), or to the process alone if it leads none.
+pub fn signal_group(pid: u32, signal: rustix::process::Signal) {
+    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
+        return;
+    };
+    if rustix::process::kill_process_group(pid, signal).is_err() {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -532,15 +532,17 @@ impl Manager {
             tokio::select! {
                 result = &mut wait => return result,
                 () = until(deadline) => break,
-                signal = next_signal(&mut forward) => signal_group(info.pid, signal),
+                signal = next_signal(&mut forward) => {
+                    crate::liveness::signal_group(info.pid, signal);
+                }
             }
         }
-        let timeout = timeout.unwrap_or_default();
         self.record_event(
             env,
             IsolationEvent::ProcessStopping,
             serde_json::json!({
-                "pid": info.pid, "reason": "timeout", "timeout": timeout.as_secs_f64(),
+                "pid": info.pid, "reason": "timeout",
+                "timeout": timeout.map(|t| t.as_secs_f64()),
             }),
         )?;
         engine.kill(env, info).await?;
@@ -866,16 +868,5 @@ async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sends `signal` to the process group `pid` leads (every engine's command does), or to the
-/// process alone if it leads none.
-fn signal_group(pid: u32, signal: rustix::process::Signal) {
-    let Some(pid) = rustix::process::Pid::from_raw(pid as i32) else {
-        return;
-    };
-    if rustix::process::kill_process_group(pid, signal).is_err() {
-        let _ = rustix::process::kill_process(pid, signal);
     }
 }

@@ -121,7 +121,8 @@ impl Engine for DirectoryEngine {
 
     async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
         match sandbox::isolation(env) {
-            // A sandboxed command's pid is its relay's (see `enter`).
+            // A sandboxed command's pid is the command's in a pod, its relay's at `low`
+            // (see `enter`): either way the tree below it goes.
             Some(_) => enter::kill_tree(process.pid, process.start_ticks),
             None => exec::kill_group(process.pid, process.start_ticks),
         }

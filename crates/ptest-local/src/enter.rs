@@ -95,7 +95,7 @@ pub(crate) fn spawn(
             (None, None)
         }
     };
-    // One handle reads the OOM count here; the spawning thread gets a copy of it.
+    // One handle reads the OOM count here; the waiting task or thread gets a copy of it.
     let cgroup = sandbox::open_cgroup(env);
     let oom_before = oom_kills(cgroup.as_ref());
     // What the command leaves in its process group dies when it exits (the relay kills the
@@ -121,8 +121,9 @@ pub(crate) fn spawn(
     };
     let (exit_tx, exit_rx) = oneshot::channel();
     let pid = match pod {
-        // The holder forks the command; our connection to it is what ties the command to
-        // us. Its end is awaited on the reactor: no thread of its own.
+        // The holder forks the command (this blocks until its execve, about one fork/exec);
+        // our connection to it is what ties the command to us. Its end is awaited on the
+        // reactor: no thread of its own.
         Some(pod) => {
             let spawned = pod.spawn(&cmd);
             drop(cmd); // our copies of the pipes' write ends: the readers see end-of-file

@@ -290,8 +290,13 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
 }
 
 fn bad_reply(holder: i32) -> Error {
+    unexpected(format!("read the answer of pod holder {holder}"))
+}
+
+/// The holder sent something the protocol does not have.
+fn unexpected(action: impl Into<String>) -> Error {
     Error::syscall(
-        format!("read the answer of pod holder {holder}"),
+        action,
         io::Error::new(io::ErrorKind::InvalidData, "unexpected message"),
     )
 }
@@ -349,10 +354,7 @@ impl Connection {
         } else if got.len == REPLY && word(&buf, 0) == EXITED {
             ExitStatus::from_raw(word(&buf, 4) as i32)
         } else {
-            return Err(Error::syscall(
-                "read from the pod holder",
-                io::Error::new(io::ErrorKind::InvalidData, "unexpected message"),
-            ));
+            return Err(unexpected("read from the pod holder"));
         };
         *known = Some(status);
         Ok(Some(status))

@@ -58,7 +58,6 @@ use ptest_core::{
     Environment, EnvironmentStatus, Error, ExecRequest, IsolationEvent, Manager, OutputMode,
     ProcessStatus, Result, ServiceInfo, ServiceSpec,
 };
-use rustix::process::Pid;
 
 pub use logs::{Follower, LOG_CAP, tail};
 pub use rustix::process::Signal;
@@ -281,12 +280,8 @@ async fn stop_record(
     )?;
     let s = fresh(manager, id)?;
     if s.process.pid != 0 && ptest_core::liveness::is_alive(s.process.pid, s.process.start_ticks) {
-        let pid = Pid::from_raw(s.process.pid as i32).expect("recorded pids are positive");
-        // The command leads its process group when it runs on the host; a pod's relay
-        // passes the signal on to the command.
-        if rustix::process::kill_process_group(pid, signal).is_err() {
-            let _ = rustix::process::kill_process(pid, signal);
-        }
+        // The command leads its process group (a `low` relay passes the signal on).
+        ptest_core::liveness::signal_group(s.process.pid, signal);
     }
     if let Some(done) = wait_end(manager, id, timeout).await? {
         return Ok(done);

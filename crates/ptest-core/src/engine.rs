@@ -77,6 +77,12 @@ impl ExecRequest {
 pub trait RunningProcess: Send {
     /// Its host pid and the kernel's start time for it (see [`crate::liveness`]).
     fn pid(&self) -> (u32, u64);
+    /// Whether it has ended already, learnt without waiting. The manager then records its
+    /// start and end in one transaction (a short command often ends before its engine has
+    /// even reported it started). `false` where that is not known cheaply.
+    fn has_ended(&mut self) -> bool {
+        false
+    }
     /// Waits for it to end (or kills its tree at the timeout) and reports.
     async fn wait(self: Box<Self>) -> Result<ProcessResult>;
 }

@@ -461,30 +461,43 @@ impl Manager {
             .or(self.config.level(env.level).exec_timeout());
         let command = request.argv.clone();
         let forward = request.forward_signals.then(Forwarder::new).transpose()?;
-        let starting = serde_json::json!({ "command": command });
-        let process = match engine.spawn(&env, request).await {
+        let starting = || serde_json::json!({ "command": command });
+        let mut process = match engine.spawn(&env, request).await {
             Ok(p) => p,
             Err(e) => {
-                self.record_event(&env, IsolationEvent::ProcessStarting, starting)?;
+                self.record_event(&env, IsolationEvent::ProcessStarting, starting())?;
                 self.record_event(&env, IsolationEvent::ErrorOccurred, serde_json::json!({ "action": "spawn", "command": command, "error": e.to_string() }))?;
                 return Err(e);
             }
         };
         let (pid, ticks) = process.pid();
-        // `process_starting` is written with the record, while the command already runs: one
-        // transaction on the way to it, not two.
-        let (record, events) =
-            self.store
-                .insert_process(&env, pid, ticks, &command, Timestamp::now(), starting)?;
-        events.into_iter().for_each(|ev| self.emit(ev));
+        let started_at = Timestamp::now();
+        let started = || crate::store::Started {
+            pid,
+            start_ticks: ticks,
+            command: &command,
+            started_at,
+            starting: starting(),
+        };
+        // A command that has already ended (a short one often has by the time its engine says
+        // it started) is recorded once, start and end together. Otherwise `process_starting`
+        // is written with the record, while the command runs: one transaction, not two.
+        let record = if process.has_ended() {
+            None
+        } else {
+            let (record, events) = self.store.insert_process(&env, started())?;
+            events.into_iter().for_each(|ev| self.emit(ev));
+            Some(record)
+        };
         let info = ProcessInfo {
-            id: record,
+            // What the wait uses (to signal or kill it) is its pid and start time.
+            id: record.unwrap_or_default(),
             env_id: env.id.clone(),
             pid,
             start_ticks: ticks,
             command: command.clone(),
             status: ProcessStatus::Running,
-            started_at: Timestamp::now(),
+            started_at,
             ended_at: None,
             exit_code: None,
             signal: None,
@@ -492,22 +505,27 @@ impl Manager {
         let result = self
             .wait_with_timeout(&env, engine, process, &info, timeout, forward)
             .await?;
-        let status = if result.timed_out {
-            ProcessStatus::Timeout
-        } else {
-            ProcessStatus::Stopped
-        };
-        self.emit(self.store.finish_process(
-            &env,
-            record,
-            status,
-            result.exit_code,
-            result.signal,
-            serde_json::json!({
+        let ended = crate::store::Ended {
+            status: if result.timed_out {
+                ProcessStatus::Timeout
+            } else {
+                ProcessStatus::Stopped
+            },
+            exit_code: result.exit_code,
+            signal: result.signal,
+            details: serde_json::json!({
                 "pid": pid, "exit_code": result.exit_code, "signal": result.signal,
                 "timed_out": result.timed_out, "duration": result.duration.as_secs_f64(),
             }),
-        )?);
+        };
+        let events = match record {
+            Some(record) => vec![self.store.finish_process(&env, record, ended)?],
+            None => self
+                .store
+                .record_ended_process(&env, started(), ended)?
+                .into(),
+        };
+        events.into_iter().for_each(|ev| self.emit(ev));
         if env.spec.cleanup == CleanupPolicy::Immediate && self.processes(&env)?.is_empty() {
             match self.cleanup(&env, RemoveOptions::default()).await {
                 Ok(()) | Err(Error::NotFound(_)) | Err(Error::Busy { .. }) => {}

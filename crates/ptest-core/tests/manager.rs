@@ -210,3 +210,81 @@ async fn child_creates_and_stops() {
     let m = Manager::open(Home::at(home), Config::default(), engines).unwrap();
     let _ = m.create_environment(spec("crashed")).await;
 }
+
+/// A command that has ended before it is recorded (most short ones, in a pod: one
+/// transaction) and one still running then (recorded while it runs, finished later) leave
+/// the same records: `process_starting`, `process_started` and `process_stopped` in order,
+/// and a process row that ends `stopped` with the exit code.
+#[tokio::test]
+async fn short_and_long_commands_leave_the_same_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path(), 100);
+    let env = m.create_environment(spec("recorded")).await.unwrap();
+    let long_argv = ["sh", "-c", "sleep 1; exit 4"];
+    let long = {
+        let (m, env) = (m.clone(), env.clone());
+        tokio::spawn(async move {
+            m.execute_command(&env, ExecRequest::new(long_argv))
+                .await
+                .unwrap()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while m.processes(&env).unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recorded as running"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let running = m.processes(&env).unwrap();
+    assert_eq!(running[0].command, long_argv);
+    let short = m
+        .execute_command(&env, ExecRequest::new(["sh", "-c", "exit 3"]))
+        .await
+        .unwrap();
+    let long = long.await.unwrap();
+    assert!(m.processes(&env).unwrap().is_empty());
+
+    let events = m.events(&EventQuery::default()).unwrap();
+    for (result, code) in [(&short, 3), (&long, 4)] {
+        assert_eq!(result.exit_code, Some(code));
+        let pid = serde_json::json!(result.pid.unwrap());
+        let command = serde_json::json!(result.command);
+        let at = |kind: IsolationEvent, pick: &dyn Fn(&Event) -> bool| {
+            let found: Vec<_> = events
+                .iter()
+                .filter(|e| e.event == kind && pick(e))
+                .collect();
+            assert_eq!(found.len(), 1, "{kind:?} of {command}: {found:?}");
+            found[0].id
+        };
+        let starting = at(IsolationEvent::ProcessStarting, &|e| {
+            e.details["command"] == command
+        });
+        let started = at(IsolationEvent::ProcessStarted, &|e| e.details["pid"] == pid);
+        let stopped = at(IsolationEvent::ProcessStopped, &|e| {
+            e.details["pid"] == pid && e.details["exit_code"] == code
+        });
+        assert!(
+            starting < started && started < stopped,
+            "{command}: out of order"
+        );
+    }
+    let db = rusqlite::Connection::open(m.store().path()).unwrap();
+    let mut rows: Vec<(i64, String, Option<i32>)> = db
+        .prepare("SELECT pid, status, exit_code FROM processes ORDER BY exit_code")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    rows.sort();
+    let mut expected = vec![
+        (short.pid.unwrap() as i64, "stopped".to_owned(), Some(3)),
+        (long.pid.unwrap() as i64, "stopped".to_owned(), Some(4)),
+    ];
+    expected.sort();
+    assert_eq!(rows, expected);
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+}

@@ -1,21 +1,30 @@
-//! What every local command records while it runs: its output (read by tasks as it comes)
-//! and its timing, turned into a [`ProcessResult`] when it ends. Shared by host commands
-//! (`exec`) and sandboxed ones (`enter`).
+//! What every local command records while it runs: its output and its timing, turned into a
+//! [`ProcessResult`] when it ends. Shared by host commands (`exec`) and sandboxed ones
+//! (`enter`).
 
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use jiff::Timestamp;
-use ptest_core::ProcessResult;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::task::JoinHandle;
+use ptest_core::{ProcessResult, Result};
+use rustix::io::Errno;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe::Receiver;
 
-/// Output readers and start time of one running command.
+/// Output pipes and start time of one running command.
 pub(crate) struct Capture {
     command: Vec<String>,
-    stdout: Option<JoinHandle<Vec<u8>>>,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
     started_at: Timestamp,
     started: Instant,
+}
+
+/// How a command ended, as its engine learnt it.
+pub(crate) struct Ended {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
 }
 
 impl Capture {
@@ -30,55 +39,67 @@ impl Capture {
         }
     }
 
-    /// Reads the command's stdout and stderr to their ends (both absent when its output
-    /// goes to the caller's terminal).
-    pub fn reading(
-        mut self,
-        stdout: Option<impl AsyncRead + Unpin + Send + 'static>,
-        stderr: Option<impl AsyncRead + Unpin + Send + 'static>,
-    ) -> Self {
-        self.stdout = stdout.map(read_all);
-        self.stderr = stderr.map(read_all);
+    /// The read ends of the command's stdout and stderr pipes (both absent when its output
+    /// goes to the caller's terminal or to files).
+    pub fn reading(mut self, stdout: Option<OwnedFd>, stderr: Option<OwnedFd>) -> Self {
+        self.stdout = stdout;
+        self.stderr = stderr;
         self
     }
 
-    /// The result of the ended command: collected output, times, how it ended.
+    /// Reads the output to its ends while `ended` learns how the command ended (a command
+    /// writing more than a pipe holds waits for the reader), then the result. The output is
+    /// read in the caller's task: no task of its own.
     pub async fn finish(
         self,
         pid: u32,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        oom_killed: bool,
-    ) -> ProcessResult {
-        let duration = self.started.elapsed();
-        ProcessResult {
+        ended: impl Future<Output = Result<Ended>>,
+    ) -> Result<ProcessResult> {
+        let (stdout, stderr, ended) = tokio::join!(text(self.stdout), text(self.stderr), ended);
+        let ended = ended?;
+        Ok(ProcessResult {
             command: self.command,
             pid: Some(pid),
-            exit_code,
-            signal,
-            stdout: text(self.stdout).await,
-            stderr: text(self.stderr).await,
+            exit_code: ended.exit_code,
+            signal: ended.signal,
+            stdout,
+            stderr,
             started_at: self.started_at,
             ended_at: Timestamp::now(),
-            duration,
+            duration: self.started.elapsed(),
             timed_out: false,
-            oom_killed,
+            oom_killed: ended.oom_killed,
+        })
+    }
+}
+
+/// All of `pipe` as text; a read error ends it, keeping what was read.
+///
+/// A command that has ended left all its output in the pipe: that is read directly, and the
+/// reactor is involved only while the pipe is still open and empty.
+async fn text(pipe: Option<OwnedFd>) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 << 10];
+    let Some(pipe) = pipe else {
+        return String::new();
+    };
+    // Only our end: the command's is another open file, still blocking.
+    if rustix::io::ioctl_fionbio(&pipe, true).is_err() {
+        return String::new();
+    }
+    loop {
+        match rustix::io::read(&pipe, &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) => {
+                if let Ok(mut pipe) = Receiver::from_owned_fd(pipe) {
+                    let _ = pipe.read_to_end(&mut buf).await;
+                }
+                break;
+            }
+            Err(_) => break,
         }
     }
-}
-
-fn read_all(mut pipe: impl AsyncRead + Unpin + Send + 'static) -> JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut buf = Vec::new();
-        // A read error ends the capture; what was read so far is kept.
-        let _ = pipe.read_to_end(&mut buf).await;
-        buf
-    })
-}
-
-async fn text(reader: Option<JoinHandle<Vec<u8>>>) -> String {
-    match reader {
-        Some(h) => String::from_utf8_lossy(&h.await.unwrap_or_default()).into_owned(),
-        None => String::new(),
-    }
+    String::from_utf8_lossy(&buf).into_owned()
 }

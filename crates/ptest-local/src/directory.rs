@@ -16,12 +16,15 @@ use crate::{enter, exec, procscan, sandbox};
 /// Environments as directory trees, each with its own cgroup and, at security `medium` and
 /// above, its own PID, mount, IPC, UTS (and network) namespaces.
 #[derive(Debug, Default)]
-pub struct DirectoryEngine;
+pub struct DirectoryEngine {
+    /// What entering each environment's sandbox takes, made once per environment.
+    entries: sandbox::Entries,
+}
 
 impl DirectoryEngine {
     /// The engine.
     pub fn new() -> Self {
-        Self
+        Self::default()
     }
 
     /// Checks the root is whole, then builds the sandbox, with `binds` (read-only host paths)
@@ -113,8 +116,8 @@ impl Engine for DirectoryEngine {
     ) -> Result<Box<dyn RunningProcess>> {
         // Also without pod or cgroup (not root): the relay still ends the command's process
         // group when a SIGKILLed `ptest` leaves it behind.
-        match sandbox::isolation(env) {
-            Some(iso) => Ok(Box::new(enter::spawn(env, request, &iso)?)),
+        match self.entries.get(env)? {
+            Some(entry) => Ok(Box::new(enter::spawn(env, request, entry)?)),
             None => Ok(Box::new(exec::spawn(env, request)?)),
         }
     }
@@ -141,6 +144,7 @@ impl Engine for DirectoryEngine {
 
     async fn deactivate(&self, env: &Environment) -> Result<()> {
         // The holder takes its PID namespace with it, the cgroup every process left in it.
+        self.entries.forget(env);
         sandbox::teardown(env).await?;
         // No process leaves a PID namespace: with a pod there is nothing left to look for.
         if sandbox::isolation(env).is_some_and(|iso| iso.pod) {
@@ -161,6 +165,7 @@ impl Engine for DirectoryEngine {
     }
 
     async fn cleanup(&self, env: &Environment) -> Result<()> {
+        self.entries.forget(env);
         sandbox::teardown(env).await?;
         crate::network::disconnect(env).await?;
         let (root, id) = (env.root.clone(), env.id.clone());

@@ -4,8 +4,12 @@
 //! way, if this program dies (a SIGKILLed `ptest env exec`) the command's whole process group
 //! dies too: in a pod the holder sees our connection hang up and kills it; on the host the
 //! relay gets its parent-death signal (tied to that thread) and kills it.
+//!
+//! The output is read, and a pod command's end awaited, by [`RunningProcess::wait`] itself
+//! on the runtime's reactor: no task or thread per command in a pod.
 
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use ptest_core::{
@@ -17,18 +21,26 @@ use rustix::process::{Pid, Signal};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
-use crate::capture::Capture;
-use crate::isolation::Isolation;
-use crate::sandbox;
+use crate::capture::{Capture, Ended};
+use crate::sandbox::{self, Entry};
 
 /// A command started in a sandbox.
 pub(crate) struct SandboxedProcess {
     pid: u32,
     ticks: u64,
-    exited: oneshot::Receiver<Result<ExitStatus>>,
+    ending: Ending,
     capture: Capture,
-    cgroup: Option<ptest_sandbox::Cgroup>,
+    entry: Arc<Entry>,
     oom_before: u64,
+}
+
+/// Where the end of a sandboxed command is learnt.
+enum Ending {
+    /// From the pod's holder, on our connection to it; what the command left in the
+    /// holder's session (marked with `marker`) is ended after it.
+    Pod { child: SpawnedChild, marker: String },
+    /// From the thread that waits for the command's relay.
+    Relay(oneshot::Receiver<Result<ExitStatus>>),
 }
 
 fn spawn_error(e: impl std::fmt::Display) -> Error {
@@ -39,12 +51,13 @@ fn spawn_error(e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Starts `request` in `env`'s sandbox as `iso` describes.
+/// Starts `request` in `env`'s sandbox as its `entry` describes.
 pub(crate) fn spawn(
     env: &Environment,
     request: ExecRequest,
-    iso: &Isolation,
+    entry: Arc<Entry>,
 ) -> Result<SandboxedProcess> {
+    let iso = &entry.iso;
     if request.argv.is_empty() {
         return Err(Error::Usage("no command given".into()));
     }
@@ -52,17 +65,11 @@ pub(crate) fn spawn(
     // Nothing is inherited by a pod command: pass ptest's environment, then the environment's
     // own variables, then the caller's.
     let mut cmd = CommandSpec::new(request.argv.clone()).cwd(env.workspace());
-    // A later value of a name replaces an earlier one (getenv would see only the first).
-    let vars: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
-        std::env::vars_os()
-            .chain(
-                env.command_env()
-                    .into_iter()
-                    .map(|(k, v)| (k.into(), v.into())),
-            )
-            .chain(request.env.into_iter().map(|(k, v)| (k.into(), v.into())))
-            .collect();
-    cmd.env = vars.into_iter().collect();
+    cmd.env = std::env::vars_os().collect();
+    // Each replaces an earlier value of its name (getenv would see only the first).
+    for (name, value) in env.command_env().into_iter().chain(request.env) {
+        cmd = cmd.env(name, value);
+    }
     // Marks every process this command starts, so what it leaves behind can be found.
     let marker = format!("PTEST_EXEC_ID={}", ptest_core::EnvId::random());
     let (key, value) = marker.split_once('=').expect("the marker has a '='");
@@ -86,7 +93,7 @@ pub(crate) fn spawn(
             let (err_r, err_w) = pipe()?;
             cmd.stdout = Stdio::Fd(out_w);
             cmd.stderr = Stdio::Fd(err_w);
-            (Some(reader(out_r)?), Some(reader(err_r)?))
+            (Some(out_r), Some(err_r))
         }
         OutputMode::Inherit => (None, None),
         OutputMode::Fds { stdout, stderr } => {
@@ -95,18 +102,10 @@ pub(crate) fn spawn(
             (None, None)
         }
     };
-    // One handle reads the OOM count here; the waiting task or thread gets a copy of it.
-    let cgroup = sandbox::open_cgroup(env);
-    let oom_before = oom_kills(cgroup.as_ref());
+    let oom_before = oom_kills(&entry);
     // What the command leaves in its process group dies when it exits (the relay kills the
     // group before reaping it); in a pod, also what stayed in its session (below).
     cmd.end_group_on_exit = true;
-    let pod = if iso.pod {
-        sandbox::attach_with(env, cgroup.clone())?
-    } else {
-        None
-    };
-    let group = cgroup.clone();
 
     let not_found = |e: ptest_sandbox::Error| match e {
         ptest_sandbox::Error::Spawn {
@@ -117,29 +116,30 @@ pub(crate) fn spawn(
             "cannot run {:?} in {}: command not found",
             request.argv[0], env.name
         )),
+        e @ ptest_sandbox::Error::HolderGone { .. } => Error::Engine {
+            level: env.level,
+            action: "enter the sandbox",
+            message: format!(
+                "{e}; the environment's holder is gone: remove it with `ptest env rm`"
+            ),
+        },
         e => spawn_error(e),
     };
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let pid = match pod {
+    let (pid, ending) = match &entry.pod {
         // The holder forks the command (this blocks until its execve, about one fork/exec);
-        // our connection to it is what ties the command to us. Its end is awaited on the
-        // reactor: no thread of its own.
+        // our connection to it is what ties the command to us.
         Some(pod) => {
             let spawned = pod.spawn(&cmd);
             drop(cmd); // our copies of the pipes' write ends: the readers see end-of-file
             let child = spawned.map_err(not_found)?;
-            let pid = child.pid();
-            let holder = pod.holder_pid();
-            tokio::spawn(async move {
-                let status = wait_in_pod(child, holder, group.as_ref(), &marker).await;
-                let _ = exit_tx.send(status);
-            });
-            pid
+            (child.pid(), Ending::Pod { child, marker })
         }
         // The relay's parent-death signal follows the thread that forked it: a thread that
         // lives as long as the command.
         None => {
             let (pid_tx, pid_rx) = std::sync::mpsc::channel();
+            let (exit_tx, exit_rx) = oneshot::channel();
+            let group = entry.cgroup.clone();
             std::thread::spawn(move || {
                 let spawned = spawn_in_cgroup(&cmd, group.as_ref());
                 drop(cmd);
@@ -153,15 +153,17 @@ pub(crate) fn spawn(
                     }
                 }
             });
-            pid_rx.recv().map_err(spawn_error)?.map_err(not_found)?
+            let pid = pid_rx.recv().map_err(spawn_error)?.map_err(not_found)?;
+            (pid, Ending::Relay(exit_rx))
         }
-    } as u32;
+    };
+    let pid = pid as u32;
     Ok(SandboxedProcess {
         pid,
         ticks: ptest_core::liveness::start_ticks(pid).unwrap_or(0),
-        exited: exit_rx,
+        ending,
         capture: capture.reading(stdout, stderr),
-        cgroup,
+        entry,
         oom_before,
     })
 }
@@ -169,28 +171,33 @@ pub(crate) fn spawn(
 /// Waits for a command the pod's holder forked, then ends what it left behind: processes of
 /// the environment's cgroup that carry the command's marker and stayed in its session, which
 /// is the holder's (a `setsid` daemon has left it on purpose).
-async fn wait_in_pod(
-    child: SpawnedChild,
-    holder: i32,
-    group: Option<&ptest_sandbox::Cgroup>,
-    marker: &str,
-) -> Result<ExitStatus> {
-    let fd = child.exit_fd().map_err(spawn_error)?;
-    // SAFETY: an OwnedFd is a valid open descriptor that stays open, and always returns the
-    // same raw fd, for as long as the AsyncFd owns it.
-    let ended = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
-        .map_err(spawn_error)?;
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(spawn_error)? {
-            break status;
+async fn wait_in_pod(child: SpawnedChild, entry: &Entry, marker: &str) -> Result<ExitStatus> {
+    let status = match child.try_wait().map_err(spawn_error)? {
+        Some(status) => status,
+        None => {
+            let fd = child.exit_fd().map_err(spawn_error)?;
+            // SAFETY: an OwnedFd is a valid open descriptor that stays open, and always
+            // returns the same raw fd, for as long as the AsyncFd owns it.
+            let ended =
+                unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                    .map_err(spawn_error)?;
+            loop {
+                ended.readable().await.map_err(spawn_error)?.clear_ready();
+                if let Some(status) = child.try_wait().map_err(spawn_error)? {
+                    break status;
+                }
+            }
         }
-        ended.readable().await.map_err(spawn_error)?.clear_ready();
     };
     // Read from procfs, like the candidates' sessions (getsid(2) reads 0 for a session led
     // from outside the caller's PID namespace, and rustix asserts it is not).
     // Most commands leave nothing: the holder alone is one read, not a scan.
-    let group = group.filter(|g| g.pids_current().ok().flatten() != Some(1));
-    if let Some(group) = group
+    let group = entry
+        .cgroup
+        .as_ref()
+        .filter(|_| entry.gauges.as_ref().and_then(|g| g.pids_current()) != Some(1));
+    if let (Some(group), Some(pod)) = (group, &entry.pod)
+        && let holder = pod.holder_pid()
         && let Some(session) = session_of(holder)
     {
         for p in group.pids().unwrap_or_default() {
@@ -223,20 +230,16 @@ fn carries(pid: i32, var: &str) -> bool {
         .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == var.as_bytes()))
 }
 
-fn oom_kills(cgroup: Option<&ptest_sandbox::Cgroup>) -> u64 {
-    cgroup
-        .and_then(|c| c.oom_kills().ok().flatten())
+fn oom_kills(entry: &Entry) -> u64 {
+    entry
+        .gauges
+        .as_ref()
+        .and_then(|g| g.oom_kills())
         .unwrap_or(0)
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(spawn_error)
-}
-
-/// The read end of an output pipe, polled by the runtime's reactor (a `tokio::fs::File` would
-/// hand every read to the blocking thread pool).
-fn reader(fd: OwnedFd) -> Result<tokio::net::unix::pipe::Receiver> {
-    tokio::net::unix::pipe::Receiver::from_owned_fd(fd).map_err(spawn_error)
 }
 
 /// Kills `pid` and everything below it, with their process groups: a sandboxed command's
@@ -286,13 +289,35 @@ impl RunningProcess for SandboxedProcess {
         (self.pid, self.ticks)
     }
 
-    async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
-        let status = (&mut self.exited).await.map_err(spawn_error)??;
-        let oom_killed =
-            status.signal() == Some(9) && oom_kills(self.cgroup.as_ref()) > self.oom_before;
-        Ok(self
-            .capture
-            .finish(self.pid, status.code(), status.signal(), oom_killed)
-            .await)
+    fn has_ended(&mut self) -> bool {
+        // The holder reports the end once; the connection keeps it for `wait`.
+        match &self.ending {
+            Ending::Pod { child, .. } => matches!(child.try_wait(), Ok(Some(_))),
+            Ending::Relay(_) => false,
+        }
+    }
+
+    async fn wait(self: Box<Self>) -> Result<ProcessResult> {
+        let Self {
+            pid,
+            ending,
+            capture,
+            entry,
+            oom_before,
+            ..
+        } = *self;
+        let ended = async move {
+            let status = match ending {
+                Ending::Pod { child, marker } => wait_in_pod(child, &entry, &marker).await?,
+                Ending::Relay(exited) => exited.await.map_err(spawn_error)??,
+            };
+            let oom_killed = status.signal() == Some(9) && oom_kills(&entry) > oom_before;
+            Ok(Ended {
+                exit_code: status.code(),
+                signal: status.signal(),
+                oom_killed,
+            })
+        };
+        capture.finish(pid, ended).await
     }
 }

@@ -11,7 +11,7 @@ use ptest_core::{
 use rustix::process::{Pid, PidfdFlags, Signal};
 use tokio::io::unix::AsyncFd;
 
-use crate::capture::Capture;
+use crate::capture::{Capture, Ended};
 
 /// A command started by [`spawn`].
 pub(crate) struct LocalProcess {
@@ -81,7 +81,13 @@ pub(crate) fn spawn(env: &Environment, request: ExecRequest) -> Result<LocalProc
     // same raw fd, for as long as the AsyncFd owns it.
     let pidfd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
         .map_err(|e| engine_error("spawn", format!("pidfd: {e}")))?;
-    let capture = capture.reading(child.stdout.take(), child.stderr.take());
+    let output = |e: std::io::Error| engine_error("spawn", format!("output pipe: {e}"));
+    let stdout = child.stdout.take().map(|p| p.into_owned_fd());
+    let stderr = child.stderr.take().map(|p| p.into_owned_fd());
+    let capture = capture.reading(
+        stdout.transpose().map_err(output)?,
+        stderr.transpose().map_err(output)?,
+    );
     Ok(LocalProcess {
         pid,
         ticks,
@@ -113,24 +119,34 @@ impl RunningProcess for LocalProcess {
         (self.pid, self.ticks)
     }
 
-    async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
-        // The pidfd turns readable when the command exits; it stays an unreaped zombie, so
-        // its pid (= its process group id) cannot be reused while we kill what it left behind.
-        let _ = self
-            .pidfd
-            .readable()
-            .await
-            .map_err(|e| engine_error("wait", e.to_string()))?;
-        let _ = rustix::process::kill_process_group(pid_of(self.pid), Signal::KILL);
-        let status = self
-            .child
-            .wait()
-            .await
-            .map_err(|e| engine_error("wait", e.to_string()))?;
-        // Without a cgroup there is no memory limit to be killed by.
-        Ok(self
-            .capture
-            .finish(self.pid, status.code(), status.signal(), false)
-            .await)
+    async fn wait(self: Box<Self>) -> Result<ProcessResult> {
+        let Self {
+            mut child,
+            pid,
+            pidfd,
+            capture,
+            ..
+        } = *self;
+        let ended = async move {
+            // The pidfd turns readable when the command exits; it stays an unreaped zombie, so
+            // its pid (= its process group id) cannot be reused while we kill what it left
+            // behind.
+            let _ = pidfd
+                .readable()
+                .await
+                .map_err(|e| engine_error("wait", e.to_string()))?;
+            let _ = rustix::process::kill_process_group(pid_of(pid), Signal::KILL);
+            let status = child
+                .wait()
+                .await
+                .map_err(|e| engine_error("wait", e.to_string()))?;
+            // Without a cgroup there is no memory limit to be killed by.
+            Ok(Ended {
+                exit_code: status.code(),
+                signal: status.signal(),
+                oom_killed: false,
+            })
+        };
+        capture.finish(pid, ended).await
     }
 }

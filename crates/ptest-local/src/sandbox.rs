@@ -4,13 +4,16 @@
 //! whose spec asks for an overlay gets it mounted on its `workspace/` inside the pod right
 //! after the holder is ready, and a fresh one on request ([`renew_overlay`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ptest_core::{
-    EngineContext, Environment, EnvironmentSpec, Error, Home, IsolationLevel, Result, SecurityLevel,
+    EngineContext, EnvId, Environment, EnvironmentSpec, Error, Home, IsolationLevel, Result,
+    SecurityLevel,
 };
 use ptest_sandbox::{
-    Bind, Cgroup, FsRules, HostView, NetworkMode as PodNetwork, Overlay, Pod, PodSpec,
+    Bind, Cgroup, FsRules, Gauges, HostView, NetworkMode as PodNetwork, Overlay, Pod, PodSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -310,6 +313,71 @@ pub(crate) fn attach_with(env: &Environment, cgroup: Option<Cgroup>) -> Result<O
                 "{e}; the environment's holder is gone: remove it with `ptest env rm`"
             ),
         })
+}
+
+/// What running a command in an environment's sandbox takes, made from its records once:
+/// parsing them, opening its cgroup and checking its holder cost a tenth of a command.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// The isolation recorded at activation.
+    pub iso: Isolation,
+    /// The environment's cgroup, if it has one.
+    pub cgroup: Option<Cgroup>,
+    /// The cgroup's counters read around every command.
+    pub gauges: Option<Gauges>,
+    /// Its pod, if it has one. Whether the holder still runs is checked by every spawn.
+    pub pod: Option<Pod>,
+}
+
+/// The [`Entry`] of each environment this process ran commands in, kept while the records it
+/// was made from stay the same.
+#[derive(Debug, Default)]
+pub(crate) struct Entries(Mutex<HashMap<EnvId, (Recorded, Arc<Entry>)>>);
+
+/// The records an [`Entry`] is made from: `isolation` and `sandbox` of the details.
+type Recorded = [Option<serde_json::Value>; 2];
+const RECORDED: [&str; 2] = ["isolation", "sandbox"];
+
+impl Entries {
+    /// The entry of `env`; `None` for an environment without recorded isolation.
+    pub fn get(&self, env: &Environment) -> Result<Option<Arc<Entry>>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((then, entry)) = map.get(&env.id)
+            && RECORDED
+                .iter()
+                .zip(then)
+                .all(|(key, value)| env.details.get(*key) == value.as_ref())
+        {
+            return Ok(Some(entry.clone()));
+        }
+        let Some(iso) = isolation(env) else {
+            return Ok(None);
+        };
+        let cgroup = open_cgroup(env);
+        let pod = if iso.pod {
+            attach_with(env, cgroup.clone())?
+        } else {
+            None
+        };
+        let gauges = cgroup.as_ref().map(Cgroup::gauges);
+        let entry = Arc::new(Entry {
+            iso,
+            cgroup,
+            gauges,
+            pod,
+        });
+        let now = RECORDED.map(|key| env.details.get(key).cloned());
+        map.insert(env.id.clone(), (now, entry.clone()));
+        Ok(Some(entry))
+    }
+
+    /// Drops the entry of `env` (its sandbox is being taken down).
+    pub fn forget(&self, env: &Environment) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&env.id);
+    }
 }
 
 /// Kills every process of `env` (daemons included) and its holder, and removes its cgroup.

@@ -66,7 +66,7 @@ mod sys;
 pub mod tmpfs;
 mod zygote;
 
-pub use cgroup::{Cgroup, CgroupVersion, Controller, Limits, Usage};
+pub use cgroup::{Cgroup, CgroupVersion, Controller, Gauges, Limits, Usage};
 pub use error::{Error, Result};
 pub use landlock::FsRules;
 pub use overlay::Overlay;

@@ -194,7 +194,10 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
                 .open(&root_path)
-                .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
+                .map_err(|e| match pod.is_alive() {
+                    true => Error::syscall(format!("open {root_path}"), e),
+                    false => Error::HolderGone { pid: holder },
+                })?;
             let view = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
             Some(Ruleset::new(rules, Some(&view))?)
         }

@@ -387,68 +387,34 @@ impl Store {
             .ctx("reading events")
     }
 
-    /// Records a started process, logging `process_starting` (with `starting` as its details)
-    /// and `process_started` around it.
+    /// Records a started process, logging `process_starting` and `process_started` around
+    /// it; returns the record's id.
     pub(crate) fn insert_process(
         &self,
         env: &Environment,
-        pid: u32,
-        start_ticks: u64,
-        command: &[String],
-        started_at: Timestamp,
-        starting: serde_json::Value,
+        started: Started<'_>,
     ) -> Result<(i64, [Event; 2])> {
-        self.write(|tx| {
-            let before = env_event(tx, env, IsolationEvent::ProcessStarting, starting)?;
-            execute(
-                tx,
-                "INSERT INTO processes (env_id, pid, start_ticks, command, status, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-                params![
-                    env.id.as_str(),
-                    pid,
-                    start_ticks as i64,
-                    json(&command),
-                    started_at.to_string()
-                ],
-            )
-            .ctx("recording a process")?;
-            let id = tx.last_insert_rowid();
-            let event = env_event(
-                tx,
-                env,
-                IsolationEvent::ProcessStarted,
-                serde_json::json!({ "pid": pid, "command": command }),
-            )?;
-            Ok((id, [before, event]))
-        })
+        self.write(|tx| insert_process(tx, env, started))
     }
 
     /// Records how a process ended and logs `process_stopped`.
-    pub(crate) fn finish_process(
+    pub(crate) fn finish_process(&self, env: &Environment, id: i64, ended: Ended) -> Result<Event> {
+        self.write(|tx| finish_process(tx, env, id, ended))
+    }
+
+    /// Records a process that had ended before it was recorded: what
+    /// [`insert_process`](Self::insert_process) and [`finish_process`](Self::finish_process)
+    /// write, in one transaction.
+    pub(crate) fn record_ended_process(
         &self,
         env: &Environment,
-        id: i64,
-        status: ProcessStatus,
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-        details: serde_json::Value,
-    ) -> Result<Event> {
+        started: Started<'_>,
+        ended: Ended,
+    ) -> Result<[Event; 3]> {
         self.write(|tx| {
-            execute(
-                tx,
-                "UPDATE processes SET status = ?2, ended_at = ?3, exit_code = ?4, signal = ?5 \
-                 WHERE id = ?1",
-                params![
-                    id,
-                    status.as_str(),
-                    Timestamp::now().to_string(),
-                    exit_code,
-                    signal
-                ],
-            )
-            .ctx("recording a process's end")?;
-            env_event(tx, env, IsolationEvent::ProcessStopped, details)
+            let (id, [starting, started]) = insert_process(tx, env, started)?;
+            let stopped = finish_process(tx, env, id, ended)?;
+            Ok([starting, started, stopped])
         })
     }
 
@@ -653,6 +619,77 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 
 /// Runs one statement through the connection's statement cache: a `ptest` process runs the
 /// same few statements many times, and parsing SQL showed up in profiles.
+/// A process as it started: what its record and `process_started` hold, and the details of
+/// `process_starting`.
+pub(crate) struct Started<'a> {
+    pub pid: u32,
+    pub start_ticks: u64,
+    pub command: &'a [String],
+    pub started_at: Timestamp,
+    pub starting: serde_json::Value,
+}
+
+/// How a recorded process ended: its final status, and the details of `process_stopped`.
+pub(crate) struct Ended {
+    pub status: ProcessStatus,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub details: serde_json::Value,
+}
+
+/// Logs `process_starting`, records the process as running, logs `process_started`.
+fn insert_process(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Environment,
+    p: Started<'_>,
+) -> Result<(i64, [Event; 2])> {
+    let before = env_event(tx, env, IsolationEvent::ProcessStarting, p.starting)?;
+    execute(
+        tx,
+        "INSERT INTO processes (env_id, pid, start_ticks, command, status, started_at) \
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+        params![
+            env.id.as_str(),
+            p.pid,
+            p.start_ticks as i64,
+            json(&p.command),
+            p.started_at.to_string()
+        ],
+    )
+    .ctx("recording a process")?;
+    let id = tx.last_insert_rowid();
+    let event = env_event(
+        tx,
+        env,
+        IsolationEvent::ProcessStarted,
+        serde_json::json!({ "pid": p.pid, "command": p.command }),
+    )?;
+    Ok((id, [before, event]))
+}
+
+/// Records how process `id` ended and logs `process_stopped`.
+fn finish_process(
+    tx: &rusqlite::Transaction<'_>,
+    env: &Environment,
+    id: i64,
+    ended: Ended,
+) -> Result<Event> {
+    execute(
+        tx,
+        "UPDATE processes SET status = ?2, ended_at = ?3, exit_code = ?4, signal = ?5 \
+         WHERE id = ?1",
+        params![
+            id,
+            ended.status.as_str(),
+            Timestamp::now().to_string(),
+            ended.exit_code,
+            ended.signal
+        ],
+    )
+    .ctx("recording a process's end")?;
+    env_event(tx, env, IsolationEvent::ProcessStopped, ended.details)
+}
+
 fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
 }
@@ -800,6 +837,63 @@ mod tests {
         let env = store.find("old").unwrap().unwrap();
         assert_eq!(env.status, crate::EnvironmentStatus::Active);
         assert!(env.details.is_empty() && env.ports.is_empty());
+    }
+
+    /// A process recorded once it had ended leaves what one recorded while it ran does.
+    #[test]
+    fn an_ended_process_is_recorded_as_a_running_one_that_ended() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state.db")).unwrap();
+        let spec = json(&EnvironmentSpec::new(crate::IsolationLevel::Basic));
+        store
+            .lock()
+            .execute(
+                "INSERT INTO environments (id, name, level, status, root, spec, created_at, \
+                 updated_at, session) VALUES ('0123456789ab', 'e', 'basic', 'active', '/x', \
+                 ?1, '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', 's')",
+                [spec],
+            )
+            .unwrap();
+        let env = store.find("e").unwrap().unwrap();
+        let command = ["sh".to_owned(), "-c".to_owned(), "exit 3".to_owned()];
+        let ended = || Ended {
+            status: ProcessStatus::Stopped,
+            exit_code: Some(3),
+            signal: None,
+            details: serde_json::json!({ "exit_code": 3 }),
+        };
+        let started = || Started {
+            pid: 7,
+            start_ticks: 70,
+            command: &command,
+            started_at: Timestamp::now(),
+            starting: serde_json::json!({ "command": command }),
+        };
+        let (id, [a, b]) = store.insert_process(&env, started()).unwrap();
+        let c = store.finish_process(&env, id, ended()).unwrap();
+        let [x, y, z] = store
+            .record_ended_process(&env, started(), ended())
+            .unwrap();
+        let kinds = |events: [&Event; 3]| events.map(|e| (e.event, e.details.clone()));
+        assert_eq!(kinds([&a, &b, &c]), kinds([&x, &y, &z]));
+        assert!(x.id > c.id && y.id > x.id && z.id > y.id);
+        let rows: Vec<(i64, String, String, Option<i32>, bool)> = store
+            .lock()
+            .prepare(
+                "SELECT pid, command, status, exit_code, ended_at IS NOT NULL FROM processes \
+                 ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], rows[1]);
+        assert_eq!(rows[0].2, "stopped");
+        assert!(store.live_processes(&env.id).unwrap().is_empty());
     }
 
     #[test]

@@ -340,15 +340,49 @@ pub(crate) fn read_u64(path: &Path) -> Result<u64> {
 
 /// Reads `key value` lines (memory.events, cpu.stat, memory.oom_control) and returns `key`'s value.
 pub(crate) fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>> {
-    let text = read_string(path)?;
-    Ok(text.lines().find_map(|l| {
+    Ok(keyed(&read_string(path)?, key))
+}
+
+/// `key`'s value in `key value` lines.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         if k == key {
             v.trim().parse().ok()
         } else {
             None
         }
-    }))
+    })
+}
+
+/// Two counters of one group, from its files kept open (see [`Cgroup::gauges`]).
+#[derive(Debug)]
+pub struct Gauges {
+    /// `memory.oom_control` (v1) or `memory.events` (v2).
+    oom: Option<fs::File>,
+    /// `pids.current`.
+    pids: Option<fs::File>,
+}
+
+impl Gauges {
+    /// How many times the kernel's OOM killer killed a process of the group (`None` without
+    /// a memory controller, or unreadable).
+    pub fn oom_kills(&self) -> Option<u64> {
+        keyed(&read_again(self.oom.as_ref()?)?, "oom_kill")
+    }
+
+    /// How many tasks the group holds now (`None` without a pids controller, or unreadable).
+    pub fn pids_current(&self) -> Option<u64> {
+        read_again(self.pids.as_ref()?)?.trim().parse().ok()
+    }
+}
+
+/// The whole of a small cgroup file, read from its start again.
+fn read_again(file: &fs::File) -> Option<String> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 1024];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    String::from_utf8(buf[..n].to_vec()).ok()
 }
 
 pub(crate) fn write_file(path: &Path, value: &str) -> Result<()> {
@@ -584,21 +618,18 @@ impl Cgroup {
         }
     }
 
-    /// How many times the kernel's OOM killer killed a process of the group (`None` without a
-    /// memory controller): one file, for callers that read it around every command.
-    pub fn oom_kills(&self) -> Result<Option<u64>> {
-        match &self.imp {
-            Imp::V1(g) => g.oom_kills(),
-            Imp::V2(g) => g.oom_kills(),
-        }
-    }
-
-    /// How many tasks the group holds now, from the pids controller (`None` without it): one
-    /// file, where [`pids`](Cgroup::pids) reads every hierarchy's member list.
-    pub fn pids_current(&self) -> Result<Option<u64>> {
-        match &self.imp {
-            Imp::V1(g) => g.pids_current(),
-            Imp::V2(g) => g.optional_u64("pids.current"),
+    /// The group's OOM-kill count and task count, from files opened once: for callers that
+    /// read them around every command (opening a cgroup file costs more than reading it).
+    pub fn gauges(&self) -> Gauges {
+        let (oom, pids) = match &self.imp {
+            Imp::V1(g) => g.gauge_files(),
+            Imp::V2(g) => g.gauge_files(),
+        };
+        // A file the group lacks (no such controller) reads as `None`.
+        let open = |path: Option<PathBuf>| path.and_then(|p| fs::File::open(p).ok());
+        Gauges {
+            oom: open(oom),
+            pids: open(pids),
         }
     }
 

@@ -150,6 +150,15 @@ impl CgroupV1 {
         }
     }
 
+    /// The files behind [`super::Gauges`]: the OOM-kill count's and the task count's.
+    pub(super) fn gauge_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (
+            self.dir(Controller::Memory)
+                .map(|d| d.join("memory.oom_control")),
+            self.dir(Controller::Pids).map(|d| d.join("pids.current")),
+        )
+    }
+
     pub(super) fn pids_current(&self) -> Result<Option<u64>> {
         self.dir(Controller::Pids)
             .map(|dir| read_u64(&dir.join("pids.current")))

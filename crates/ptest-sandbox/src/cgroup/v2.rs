@@ -119,6 +119,14 @@ impl CgroupV2 {
         }
     }
 
+    /// The files behind [`super::Gauges`]: the OOM-kill count's and the task count's.
+    pub(super) fn gauge_files(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (
+            Some(self.dir.join("memory.events")),
+            Some(self.dir.join("pids.current")),
+        )
+    }
+
     pub(super) fn oom_kills(&self) -> Result<Option<u64>> {
         let events = self.dir.join("memory.events");
         if events.exists() {

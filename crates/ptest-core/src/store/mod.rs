@@ -73,6 +73,9 @@ const ENV_COLUMNS: &str = "id, name, level, status, root, spec, created_at, upda
 const PROCESS_COLUMNS: &str =
     "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
 
+/// WAL pages after which a commit checkpoints: a command writes about five.
+const WAL_PAGES: i64 = 128;
+
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self> {
@@ -87,12 +90,19 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")
             .ctx("enabling foreign keys")?;
         // Leave the WAL for the next process instead of checkpointing it (two fsyncs) at every
-        // exit of a short-lived `ptest`; SQLite's automatic checkpoints keep it bounded.
+        // exit of a short-lived `ptest`. But a process that opens the database alone rebuilds
+        // the WAL's index by reading all of it: the automatic checkpoint comes after
+        // WAL_PAGES pages (SQLite's default is 1000, 4 MiB: a millisecond of every `ptest`
+        // command), and the file is cut back to that size afterwards.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
         )
         .ctx("configuring checkpoints")?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)
+            .ctx("configuring checkpoints")?;
+        conn.pragma_update(None, "journal_size_limit", WAL_PAGES * 4096)
+            .ctx("configuring checkpoints")?;
         migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),

@@ -279,9 +279,7 @@ impl Manager {
                 .await?;
             // What the engine noted while creating (its details) is what activation builds
             // on: a virtualenv's base interpreter, bound into the sandbox.
-            if let Some(stored) = self.store.find(env.id.as_str())? {
-                env.details = stored.details;
-            }
+            self.reload_details(&mut env)?;
             self.step(
                 &mut env,
                 S::Created,
@@ -315,6 +313,9 @@ impl Manager {
             }
             return Err(error);
         }
+        // The caller gets what activation noted too (how it is sandboxed, where its holder
+        // is): engines read it from the value they are handed.
+        self.reload_details(&mut env)?;
         self.step(
             &mut env,
             S::Active,
@@ -322,6 +323,14 @@ impl Manager {
             Some(IsolationEvent::EnvironmentActivated),
         )?;
         Ok(env)
+    }
+
+    /// Replaces `env`'s details with what its engine has noted in the store since.
+    fn reload_details(&self, env: &mut Environment) -> Result<()> {
+        if let Some(stored) = self.store.find(env.id.as_str())? {
+            env.details = stored.details;
+        }
+        Ok(())
     }
 
     /// Logs an event about `env` (for operations outside the lifecycle, such as installing

@@ -288,3 +288,37 @@ async fn short_and_long_commands_leave_the_same_records() {
     assert_eq!(rows, expected);
     m.cleanup(&env, RemoveOptions::default()).await.unwrap();
 }
+
+/// An environment whose record has no `isolation` (one made before ptest sandboxed
+/// anything) still runs commands: on the host, in its workspace, with its variables.
+#[tokio::test]
+async fn an_environment_without_an_isolation_record_runs_commands_on_the_host() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path(), 100);
+    let mut spec = spec("unrecorded");
+    spec.security = Some(SecurityLevel::Low);
+    m.create_environment(spec).await.unwrap();
+    rusqlite::Connection::open(m.store().path())
+        .unwrap()
+        .execute(
+            "UPDATE environments SET details = json_remove(details, '$.isolation') \
+             WHERE name = 'unrecorded'",
+            [],
+        )
+        .unwrap();
+    let env = m.get_environment("unrecorded").unwrap();
+    assert!(!env.details.contains_key("isolation"));
+    let r = m
+        .execute_command(
+            &env,
+            ExecRequest::new(["sh", "-c", "echo $PTEST_ENV_NAME; pwd; exit 5"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, Some(5));
+    assert_eq!(
+        r.stdout,
+        format!("unrecorded\n{}\n", env.workspace().display())
+    );
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+}

@@ -1,6 +1,5 @@
-//! What every local command records while it runs: its output and its timing, turned into a
-//! [`ProcessResult`] when it ends. Shared by host commands (`exec`) and sandboxed ones
-//! (`enter`).
+//! What a local command records while it runs: its output and its timing, turned into a
+//! [`ProcessResult`] when it ends.
 
 use std::os::fd::OwnedFd;
 use std::time::Instant;

@@ -11,7 +11,7 @@ use ptest_core::{
 use rustix::process::{Pid, Signal};
 
 use crate::isolation::{HostCaps, resolve};
-use crate::{enter, exec, procscan, sandbox};
+use crate::{enter, procscan, sandbox};
 
 /// Environments as directory trees, each with its own cgroup and, at security `medium` and
 /// above, its own PID, mount, IPC, UTS (and network) namespaces.
@@ -116,19 +116,14 @@ impl Engine for DirectoryEngine {
     ) -> Result<Box<dyn RunningProcess>> {
         // Also without pod or cgroup (not root): the relay still ends the command's process
         // group when a SIGKILLed `ptest` leaves it behind.
-        match self.entries.get(env)? {
-            Some(entry) => Ok(Box::new(enter::spawn(env, request, entry)?)),
-            None => Ok(Box::new(exec::spawn(env, request)?)),
-        }
+        let entry = self.entries.get(env)?;
+        Ok(Box::new(enter::spawn(env, request, entry)?))
     }
 
-    async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
-        match sandbox::isolation(env) {
-            // A sandboxed command's pid is the command's in a pod, its relay's at `low`
-            // (see `enter`): either way the tree below it goes.
-            Some(_) => enter::kill_tree(process.pid, process.start_ticks),
-            None => exec::kill_group(process.pid, process.start_ticks),
-        }
+    async fn kill(&self, _env: &Environment, process: &ProcessInfo) -> Result<()> {
+        // A command's pid is the command's in a pod, its relay's on the host (see `enter`):
+        // either way the tree below it goes.
+        enter::kill_tree(process.pid, process.start_ticks);
         Ok(())
     }
 

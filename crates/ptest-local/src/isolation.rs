@@ -241,6 +241,22 @@ pub(crate) struct Isolation {
     pub quota: bool,
 }
 
+impl Isolation {
+    /// What an environment without a readable record of its isolation (made before ptest
+    /// sandboxed anything) is taken to have: its commands run on the host, with no cgroup.
+    pub(crate) fn unrecorded() -> Isolation {
+        Isolation {
+            security: SecurityLevel::Low,
+            network: NetworkMode::Host,
+            cgroup: false,
+            pod: false,
+            dropped: Vec::new(),
+            landlock_abi: None,
+            quota: false,
+        }
+    }
+}
+
 /// Resolves `spec` against `host`: what will be applied, or why it cannot be.
 pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolation> {
     let mut missing: Vec<String> = Vec::new();

@@ -4,9 +4,10 @@
 //! marker, commands run with the root's `workspace/` as working directory) sandboxed by
 //! `ptest-sandbox`: at activation the spec's security level, network mode and limits are
 //! resolved against the host (`isolation`), then a cgroup `ptest/env-<id>` and, at `medium`
-//! and above, a pod holder are made (`sandbox`); each command enters them (`enter`). Without
-//! cgroups or namespaces, commands run as plain children in their own process group
-//! (`exec`), found again through the `PTEST_ENV_ID` they carry (`procscan`). A spec's
+//! and above, a pod holder are made (`sandbox`); each command enters them (`enter`): the
+//! pod's holder forks it, or on the host a relay process does (in the cgroup, if there is
+//! one), and ends the command's process group when the caller dies. What leaves the group
+//! without a pod is found again through the `PTEST_ENV_ID` it carries (`procscan`). A spec's
 //! `overlay` is mounted on `workspace/` inside the pod ([`renew_overlay`] replaces its upper
 //! layer with an empty one). With `--network bridge` the pod is then plugged into its home's
 //! bridge, with an address leased in the store and its `--allow` rules (`network`).
@@ -17,15 +18,10 @@
 //! [`supervisor`] runs background processes (logs, restarts, readiness): under a `ptest
 //! __supervise` process of their own, or, for a Rust program that lives on, on a task of that
 //! program ([`supervisor::Service`], with an example there).
-//!
-//! Flow of `exec`: [`exec::spawn`] starts the command with a pidfd open on it; `wait` waits on
-//! the pidfd, kills what the command left in its process group while the leader is still an
-//! unreaped zombie (so the group id cannot be reused), then reaps it and collects the output.
 
 mod capture;
 mod directory;
 mod enter;
-mod exec;
 mod isolation;
 mod network;
 mod packages;

@@ -339,8 +339,8 @@ type Recorded = [Option<serde_json::Value>; 2];
 const RECORDED: [&str; 2] = ["isolation", "sandbox"];
 
 impl Entries {
-    /// The entry of `env`; `None` for an environment without recorded isolation.
-    pub fn get(&self, env: &Environment) -> Result<Option<Arc<Entry>>> {
+    /// The entry of `env`.
+    pub fn get(&self, env: &Environment) -> Result<Arc<Entry>> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((then, entry)) = map.get(&env.id)
             && RECORDED
@@ -348,11 +348,9 @@ impl Entries {
                 .zip(then)
                 .all(|(key, value)| env.details.get(*key) == value.as_ref())
         {
-            return Ok(Some(entry.clone()));
+            return Ok(entry.clone());
         }
-        let Some(iso) = isolation(env) else {
-            return Ok(None);
-        };
+        let iso = isolation(env).unwrap_or_else(Isolation::unrecorded);
         let cgroup = open_cgroup(env);
         let pod = if iso.pod {
             attach_with(env, cgroup.clone())?
@@ -368,7 +366,7 @@ impl Entries {
         });
         let now = RECORDED.map(|key| env.details.get(key).cloned());
         map.insert(env.id.clone(), (now, entry.clone()));
-        Ok(Some(entry))
+        Ok(entry)
     }
 
     /// Drops the entry of `env` (its sandbox is being taken down).

@@ -99,6 +99,14 @@ async fn ready_when_the_port_answers_and_other_processes_see_it() {
     assert!(info.stats.as_ref().unwrap().rss_bytes > 0);
     let environ = std::fs::read(format!("/proc/{}/environ", info.process.pid)).unwrap();
     assert!(environ.split(|b| *b == 0).any(|v| v == b"GREETING=hello"));
+    // In the environment's pod (root has one at the default level): the value
+    // `create_environment` returned says how it is sandboxed, and the service was started
+    // accordingly.
+    if rustix::process::geteuid().is_root() {
+        assert_eq!(env.details["isolation"]["pod"], true);
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
+        assert_ne!(ns(&info.process.pid.to_string()), ns("self"));
+    }
     // Another program opening the same home (as `ptest proc list` does) sees it running,
     // supervised by this one, with its pid file written.
     let other = manager(tmp.path());

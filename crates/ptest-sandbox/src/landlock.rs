@@ -1,7 +1,7 @@
 //! Landlock: a filesystem access policy a process puts on itself (and everything it starts),
 //! enforced by the kernel whatever the mounts allow.
 //!
-//! [`FsRules`] names what may be read and what may be written; [`Ruleset`] turns it into a
+//! [`FsRules`] names what may be read and what may be written; a `Ruleset` turns it into a
 //! Landlock ruleset file descriptor before `fork` (opening each path, in a pod through the
 //! holder's root so the rules attach to what the pod sees), and the child enforces it with one
 //! `landlock_restrict_self` before `execve`. The access rights handled are those of the

@@ -572,7 +572,7 @@ impl Cgroup {
     }
 
     /// The files a freshly forked (single-threaded) child writes `0` to in order to join the
-    /// group itself; the pod and [`crate::spawn`] open them before forking.
+    /// group itself; the pod and [`crate::spawn_in_cgroup`] open them before forking.
     ///
     /// v1: each hierarchy's `tasks`. Moving only the calling thread is all a single-threaded
     /// process needs, and the kernel then skips its global threadgroup lock, whose write side

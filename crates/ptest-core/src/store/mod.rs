@@ -627,8 +627,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit().ctx("committing the migration")
 }
 
-/// Runs one statement through the connection's statement cache: a `ptest` process runs the
-/// same few statements many times, and parsing SQL showed up in profiles.
 /// A process as it started: what its record and `process_started` hold, and the details of
 /// `process_starting`.
 pub(crate) struct Started<'a> {
@@ -700,6 +698,8 @@ fn finish_process(
     env_event(tx, env, IsolationEvent::ProcessStopped, ended.details)
 }
 
+/// Runs one statement through the connection's statement cache: a `ptest` process runs the
+/// same few statements many times, and parsing SQL showed up in profiles.
 fn execute(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
     conn.prepare_cached(sql)?.execute(params)
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use ptest_core::{
-    AllowRule, ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, IsolationLevel, NetworkMode,
-    PortName, SecurityLevel,
+    AllowRule, ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, ExposedSocket, IsolationLevel,
+    NetworkMode, PortName, SecurityLevel,
 };
 
 /// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
@@ -217,6 +217,11 @@ pub struct CreateArgs {
     /// name, resolved at creation. Repeatable; everything else is refused.
     #[arg(long, value_name = "HOST[:PORT]", help_heading = "Sandbox")]
     pub allow: Vec<AllowRule>,
+    /// A host Unix socket to show inside at the same path, e.g. /var/run/docker.sock for tests
+    /// that drive Docker (repeatable). Pods get a fresh /run: without this, the host's control
+    /// sockets (docker.sock, containerd, dbus) are not there.
+    #[arg(long = "expose-socket", value_name = "PATH", help_heading = "Sandbox")]
+    pub expose_sockets: Vec<ExposedSocket>,
     /// Memory limit, swap counted (e.g. 512M).
     #[arg(long, help_heading = "Sandbox")]
     pub memory: Option<ByteSize>,

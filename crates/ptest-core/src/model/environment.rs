@@ -7,7 +7,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{AllowRule, CleanupPolicy, EnvironmentStatus, IsolationLevel, SecurityLevel};
+use super::{
+    AllowRule, CleanupPolicy, EnvironmentStatus, ExposedSocket, IsolationLevel, SecurityLevel,
+};
 use crate::duration;
 use crate::name::{EnvId, EnvName};
 use crate::ports::PortName;
@@ -60,6 +62,10 @@ pub struct EnvironmentSpec {
     /// Where a `bridge` environment may send: everything else is dropped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<AllowRule>,
+    /// Host Unix sockets shown inside at their own paths (pods get a fresh `/run` without
+    /// the host's control sockets; a test that drives Docker asks for its socket here).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expose_sockets: Vec<ExposedSocket>,
     /// Settings of the `virtualenv` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtualenv: Option<VirtualenvSpec>,
@@ -190,6 +196,7 @@ impl EnvironmentSpec {
             allow_degraded: false,
             ports: Vec::new(),
             allow: Vec::new(),
+            expose_sockets: Vec::new(),
             virtualenv: None,
             docker: None,
             overlay: None,

@@ -6,6 +6,7 @@ mod environment;
 mod event;
 mod process;
 mod service;
+mod socket;
 
 pub use allow::{AllowHost, AllowRule};
 pub use enums::{
@@ -19,3 +20,4 @@ pub use environment::{
 pub use event::Event;
 pub use process::{ProcessInfo, ProcessResult};
 pub use service::{ProcessStats, Readiness, RestartPolicy, ServiceInfo, ServiceSpec};
+pub use socket::ExposedSocket;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ptest_core::{
-    AllowRule, CleanupPolicy, EnvName, EnvironmentSpec, IsolationLevel, Labels, Limits,
-    NetworkMode, PortName, SecurityLevel, VirtualenvSpec,
+    AllowRule, CleanupPolicy, EnvName, EnvironmentSpec, ExposedSocket, IsolationLevel, Labels,
+    Limits, NetworkMode, PortName, SecurityLevel, VirtualenvSpec,
 };
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -70,6 +70,9 @@ pub struct EnvTemplateConfig {
     /// Where a `bridge` environment may send (`HOST[:PORT]`, as `env create --allow`).
     #[serde(default)]
     pub allow: Vec<AllowRule>,
+    /// Host Unix sockets shown inside at their own paths (`env create --expose-socket`).
+    #[serde(default)]
+    pub expose_sockets: Vec<ExposedSocket>,
     /// Security level, passed to the engine.
     #[serde(default)]
     pub security: Option<SecurityLevel>,
@@ -109,6 +112,8 @@ pub struct EnvTemplate {
     pub network: Option<NetworkMode>,
     /// Where a `bridge` environment may send.
     pub allow: Vec<AllowRule>,
+    /// Host Unix sockets shown inside.
+    pub expose_sockets: Vec<ExposedSocket>,
     /// Security level.
     pub security: Option<SecurityLevel>,
     /// When its environments go (see [`EnvTemplate::disposal`]).
@@ -136,6 +141,7 @@ impl EnvTemplate {
             limits: Limits::default(),
             network: None,
             allow: Vec::new(),
+            expose_sockets: Vec::new(),
             security: None,
             cleanup: CleanupPolicy::Immediate,
             ttl: None,
@@ -190,6 +196,7 @@ impl EnvTemplate {
             limits: c.limits,
             network: c.network,
             allow: c.allow,
+            expose_sockets: c.expose_sockets,
             security: c.security,
             cleanup: c
                 .cleanup
@@ -210,6 +217,7 @@ impl EnvTemplate {
         spec.limits = self.limits.clone();
         spec.network = self.network;
         spec.allow = self.allow.clone();
+        spec.expose_sockets = self.expose_sockets.clone();
         spec.security = self.security;
         spec.virtualenv = self.virtualenv.clone();
         spec.ports = self.ports.clone();

@@ -79,6 +79,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         security: args.security,
         network: args.network,
         allow: args.allow,
+        expose_sockets: args.expose_sockets,
         limits: Limits {
             memory: args.memory,
             cpus: args.cpus,

@@ -102,7 +102,7 @@ impl Engine for DirectoryEngine {
 
     async fn create(&self, env: &Environment, _ctx: &dyn EngineContext) -> Result<()> {
         let (root, id) = (env.root.clone(), env.id.clone());
-        let quota = crate::quota::planned(&env.spec);
+        let quota = crate::quota::planned(&env.spec, &root, &id);
         blocking(move || crate::quota::create(&root, &id, quota)).await
     }
 
@@ -187,7 +187,7 @@ impl Engine for DirectoryEngine {
             let (disk, files) = root::usage(&env.root)
                 .map_err(|e| ptest_core::Error::io("measuring", &env.root, e))?;
             let mut usage = ResourceUsage {
-                disk_bytes: Some(disk),
+                disk_bytes: Some(disk + sandbox::scratch_usage(&env)),
                 files: Some(files),
                 ..ResourceUsage::default()
             };

@@ -16,7 +16,9 @@ use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessResult, Result, RunningProcess,
     SecurityLevel,
 };
-use ptest_sandbox::{CommandSpec, ExitStatus, Rlimits, SpawnedChild, Stdio, spawn_in_cgroup};
+use ptest_sandbox::{
+    Capabilities, CommandSpec, ExitStatus, Rlimits, SpawnedChild, Stdio, seccomp, spawn_in_cgroup,
+};
 use rustix::process::{Pid, Signal};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
@@ -79,13 +81,28 @@ pub(crate) fn spawn(
         open_files: env.spec.limits.nofile,
         file_size: env.spec.limits.fsize.map(|s| s.0),
     };
-    if iso.security >= SecurityLevel::High {
-        cmd.no_new_privs = true;
-        cmd.drop_capabilities = true;
+    // Root in a pod is never root over the host: at medium Docker's default capabilities
+    // (no CAP_SYS_ADMIN: no mount, no namespace change), none from high up.
+    match iso.security {
+        SecurityLevel::Low => {}
+        SecurityLevel::Medium => {
+            let own_network = iso.network != ptest_core::NetworkMode::Host;
+            cmd.capabilities = Some(Capabilities::container_default(own_network));
+        }
+        _ => {
+            cmd.no_new_privs = true;
+            cmd.capabilities = Some(Capabilities::NONE);
+        }
+    }
+    if iso.seccomp {
+        cmd.seccomp = Some(if iso.security >= SecurityLevel::Strict {
+            seccomp::Profile::Strict
+        } else {
+            seccomp::Profile::Container
+        });
     }
     if iso.security >= SecurityLevel::Strict {
         cmd.landlock = Some(sandbox::landlock_rules(env));
-        cmd.seccomp = true;
     }
     let (stdout, stderr) = match &request.output {
         OutputMode::Capture => {

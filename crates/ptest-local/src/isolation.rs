@@ -239,6 +239,10 @@ pub(crate) struct Isolation {
     /// Whether the root is a size- and inode-limited tmpfs (`--disk`, `--files`).
     #[serde(default)]
     pub quota: bool,
+    /// Whether commands get a seccomp filter: the container profile at `medium` and `high`
+    /// (no mounts, no namespaces, user namespaces included), the strict one at `strict`.
+    #[serde(default)]
+    pub seccomp: bool,
 }
 
 impl Isolation {
@@ -253,6 +257,7 @@ impl Isolation {
             dropped: Vec::new(),
             landlock_abi: None,
             quota: false,
+            seccomp: false,
         }
     }
 }
@@ -289,6 +294,21 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
         security = SecurityLevel::Low;
     }
     let pod = security >= SecurityLevel::Medium;
+    // Medium and high keep a pod's commands out of new namespaces with a filter too: without
+    // it a command may still make a user namespace (its mounts stay locked, but its fresh
+    // capabilities reopen much of the kernel). Asked for explicitly, a host without seccomp
+    // refuses the level; by default, the drop is recorded (`env show` lists it).
+    let mut seccomp = pod;
+    let mut dropped_by_default = Vec::new();
+    if pod && let Err(why) = &host.seccomp {
+        let what = format!("seccomp filter of security {security} ({why})");
+        if spec.security.is_some() {
+            lack(what, &mut missing);
+        } else {
+            dropped_by_default.push(what);
+        }
+        seccomp = false;
+    }
 
     let default_network = if security >= SecurityLevel::High {
         NetworkMode::None
@@ -353,6 +373,7 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
             missing.join("; ")
         )));
     }
+    dropped.extend(dropped_by_default);
     Ok(Isolation {
         security,
         network,
@@ -365,6 +386,7 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
             None
         },
         quota,
+        seccomp,
     })
 }
 

@@ -10,15 +10,20 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ptest_core::{EnvId, EnvironmentSpec, Error, Result, root};
 use ptest_sandbox::tmpfs::{self, TmpfsLimits};
 
 use crate::isolation::{HostCaps, resolve};
 
-/// Inodes ptest itself makes in a root: the root directory, the marker and the anatomy.
-const OWN_INODES: u64 = 2 + root::ANATOMY.len() as u64;
+/// Inodes ptest itself makes in a root: the root directory, the marker, the anatomy and
+/// [`SHM_DIR`].
+const OWN_INODES: u64 = 3 + root::ANATOMY.len() as u64;
+
+/// The directory of a size-limited root shown as the pod's `/dev/shm` (its `tmp/` is the
+/// pod's `/tmp`), so that scratch space counts against `--disk` and `--files` too.
+pub(crate) const SHM_DIR: &str = "shm";
 
 /// The tmpfs source naming environment `id`'s root in `/proc/self/mountinfo`.
 fn source(id: &EnvId) -> String {
@@ -27,21 +32,45 @@ fn source(id: &EnvId) -> String {
 
 /// The limits to mount `spec`'s root with: those it asks for, if this host applies them
 /// (with `--allow-degraded` on a host that cannot, none).
-pub(crate) fn planned(spec: &EnvironmentSpec) -> Option<TmpfsLimits> {
+pub(crate) fn planned(spec: &EnvironmentSpec, path: &Path, id: &EnvId) -> Option<TmpfsLimits> {
     resolve(spec, HostCaps::get())
         .ok()
         .filter(|iso| iso.quota)
-        .and_then(|_| limits(spec))
+        .and_then(|_| limits(spec, path, id))
 }
 
 /// The limits `spec` asks for, if any: `--files N` lets the environment make N files and
 /// directories of its own, besides what ptest makes.
-fn limits(spec: &EnvironmentSpec) -> Option<TmpfsLimits> {
+fn limits(spec: &EnvironmentSpec, path: &Path, id: &EnvId) -> Option<TmpfsLimits> {
     let l = &spec.limits;
     (l.disk.is_some() || l.files.is_some()).then(|| TmpfsLimits {
         bytes: l.disk.map(|d| d.0),
-        inodes: l.files.map(|f| f.saturating_add(OWN_INODES)),
+        inodes: l
+            .files
+            .map(|f| f.saturating_add(OWN_INODES + mount_points_in_tmp(path, id))),
     })
+}
+
+/// Directories the pod makes in the root's `tmp/` (its `/tmp`) as mount points: a root, or
+/// ptest's home masked around it, beneath `/tmp` is mounted at its host path through `/tmp`
+/// (beneath a mask, in the mask's own tmpfs).
+fn mount_points_in_tmp(root: &Path, id: &EnvId) -> u64 {
+    let masks = crate::sandbox::masks(root, id);
+    let mut dirs = std::collections::BTreeSet::new();
+    for target in masks.iter().map(PathBuf::as_path).chain([root]) {
+        let Ok(rest) = target.strip_prefix("/tmp") else {
+            continue;
+        };
+        let mut dir = PathBuf::from("/tmp");
+        for component in rest.components() {
+            if masks.iter().any(|m| dir.starts_with(m)) {
+                break;
+            }
+            dir.push(component);
+            dirs.insert(dir.clone());
+        }
+    }
+    dirs.len() as u64
 }
 
 fn mount_error(path: &Path, e: ptest_sandbox::Error) -> Error {
@@ -70,7 +99,13 @@ pub(crate) fn create(path: &Path, id: &EnvId, limits: Option<TmpfsLimits>) -> Re
         });
     }
     tmpfs::mount_tmpfs(path, &source(id), limits).map_err(|e| mount_error(path, e))?;
-    root::create(path, id).inspect_err(|_| {
+    let made = root::create(path, id).and_then(|()| {
+        let shm = path.join(SHM_DIR);
+        fs::create_dir(&shm).map_err(|e| Error::io("creating", &shm, e))?;
+        fs::set_permissions(&shm, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .map_err(|e| Error::io("setting the mode of", &shm, e))
+    });
+    made.inspect_err(|_| {
         let _ = tmpfs::unmount(path);
     })
 }

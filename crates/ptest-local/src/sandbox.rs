@@ -14,6 +14,7 @@ use ptest_core::{
 };
 use ptest_sandbox::{
     Bind, Cgroup, FsRules, Gauges, HostView, NetworkMode as PodNetwork, Overlay, Pod, PodSpec,
+    Scratch,
 };
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +116,18 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
             HostView::Full
         };
         spec.binds = binds.into_iter().map(Bind::read_only).collect();
-        spec.masks = masks(env);
+        spec.binds
+            .extend(exposed_sockets(env)?.into_iter().map(Bind::read_write));
+        spec.masks = masks(&env.root, &env.id);
+        spec.masks.extend(SECRETS.iter().map(PathBuf::from));
+        spec.masks.extend(ssh_host_keys());
+        if iso.quota {
+            // Inside the size-limited root: they count against --disk and --files.
+            spec.scratch = Scratch::Dirs {
+                tmp: env.root.join("tmp"),
+                shm: env.root.join(crate::quota::SHM_DIR),
+            };
+        }
         spec.cgroup = cgroup;
         let pod = create_pod(&spec)?;
         if let Some(overlay) = overlay(env)
@@ -231,15 +243,70 @@ pub async fn renew_overlay(env: &Environment) -> Result<()> {
     .await
 }
 
+/// Host files that hold secrets, covered by `/dev/null` in every pod: a pod command runs as
+/// root (owner of these files) and, at `medium`, sees the host's tree read-only.
+const SECRETS: [&str; 7] = [
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/security/opasswd",
+    "/etc/ssl/private",
+    "/etc/sudoers.d",
+];
+
+/// The host's SSH private host keys (`/etc/ssh/ssh_host_*_key`), hidden like [`SECRETS`].
+fn ssh_host_keys() -> Vec<PathBuf> {
+    let Ok(dir) = std::fs::read_dir("/etc/ssh") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ssh_host_") && n.ends_with("_key"))
+        })
+        .collect()
+}
+
+/// The host sockets `env` asks to see (`--expose-socket`), each at its real path (a path
+/// through a symlink such as `/var/run` -> `/run` is resolved, and the link in the pod leads
+/// to the same place). Refused when a path is not a Unix socket.
+fn exposed_sockets(env: &Environment) -> Result<Vec<PathBuf>> {
+    use std::os::unix::fs::FileTypeExt;
+    env.spec
+        .expose_sockets
+        .iter()
+        .map(|socket| {
+            let path = socket.path();
+            let real = std::fs::canonicalize(path).map_err(|e| {
+                Error::Usage(format!(
+                    "--expose-socket {}: {e}; give the path of a Unix socket on this host",
+                    path.display()
+                ))
+            })?;
+            let is_socket = std::fs::metadata(&real).is_ok_and(|m| m.file_type().is_socket());
+            if !is_socket {
+                return Err(Error::Usage(format!(
+                    "--expose-socket {}: not a Unix socket; give the path of one",
+                    path.display()
+                )));
+            }
+            Ok(real)
+        })
+        .collect()
+}
+
 /// What a pod hides from its commands: ptest's home (every other environment's root under
 /// `envs/`, the state database, the caches). The home is the one `env`'s root lives in
 /// (`<home>/envs/<id>`) and the one this process uses (`PTEST_HOME`); the environment's own
 /// root and binds stay visible beneath the mask. Roots of other environments given by
 /// `--path` outside a home are not masked.
-fn masks(env: &Environment) -> Vec<PathBuf> {
+pub(crate) fn masks(root: &Path, id: &EnvId) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let envs = env.root.parent();
-    if env.root.file_name() == Some(env.id.as_str().as_ref())
+    let envs = root.parent();
+    if root.file_name() == Some(id.as_str().as_ref())
         && let Some(envs) = envs.filter(|p| p.file_name() == Some("envs".as_ref()))
         && let Some(home) = envs.parent()
     {
@@ -290,6 +357,23 @@ fn create_pod(spec: &PodSpec) -> Result<Pod> {
             }
             other => return other.map_err(|e| sandbox_error("start the sandbox", e)),
         }
+    }
+}
+
+/// Bytes in use in the pod's own `/tmp` and `/dev/shm` tmpfs, which lie outside the root:
+/// part of the environment's disk use. `0` without a pod, with a size-limited root (they are
+/// inside it, counted with it), or when the holder is gone.
+pub(crate) fn scratch_usage(env: &Environment) -> u64 {
+    match isolation(env) {
+        Some(iso) if iso.pod && !iso.quota => {}
+        _ => return 0,
+    }
+    match attach(env) {
+        Ok(Some(pod)) => pod.scratch_usage().unwrap_or_else(|e| {
+            tracing::warn!("could not measure the scratch space of {}: {e}", env.name);
+            0
+        }),
+        _ => 0,
     }
 }
 

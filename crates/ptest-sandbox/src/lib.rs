@@ -16,7 +16,8 @@
 //! - [`spawn_in_cgroup`] runs a command on the host, optionally in a cgroup (no namespaces),
 //!   through a relay process that ends the command's group if the caller dies.
 //! - [`Rlimits`] are applied in the child before `execve`, then (when asked) the Landlock
-//!   rules ([`FsRules`], see [`landlock`]) and the [`seccomp`] deny-list filter, last.
+//!   rules ([`FsRules`], see [`landlock`]), a [`seccomp`] deny-list filter, and last the
+//!   [`Capabilities`] the command keeps.
 //! - [`Overlay`] is a copy-on-write layer over a host directory, mounted inside a running pod
 //!   by [`Pod::mount_overlay`] (and replaced after [`Pod::unmount`]).
 //! - [`tmpfs`] mounts size- and inode-limited roots on the host (disk quotas).
@@ -53,6 +54,7 @@
 #![cfg(target_os = "linux")]
 
 pub mod bridge;
+mod capability;
 pub mod cgroup;
 mod error;
 pub mod landlock;
@@ -66,10 +68,11 @@ mod sys;
 pub mod tmpfs;
 mod zygote;
 
+pub use capability::Capabilities;
 pub use cgroup::{Cgroup, CgroupVersion, Controller, Gauges, Limits, Usage};
 pub use error::{Error, Result};
 pub use landlock::FsRules;
 pub use overlay::Overlay;
-pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec};
+pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec, Scratch};
 pub use rlimit::Rlimits;
 pub use spawn::{CommandSpec, ExitStatus, SpawnedChild, Stdio, spawn_in_cgroup};

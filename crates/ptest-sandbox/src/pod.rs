@@ -86,6 +86,44 @@ impl Bind {
     }
 }
 
+/// The pod's scratch space, `/tmp` and `/dev/shm`: always private to the pod, always bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Scratch {
+    /// A tmpfs of its own for each, of these sizes (in bytes; the pages count against the
+    /// memory limit of whoever writes them).
+    Tmpfs {
+        /// Size of `/tmp`.
+        tmp_bytes: u64,
+        /// Size of `/dev/shm`.
+        shm_bytes: u64,
+    },
+    /// Host directories bound read-write at `/tmp` and `/dev/shm` (inside a size-limited root,
+    /// they count against its limit).
+    Dirs {
+        /// Shown at `/tmp`.
+        tmp: PathBuf,
+        /// Shown at `/dev/shm`.
+        shm: PathBuf,
+    },
+}
+
+impl Scratch {
+    /// Default size of `/tmp`: 1 GiB.
+    pub const TMP_BYTES: u64 = 1 << 30;
+    /// Default size of `/dev/shm`: 64 MiB, as Docker's.
+    pub const SHM_BYTES: u64 = 64 << 20;
+}
+
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch::Tmpfs {
+            tmp_bytes: Scratch::TMP_BYTES,
+            shm_bytes: Scratch::SHM_BYTES,
+        }
+    }
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
@@ -99,16 +137,17 @@ pub struct PodSpec {
     pub host_view: HostView,
     /// Extra binds, mounted in order after the root.
     pub binds: Vec<Bind>,
-    /// Host directories hidden inside the pod: each is covered by an empty read-only tmpfs
+    /// Host paths hidden inside the pod. A directory is covered by an empty read-only tmpfs
     /// before the root and the binds are mounted, so a root or bind beneath a mask stays
     /// visible while its siblings do not (e.g. mask `$PTEST_HOME`: the environment sees its
-    /// own root, not the others' nor the state database). Paths that do not exist on the
-    /// host, `/`, and the root itself or paths beneath it are ignored.
+    /// own root, not the others' nor the state database). A file (e.g. `/etc/shadow`) is
+    /// covered by `/dev/null`. Paths that do not exist on the host, `/`, and the root itself
+    /// or paths beneath it are ignored.
     pub masks: Vec<PathBuf>,
     /// Mount a private `devpts` on `/dev/pts` (with `/dev/ptmx`).
     pub dev_pts: bool,
-    /// Size limit of the private `/tmp` tmpfs, in bytes (`None`: the kernel default, half of RAM).
-    pub tmp_size: Option<u64>,
+    /// What the pod's `/tmp` and `/dev/shm` are.
+    pub scratch: Scratch,
     /// The cgroup the holder (and so every command) is placed in before it forks anything.
     pub cgroup: Option<Cgroup>,
 }
@@ -124,7 +163,7 @@ impl PodSpec {
             binds: Vec::new(),
             masks: Vec::new(),
             dev_pts: false,
-            tmp_size: None,
+            scratch: Scratch::default(),
             cgroup: None,
         }
     }
@@ -150,7 +189,8 @@ enum Op {
         flags: libc::c_ulong,
         data: Option<CString>,
     },
-    ReadOnly(CString),
+    /// Sets `MOUNT_ATTR_*` flags on a mount and every mount below it.
+    Restrict(CString, u64),
     /// Makes this one mount read-only, not the mounts below it.
     RemountReadOnly(CString),
     Umount(CString),
@@ -185,7 +225,7 @@ impl Op {
                 *flags,
                 data.as_deref(),
             ),
-            Op::ReadOnly(target) => sys::make_readonly_recursive(target),
+            Op::Restrict(target, attrs) => sys::set_mount_attrs(target, *attrs),
             Op::RemountReadOnly(target) => sys::mount(
                 None,
                 target,
@@ -232,7 +272,7 @@ impl Op {
                 (Some(src), Some(t)) => format!("mount {} ({}) on {}", s(src), s(t), s(target)),
                 (None, _) => format!("make {} private", s(target)),
             },
-            Op::ReadOnly(t) => format!("make {} read-only", s(t)),
+            Op::Restrict(t, attrs) => format!("restrict {} ({})", s(t), describe_attrs(*attrs)),
             Op::RemountReadOnly(t) => format!("make {} read-only (this mount only)", s(t)),
             Op::Umount(t) => format!("unmount {}", s(t)),
             Op::Mkdir(p, _) => format!("mkdir {}", s(p)),
@@ -247,6 +287,28 @@ impl Op {
         }
     }
 }
+
+/// `ro,nosuid,nodev,noexec` for a set of `MOUNT_ATTR_*` flags.
+fn describe_attrs(attrs: u64) -> String {
+    [
+        (sys::MOUNT_ATTR_RDONLY, "ro"),
+        (sys::MOUNT_ATTR_NOSUID, "nosuid"),
+        (sys::MOUNT_ATTR_NODEV, "nodev"),
+        (sys::MOUNT_ATTR_NOEXEC, "noexec"),
+    ]
+    .iter()
+    .filter(|(a, _)| attrs & a != 0)
+    .map(|(_, n)| *n)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// What the host view and read-only binds get: no writes, no setuid, no device nodes (a
+/// device node on a read-only mount can still be opened for writing).
+const READ_ONLY: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+/// What the writable root and scratch binds get: a command may create device nodes
+/// (`CAP_MKNOD`, as in Docker) but never open one there.
+const WRITABLE: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 
 fn cpath(p: impl AsRef<OsStr>) -> Result<CString> {
     CString::new(p.as_ref().as_bytes()).map_err(|_| Error::InvalidSpec {
@@ -293,6 +355,16 @@ fn mkdir_all(ops: &mut Vec<Op>, path: &Path) -> Result<()> {
 }
 
 fn bind_ops(ops: &mut Vec<Op>, source: &Path, target: &Path, read_only: bool) -> Result<()> {
+    bind_with(
+        ops,
+        source,
+        target,
+        if read_only { READ_ONLY } else { WRITABLE },
+    )
+}
+
+/// A recursive bind of host `source` at pod `target`, then `attrs` on it.
+fn bind_with(ops: &mut Vec<Op>, source: &Path, target: &Path, attrs: u64) -> Result<()> {
     let meta = fs::metadata(source).map_err(|e| Error::InvalidSpec {
         what: "bind source",
         reason: format!("{}: {e}", source.display()),
@@ -313,9 +385,7 @@ fn bind_ops(ops: &mut Vec<Op>, source: &Path, target: &Path, read_only: bool) ->
         flags: libc::MS_BIND | libc::MS_REC,
         data: None,
     });
-    if read_only {
-        ops.push(Op::ReadOnly(dest));
-    }
+    ops.push(Op::Restrict(dest, attrs));
     Ok(())
 }
 
@@ -335,6 +405,68 @@ fn fs_mount(
         flags,
         data: data.map(cpath).transpose()?,
     });
+    Ok(())
+}
+
+/// Parts of `/proc` that reach the whole host, made read-only as runc does: a write there
+/// (a sysctl, sysrq) would change the host, not the pod.
+const PROC_READ_ONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Files of `/proc` that show the host's memory, keys, timers or kernel log: covered by
+/// `/dev/null`, as runc does.
+const PROC_MASKED_FILES: [&str; 6] = [
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "kmsg",
+    "latency_stats",
+];
+/// Directories of `/proc` covered by an empty read-only tmpfs, as runc does.
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+
+/// The `/proc` hardening, after the pod's own proc is mounted at `/proc`. Entries the host's
+/// kernel does not have are left out (the pod's proc is the same kernel's).
+fn proc_ops(ops: &mut Vec<Op>) -> Result<()> {
+    let host = Path::new("/proc");
+    let pod = Path::new("/proc");
+    for name in PROC_READ_ONLY {
+        if fs::symlink_metadata(host.join(name)).is_err() {
+            continue;
+        }
+        let target = under(NEW, &pod.join(name))?;
+        ops.push(Op::Mount {
+            source: Some(target.clone()),
+            target: target.clone(),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+        });
+        ops.push(Op::Restrict(target, READ_ONLY | sys::MOUNT_ATTR_NOEXEC));
+    }
+    for name in PROC_MASKED_FILES {
+        if fs::symlink_metadata(host.join(name)).is_err() {
+            continue;
+        }
+        ops.push(Op::Mount {
+            source: Some(cpath("/oldroot/dev/null")?),
+            target: under(NEW, &pod.join(name))?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+    }
+    for name in PROC_MASKED_DIRS {
+        if !host.join(name).is_dir() {
+            continue;
+        }
+        ops.push(Op::Mount {
+            source: Some(cpath("tmpfs")?),
+            target: under(NEW, &pod.join(name))?,
+            fstype: Some(cpath("tmpfs")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_RDONLY,
+            data: Some(cpath("size=4k")?),
+        });
+    }
     Ok(())
 }
 
@@ -389,7 +521,7 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
                 flags: libc::MS_BIND | libc::MS_REC,
                 data: None,
             });
-            ops.push(Op::ReadOnly(cpath(NEW)?));
+            ops.push(Op::Restrict(cpath(NEW)?, READ_ONLY));
         }
         HostView::System => {
             ops.push(Op::Mount {
@@ -426,12 +558,15 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
         nosuid_nodev | libc::MS_NOEXEC,
         None,
     )?;
+    proc_ops(&mut ops)?;
+    // nodev: a device node made here (CAP_MKNOD) cannot be opened; the harmless devices below
+    // are binds of the host's nodes, each a mount with the host's flags.
     fs_mount(
         &mut ops,
         "tmpfs",
         "/dev",
-        libc::MS_NOSUID,
-        Some("mode=0755"),
+        nosuid_nodev | libc::MS_NOEXEC,
+        Some("mode=0755,size=64k"),
     )?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(node);
@@ -458,13 +593,6 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
             link: under(NEW, &Path::new("/dev").join(link))?,
         });
     }
-    fs_mount(
-        &mut ops,
-        "tmpfs",
-        "/dev/shm",
-        nosuid_nodev,
-        Some("mode=1777"),
-    )?;
     if spec.dev_pts {
         fs_mount(
             &mut ops,
@@ -478,18 +606,71 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
             link: under(NEW, Path::new("/dev/ptmx"))?,
         });
     }
-    let tmp_data = match spec.tmp_size {
-        Some(bytes) => format!("mode=1777,size={bytes}"),
-        None => "mode=1777".into(),
-    };
-    fs_mount(&mut ops, "tmpfs", "/tmp", nosuid_nodev, Some(&tmp_data))?;
-    // Masks: writable while the root and binds beneath them get their mount points, read-only
-    // once those are mounted.
+    match &spec.scratch {
+        Scratch::Tmpfs {
+            tmp_bytes,
+            shm_bytes,
+        } => {
+            let data = |bytes: u64| format!("mode=1777,size={bytes}");
+            fs_mount(
+                &mut ops,
+                "tmpfs",
+                "/tmp",
+                nosuid_nodev,
+                Some(&data(*tmp_bytes)),
+            )?;
+            fs_mount(
+                &mut ops,
+                "tmpfs",
+                "/dev/shm",
+                nosuid_nodev,
+                Some(&data(*shm_bytes)),
+            )?;
+        }
+        Scratch::Dirs { tmp, shm } => {
+            check_absolute("scratch directory", tmp)?;
+            check_absolute("scratch directory", shm)?;
+            bind_with(&mut ops, tmp, Path::new("/tmp"), WRITABLE)?;
+            bind_with(&mut ops, shm, Path::new("/dev/shm"), WRITABLE)?;
+        }
+    }
+    // A fresh /run: the host's control sockets (docker.sock, containerd, dbus) are not there;
+    // one a command needs is bound in by `binds`. /var/run is a link to it on current systems.
+    fs_mount(
+        &mut ops,
+        "tmpfs",
+        "/run",
+        nosuid_nodev | libc::MS_NOEXEC,
+        Some("mode=0755,size=16m"),
+    )?;
+    if spec.host_view == HostView::Full
+        && fs::symlink_metadata("/var/run").is_ok_and(|m| m.is_dir())
+    {
+        fs_mount(
+            &mut ops,
+            "tmpfs",
+            "/var/run",
+            nosuid_nodev | libc::MS_NOEXEC,
+            Some("mode=0755,size=16m"),
+        )?;
+    }
+    // Masks: directories get an empty tmpfs, writable while the root and binds beneath them
+    // get their mount points, read-only once those are mounted; files get /dev/null, after
+    // everything else.
     let mut masks = Vec::new();
+    let mut file_masks = Vec::new();
     for mask in &spec.masks {
         check_absolute("mask", mask)?;
-        if mask == Path::new("/") || mask.starts_with(&spec.root) || !mask.is_dir() {
+        if mask == Path::new("/") || mask.starts_with(&spec.root) {
             continue;
+        }
+        match fs::metadata(mask) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                file_masks.push(mask);
+                continue;
+            }
+            Err(_) => continue,
         }
         mkdir_all(&mut ops, mask)?;
         let target = under(NEW, mask)?;
@@ -509,6 +690,15 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
         bind_ops(&mut ops, &bind.source, &bind.target, bind.read_only)?;
     }
     ops.extend(masks.into_iter().map(Op::RemountReadOnly));
+    for file in file_masks {
+        ops.push(Op::Mount {
+            source: Some(cpath("/oldroot/dev/null")?),
+            target: under(NEW, file)?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+        });
+    }
     ops.push(Op::Umount(cpath(OLD)?));
     ops.push(Op::Chdir(cpath(NEW)?));
     ops.push(Op::PivotRoot {
@@ -958,6 +1148,41 @@ impl Pod {
                 }
             }
         }
+    }
+
+    /// Bytes in use in the pod's `/tmp` and `/dev/shm`, for a pod made with
+    /// [`Scratch::Tmpfs`] (with [`Scratch::Dirs`] the space is counted where the directories
+    /// live). Read through the holder's root without following anything a command made there.
+    pub fn scratch_usage(&self) -> Result<u64> {
+        let root_path = format!("/proc/{}/root", self.holder_pid);
+        let root = fs::File::open(&root_path)
+            .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
+        // Opened first, checked after: the descriptor then names this holder's root.
+        if !self.is_alive() {
+            return Err(Error::HolderGone {
+                pid: self.holder_pid,
+            });
+        }
+        let mut used = 0;
+        for dir in [c"tmp", c"dev/shm"] {
+            let fd = sys::open_beneath(root.as_raw_fd(), dir, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| {
+                    Error::syscall(
+                        format!("open {root_path}/{}", dir.to_string_lossy()),
+                        io::Error::from_raw_os_error(e),
+                    )
+                })?;
+            // SAFETY: statfs is plain data, filled by fstatfs below.
+            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+            // SAFETY: fd is an open descriptor and st a valid statfs to fill.
+            if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } < 0 {
+                return Err(Error::last_os("fstatfs"));
+            }
+            if st.f_type == libc::TMPFS_MAGIC {
+                used += (st.f_blocks - st.f_bfree) as u64 * st.f_bsize as u64;
+            }
+        }
+        Ok(used)
     }
 
     /// Inode numbers of the holder's namespaces, `(name, inode)`, for diagnostics and tests.

@@ -1,7 +1,7 @@
-//! A seccomp filter: a deny-list of system calls a test never needs and an escape would
-//! (mounting, namespaces, kernel modules, kexec, BPF, ptrace, keyrings, swap, reboot, ...),
-//! answered with `EPERM`. Built as a classic BPF program before `fork`; installed in the child
-//! just before `execve` with one `prctl`.
+//! Seccomp filters: deny-lists of system calls a test never needs and an escape would
+//! (mounting, namespaces, kernel modules, kexec, BPF, keyrings, swap, reboot, ...), answered
+//! with `EPERM`, in two profiles (see [`Profile`]). Built as a classic BPF program before
+//! `fork`; installed in the child just before `execve` with one `prctl`.
 //!
 //! The program checks the architecture first: a system call made under another ABI (a 32-bit
 //! call on a 64-bit kernel, whose numbers mean other calls) kills the process. On x86_64 the x32
@@ -27,7 +27,31 @@ const OFF_ARCH: u32 = 4;
 /// Low 32 bits of `args[0]` (little-endian on both supported architectures).
 const OFF_ARG0_LO: u32 = 16;
 
-/// System calls answered with `EPERM`.
+/// Which system calls a filter denies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Profile {
+    /// What Docker's default profile denies a container without `CAP_SYS_ADMIN`: mounts,
+    /// namespace creation (user namespaces included, whose fresh capabilities would reopen
+    /// the kernel's attack surface), modules, kexec, BPF, perf, keyrings, `userfaultfd`,
+    /// `open_by_handle_at`, `io_uring`, clock setting and unusual `personality` values.
+    /// `ptrace` of the pod's own processes stays allowed (debuggers work).
+    Container,
+    /// [`Profile::Container`] plus `ptrace`, `process_vm_readv`/`writev` and `kcmp`: no
+    /// process reads another's memory.
+    Strict,
+}
+
+/// System calls the [`Profile::Strict`] filter adds: other processes' memory.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const TRACING: &[libc::c_long] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_kcmp,
+];
+
+/// System calls every profile answers with `EPERM`.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const DENIED: &[libc::c_long] = &[
     // Mounts and the new mount API.
@@ -59,11 +83,6 @@ const DENIED: &[libc::c_long] = &[
     libc::SYS_quotactl,
     libc::SYS_syslog,
     libc::SYS_vhangup,
-    // Other processes' memory.
-    libc::SYS_ptrace,
-    libc::SYS_process_vm_readv,
-    libc::SYS_process_vm_writev,
-    libc::SYS_kcmp,
     // Keyrings.
     libc::SYS_keyctl,
     libc::SYS_add_key,
@@ -152,9 +171,9 @@ const JSET_K: u32 = libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K;
 const RET_K: u32 = libc::BPF_RET | libc::BPF_K;
 
 impl Filter {
-    /// The deny-list filter.
+    /// The filter of `profile`.
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    pub(crate) fn deny_list() -> Filter {
+    pub(crate) fn new(profile: Profile) -> Filter {
         let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
         let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
         let mut p = vec![
@@ -168,7 +187,11 @@ impl Filter {
             p.push(jump(JGE_K, 0x4000_0000, 0, 1));
             p.push(stmt(RET_K, eperm));
         }
-        for &nr in DENIED {
+        let tracing = match profile {
+            Profile::Container => &[][..],
+            Profile::Strict => TRACING,
+        };
+        for &nr in DENIED.iter().chain(tracing) {
             p.push(jump(JEQ_K, nr as u32, 0, 1));
             p.push(stmt(RET_K, eperm));
         }
@@ -196,9 +219,9 @@ impl Filter {
         Filter { program: p }
     }
 
-    /// The deny-list filter (no filter for this architecture: [`available`] says so first).
+    /// The filter of `profile` (no filter for this architecture: [`available`] says so first).
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    pub(crate) fn deny_list() -> Filter {
+    pub(crate) fn new(_profile: Profile) -> Filter {
         Filter {
             program: vec![stmt(RET_K, SECCOMP_RET_KILL_PROCESS)],
         }
@@ -232,7 +255,12 @@ mod tests {
 
     #[test]
     fn every_jump_lands_inside_the_program() {
-        let f = Filter::deny_list();
+        for profile in [Profile::Container, Profile::Strict] {
+            check_jumps(&Filter::new(profile));
+        }
+    }
+
+    fn check_jumps(f: &Filter) {
         assert!(f.program.len() < 4096);
         for (i, ins) in f.program.iter().enumerate() {
             if u32::from(ins.code) & 0x07 == libc::BPF_JMP {

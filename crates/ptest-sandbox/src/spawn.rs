@@ -14,11 +14,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use crate::capability::Capabilities;
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
 use crate::landlock::{self, FsRules, Ruleset};
 use crate::rlimit::Rlimits;
-use crate::seccomp::Filter;
+use crate::seccomp::{self, Filter};
 use crate::sys;
 use crate::zygote::Connection;
 
@@ -75,14 +76,17 @@ pub struct CommandSpec {
     pub rlimits: Rlimits,
     /// Set `PR_SET_NO_NEW_PRIVS`: setuid bits and file capabilities stop working.
     pub no_new_privs: bool,
-    /// Drop every capability (bounding, ambient, effective, permitted, inheritable).
-    pub drop_capabilities: bool,
+    /// Limit the command's capabilities (bounding, permitted, effective, inheritable) to
+    /// this set and clear its ambient set; `None` keeps what the spawner has.
+    pub capabilities: Option<Capabilities>,
     /// Confine the command with Landlock to these rules (paths as the command sees them).
     /// Implies `no_new_privs`. Fails before `fork` when the kernel has no Landlock.
     pub landlock: Option<FsRules>,
-    /// Install the deny-list seccomp filter (mounts, namespaces, modules, kexec, BPF, ptrace,
-    /// keyrings, ... answer `EPERM`). Implies `no_new_privs`.
-    pub seccomp: bool,
+    /// Install a seccomp filter (see [`seccomp::Profile`]): mounts, namespaces, modules, kexec,
+    /// BPF, keyrings, ... answer `EPERM`. It is installed before the capabilities are limited,
+    /// so [`Profile::Container`](seccomp::Profile::Container) needs no `no_new_privs`;
+    /// [`Profile::Strict`](seccomp::Profile::Strict) implies it.
+    pub seccomp: Option<seccomp::Profile>,
     /// Kill the command's whole process group (SIGKILL) when its caller goes away before it
     /// ends. Default `true`. In a pod that is when the [`SpawnedChild`] is dropped or the
     /// caller dies (the holder sees the connection hang up). On the host it is when the
@@ -111,9 +115,9 @@ impl CommandSpec {
             stderr: Stdio::Inherit,
             rlimits: Rlimits::default(),
             no_new_privs: false,
-            drop_capabilities: false,
+            capabilities: None,
             landlock: None,
-            seccomp: false,
+            seccomp: None,
             die_with_parent: true,
             end_group_on_exit: false,
         }
@@ -133,9 +137,12 @@ impl CommandSpec {
         self
     }
 
-    /// Whether `PR_SET_NO_NEW_PRIVS` is set: asked for, or needed by Landlock or seccomp.
+    /// Whether `PR_SET_NO_NEW_PRIVS` is set: asked for, or implied by Landlock or the strict
+    /// seccomp profile.
     pub(crate) fn wants_no_new_privs(&self) -> bool {
-        self.no_new_privs || self.landlock.is_some() || self.seccomp
+        self.no_new_privs
+            || self.landlock.is_some()
+            || self.seccomp == Some(seccomp::Profile::Strict)
     }
 }
 
@@ -322,7 +329,7 @@ impl Step {
             Step::Chdir => "chdir to working directory",
             Step::Rlimits => "setrlimit",
             Step::NoNewPrivs => "set no_new_privs",
-            Step::DropCaps => "drop capabilities",
+            Step::DropCaps => "limit capabilities",
             Step::Landlock => "enforce Landlock rules",
             Step::Seccomp => "install seccomp filter",
             Step::Execve => "execve",
@@ -459,12 +466,12 @@ impl Strings {
     }
 }
 
-/// `/proc/sys/kernel/cap_last_cap`: the highest capability number, to drop them all.
+/// `/proc/sys/kernel/cap_last_cap`: the highest capability number, to drop all others.
 pub(crate) fn last_cap() -> Result<u32> {
     let text = fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .map_err(|e| Error::syscall("read /proc/sys/kernel/cap_last_cap", e))?;
     text.trim().parse().map_err(|_| Error::InvalidSpec {
-        what: "drop_capabilities",
+        what: "capabilities",
         reason: format!("/proc/sys/kernel/cap_last_cap holds {text:?}"),
     })
 }
@@ -484,8 +491,8 @@ pub(crate) struct Launch<'a> {
     pub(crate) stdio: [Option<RawFd>; 3],
     pub(crate) rlimits: Rlimits,
     pub(crate) no_new_privs: bool,
-    /// `cap_last_cap`, when every capability is to be dropped.
-    pub(crate) drop_caps: Option<u32>,
+    /// The capabilities to keep and `cap_last_cap`, when they are to be limited.
+    pub(crate) caps: Option<(Capabilities, u32)>,
     /// A Landlock ruleset descriptor to enforce.
     pub(crate) landlock: Option<RawFd>,
     pub(crate) seccomp: Option<&'a Filter>,
@@ -540,12 +547,8 @@ impl Launch<'_> {
         {
             fail(err_fd, Step::NoNewPrivs, e);
         }
-        if let Some(last) = self.drop_caps
-            && let Err(e) = sys::drop_all_capabilities(last)
-        {
-            fail(err_fd, Step::DropCaps, e);
-        }
-        // Landlock, then seccomp last: nothing after it but execve.
+        // Landlock and seccomp while CAP_SYS_ADMIN may still be held (a filter without
+        // no_new_privs needs it), then the capabilities: nothing after that but execve.
         if let Some(ruleset) = self.landlock
             && let Err(e) = landlock::restrict_self(ruleset)
         {
@@ -555,6 +558,11 @@ impl Launch<'_> {
             && let Err(e) = filter.install()
         {
             fail(err_fd, Step::Seccomp, e);
+        }
+        if let Some((keep, last)) = self.caps
+            && let Err(e) = sys::limit_capabilities(keep.mask(), last)
+        {
+            fail(err_fd, Step::DropCaps, e);
         }
         let mut err = libc::ENOENT;
         let mut saw_eacces = false;
@@ -584,7 +592,7 @@ struct Prepared {
     stdio: [Option<RawFd>; 3],
     rlimits: Rlimits,
     no_new_privs: bool,
-    drop_caps: Option<u32>,
+    caps: Option<(Capabilities, u32)>,
     landlock: Option<Ruleset>,
     seccomp: Option<Filter>,
     die_with_parent: bool,
@@ -631,11 +639,10 @@ impl Prepared {
                 .as_ref()
                 .map(|rules| Ruleset::new(rules, None))
                 .transpose()?,
-            seccomp: spec.seccomp.then(Filter::deny_list),
-            drop_caps: if spec.drop_capabilities {
-                Some(last_cap()?)
-            } else {
-                None
+            seccomp: spec.seccomp.map(Filter::new),
+            caps: match spec.capabilities {
+                Some(keep) => Some((keep, last_cap()?)),
+                None => None,
             },
             die_with_parent: spec.die_with_parent,
             end_group_on_exit: spec.end_group_on_exit,
@@ -662,7 +669,7 @@ impl Prepared {
             stdio: self.stdio,
             rlimits: self.rlimits,
             no_new_privs: self.no_new_privs,
-            drop_caps: self.drop_caps,
+            caps: self.caps,
             landlock: self.landlock.as_ref().map(|r| r.as_fd().as_raw_fd()),
             seccomp: self.seccomp.as_ref(),
             die_with: self.die_with_parent.then_some(relay),

@@ -6,7 +6,7 @@
 //! the parent side turns them into [`std::io::Error`]s.
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// An `errno` value.
@@ -219,10 +219,14 @@ pub(crate) fn set_no_new_privs() -> Result<(), Errno> {
     check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
 }
 
-/// Drops every capability: bounding set (0..=`last_cap`), ambient set, then the
-/// effective/permitted/inheritable sets.
-pub(crate) fn drop_all_capabilities(last_cap: u32) -> Result<(), Errno> {
+/// Limits the capabilities to `keep` (bit `n`: capability `n`): drops the others from the
+/// bounding set (0..=`last_cap`), clears the ambient set, then sets effective, permitted and
+/// inheritable to `keep` (what the process has of it). Async-signal-safe.
+pub(crate) fn limit_capabilities(keep: u64, last_cap: u32) -> Result<(), Errno> {
     for cap in 0..=last_cap {
+        if cap < 64 && keep & (1 << cap) != 0 {
+            continue;
+        }
         // SAFETY: PR_CAPBSET_DROP takes a plain integer argument.
         let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
         if ret < 0 && errno() != libc::EINVAL {
@@ -259,13 +263,30 @@ pub(crate) fn drop_all_capabilities(last_cap: u32) -> Result<(), Errno> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [Data {
+    // What the process has now, so that the new sets only ever shrink.
+    let mut now = [Data {
         effective: 0,
         permitted: 0,
         inheritable: 0,
     }; 2];
-    // SAFETY: header and data have the layout capset(2) expects for version 3 (two data
+    // SAFETY: header and now have the layout capget(2) expects for version 3 (two data
     // structs); both live for the duration of the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut Header,
+            now.as_mut_ptr(),
+        )
+    };
+    check_long(ret)?;
+    let halves = [keep as u32, (keep >> 32) as u32];
+    let mut data = now;
+    for (d, k) in data.iter_mut().zip(halves) {
+        d.permitted &= k;
+        d.effective = d.permitted;
+        d.inheritable &= d.permitted;
+    }
+    // SAFETY: as for capget above.
     let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
     check_long(ret).map(drop)
 }
@@ -297,9 +318,15 @@ pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Result<(), Errno> {
     check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
 }
 
-/// Makes the mount at `target` and every mount below it read-only (`mount_setattr(2)`,
-/// Linux 5.12+). Falls back to a non-recursive read-only remount when the call is missing.
-pub(crate) fn make_readonly_recursive(target: &CStr) -> Result<(), Errno> {
+/// `MOUNT_ATTR_*` flags of `mount_setattr(2)`.
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub(crate) const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub(crate) const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+/// Sets `attrs` (`MOUNT_ATTR_*`) on the mount at `target` and every mount below it
+/// (`mount_setattr(2)`, Linux 5.12+; older kernels: a bind remount of the top mount only).
+pub(crate) fn set_mount_attrs(target: &CStr, attrs: u64) -> Result<(), Errno> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -307,9 +334,8 @@ pub(crate) fn make_readonly_recursive(target: &CStr) -> Result<(), Errno> {
         propagation: u64,
         userns_fd: u64,
     }
-    const MOUNT_ATTR_RDONLY: u64 = 0x1;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: attrs,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -327,13 +353,20 @@ pub(crate) fn make_readonly_recursive(target: &CStr) -> Result<(), Errno> {
     };
     match check_long(ret) {
         Ok(_) => Ok(()),
-        Err(libc::ENOSYS) => mount(
-            None,
-            target,
-            None,
-            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
-            None,
-        ),
+        Err(libc::ENOSYS) => {
+            let mut flags = libc::MS_BIND | libc::MS_REMOUNT;
+            for (attr, flag) in [
+                (MOUNT_ATTR_RDONLY, libc::MS_RDONLY),
+                (MOUNT_ATTR_NOSUID, libc::MS_NOSUID),
+                (MOUNT_ATTR_NODEV, libc::MS_NODEV),
+                (MOUNT_ATTR_NOEXEC, libc::MS_NOEXEC),
+            ] {
+                if attrs & attr != 0 {
+                    flags |= flag;
+                }
+            }
+            mount(None, target, None, flags, None)
+        }
         Err(e) => Err(e),
     }
 }
@@ -997,4 +1030,27 @@ pub(crate) fn wait_readable(fd: RawFd, timeout_ms: libc::c_int) -> Result<bool, 
     };
     // SAFETY: pfd is one valid pollfd on the stack.
     check(unsafe { libc::poll(&mut pfd, 1, timeout_ms) }).map(|n| n > 0)
+}
+
+/// Opens `path` beneath the directory `dir` with `openat2(2)`, following no symlink (magic
+/// links included) and never leaving `dir`: what a pod's commands planted cannot redirect it.
+/// Mount points beneath `dir` are crossed. `O_CLOEXEC` is added to `flags`.
+pub(crate) fn open_beneath(dir: RawFd, path: &CStr, flags: libc::c_int) -> Result<OwnedFd, Errno> {
+    // SAFETY: open_how is plain data; all-zero is its documented default.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: path is NUL-terminated and how is a valid open_how of the size passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    let fd = check_long(ret)? as RawFd;
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -39,11 +39,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
+use crate::capability::Capabilities;
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
 use crate::pod::Pod;
 use crate::rlimit::Rlimits;
-use crate::seccomp::Filter;
+use crate::seccomp::{Filter, Profile};
 use crate::spawn::{
     self, CommandSpec, ExitStatus, Launch, SpawnedChild, Step, Strings, read_verdict,
 };
@@ -70,15 +71,18 @@ const CLIENTS_MAX: usize = 1024;
 const STACK: usize = 256 << 10;
 
 /// First word of a request: the protocol and its version.
-const MAGIC: u32 = 0x7a79_6701;
+const MAGIC: u32 = 0x7a79_6702;
 /// Header: magic, flags, open-files limit, file-size limit, argc, envc, candidate count,
-/// stdio mask (bit i: descriptor i is attached), as little-endian u32/u64.
-const HEADER: usize = 40;
+/// stdio mask (bit i: descriptor i is attached), capabilities to keep (with [`CAPS`]), as
+/// little-endian u32/u64.
+const HEADER: usize = 48;
 const NO_LIMIT: u64 = u64::MAX;
 
 const NO_NEW_PRIVS: u32 = 1 << 0;
-const DROP_CAPS: u32 = 1 << 1;
+const CAPS: u32 = 1 << 1;
+/// The [`Profile::Strict`] filter; with [`SECCOMP_CONTAINER`], the other one.
 const SECCOMP: u32 = 1 << 2;
+const SECCOMP_CONTAINER: u32 = 1 << 7;
 const LANDLOCK: u32 = 1 << 3;
 const END_GROUP: u32 = 1 << 4;
 const KILL_ON_HANGUP: u32 = 1 << 5;
@@ -139,6 +143,8 @@ fn encode(spec: &CommandSpec, strings: &Strings, flags: u32, stdio_mask: u32) ->
         out.extend_from_slice(&(count as u32).to_le_bytes());
     }
     out.extend_from_slice(&stdio_mask.to_le_bytes());
+    let caps = spec.capabilities.map_or(0, Capabilities::mask);
+    out.extend_from_slice(&caps.to_le_bytes());
     out.extend_from_slice(strings.cwd.to_bytes_with_nul());
     for s in strings
         .argv
@@ -164,8 +170,9 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
     let mut flags = 0;
     for (on, flag) in [
         (spec.wants_no_new_privs(), NO_NEW_PRIVS),
-        (spec.drop_capabilities, DROP_CAPS),
-        (spec.seccomp, SECCOMP),
+        (spec.capabilities.is_some(), CAPS),
+        (spec.seccomp == Some(Profile::Strict), SECCOMP),
+        (spec.seccomp == Some(Profile::Container), SECCOMP_CONTAINER),
         (spec.end_group_on_exit, END_GROUP),
         (spec.die_with_parent, KILL_ON_HANGUP),
     ] {
@@ -390,8 +397,11 @@ pub(crate) struct Zygote {
     clients: Box<[Client]>,
     /// signalfd, listener, then one per client in `clients` order.
     pollfds: Box<[libc::pollfd]>,
+    /// The [`Profile::Strict`] filter.
     seccomp: Filter,
-    /// For `drop_capabilities`; `None` if unreadable (such requests then fail).
+    /// The [`Profile::Container`] filter.
+    seccomp_container: Filter,
+    /// For limiting capabilities; `None` if unreadable (such requests then fail).
     last_cap: Option<u32>,
     /// Where a command runs from its start to `execve` ([`sys::vfork_on`]).
     stack: ZeroPages<u8>,
@@ -441,7 +451,8 @@ impl Zygote {
                 CLIENTS_MAX + 2
             ]
             .into_boxed_slice(),
-            seccomp: Filter::deny_list(),
+            seccomp: Filter::new(Profile::Strict),
+            seccomp_container: Filter::new(Profile::Container),
             last_cap: spawn::last_cap().ok(),
             stack: ZeroPages::new(STACK)?,
         })
@@ -602,6 +613,7 @@ impl Zygote {
         let envc = word(&self.buf, 28) as usize;
         let candc = word(&self.buf, 32) as usize;
         let stdio_mask = word(&self.buf, 36);
+        let keep_caps = Capabilities::from_mask(long(&self.buf, 40));
         // The descriptors, in the order the caller attached them.
         let fds = &got.fds[..got.fd_count];
         let mut taken = 0;
@@ -652,8 +664,16 @@ impl Zygote {
         if pos != len {
             return Err(refused(libc::EINVAL));
         }
-        let drop_caps = if flags & DROP_CAPS != 0 {
-            Some(self.last_cap.ok_or((Step::DropCaps as u32, libc::EINVAL))?)
+        let caps = if flags & CAPS != 0 {
+            let last = self.last_cap.ok_or((Step::DropCaps as u32, libc::EINVAL))?;
+            Some((keep_caps, last))
+        } else {
+            None
+        };
+        let seccomp = if flags & SECCOMP != 0 {
+            Some(&self.seccomp)
+        } else if flags & SECCOMP_CONTAINER != 0 {
+            Some(&self.seccomp_container)
         } else {
             None
         };
@@ -666,9 +686,9 @@ impl Zygote {
             stdio,
             rlimits,
             no_new_privs: flags & NO_NEW_PRIVS != 0,
-            drop_caps,
+            caps,
             landlock,
-            seccomp: (flags & SECCOMP != 0).then_some(&self.seccomp),
+            seccomp,
             // The holder is the parent; its death ends the pod's PID namespace anyway.
             die_with: None,
         };

@@ -58,7 +58,7 @@ fn landlock_and_seccomp_confine_a_pod_command() {
                 read_only: vec!["/".into()],
                 read_write: vec![root.clone(), "/dev/null".into()],
             });
-            cmd.seccomp = true;
+            cmd.seccomp = Some(ptest_sandbox::seccomp::Profile::Strict);
             fx.pod().spawn(&cmd)
         },
         &["sh", "-c", &script],

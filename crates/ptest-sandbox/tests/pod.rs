@@ -301,7 +301,7 @@ fn capabilities_dropped_and_no_new_privs() {
     let out = run_with(
         |mut cmd| {
             cmd.no_new_privs = true;
-            cmd.drop_capabilities = true;
+            cmd.capabilities = Some(ptest_sandbox::Capabilities::NONE);
             fx.pod().spawn(&cmd)
         },
         &[

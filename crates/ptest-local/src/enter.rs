@@ -17,7 +17,7 @@ use ptest_core::{
     SecurityLevel,
 };
 use ptest_sandbox::{
-    Capabilities, CommandSpec, ExitStatus, Rlimits, SpawnedChild, Stdio, seccomp, spawn_in_cgroup,
+    CommandSpec, ExitStatus, Rlimits, SpawnedChild, Stdio, seccomp, spawn_in_cgroup,
 };
 use rustix::process::{Pid, Signal};
 use tokio::io::unix::AsyncFd;
@@ -81,19 +81,8 @@ pub(crate) fn spawn(
         open_files: env.spec.limits.nofile,
         file_size: env.spec.limits.fsize.map(|s| s.0),
     };
-    // Root in a pod is never root over the host: at medium Docker's default capabilities
-    // (no CAP_SYS_ADMIN: no mount, no namespace change), none from high up.
-    match iso.security {
-        SecurityLevel::Low => {}
-        SecurityLevel::Medium => {
-            let own_network = iso.network != ptest_core::NetworkMode::Host;
-            cmd.capabilities = Some(Capabilities::container_default(own_network));
-        }
-        _ => {
-            cmd.no_new_privs = true;
-            cmd.capabilities = Some(Capabilities::NONE);
-        }
-    }
+    cmd.capabilities = iso.capabilities();
+    cmd.no_new_privs = iso.security >= SecurityLevel::High;
     if iso.seccomp {
         cmd.seccomp = Some(if iso.security >= SecurityLevel::Strict {
             seccomp::Profile::Strict

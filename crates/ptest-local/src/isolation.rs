@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use ptest_core::{EnvironmentSpec, Error, Finding, NetworkMode, Result, SecurityLevel};
-use ptest_sandbox::{Controller, cgroup, landlock, seccomp};
+use ptest_sandbox::{Capabilities, Controller, cgroup, landlock, seccomp};
 use serde::{Deserialize, Serialize};
 
 /// The cgroup parent every environment's group lives under.
@@ -243,9 +243,26 @@ pub(crate) struct Isolation {
     /// (no mounts, no namespaces, user namespaces included), the strict one at `strict`.
     #[serde(default)]
     pub seccomp: bool,
+    /// The capabilities commands keep, for `env show` (see [`Isolation::capabilities`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<String>,
 }
 
 impl Isolation {
+    /// The capabilities a command keeps, `None` for all of the caller's (`low`): root in a
+    /// pod is never root over the host. At `medium` Docker's default set (no
+    /// `CAP_SYS_ADMIN`: no mount, no namespace change), `NET_RAW` and `NET_ADMIN` only with a
+    /// network namespace of its own; none from `high` up.
+    pub(crate) fn capabilities(&self) -> Option<Capabilities> {
+        match self.security {
+            SecurityLevel::Low => None,
+            SecurityLevel::Medium => Some(Capabilities::container_default(
+                self.network != NetworkMode::Host,
+            )),
+            _ => Some(Capabilities::NONE),
+        }
+    }
+
     /// What an environment without a readable record of its isolation (made before ptest
     /// sandboxed anything) is taken to have: its commands run on the host, with no cgroup.
     pub(crate) fn unrecorded() -> Isolation {
@@ -258,6 +275,7 @@ impl Isolation {
             landlock_abi: None,
             quota: false,
             seccomp: false,
+            capabilities: None,
         }
     }
 }
@@ -374,7 +392,7 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
         )));
     }
     dropped.extend(dropped_by_default);
-    Ok(Isolation {
+    let mut iso = Isolation {
         security,
         network,
         cgroup: host.cgroups.is_ok() && host.has(Controller::Freezer),
@@ -387,7 +405,10 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
         },
         quota,
         seccomp,
-    })
+        capabilities: None,
+    };
+    iso.capabilities = iso.capabilities().map(|c| c.to_string());
+    Ok(iso)
 }
 
 fn wire(n: NetworkMode) -> &'static str {

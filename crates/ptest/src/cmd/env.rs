@@ -165,6 +165,9 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
     for (k, v) in &env.spec.labels {
         rows.push(("label", format!("{k}={v}")));
     }
+    for socket in &env.spec.expose_sockets {
+        rows.push(("socket", format!("{socket} (exposed from the host)")));
+    }
     if let Some(e) = &env.error {
         rows.push(("error", e.clone()));
     }
@@ -179,7 +182,13 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         if iso["cgroup"] == true {
             parts.push("own cgroup".into());
         }
+        if iso["seccomp"] == true {
+            parts.push("seccomp filter".into());
+        }
         rows.push(("isolation", parts.join(", ")));
+        if let Some(caps) = iso["capabilities"].as_str() {
+            rows.push(("  capabilities", caps.to_owned()));
+        }
         for dropped in iso["dropped"].as_array().into_iter().flatten() {
             rows.push(("  dropped", dropped.as_str().unwrap_or("").to_owned()));
         }

@@ -568,6 +568,14 @@ fn build_ops(spec: &PodSpec) -> Result<Vec<Op>> {
         nosuid_nodev | libc::MS_NOEXEC,
         Some("mode=0755,size=64k"),
     )?;
+    // The holder's command socket gets a directory of its own, read-only once it listens.
+    fs_mount(
+        &mut ops,
+        "tmpfs",
+        &zygote::SOCKET_DIR.to_string_lossy(),
+        nosuid_nodev | libc::MS_NOEXEC,
+        Some("mode=0755,size=4k,nr_inodes=8"),
+    )?;
     for node in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(node);
         if host.exists() {
@@ -727,7 +735,7 @@ const STEP_NAMES: [&str; 7] = [
     "write uid/gid map",
     "unshare namespaces",
     "fork holder",
-    "listen for commands on /dev/.ptest-exec.sock",
+    "listen for commands on /dev/.ptest/exec.sock",
 ];
 
 fn record(fd: RawFd, tag: u32, a: i32, b: i32) {

@@ -52,7 +52,11 @@ use crate::sys::{self, Errno, ZeroPages};
 
 /// Where the holder listens, as the pod sees it. Commands see the file too; the holder
 /// refuses them.
-pub(crate) const SOCKET: &CStr = c"/dev/.ptest-exec.sock";
+pub(crate) const SOCKET: &CStr = c"/dev/.ptest/exec.sock";
+/// The directory of [`SOCKET`]: a tmpfs of its own that the holder makes read-only once it
+/// listens, so that no command (root in the pod, at `medium` with `CAP_DAC_OVERRIDE`) can
+/// move, remove or replace the socket.
+pub(crate) const SOCKET_DIR: &CStr = c"/dev/.ptest";
 
 /// Largest request the holder takes (strings and header): above the kernel's own limit for
 /// `execve` arguments and environment (a quarter of an 8 MiB stack, at most 6 MiB).
@@ -464,6 +468,18 @@ impl Zygote {
         // Non-blocking: the holder accepts until none is left waiting.
         let sock = sys::seqpacket_socket(libc::SOCK_NONBLOCK)?;
         sys::bind_listen(sock, SOCKET)?;
+        sys::mount(
+            None,
+            SOCKET_DIR,
+            None,
+            libc::MS_REMOUNT
+                | libc::MS_BIND
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            None,
+        )?;
         let signals = sys::signalfd(&[libc::SIGCHLD])?;
         Ok((sock, signals))
     }

@@ -113,8 +113,8 @@ fn a_client_inside_the_pod_is_refused() {
     // A request as the host would send it (40-byte header, magic first), from inside.
     let script = "import socket, struct\n\
         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
-        s.connect('/dev/.ptest-exec.sock')\n\
-        s.send(struct.pack('<IIQQIIII', 0x7a796701, 0, 2**64-1, 2**64-1, 1, 0, 1, 0) + b'/\\0true\\0/bin/true\\0')\n\
+        s.connect('/dev/.ptest/exec.sock')\n\
+        s.send(struct.pack('<IIQQIIIIQ', 0x7a796702, 0, 2**64-1, 2**64-1, 1, 0, 1, 0, 0) + b'/\\0true\\0/bin/true\\0')\n\
         kind, step, errno = struct.unpack('<iii', s.recv(16))\n\
         print(kind, errno)";
     let out = run_with(

@@ -287,6 +287,25 @@ fn unmount_the_mask_over_ptests_home_and_the_secrets() {
 }
 
 #[test]
+fn move_the_holders_socket_to_break_the_environment() {
+    let t = TestHome::new();
+    if !attackable(&t) {
+        return;
+    }
+    for level in LEVELS {
+        let target = target(&t, level, &[]);
+        assert_refused(level, &attack(&t, &target, "move-socket", &[]));
+        // The environment still takes commands.
+        t.ptest(["env", "exec", &target.name, "--", "true"])
+            .assert()
+            .success();
+        t.ptest(["env", "rm", "--force", &target.name])
+            .assert()
+            .success();
+    }
+}
+
+#[test]
 fn write_a_cgroup_release_agent() {
     let t = TestHome::new();
     if !attackable(&t) {

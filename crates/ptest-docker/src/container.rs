@@ -22,10 +22,42 @@
 //! |---|---|
 //! | `low` | Docker's defaults: root, Docker's default capability set, its default seccomp profile (and AppArmor profile where the host has AppArmor) |
 //! | `medium` (default) | plus `no-new-privileges` and these capabilities dropped: [`MEDIUM_CAP_DROP`] |
-//! | `high` | runs as uid:gid 65534:65534, every capability dropped, `no-new-privileges`, read-only root filesystem with a tmpfs `/tmp`; network `none` unless asked for |
+//! | `high` | runs as uid:gid 65534:65534, every capability dropped, `no-new-privileges`, read-only root filesystem; network `none` unless asked for |
 //! | `strict` | `high`, and the engine must have its default seccomp profile on (create fails otherwise); Landlock has no Docker equivalent and is not applied |
 //!
 //! Every level keeps Docker's default seccomp profile: ptest never passes `seccomp=unconfined`.
+//! What Docker's defaults already refuse to root in a container, at every level: mounts
+//! (remounting `/` read-write, binding `/` elsewhere: no `CAP_SYS_ADMIN`), new user namespaces
+//! (the seccomp profile refuses `unshare`/`clone` with namespace flags), writes to `/proc/sys`
+//! and `/sys` (mounted read-only, so no sysctl and no cgroup `release_agent`), reading
+//! `/proc/kcore`, `/proc/keys`, `/proc/timer_list` (masked) and writing `/proc/sysrq-trigger`
+//! (read-only), device nodes other than the container's own (the devices cgroup; from
+//! `medium` up `MKNOD` is dropped as well), and the host's sockets (none is mounted unless
+//! asked for, see below). `crates/ptest/tests/docker_hostile.rs` tries each from inside.
+//!
+//! # Scratch space: `/tmp` and `/dev/shm`
+//!
+//! At every level `/tmp` is a tmpfs (mode 1777, `nosuid`, `nodev`) of at most
+//! [`DEFAULT_TMP_SIZE`] (1 GiB), and `/dev/shm` Docker's own tmpfs of [`DEFAULT_SHM_SIZE`]
+//! (64 MiB, Docker's default, set explicitly): a command cannot fill the host's disk through
+//! either, and what it writes there is memory charged to the container (so `--memory` bounds
+//! it too).
+//!
+//! With `--disk` or `--files` the environment root is a size- and inode-limited tmpfs on the
+//! host (see [`crate::quota`]), and `/tmp` and `/dev/shm` are its `tmp/` and `shm/`
+//! directories: the root, `/tmp` and `/dev/shm` share the one limit, as at the `basic` level,
+//! and `env stats` DISK counts them all. The image's own writable layer (what a command writes
+//! to `/etc`, `/var`, `/usr` at `low` and `medium`) is not covered: Docker bounds it only with
+//! `--storage-opt size`, which needs the overlay2 driver on xfs mounted with `pquota`. At
+//! `high` and `strict` that layer is read-only, so `--disk` bounds everything a command can
+//! write.
+//!
+//! # Host sockets
+//!
+//! No host socket is in a container (no `docker.sock`) unless the environment asks for it by
+//! path (`--expose-socket PATH`, a template's `expose_sockets`): each is bind-mounted
+//! read-only (the socket answers; its inode cannot be changed from inside) at the same path.
+//! Create refuses a path that is not a Unix socket on this host.
 //!
 //! # Networks
 //!
@@ -44,8 +76,8 @@
 //! # Limits
 //!
 //! `memory` → memory and memory+swap both set to it (swap counted); `cpus` → `NanoCpus`;
-//! `pids` → the pids cgroup limit; `nofile` and `fsize` → those ulimits (soft = hard). `disk` and
-//! `files` are refused: see [`unsupported`].
+//! `pids` → the pids cgroup limit; `nofile` and `fsize` → those ulimits (soft = hard); `disk`
+//! and `files` → the root's tmpfs (see above).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +111,11 @@ pub const MEDIUM_CAP_DROP: [&str; 6] = [
     "SETFCAP",
     "SETPCAP",
 ];
+/// The size of a container's `/tmp` without `--disk` or `--files`: room for what test suites
+/// unpack and build there, bounded so that a runaway writer stops short of the host's memory.
+pub const DEFAULT_TMP_SIZE: u64 = 1 << 30;
+/// The size of a container's `/dev/shm` without `--disk` or `--files`: Docker's own default.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 /// The main command of every container (after Docker's init): sleep "forever" (68 years).
 pub const MAIN_COMMAND: [&str; 2] = ["sleep", "2147483647"];
 
@@ -140,14 +177,6 @@ pub fn effective_network(spec: &EnvironmentSpec) -> NetworkMode {
 /// What a container cannot apply from `spec`, with the reason for each.
 pub fn unsupported(spec: &EnvironmentSpec) -> Vec<String> {
     let mut out = Vec::new();
-    if spec.limits.disk.is_some() || spec.limits.files.is_some() {
-        out.push(
-            "disk and file-count limits: Docker's only per-container quota (--storage-opt \
-             size) needs the overlay2 driver on xfs mounted with pquota, and even then does \
-             not cover the bind-mounted environment root"
-                .to_owned(),
-        );
-    }
     if let Some(cpus) = spec.limits.cpus
         && !(cpus.is_finite() && cpus > 0.0)
     {
@@ -216,6 +245,20 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
         ));
     }
     mounts.push(bind(&env.workspace(), CONTAINER_WORKSPACE, false));
+    let limited_root = crate::quota::limits(spec).is_some();
+    if limited_root {
+        // Scratch space inside the size-limited root: one limit for everything written.
+        mounts.push(bind(&env.root.join("tmp"), "/tmp", false));
+        mounts.push(bind(
+            &env.root.join(crate::quota::SHM_DIR),
+            "/dev/shm",
+            false,
+        ));
+    }
+    for socket in &spec.expose_sockets {
+        let path = socket.path();
+        mounts.push(bind(path, &path.display().to_string(), true));
+    }
 
     let limits = &spec.limits;
     let memory = limits.memory.map(|m| m.0.min(i64::MAX as u64) as i64);
@@ -249,6 +292,14 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
             NetworkMode::None | NetworkMode::Loopback => "none".to_owned(),
             NetworkMode::Bridge => network_name(home, env),
         }),
+        // Without a limited root, Docker's own tmpfs mounts, bounded (see the module docs).
+        tmpfs: (!limited_root).then(|| {
+            HashMap::from([(
+                "/tmp".to_owned(),
+                format!("rw,exec,nosuid,nodev,mode=1777,size={DEFAULT_TMP_SIZE}"),
+            )])
+        }),
+        shm_size: (!limited_root).then_some(DEFAULT_SHM_SIZE as i64),
         ..HostConfig::default()
     };
     let mut user = None;
@@ -263,10 +314,6 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
             host.cap_drop = Some(vec!["ALL".to_owned()]);
             host.security_opt = Some(vec!["no-new-privileges:true".to_owned()]);
             host.readonly_rootfs = Some(true);
-            host.tmpfs = Some(HashMap::from([(
-                "/tmp".to_owned(),
-                "rw,nosuid,nodev,mode=1777".to_owned(),
-            )]));
         }
     }
     let published: Vec<u16> = if network == NetworkMode::Bridge {
@@ -451,12 +498,56 @@ mod tests {
         );
     }
 
+    fn target<'a>(body: &'a ContainerCreateBody, target: &str) -> Option<&'a Mount> {
+        let mounts = body.host_config.as_ref()?.mounts.as_ref()?;
+        mounts.iter().find(|m| m.target.as_deref() == Some(target))
+    }
+
     #[test]
-    fn disk_limits_are_refused_with_the_reason() {
+    fn scratch_space_is_bounded_by_default() {
+        let body = create_body(
+            &env(EnvironmentSpec::new(IsolationLevel::Docker)),
+            "img",
+            "abc",
+        );
+        let host = body.host_config.unwrap();
+        let tmp = &host.tmpfs.unwrap()["/tmp"];
+        assert!(tmp.contains("size=1073741824"), "{tmp}");
+        assert_eq!(host.shm_size, Some(64 << 20));
+    }
+
+    #[test]
+    fn with_a_disk_limit_scratch_space_lives_in_the_root() {
         let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
         spec.limits.disk = Some(ByteSize(1 << 30));
-        let why = unsupported(&spec).join("; ");
-        assert!(why.contains("xfs"), "{why}");
+        assert!(unsupported(&spec).is_empty());
+        let body = create_body(&env(spec), "img", "abc");
+        assert_eq!(
+            target(&body, "/tmp").unwrap().source.as_deref(),
+            Some("/h/envs/x/tmp")
+        );
+        assert_eq!(
+            target(&body, "/dev/shm").unwrap().source.as_deref(),
+            Some("/h/envs/x/shm")
+        );
+        let host = body.host_config.unwrap();
+        assert!(host.tmpfs.is_none() && host.shm_size.is_none());
+    }
+
+    #[test]
+    fn exposed_sockets_are_bound_read_only_at_their_path() {
+        let mut spec = EnvironmentSpec::new(IsolationLevel::Docker);
+        spec.expose_sockets = vec!["/run/x.sock".parse().unwrap()];
+        let body = create_body(&env(spec), "img", "abc");
+        let socket = target(&body, "/run/x.sock").unwrap();
+        assert_eq!(socket.source.as_deref(), Some("/run/x.sock"));
+        assert_eq!(socket.read_only, Some(true));
+        let plain = create_body(
+            &env(EnvironmentSpec::new(IsolationLevel::Docker)),
+            "img",
+            "abc",
+        );
+        assert!(target(&plain, "/run/x.sock").is_none());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::container::{
     self, LABEL_ENV, LABEL_HOME, container_name, effective_network, effective_security, home_hash,
 };
 use crate::gc::{self, Reaped};
-use crate::{exec, image, network};
+use crate::{exec, image, network, quota};
 
 /// The uid and gid `high` and `strict` containers run as; their writable directories of the
 /// root are handed to it.
@@ -333,14 +333,16 @@ impl Engine for DockerEngine {
     async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
         let docker = self.docker().await?;
         self.check_host(&env.spec).await?;
+        check_sockets(&env.spec)?;
         let docker_spec = env.spec.docker.clone().unwrap_or_default();
         // The image first: a missing one leaves nothing behind.
         let image = image::resolve(docker, &docker_spec, &self.home_hash).await?;
         ctx.note("image", serde_json::json!(image))?;
         let (root_path, id) = (env.root.clone(), env.id.clone());
         let unprivileged = effective_security(&env.spec) >= SecurityLevel::High;
+        let limits = quota::limits(&env.spec);
         blocking(move || {
-            root::create(&root_path, &id)?;
+            quota::create(&root_path, &id, limits)?;
             if unprivileged {
                 // The container's user must be able to write its directories; the root itself
                 // and its marker stay ptest's.
@@ -494,7 +496,7 @@ impl Engine for DockerEngine {
             network::release_run_network(docker, &self.home_hash, env).await;
         }
         let (root_path, id) = (env.root.clone(), env.id.clone());
-        blocking(move || root::remove(&root_path, &id)).await
+        blocking(move || quota::remove(&root_path, &id)).await
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
@@ -515,9 +517,23 @@ impl Engine for DockerEngine {
                     format!("{name}: {}", message_of(&e)),
                 )
             })?;
+        // Docker's own /tmp and /dev/shm (without a limited root, whose walk counts them)
+        // are measured through the main process's view of them: two statvfs calls.
+        let scratch_pid = match quota::limits(&env.spec) {
+            Some(_) => None,
+            None => docker
+                .inspect_container(&name, None)
+                .await
+                .ok()
+                .and_then(|c| c.state?.pid)
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|p| *p != 0),
+        };
         let root_path = env.root.clone();
         let (disk, files) = blocking(move || {
-            root::usage(&root_path).map_err(|e| Error::io("measuring", &root_path, e))
+            let (bytes, files) =
+                root::usage(&root_path).map_err(|e| Error::io("measuring", &root_path, e))?;
+            Ok((bytes + scratch_pid.map_or(0, scratch_usage), files))
         })
         .await?;
         let mut usage = ResourceUsage {
@@ -548,6 +564,41 @@ impl Engine for DockerEngine {
         }
         Ok(usage)
     }
+}
+
+/// Refuses an exposed socket that is not a Unix socket on this host: the container would
+/// otherwise get an empty file (Docker creates a missing bind source's target) or a regular
+/// file where a socket was asked for.
+fn check_sockets(spec: &EnvironmentSpec) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    for socket in &spec.expose_sockets {
+        let path = socket.path();
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => {}
+            Ok(_) => {
+                return Err(Error::Usage(format!(
+                    "--expose-socket {socket}: not a Unix socket; give the path of one"
+                )));
+            }
+            Err(e) => {
+                return Err(Error::Usage(format!(
+                    "--expose-socket {socket}: {e}; give the path of a Unix socket on this host"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bytes in use in the tmpfs mounts at `/tmp` and `/dev/shm` of the container whose main
+/// process is host process `pid`; 0 for one that cannot be read (the process gone, the
+/// engine on another host).
+fn scratch_usage(pid: u32) -> u64 {
+    ["tmp", "dev/shm"]
+        .iter()
+        .filter_map(|dir| rustix::fs::statvfs(format!("/proc/{pid}/root/{dir}")).ok())
+        .map(|st| st.f_blocks.saturating_sub(st.f_bfree) * st.f_frsize)
+        .sum()
 }
 
 fn yes_no(v: Option<bool>) -> &'static str {

@@ -2,8 +2,10 @@
 //! through [bollard]. [`DockerEngine`] implements [`ptest_core::Engine`]; the manager drives it.
 //!
 //! A typical life: [`Engine::check`](ptest_core::Engine::check) refuses what a container cannot
-//! apply (disk quotas, a missing image setting); `create` makes the environment root exactly as
-//! the `basic` level does (marker and anatomy, via [`ptest_core::root`]), resolves the image
+//! apply (an overlaid workspace, a missing image setting); `create` checks the sockets the
+//! environment asks for, makes the environment root as the `basic` level does (marker and
+//! anatomy, via [`ptest_core::root`]; a size-limited tmpfs with `--disk`/`--files`, see
+//! [`quota`]), resolves the image
 //! (local, else a pull, else a clear error; or a build of a local directory tagged
 //! `ptest-build:<content hash>` and reused), and creates the container: labelled
 //! `ptest.env=<id>` and `ptest.home=<hash of PTEST_HOME>`, the root bind-mounted at `/ptest`
@@ -25,6 +27,7 @@ mod exec;
 mod gc;
 mod image;
 mod network;
+mod quota;
 
 pub use container::{CONTAINER_ROOT, CONTAINER_WORKSPACE, LABEL_ENV, LABEL_HOME, LABEL_NAME};
 pub use engine::DockerEngine;

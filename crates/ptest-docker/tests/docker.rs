@@ -485,17 +485,29 @@ async fn capabilities_report_the_engine() {
 }
 
 #[tokio::test]
-async fn disk_limits_are_refused_before_anything_is_made() {
+async fn disk_limit_is_a_tmpfs_root_shared_by_tmp_and_dev_shm() {
     let Some(f) = fixture().await else { return };
     let mut spec = f.spec("quota");
-    spec.limits.disk = Some(ByteSize(1 << 30));
-    let err = f.manager.create_environment(spec).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Usage);
-    assert!(err.to_string().contains("xfs"), "{err}");
-    assert!(
-        f.manager
-            .list_environments(&EnvFilter::default())
-            .unwrap()
-            .is_empty()
-    );
+    spec.limits.disk = Some(ByteSize(8 << 20));
+    let env = f.manager.create_environment(spec).await.unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let source = format!("ptest-env-{}", env.id);
+    assert!(mountinfo.contains(&source), "no tmpfs {source} at the root");
+    // Written from the host, /tmp and /dev/shm: one limit.
+    std::fs::write(env.workspace().join("host"), vec![0u8; 3 << 20]).unwrap();
+    let fill = f
+        .sh(
+            &env,
+            "dd if=/dev/zero of=/tmp/a bs=1M count=3 && dd if=/dev/zero of=/dev/shm/b bs=1M count=8",
+        )
+        .await;
+    assert_ne!(fill.exit_code, Some(0), "{fill:?}");
+    assert!(fill.stderr.contains("No space left on device"), "{fill:?}");
+    f.manager
+        .cleanup(&env, RemoveOptions::default())
+        .await
+        .unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&source), "{source} left mounted");
+    assert!(!env.root.exists());
 }

@@ -8,36 +8,12 @@ mod support;
 use predicates::str::contains;
 use support::TestHome;
 
-/// A build context with busybox alone (`FROM scratch`), or a skip when the host has no
-/// Docker engine (a failure under PTEST_REQUIRE_ALL=1).
+#[path = "../../ptest-docker/tests/support/busybox_context.rs"]
+mod busybox;
+
+/// The busybox build context in `t`'s temp dir, or a skip (see [`busybox::busybox_context`]).
 fn busybox_context(t: &TestHome) -> Option<std::path::PathBuf> {
-    let engine = std::process::Command::new("docker").arg("version").output();
-    let why = match &engine {
-        Ok(out) if out.status.success() => None,
-        Ok(out) => Some(String::from_utf8_lossy(&out.stderr).into_owned()),
-        Err(e) => Some(e.to_string()),
-    };
-    let why = why.or_else(|| {
-        (!std::path::Path::new("/bin/busybox").exists())
-            .then(|| "/bin/busybox missing (busybox-static)".to_owned())
-    });
-    if let Some(why) = why {
-        let why = format!("no Docker engine (scripts/start-dockerd starts one): {why}");
-        if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
-            panic!("{why}");
-        }
-        eprintln!("SKIPPED: {why}");
-        return None;
-    }
-    let dir = t.dir.path().join("image");
-    std::fs::create_dir(&dir).unwrap();
-    let support = format!(
-        "{}/../ptest-docker/tests/support/Dockerfile",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::copy(support, dir.join("Dockerfile")).unwrap();
-    std::fs::copy("/bin/busybox", dir.join("busybox")).unwrap();
-    Some(dir)
+    busybox::busybox_context(t.dir.path())
 }
 
 #[test]

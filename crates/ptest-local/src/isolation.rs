@@ -111,6 +111,18 @@ impl HostCaps {
         (!why.is_empty()).then(|| why.join(", "))
     }
 
+    /// Why a pod on the host's network cannot be kept from the host's abstract Unix sockets
+    /// (a Landlock scope, ABI 6), if it cannot.
+    pub fn abstract_scope_missing(&self) -> Option<String> {
+        match &self.landlock {
+            Err(e) => Some(format!("no Landlock: {e}")),
+            Ok(abi) if *abi < 6 => Some(format!(
+                "the kernel's Landlock ABI is {abi}, scopes need 6 (Linux 6.12)"
+            )),
+            Ok(_) => None,
+        }
+    }
+
     /// Whether `bridge` can be applied (so there may be bridges to collect).
     pub fn bridge_usable(&self) -> bool {
         self.bridge_missing().is_none()
@@ -390,6 +402,17 @@ pub(crate) fn resolve(spec: &EnvironmentSpec, host: &HostCaps) -> Result<Isolati
             "this host cannot apply: {}; use --allow-degraded to apply the rest",
             missing.join("; ")
         )));
+    }
+    if pod
+        && network == NetworkMode::Host
+        && let Some(why) = host.abstract_scope_missing()
+    {
+        // Not a refusal: the host's abstract sockets are the host network's, which this
+        // environment asked to share; said where `env show` and `doctor` say what applies.
+        dropped.push(format!(
+            "the host's abstract Unix sockets stay reachable on the host network ({why}); \
+             use --network loopback to keep them out"
+        ));
     }
     dropped.extend(dropped_by_default);
     let mut iso = Isolation {

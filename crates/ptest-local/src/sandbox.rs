@@ -128,6 +128,8 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
                 shm: env.root.join(crate::quota::SHM_DIR),
             };
         }
+        spec.scope_abstract_sockets = iso.network == ptest_core::NetworkMode::Host
+            && HostCaps::get().abstract_scope_missing().is_none();
         spec.cgroup = cgroup;
         let pod = create_pod(&spec)?;
         if let Some(overlay) = overlay(env)

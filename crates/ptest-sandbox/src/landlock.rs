@@ -35,6 +35,31 @@ struct RulesetAttr {
     handled_access_fs: u64,
 }
 
+/// `struct landlock_ruleset_attr` up to `scoped` (ABI 6).
+#[repr(C)]
+struct ScopedRulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// `LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET`: no connecting to an abstract Unix socket made by a
+/// process outside the domain.
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+/// The first ABI with scopes.
+const SCOPE_ABI: u32 = 6;
+
+/// Whether the kernel can keep a process from abstract Unix sockets made outside its Landlock
+/// domain ([`Ruleset::abstract_sockets_scoped`]), or why not.
+pub fn abstract_socket_scope() -> std::result::Result<(), String> {
+    match abi_version()? {
+        abi if abi >= SCOPE_ABI => Ok(()),
+        abi => Err(format!(
+            "the kernel's Landlock ABI is {abi}; scoping abstract Unix sockets needs {SCOPE_ABI}              (Linux 6.12)"
+        )),
+    }
+}
+
 #[repr(C, packed)]
 struct PathBeneathAttr {
     allowed_access: u64,
@@ -133,6 +158,38 @@ impl Ruleset {
             ruleset.allow(path, view_root, handled)?;
         }
         Ok(ruleset)
+    }
+
+    /// A ruleset that handles no file access and only scopes abstract Unix sockets: a process
+    /// that enforces it (and everything it starts) can no longer connect to an abstract socket
+    /// made by a process outside it, such as the host's when it shares the host's network
+    /// namespace (abstract sockets are per network namespace). Needs ABI 6.
+    pub(crate) fn abstract_sockets_scoped() -> Result<Ruleset> {
+        abstract_socket_scope().map_err(|reason| Error::InvalidSpec {
+            what: "landlock",
+            reason,
+        })?;
+        let attr = ScopedRulesetAttr {
+            handled_access_fs: 0,
+            handled_access_net: 0,
+            scoped: SCOPE_ABSTRACT_UNIX_SOCKET,
+        };
+        // SAFETY: attr is a valid landlock_ruleset_attr prefix of the size given.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &attr as *const ScopedRulesetAttr,
+                std::mem::size_of::<ScopedRulesetAttr>(),
+                0u32,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::last_os("landlock_create_ruleset"));
+        }
+        // SAFETY: fd is a new descriptor owned by nobody else.
+        Ok(Ruleset {
+            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
+        })
     }
 
     fn allow(&self, path: &Path, view_root: Option<&Path>, access: u64) -> Result<()> {

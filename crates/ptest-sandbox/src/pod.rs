@@ -12,7 +12,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::Cgroup;
 use crate::error::{Error, Result};
+use crate::landlock::{self, Ruleset};
 use crate::procfs;
 use crate::spawn::{CommandSpec, SpawnedChild};
 use crate::sys;
@@ -150,6 +151,12 @@ pub struct PodSpec {
     pub scratch: Scratch,
     /// The cgroup the holder (and so every command) is placed in before it forks anything.
     pub cgroup: Option<Cgroup>,
+    /// Keep every process of the pod from the host's abstract Unix sockets: with
+    /// [`NetworkMode::Host`] they share the host's (abstract sockets belong to a network
+    /// namespace: X11's, systemd's, a container runtime's). The holder enforces a Landlock
+    /// scope on itself, which every command inherits; commands of one pod still reach each
+    /// other's. Needs Landlock ABI 6 ([`crate::landlock::abstract_socket_scope`]).
+    pub scope_abstract_sockets: bool,
 }
 
 impl PodSpec {
@@ -165,6 +172,7 @@ impl PodSpec {
             dev_pts: false,
             scratch: Scratch::default(),
             cgroup: None,
+            scope_abstract_sockets: false,
         }
     }
 }
@@ -728,7 +736,7 @@ const TAG_READY: u32 = 2;
 const TAG_ERROR: u32 = 3;
 
 /// Fixed steps of the first child and the holder, numbered after the ops.
-const STEP_NAMES: [&str; 7] = [
+const STEP_NAMES: [&str; 8] = [
     "setsid",
     "join cgroup",
     "unshare user namespace",
@@ -736,6 +744,7 @@ const STEP_NAMES: [&str; 7] = [
     "unshare namespaces",
     "fork holder",
     "listen for commands on /dev/.ptest/exec.sock",
+    "scope abstract Unix sockets (Landlock)",
 ];
 
 fn record(fd: RawFd, tag: u32, a: i32, b: i32) {
@@ -868,8 +877,14 @@ impl Pod {
         // The holder keeps only the pipe and the cgroup files; every other inherited descriptor
         // is closed (it would otherwise hold the caller's sockets and files open for its whole
         // life). Compute the gaps before fork.
+        let scope = if spec.scope_abstract_sockets {
+            Some(Ruleset::abstract_sockets_scoped()?)
+        } else {
+            None
+        };
         let mut keep: Vec<RawFd> = cgroup_fds.iter().map(AsRawFd::as_raw_fd).collect();
         keep.push(writer.as_raw_fd());
+        keep.extend(scope.as_ref().map(|r| r.as_fd().as_raw_fd()));
         keep.sort_unstable();
         let mut gaps: Vec<(RawFd, RawFd)> = Vec::new();
         let mut next = 3;
@@ -937,6 +952,12 @@ impl Pod {
                     fail(w, i, e);
                 }
             }
+            if let Some(ruleset) = &scope {
+                if let Err(e) = landlock::restrict_self(ruleset.as_fd().as_raw_fd()) {
+                    fail(w, n_ops + 7, e);
+                }
+                sys::close(ruleset.as_fd().as_raw_fd());
+            }
             sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
             let (listener, signals) = match Zygote::listen() {
                 Ok(fds) => fds,
@@ -947,6 +968,7 @@ impl Pod {
             zygote.serve(listener, signals);
         }
         drop(zygote);
+        drop(scope);
         drop(writer);
         drop(devnull);
         drop(cgroup_fds);

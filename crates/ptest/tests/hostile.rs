@@ -167,6 +167,56 @@ fn connect_to_host_control_sockets_unless_exposed() {
 }
 
 #[test]
+fn connect_to_the_hosts_abstract_sockets_on_the_host_network() {
+    let t = TestHome::new();
+    if !attackable(&t) {
+        return;
+    }
+    // Abstract sockets belong to a network namespace: on the host's network a pod shares
+    // the host's (X11's, systemd's, a container runtime's) unless Landlock scopes it.
+    let name = format!("ptest-hostile-{}", nonce());
+    let listener = abstract_listener(&name);
+    for level in LEVELS {
+        let target = target(&t, level, &["--network", "host"]);
+        assert_refused(level, &attack(&t, &target, "connect-abstract", &[&name]));
+        // Processes of one pod still reach each other's: a service and a later command.
+        let own = format!("{name}-{level}");
+        t.ptest([
+            "proc",
+            "start",
+            &target.name,
+            "--name",
+            "l",
+            "--ready-log",
+            "listening",
+            "--",
+            PYTHON,
+            "hostile.py",
+            "listen-abstract",
+            &own,
+        ])
+        .assert()
+        .success();
+        let report = attack(&t, &target, "connect-abstract", &[&own]);
+        assert_eq!(
+            report["escaped"], true,
+            "at {level}, within the pod: {report:#}"
+        );
+        t.ptest(["env", "rm", "--force", &target.name])
+            .assert()
+            .success();
+    }
+    drop(listener);
+}
+
+/// A listening abstract Unix socket of the test (the host) named `name`.
+fn abstract_listener(name: &str) -> std::os::unix::net::UnixListener {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    std::os::unix::net::UnixListener::bind_addr(&addr).unwrap()
+}
+
+#[test]
 fn write_global_sysctls() {
     let t = TestHome::new();
     if !attackable(&t) {

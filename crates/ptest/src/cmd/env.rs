@@ -187,7 +187,7 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         }
         rows.push(("isolation", parts.join(", ")));
         if let Some(caps) = iso["capabilities"].as_str() {
-            rows.push(("  capabilities", caps.to_owned()));
+            rows.push(("  caps", caps.to_owned()));
         }
         for dropped in iso["dropped"].as_array().into_iter().flatten() {
             rows.push(("  dropped", dropped.as_str().unwrap_or("").to_owned()));

@@ -32,6 +32,7 @@ pub mod duration;
 mod engine;
 mod error;
 mod home;
+pub mod limited_root;
 pub mod liveness;
 mod manager;
 pub mod model;

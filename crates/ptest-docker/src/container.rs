@@ -44,7 +44,7 @@
 //! it too).
 //!
 //! With `--disk` or `--files` the environment root is a size- and inode-limited tmpfs on the
-//! host (see [`crate::quota`]), and `/tmp` and `/dev/shm` are its `tmp/` and `shm/`
+//! host (see [`ptest_core::limited_root`]), and `/tmp` and `/dev/shm` are its `tmp/` and `shm/`
 //! directories: the root, `/tmp` and `/dev/shm` share the one limit, as at the `basic` level,
 //! and `env stats` DISK counts them all. The image's own writable layer (what a command writes
 //! to `/etc`, `/var`, `/usr` at `low` and `medium`) is not covered: Docker bounds it only with
@@ -86,7 +86,9 @@ use bollard::models::{
     ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
     PortBinding, ResourcesUlimits,
 };
-use ptest_core::{Environment, EnvironmentSpec, NetworkMode, RUN_LABEL, SecurityLevel, root};
+use ptest_core::{
+    Environment, EnvironmentSpec, NetworkMode, RUN_LABEL, SecurityLevel, limited_root, root,
+};
 
 /// Label naming the environment id a Docker object belongs to.
 pub const LABEL_ENV: &str = "ptest.env";
@@ -245,12 +247,12 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
         ));
     }
     mounts.push(bind(&env.workspace(), CONTAINER_WORKSPACE, false));
-    let limited_root = crate::quota::limits(spec).is_some();
+    let limited_root = limited_root::limits(spec, 0).is_some();
     if limited_root {
         // Scratch space inside the size-limited root: one limit for everything written.
         mounts.push(bind(&env.root.join("tmp"), "/tmp", false));
         mounts.push(bind(
-            &env.root.join(crate::quota::SHM_DIR),
+            &env.root.join(limited_root::SHM_DIR),
             "/dev/shm",
             false,
         ));

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use ptest_core::{
     Engine, EngineContext, Environment, EnvironmentSpec, Error, ExecRequest, Finding,
     IsolationEvent, IsolationLevel, NetworkMode, ProcessInfo, ResourceUsage, Result,
-    RunningProcess, SecurityLevel, root,
+    RunningProcess, SecurityLevel, limited_root, root,
 };
 use tokio::sync::OnceCell;
 
@@ -23,7 +23,7 @@ use crate::container::{
     self, LABEL_ENV, LABEL_HOME, container_name, effective_network, effective_security, home_hash,
 };
 use crate::gc::{self, Reaped};
-use crate::{exec, image, network, quota};
+use crate::{exec, image, network};
 
 /// The uid and gid `high` and `strict` containers run as; their writable directories of the
 /// root are handed to it.
@@ -340,9 +340,9 @@ impl Engine for DockerEngine {
         ctx.note("image", serde_json::json!(image))?;
         let (root_path, id) = (env.root.clone(), env.id.clone());
         let unprivileged = effective_security(&env.spec) >= SecurityLevel::High;
-        let limits = quota::limits(&env.spec);
+        let limits = limited_root::limits(&env.spec, 0);
         blocking(move || {
-            quota::create(&root_path, &id, limits)?;
+            limited_root::create(&root_path, &id, limits)?;
             if unprivileged {
                 // The container's user must be able to write its directories; the root itself
                 // and its marker stay ptest's.
@@ -496,7 +496,7 @@ impl Engine for DockerEngine {
             network::release_run_network(docker, &self.home_hash, env).await;
         }
         let (root_path, id) = (env.root.clone(), env.id.clone());
-        blocking(move || quota::remove(&root_path, &id)).await
+        blocking(move || limited_root::remove(&root_path, &id)).await
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
@@ -519,7 +519,7 @@ impl Engine for DockerEngine {
             })?;
         // Docker's own /tmp and /dev/shm (without a limited root, whose walk counts them)
         // are measured through the main process's view of them: two statvfs calls.
-        let scratch_pid = match quota::limits(&env.spec) {
+        let scratch_pid = match limited_root::limits(&env.spec, 0) {
             Some(_) => None,
             None => docker
                 .inspect_container(&name, None)

@@ -5,7 +5,7 @@
 //! apply (an overlaid workspace, a missing image setting); `create` checks the sockets the
 //! environment asks for, makes the environment root as the `basic` level does (marker and
 //! anatomy, via [`ptest_core::root`]; a size-limited tmpfs with `--disk`/`--files`, see
-//! [`quota`]), resolves the image
+//! [`ptest_core::limited_root`]), resolves the image
 //! (local, else a pull, else a clear error; or a build of a local directory tagged
 //! `ptest-build:<content hash>` and reused), and creates the container: labelled
 //! `ptest.env=<id>` and `ptest.home=<hash of PTEST_HOME>`, the root bind-mounted at `/ptest`
@@ -27,7 +27,6 @@ mod exec;
 mod gc;
 mod image;
 mod network;
-mod quota;
 
 pub use container::{CONTAINER_ROOT, CONTAINER_WORKSPACE, LABEL_ENV, LABEL_HOME, LABEL_NAME};
 pub use engine::DockerEngine;

@@ -103,7 +103,7 @@ impl Engine for DirectoryEngine {
     async fn create(&self, env: &Environment, _ctx: &dyn EngineContext) -> Result<()> {
         let (root, id) = (env.root.clone(), env.id.clone());
         let quota = crate::quota::planned(&env.spec, &root, &id);
-        blocking(move || crate::quota::create(&root, &id, quota)).await
+        blocking(move || ptest_core::limited_root::create(&root, &id, quota)).await
     }
 
     async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
@@ -164,7 +164,7 @@ impl Engine for DirectoryEngine {
         sandbox::teardown(env).await?;
         crate::network::disconnect(env).await?;
         let (root, id) = (env.root.clone(), env.id.clone());
-        blocking(move || crate::quota::remove(&root, &id)).await
+        blocking(move || ptest_core::limited_root::remove(&root, &id)).await
     }
 
     fn port_lease_changed(&self, env: &Environment, port: u16, leased: bool) -> Result<()> {

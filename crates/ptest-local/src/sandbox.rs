@@ -125,7 +125,7 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
             // Inside the size-limited root: they count against --disk and --files.
             spec.scratch = Scratch::Dirs {
                 tmp: env.root.join("tmp"),
-                shm: env.root.join(crate::quota::SHM_DIR),
+                shm: env.root.join(ptest_core::limited_root::SHM_DIR),
             };
         }
         spec.scope_abstract_sockets = iso.network == ptest_core::NetworkMode::Host

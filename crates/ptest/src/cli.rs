@@ -203,9 +203,11 @@ pub struct CreateArgs {
     #[arg(long, value_parser = parse_duration)]
     pub ttl: Option<Duration>,
     /// Security level: low (own directories and cgroup), medium (plus PID/mount/IPC/UTS
-    /// namespaces, read-only host, private /tmp), high (plus no network by default, no
-    /// capabilities, only system directories visible), strict (plus a seccomp filter and
-    /// Landlock: write only beneath the root). Default: medium where the host allows, else low.
+    /// namespaces, read-only host, private bounded /tmp and /dev/shm, a fresh /run, host
+    /// secrets masked; root of the pod only: Docker's default capabilities and a seccomp
+    /// filter, so no mount or namespace change), high (plus no network by default, no
+    /// capabilities, only system directories visible), strict (plus Landlock, write only
+    /// beneath the root, and no ptrace). Default: medium where the host allows, else low.
     #[arg(long, help_heading = "Sandbox")]
     pub security: Option<SecurityLevel>,
     /// Network: host, loopback (own namespace, only lo), none, bridge (own namespace on this

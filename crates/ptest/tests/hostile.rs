@@ -440,3 +440,47 @@ fn fill_tmp_and_dev_shm_past_the_disk_limit() {
             .success();
     }
 }
+
+#[test]
+fn everyday_work_still_works_at_medium() {
+    let t = TestHome::new();
+    if !attackable(&t) {
+        return;
+    }
+    let env = t.json(["env", "create", "daily", "--port", "http"]);
+    assert_eq!(env["details"]["isolation"]["security"], "medium");
+    // git in the workspace.
+    let git = "git init -q . && git config user.email t@example.com && git config user.name t \
+               && echo hi > f && git add f && git commit -qm first && git log --oneline | wc -l";
+    let out = t.exec_json("daily", &["sh", "-c", git]);
+    assert_eq!(out["stdout"], "1\n", "{out}");
+    // A server on a leased port, reached from the host.
+    let port = env["ports"]["http"].as_u64().unwrap();
+    t.ptest([
+        "proc",
+        "start",
+        "daily",
+        "--name",
+        "web",
+        "--ready-port",
+        "http",
+        "--",
+        PYTHON,
+        "-m",
+        "http.server",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+    ])
+    .assert()
+    .success();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port as u16)).unwrap();
+    use std::io::{Read, Write};
+    conn.write_all(b"GET /f HTTP/1.0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.0 200") && reply.ends_with("hi\n"),
+        "{reply}"
+    );
+}

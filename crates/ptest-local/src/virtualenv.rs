@@ -213,11 +213,11 @@ impl Engine for VirtualenvEngine {
             .1;
             ctx.note(
                 "reused_template",
-                json!({ "hash": hash.short(), "hardlinked": report.hardlinked, "copied": report.copied }),
+                json!({ "hash": hash.short(), "copied": report.copied }),
             )?;
             ctx.event(
                 IsolationEvent::PackageInstalled,
-                json!({ "from_template": hash.short(), "hardlinked": report.hardlinked }),
+                json!({ "from_template": hash.short(), "copied": report.copied }),
             )?;
             return Ok(());
         }

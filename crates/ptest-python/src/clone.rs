@@ -1,10 +1,12 @@
-//! Cloning a finished venv to a new location by hard links (copies across file systems).
+//! Cloning a finished venv to a new location by copies (reflinked by the kernel where the file
+//! system can share extents: `copy_file_range` on btrfs, xfs, bcachefs; byte copies on ext4).
 //!
-//! A venv knows its own absolute path in a few places: the shebang lines of the scripts in
-//! `bin/`, `VIRTUAL_ENV` in the `activate*` scripts, and possibly `.pth` files. Those files are
-//! written as new files with the path replaced; a hard-linked file is never edited, so the
-//! source venv stays untouched. Everything else is shared by hard links. Symbolic links are
-//! recreated as they are (`bin/python` points at the base interpreter, `lib64` at `lib`).
+//! Never by hard links: a hard-linked file is one inode in both venvs, so a command that
+//! appends to its environment's `six.py` would change every other environment's, and the
+//! template's (issue 23). A venv knows its own absolute path in a few places: the shebang
+//! lines of the scripts in `bin/`, `VIRTUAL_ENV` in the `activate*` scripts, and possibly
+//! `.pth` files. Those files are written with the path replaced. Symbolic links are recreated
+//! as they are (`bin/python` points at the base interpreter, `lib64` at `lib`).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -17,9 +19,7 @@ use crate::venv::Venv;
 /// What a clone did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CloneReport {
-    /// Files shared with the source by hard link.
-    pub hardlinked: usize,
-    /// Files copied (hard links were not possible, e.g. across file systems).
+    /// Files copied (or reflinked: the kernel decides).
     pub copied: usize,
     /// Files written anew with the venv path replaced, relative to the venv root.
     pub rewritten: Vec<PathBuf>,
@@ -55,7 +55,6 @@ pub fn clone_venv(src: &Path, dst: &Path) -> Result<(Venv, CloneReport)> {
         old_paths,
         new_path: dst_root.to_string_lossy().into_owned(),
         report: CloneReport::default(),
-        cross_device: false,
     };
     cloner.dir(&src_root, &dst_root)?;
     let report = cloner.report;
@@ -70,8 +69,6 @@ struct Cloner<'a> {
     old_paths: Vec<String>,
     new_path: String,
     report: CloneReport,
-    /// Set after the first EXDEV, so later files go straight to copying.
-    cross_device: bool,
 }
 
 impl Cloner<'_> {
@@ -145,23 +142,6 @@ impl Cloner<'_> {
                 let relative = to.strip_prefix(self.dst_root).unwrap_or(to).to_owned();
                 self.report.rewritten.push(relative);
                 return Ok(());
-            }
-        }
-        if !self.cross_device {
-            match fs::hard_link(from, to) {
-                Ok(()) => {
-                    self.report.hardlinked += 1;
-                    return Ok(());
-                }
-                Err(e)
-                    if e.raw_os_error() == Some(18) || e.kind() == ErrorKind::PermissionDenied =>
-                {
-                    // EXDEV (18 on Linux): another file system; or links refused
-                    // (protected_hardlinks). Copy from here on.
-                    tracing::debug!(error = %e, "hard links not possible, copying");
-                    self.cross_device = true;
-                }
-                Err(e) => return Err(Error::io("hard-linking", to)(e)),
             }
         }
         fs::copy(from, to).map_err(Error::io("copying", to))?;

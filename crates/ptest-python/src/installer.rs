@@ -329,6 +329,10 @@ impl Installer {
                     .arg("--python")
                     .arg(python)
                     .env("UV_CACHE_DIR", &self.cache_dir)
+                    // Copies, not hard links into the cache: a command appending to an
+                    // installed module would otherwise change the cache, and every later
+                    // environment installed from it.
+                    .env("UV_LINK_MODE", "copy")
                     .env("UV_PYTHON_DOWNLOADS", "never")
                     .env_remove("VIRTUAL_ENV");
                 Ok(c)

@@ -28,7 +28,7 @@ fn cloned_venv_runs_after_the_source_is_gone() {
 
         let dst = dir.path().join(format!("clone-{tool}"));
         let (clone, report) = clone_venv(source.root(), &dst).unwrap();
-        assert!(report.hardlinked > 0, "{tool}: {report:?}");
+        assert!(report.copied > 0, "{tool}: {report:?}");
         assert!(
             report.rewritten.iter().any(|p| p.ends_with("bin/ptdemo-a")),
             "{tool}: {report:?}"
@@ -38,15 +38,23 @@ fn cloned_venv_runs_after_the_source_is_gone() {
             "{tool}: {report:?}"
         );
 
-        // Shared files are hard links; rewritten ones are separate files.
+        // No file is shared: a write to the clone's module leaves the source's as it was.
         let module = "ptdemo_a/__init__.py";
-        let shared = std::fs::metadata(clone.site_packages().join(module)).unwrap();
+        let copy = std::fs::metadata(clone.site_packages().join(module)).unwrap();
         let original = std::fs::metadata(source.site_packages().join(module)).unwrap();
+        assert_ne!(copy.ino(), original.ino(), "{tool}: module shared by inode");
+        let before = std::fs::read(source.site_packages().join(module)).unwrap();
+        let mut poisoned = std::fs::OpenOptions::new()
+            .append(true)
+            .open(clone.site_packages().join(module))
+            .unwrap();
+        std::io::Write::write_all(&mut poisoned, b"raise SystemExit('poisoned')\n").unwrap();
         assert_eq!(
-            shared.ino(),
-            original.ino(),
-            "{tool}: module should be hard-linked"
+            std::fs::read(source.site_packages().join(module)).unwrap(),
+            before,
+            "{tool}: a write to the clone reached the source"
         );
+        std::fs::write(clone.site_packages().join(module), &before).unwrap();
         let script_meta = std::fs::metadata(clone.bin_dir().join("ptdemo-a")).unwrap();
         let src_script_meta = std::fs::metadata(source.bin_dir().join("ptdemo-a")).unwrap();
         assert_ne!(script_meta.ino(), src_script_meta.ino());

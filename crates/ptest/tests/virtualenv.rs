@@ -155,7 +155,7 @@ fn same_spec_is_cloned_from_a_template_and_says_why() {
         .success();
     let second = &t.json(["env", "show", "second"])["environment"];
     assert!(
-        second["details"]["reused_template"]["hardlinked"]
+        second["details"]["reused_template"]["copied"]
             .as_u64()
             .unwrap()
             > 0
@@ -249,6 +249,46 @@ fn same_spec_is_cloned_from_a_template_and_says_why() {
 /// What an interpreter says about itself is kept per binary: after the first environment,
 /// creating another with the same Python starts no Python at all (probe cached, venv cloned).
 #[test]
+fn a_module_poisoned_in_one_environment_reaches_no_other() {
+    // Issue 23: a command appending to its own installed module must change neither the
+    // template nor the installer's cache, so later environments import the clean one.
+    let t = TestHome::new();
+    ptest(&t, &["env", "create", "first", "-p", "ptdemo-a==1.0"])
+        .assert()
+        .success();
+    let poison = "import ptdemo_a, pathlib; \
+                  f = pathlib.Path(ptdemo_a.__file__); \
+                  f.write_text(f.read_text() + 'raise SystemExit(\"poisoned\")\\n')";
+    ptest(&t, &["env", "exec", "first", "--", "python", "-c", poison])
+        .assert()
+        .success();
+    ptest(
+        &t,
+        &[
+            "env",
+            "exec",
+            "first",
+            "--",
+            "python",
+            "-c",
+            "import ptdemo_a",
+        ],
+    )
+    .assert()
+    .failure();
+    let import = ["--", "python", "-c", "import ptdemo_a; print('clean')"];
+    // From the template (same spec) and from the installer's cache (a new spec).
+    for (name, spec) in [("second", "ptdemo-a==1.0"), ("third", "ptdemo-a>=1.0,<2")] {
+        ptest(&t, &["env", "create", name, "-p", spec])
+            .assert()
+            .success();
+        let mut args = vec!["env", "exec", name];
+        args.extend(import);
+        assert_eq!(stdout(&mut ptest(&t, &args)), "clean\n", "{name}");
+    }
+}
+
+#[test]
 fn a_second_environment_starts_no_python_to_find_its_interpreter() {
     let Some(python) = wheels::python() else {
         return;
@@ -289,7 +329,7 @@ fn a_second_environment_starts_no_python_to_find_its_interpreter() {
         python.path.display().to_string()
     );
     assert!(
-        two["details"]["reused_template"]["hardlinked"]
+        two["details"]["reused_template"]["copied"]
             .as_u64()
             .unwrap()
             > 0

@@ -255,9 +255,9 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         rows.push((
             "reused",
             format!(
-                "template {} ({} files hard-linked)",
+                "template {} ({} files copied)",
                 reused["hash"].as_str().unwrap_or("?"),
-                reused["hardlinked"]
+                reused["copied"]
             ),
         ));
     }

@@ -67,7 +67,7 @@ pub mod reports;
 mod run;
 mod select;
 
-pub use config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite};
+pub use config::{Command, Disposal, EnvTemplate, PROJECT_FILE, Project, ProjectMode, Suite};
 pub use error::{ProjectError, ProjectFileError, SelectError};
 pub use report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport};
 pub use reporter::{Reporter, Silent};

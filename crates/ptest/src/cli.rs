@@ -6,8 +6,19 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use ptest_core::{
     AllowRule, ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, ExposedSocket, IsolationLevel,
-    NetworkMode, PortName, SecurityLevel,
+    NetworkMode, PortName, SecurityLevel, limit_range,
 };
+
+/// A clap value parser: `T`'s own parsing, then `check` (a range of [`limit_range`]).
+fn checked<T>(
+    check: fn(T) -> Result<T, String>,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |text: &str| text.parse::<T>().map_err(|e| e.to_string()).and_then(check)
+}
 
 /// Isolated environments for test runs: directories, sandboxes, virtualenvs, containers.
 ///
@@ -224,26 +235,27 @@ pub struct CreateArgs {
     /// sockets (docker.sock, containerd, dbus) are not there.
     #[arg(long = "expose-socket", value_name = "PATH", help_heading = "Sandbox")]
     pub expose_sockets: Vec<ExposedSocket>,
-    /// Memory limit, swap counted (e.g. 512M).
-    #[arg(long, help_heading = "Sandbox")]
+    /// Memory limit, swap counted (e.g. 512M; at least 4M).
+    #[arg(long, value_parser = checked(limit_range::memory), help_heading = "Sandbox")]
     pub memory: Option<ByteSize>,
-    /// CPU limit as a fraction of cores (e.g. 0.5, 2).
-    #[arg(long, help_heading = "Sandbox")]
+    /// CPU limit as a fraction of cores (e.g. 0.5, 2; more than 0, at most 1024).
+    #[arg(long, value_parser = checked(limit_range::cpus), help_heading = "Sandbox")]
     pub cpus: Option<f64>,
-    /// Maximum number of processes.
-    #[arg(long, help_heading = "Sandbox")]
+    /// Maximum number of processes (1 to 4194304).
+    #[arg(long, value_parser = checked(limit_range::pids), help_heading = "Sandbox")]
     pub pids: Option<u64>,
-    /// Maximum open files per process.
-    #[arg(long, help_heading = "Sandbox")]
+    /// Maximum open files per process (16 to 1048576).
+    #[arg(long, value_parser = checked(limit_range::nofile), help_heading = "Sandbox")]
     pub nofile: Option<u64>,
     /// Largest file a process may write (e.g. 10M); a bigger write fails (SIGXFSZ).
-    #[arg(long, help_heading = "Sandbox")]
+    #[arg(long, value_parser = checked(limit_range::fsize), help_heading = "Sandbox")]
     pub fsize: Option<ByteSize>,
-    /// Disk space of the root: a size-limited tmpfs (e.g. 100M); writes past it get ENOSPC.
-    #[arg(long, help_heading = "Sandbox")]
+    /// Disk space of the root: a size-limited tmpfs (e.g. 100M, at least 1M); writes past it
+    /// get ENOSPC. The pod's /tmp and /dev/shm then live in it and share the limit.
+    #[arg(long, value_parser = checked(limit_range::disk), help_heading = "Sandbox")]
     pub disk: Option<ByteSize>,
-    /// Number of files and directories in the root (inode-limited tmpfs).
-    #[arg(long, help_heading = "Sandbox")]
+    /// Number of files and directories in the root (inode-limited tmpfs; at least 1).
+    #[arg(long, value_parser = checked(limit_range::files), help_heading = "Sandbox")]
     pub files: Option<u64>,
     /// Apply what this host can and record what was dropped, instead of refusing.
     #[arg(long, help_heading = "Sandbox")]

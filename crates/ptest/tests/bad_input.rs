@@ -124,3 +124,47 @@ fn command_not_found_is_a_clear_error() {
         .code(2)
         .stderr(contains("no-such-program-xyz").and(contains("command not found")));
 }
+
+#[test]
+fn out_of_range_limits_are_refused_at_parse_time_with_the_range() {
+    let t = TestHome::new();
+    for (flag, value, says) in [
+        ("--cpus", "NaN", "greater than 0 and at most 1024"),
+        ("--cpus", "inf", "greater than 0 and at most 1024"),
+        ("--cpus", "0", "greater than 0"),
+        ("--cpus", "-1", "greater than 0"),
+        ("--pids", "0", "from 1 to 4194304"),
+        ("--pids", "99999999", "from 1 to 4194304"),
+        ("--memory", "1", "at least 4M"),
+        ("--memory", "0", "at least 4M"),
+        ("--disk", "0", "at least 1M"),
+        ("--disk", "100K", "at least 1M"),
+        ("--nofile", "0", "from 16 to 1048576"),
+        ("--files", "0", "at least 1"),
+    ] {
+        t.ptest(["env", "create", "x", &format!("{flag}={value}")])
+            .assert()
+            .code(2)
+            .stderr(contains(says).and(contains(flag)));
+    }
+    assert!(t.names().is_empty(), "nothing was made");
+    // The same ranges in ptest.toml, with file, line and column.
+    std::fs::write(
+        t.cwd().join("ptest.toml"),
+        "[env.box]\nlimits = { memory = \"64M\", pids = 0 }\n\n[[suite]]\nname = \"s\"\nenv = \"box\"\nrun = \"true\"\n",
+    )
+    .unwrap();
+    t.ptest(["run", "--list"])
+        .assert()
+        .code(2)
+        .stderr(contains("ptest.toml:2:").and(contains("from 1 to 4194304")));
+    std::fs::write(
+        t.cwd().join("ptest.toml"),
+        "[env.box]\nlimits = { cpus = nan }\n\n[[suite]]\nname = \"s\"\nenv = \"box\"\nrun = \"true\"\n",
+    )
+    .unwrap();
+    t.ptest(["config", "validate"])
+        .assert()
+        .code(2)
+        .stderr(contains("ptest.toml:2:").and(contains("greater than 0")));
+}

@@ -7,6 +7,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::limit_range;
 use super::{
     AllowRule, CleanupPolicy, EnvironmentStatus, ExposedSocket, IsolationLevel, SecurityLevel,
 };
@@ -97,26 +98,54 @@ pub struct OverlaySpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Memory, swap counted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Memory, swap counted (at least [`limit_range::MEMORY_MIN`]).
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::memory",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory: Option<ByteSize>,
     /// CPU as a fraction of cores (`0.5`, `2`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::cpus",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpus: Option<f64>,
     /// Maximum number of processes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::pids",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pids: Option<u64>,
     /// Maximum open files per process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::nofile",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub nofile: Option<u64>,
     /// Largest file a process may write (RLIMIT_FSIZE; SIGXFSZ past it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::fsize",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fsize: Option<ByteSize>,
-    /// Disk space of the root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Disk space of the root (at least [`limit_range::DISK_MIN`]).
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::disk",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disk: Option<ByteSize>,
     /// Number of files in the root.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "limit_range::serde_checked::files",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub files: Option<u64>,
 }
 

@@ -4,6 +4,7 @@ mod allow;
 mod enums;
 mod environment;
 mod event;
+pub mod limit_range;
 mod process;
 mod service;
 mod socket;

@@ -4,9 +4,20 @@ use std::process::ExitCode;
 
 use ptest_core::config::{ConfigError, LoadedConfig, validate_file};
 
+use ptest_runner::{PROJECT_FILE, Project, ProjectError, Run, Selection};
+
 use crate::Failure;
 use crate::cli::ConfigCommand;
 use crate::output::{self, Table};
+
+/// Checks a project the way `ptest run --list` does: its file (templates, suites, limits with
+/// their ranges) and the plan of every suite (dependencies, cycles, services' ports).
+fn validate_project(project: Result<Project, ProjectError>) -> Result<(), Failure> {
+    let project = project.map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    Run::new(project, &Selection::default())
+        .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    Ok(())
+}
 
 /// Runs one `config` subcommand; `load` reads every layer that applies here.
 pub fn run(
@@ -32,10 +43,18 @@ pub fn run(
         }
         ConfigCommand::Validate { file: Some(file) } => {
             validate_file(file)?;
+            if file.file_name() == Some(PROJECT_FILE.as_ref()) {
+                validate_project(Project::load(file))?;
+            }
             println!("{}: ok", file.display());
         }
         ConfigCommand::Validate { file: None } => {
             load()?;
+            let cwd = std::env::current_dir().unwrap_or_default();
+            match Project::discover(&cwd) {
+                Err(ProjectError::NotFound { .. }) => {}
+                found => validate_project(found)?,
+            }
             println!("configuration ok");
         }
     }

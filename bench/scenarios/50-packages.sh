@@ -63,7 +63,7 @@ bench_record "$OUT/packages.json" "first create with 10 packages + rm (builds th
     bench_compare packages "packages: 10 pinned wheels into a fresh environment, warm cache" \
         --limit "uv venv + uv pip install 10 + rm -rf" --ptest "ptest env create with 10 packages + rm (reuse by hash)" \
         --note "10 local wheels, every contender \`--find-links DIR --no-index\` (no network); caches warm after the warm-up runs" \
-        --note "reuse by hash: an environment whose spec (interpreter, packages, index options) hashes like an earlier one is cloned from its template by hard links; \`pkg install\` into an existing environment always runs the installer (uv)" \
+        --note "reuse by hash: an environment whose spec (interpreter, packages, index options) hashes like an earlier one is cloned from its template (copies, never hard links: no file is shared between environments); ptest runs uv with UV_LINK_MODE=copy, the uv row keeps uv's default (hard links from its cache); \`pkg install\` into an existing environment always runs the installer (uv)" \
         --note "uv caches what an interpreter says about itself by the path it is given, and each environment's venv has a new path: ptest hands uv a link to the venv at a path that stays the same (\`cache/venv-links/\`), so uv starts no python, as in the uv row, which installs into the same \`v/bin/python\` every time" \
         --note "new spec: the extra \`ptbench-0[x<n>]\` names an extra the package lacks (uv warns, installs the same files) so that every run hashes to a spec never seen before" \
         --note "the first-create row is timed alone (no CPU column), in a fresh PTEST_HOME each time" \

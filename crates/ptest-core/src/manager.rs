@@ -524,7 +524,8 @@ impl Manager {
             signal: result.signal,
             details: serde_json::json!({
                 "pid": pid, "exit_code": result.exit_code, "signal": result.signal,
-                "timed_out": result.timed_out, "duration": result.duration.as_secs_f64(),
+                "timed_out": result.timed_out, "oom_killed": result.oom_killed,
+                "duration": result.duration.as_secs_f64(),
             }),
         };
         let events = match record {

@@ -188,7 +188,23 @@ fn memory_limit_kills_and_says_oom() {
         "b = bytearray(300 * 1024 * 1024)",
     ])
     .assert()
-    .code(137);
+    .code(137)
+    .stderr(contains("killed: out of memory (limit 64M)"));
+    let stopped: Vec<serde_json::Value> = String::from_utf8(
+        t.ptest(["events", "--env", "small", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .filter(|e: &serde_json::Value| e["event"] == "process_stopped")
+    .collect();
+    assert!(
+        stopped.iter().all(|e| e["details"]["oom_killed"] == true),
+        "{stopped:?}"
+    );
     let stats = t.json(["env", "stats", "small"]);
     assert!(stats["oom_kills"].as_u64().unwrap() >= 2, "{stats}");
     assert!(

@@ -339,6 +339,13 @@ async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
             )),
             env.name
         );
+    } else if result.oom_killed {
+        let limit = env
+            .spec
+            .limits
+            .memory
+            .map_or_else(|| "the host's memory".to_owned(), |m| format!("limit {m}"));
+        eprintln!("ptest: killed: out of memory ({limit}) in {}", env.name);
     }
     // Exit codes above 255 cannot happen on Unix; 128+signal stays below 256.
     Ok(ExitCode::from(result.shell_code() as u8))

@@ -165,6 +165,22 @@ pub enum Error {
         source: rusqlite::Error,
     },
 
+    /// The state database is missing, empty, truncated or not a database while there is
+    /// state it should hold: nothing is made over it.
+    #[error(
+        "the state database {0} {reason}; nothing was changed. Keep a copy of it, then \
+         move it aside (e.g. `mv {0} {0}.damaged`) to start a new one; environments it \
+         recorded are then unknown to ptest (their roots stay under {1})",
+        path.display(),
+        path.with_file_name("envs").display()
+    )]
+    StoreDamaged {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A file operation failed.
     #[error("{action} {}: {source}", path.display())]
     Io {
@@ -204,7 +220,8 @@ impl Error {
             | Error::PortsExhausted { .. }
             | Error::AddressesExhausted { .. }
             | Error::NoProcess { .. }
-            | Error::ProcessNameTaken { .. } => ErrorKind::State,
+            | Error::ProcessNameTaken { .. }
+            | Error::StoreDamaged { .. } => ErrorKind::State,
             Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,
         }
     }

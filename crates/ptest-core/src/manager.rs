@@ -91,6 +91,7 @@ impl Manager {
     /// half-done by a `ptest` that died are marked `error` here.
     pub fn open(home: Home, config: Config, engines: EngineRegistry) -> Result<Self> {
         home.ensure()?;
+        crate::store::check_intact(&home.state_db(), &home.envs_dir())?;
         let store = Store::open(&home.state_db())?;
         store.repair_interrupted()?;
         Ok(Self {

@@ -9,6 +9,7 @@ mod addresses;
 mod migrations;
 mod services;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -635,6 +636,89 @@ pub(crate) struct Started<'a> {
     pub command: &'a [String],
     pub started_at: Timestamp,
     pub starting: serde_json::Value,
+}
+
+/// The first 16 bytes of every SQLite database file.
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Refuses a state database that cannot hold what it should, before SQLite would make a new
+/// one over it: missing or empty while environment roots exist in `envs`, not a database,
+/// or shorter than its header says (truncated). Costs one read of its first 100 bytes; the
+/// roots are looked for only when the file is missing or empty.
+pub fn check_intact(db: &Path, envs: &Path) -> Result<()> {
+    let damaged = |reason: String| Error::StoreDamaged {
+        path: db.to_owned(),
+        reason,
+    };
+    let mut header = [0u8; 100];
+    let read = match fs::File::open(db) {
+        Ok(mut f) => read_up_to(&mut f, &mut header).map_err(|e| Error::io("reading", db, e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(Error::io("opening", db, e)),
+    };
+    if read == 0 {
+        let roots = marked_roots(envs);
+        if roots > 0 {
+            let what = if db.exists() {
+                "is empty"
+            } else {
+                "is missing"
+            };
+            return Err(damaged(format!(
+                "{what} while {roots} environment root(s) exist in {}",
+                envs.display()
+            )));
+        }
+        return Ok(());
+    }
+    if read < header.len() || &header[..16] != SQLITE_MAGIC {
+        return Err(damaged(
+            "is not a SQLite database (its header is wrong)".into(),
+        ));
+    }
+    // Page size (1 stands for 65536) and the page count, valid when the change counter
+    // matches the version-valid-for number.
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65536,
+        n => u64::from(n),
+    };
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let pages = u64::from(word(28));
+    if word(24) == word(92) && pages > 0 {
+        let len = fs::metadata(db)
+            .map_err(|e| Error::io("inspecting", db, e))?
+            .len();
+        if len < pages * page_size {
+            return Err(damaged(format!(
+                "is truncated: {len} bytes where its header says {} ({pages} pages)",
+                pages * page_size
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn read_up_to(f: &mut fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// How many entries of `envs` carry an environment marker.
+fn marked_roots(envs: &Path) -> usize {
+    fs::read_dir(envs).map_or(0, |dir| {
+        dir.filter_map(|e| e.ok())
+            .filter(|e| e.path().join(crate::root::MARKER).exists())
+            .count()
+    })
 }
 
 /// How a recorded process ended: its final status, and the details of `process_stopped`.

@@ -1,0 +1,112 @@
+//! Issue 15, item 5: a missing, empty, truncated or corrupt `state.db` while environments
+//! exist is reported with its path and what to do, and nothing is made over it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use predicates::prelude::PredicateBooleanExt;
+use predicates::str::contains;
+use support::TestHome;
+
+/// A home with two environments, and its database's bytes.
+fn home_with_environments() -> (TestHome, std::path::PathBuf, Vec<u8>) {
+    let t = TestHome::new();
+    for name in ["a", "b"] {
+        t.ptest(["env", "create", name, "--security", "low"])
+            .assert()
+            .success();
+    }
+    let db = t.home().join("state.db");
+    let bytes = std::fs::read(&db).unwrap();
+    (t, db, bytes)
+}
+
+/// The database and its WAL files, to put back so the test home can remove what it made.
+struct Saved(Vec<(std::path::PathBuf, Option<Vec<u8>>)>);
+
+impl Saved {
+    fn new(db: &std::path::Path) -> Saved {
+        Saved(
+            ["", "-wal", "-shm"]
+                .iter()
+                .map(|side| {
+                    let path = std::path::PathBuf::from(format!("{}{side}", db.display()));
+                    let bytes = std::fs::read(&path).ok();
+                    (path, bytes)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Saved {
+    fn drop(&mut self) {
+        for (path, bytes) in &self.0 {
+            if let Some(bytes) = bytes {
+                std::fs::write(path, bytes).unwrap();
+            }
+        }
+    }
+}
+
+/// `env list` refuses the damaged store with its path, and leaves the file as it is.
+fn refused(t: &TestHome, db: &std::path::Path, says: &str) {
+    let before = std::fs::read(db).ok();
+    t.ptest(["env", "list"])
+        .assert()
+        .code(3)
+        .stderr(
+            contains(db.display().to_string())
+                .and(contains(says))
+                .and(contains("nothing was changed")),
+        );
+    assert_eq!(std::fs::read(db).ok(), before, "the damaged file was changed");
+}
+
+#[test]
+fn an_emptied_state_db_is_reported_not_recreated() {
+    let (t, db, _) = home_with_environments();
+    let _saved = Saved::new(&db);
+    std::fs::write(&db, b"").unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", db.display()));
+    }
+    refused(&t, &db, "is empty while 2 environment root(s) exist");
+}
+
+#[test]
+fn a_missing_state_db_is_reported_not_recreated() {
+    let (t, db, _) = home_with_environments();
+    let _saved = Saved::new(&db);
+    std::fs::remove_file(&db).unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", db.display()));
+    }
+    refused(&t, &db, "is missing while 2 environment root(s) exist");
+    assert!(!db.exists());
+}
+
+#[test]
+fn a_state_db_that_is_not_a_database_is_reported() {
+    let (t, db, mut bytes) = home_with_environments();
+    let _saved = Saved::new(&db);
+    bytes[..16].copy_from_slice(b"garbage garbage!");
+    std::fs::write(&db, &bytes).unwrap();
+    refused(&t, &db, "is not a SQLite database");
+}
+
+#[test]
+fn a_truncated_state_db_is_reported() {
+    let (t, db, bytes) = home_with_environments();
+    let _saved = Saved::new(&db);
+    std::fs::write(&db, &bytes[..bytes.len() / 2]).unwrap();
+    refused(&t, &db, "is truncated");
+}
+
+#[test]
+fn a_fresh_home_starts_a_new_state_db() {
+    let t = TestHome::new();
+    t.ptest(["env", "list"]).assert().success();
+    assert!(t.home().join("state.db").exists());
+}

@@ -15,6 +15,49 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
     fields.nth(18)?.parse().ok()
 }
 
+/// A process as `PID:START_TICKS`, which names it for as long as it lives and never another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    /// Its pid.
+    pub pid: u32,
+    /// Its start time, clock ticks after boot.
+    pub ticks: u64,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> ProcessId {
+        let pid = std::process::id();
+        ProcessId {
+            pid,
+            ticks: start_ticks(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether it still runs.
+    pub fn is_alive(self) -> bool {
+        is_alive(self.pid, self.ticks)
+    }
+}
+
+impl std::fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.pid, self.ticks)
+    }
+}
+
+impl std::str::FromStr for ProcessId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ProcessId, String> {
+        let bad = || format!("{s:?} is not PID:START_TICKS");
+        let (pid, ticks) = s.split_once(':').ok_or_else(bad)?;
+        Ok(ProcessId {
+            pid: pid.parse().map_err(|_| bad())?,
+            ticks: ticks.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// Whether `pid` is alive and is the process that had `ticks` as its start time.
 pub fn is_alive(pid: u32, ticks: u64) -> bool {
     start_ticks(pid) == Some(ticks)

@@ -769,9 +769,16 @@ impl Manager {
                     CleanupPolicy::Immediate if self.processes(&env)?.is_empty() => {
                         Some("immediate policy and idle".to_owned())
                     }
-                    CleanupPolicy::OnShutdown if options.shutdown => {
-                        Some("on_shutdown policy".to_owned())
-                    }
+                    CleanupPolicy::OnShutdown => match run_owner(&env) {
+                        // A live run removes its own; not even --shutdown takes them.
+                        Some(owner) if owner.is_alive() => None,
+                        Some(owner) => Some(format!(
+                            "on_shutdown policy, and its run's ptest (pid {}) is gone",
+                            owner.pid
+                        )),
+                        None if options.shutdown => Some("on_shutdown policy".to_owned()),
+                        None => None,
+                    },
                     _ => None,
                 }
             };
@@ -815,6 +822,11 @@ impl Manager {
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         self.store.events(query)
     }
+}
+
+/// The process running the `ptest run` that `env` belongs to, if it was made by one.
+fn run_owner(env: &Environment) -> Option<crate::liveness::ProcessId> {
+    env.spec.labels.get(crate::RUN_OWNER_LABEL)?.parse().ok()
 }
 
 /// The [`EngineContext`] the manager hands an engine: events and notes about one environment.

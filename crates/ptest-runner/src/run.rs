@@ -421,6 +421,10 @@ async fn run_in_env(
     };
     let mut labels = Labels::new();
     labels.insert(RUN_LABEL.into(), shared.run_id.clone());
+    labels.insert(
+        ptest_core::RUN_OWNER_LABEL.into(),
+        ptest_core::liveness::ProcessId::current().to_string(),
+    );
     labels.insert("ptest.suite".into(), unit.suite.clone());
     if let Some(shard) = unit.shard {
         labels.insert("ptest.shard".into(), shard.to_string());

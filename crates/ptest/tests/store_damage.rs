@@ -53,15 +53,16 @@ impl Drop for Saved {
 /// `env list` refuses the damaged store with its path, and leaves the file as it is.
 fn refused(t: &TestHome, db: &std::path::Path, says: &str) {
     let before = std::fs::read(db).ok();
-    t.ptest(["env", "list"])
-        .assert()
-        .code(3)
-        .stderr(
-            contains(db.display().to_string())
-                .and(contains(says))
-                .and(contains("nothing was changed")),
-        );
-    assert_eq!(std::fs::read(db).ok(), before, "the damaged file was changed");
+    t.ptest(["env", "list"]).assert().code(3).stderr(
+        contains(db.display().to_string())
+            .and(contains(says))
+            .and(contains("nothing was changed")),
+    );
+    assert_eq!(
+        std::fs::read(db).ok(),
+        before,
+        "the damaged file was changed"
+    );
 }
 
 #[test]

@@ -23,6 +23,11 @@ pub type Labels = BTreeMap<String, String>;
 /// group a run's environments by it (a docker run's own bridge network).
 pub const RUN_LABEL: &str = "ptest.run";
 
+/// The label naming the process that runs a `ptest run`'s environments, `PID:START_TICKS`
+/// ([`crate::liveness::ProcessId`]): `ptest gc` removes the `on_shutdown` environments of a
+/// run whose process is gone, and `gc --shutdown` leaves those of a live run alone.
+pub const RUN_OWNER_LABEL: &str = "ptest.run.owner";
+
 /// What the caller asks for when creating an environment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -16,7 +16,7 @@ pub use enums::{
 };
 pub use environment::{
     DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, OverlaySpec, RUN_LABEL,
-    ResourceUsage, VirtualenvSpec,
+    RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;
 pub use process::{ProcessInfo, ProcessResult};

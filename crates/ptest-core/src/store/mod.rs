@@ -18,6 +18,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::error::{Error, Result, StoreContext};
+use crate::liveness::ProcessId;
 use crate::model::{
     Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent, ProcessInfo,
     ProcessStatus,
@@ -43,23 +44,6 @@ pub struct EventQuery {
     pub env: Option<String>,
     /// At most this many (the newest ones when `after` is absent).
     pub limit: Option<u32>,
-}
-
-/// The process that owns a multi-step change: its pid and start time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Owner {
-    pub pid: u32,
-    pub ticks: u64,
-}
-
-impl Owner {
-    pub fn current() -> Self {
-        let pid = std::process::id();
-        Self {
-            pid,
-            ticks: crate::liveness::start_ticks(pid).unwrap_or(0),
-        }
-    }
 }
 
 /// A handle on `state.db`.
@@ -148,7 +132,7 @@ impl Store {
         max: u32,
         session: &str,
     ) -> Result<Event> {
-        let owner = Owner::current();
+        let owner = ProcessId::current();
         self.write(|tx| {
             let current: u32 = tx
                 .query_row("SELECT COUNT(*) FROM environments", [], |r| r.get(0))
@@ -207,7 +191,7 @@ impl Store {
         owned: bool,
         event: Option<(IsolationEvent, serde_json::Value)>,
     ) -> Result<Option<Event>> {
-        let owner = owned.then(Owner::current);
+        let owner = owned.then(ProcessId::current);
         self.write(|tx| {
             let changed = tx
                 .execute(

@@ -158,8 +158,13 @@ impl HostCaps {
             ok: self.cgroups.is_ok(),
             detail: match &self.cgroups {
                 Ok(c) => format!(
-                    "{:?}: controllers {}; swap {}",
-                    cgroup::probe().version.ok(),
+                    "{}: controllers {}; swap {}",
+                    match cgroup::probe().version {
+                        Ok(cgroup::CgroupVersion::V1) => "cgroup v1",
+                        Ok(cgroup::CgroupVersion::V2) => "cgroup v2",
+                        Ok(_) => "cgroups",
+                        Err(_) => "no cgroups",
+                    },
                     c.iter().map(|c| c.name()).collect::<Vec<_>>().join(", "),
                     if self.swap_accounting {
                         "counted"
@@ -184,6 +189,19 @@ impl HostCaps {
                     self.landlock.as_ref().copied().unwrap_or_default()
                 ),
                 Err(e) => format!("security strict is refused: {e}"),
+            },
+        });
+        let scope = self.abstract_scope_missing();
+        out.push(Finding {
+            check: "socket scope".into(),
+            ok: scope.is_none(),
+            detail: match scope {
+                None => "Landlock scope: pods on the host network cannot reach the host's \
+                         abstract Unix sockets"
+                    .into(),
+                Some(why) => format!(
+                    "pods on the host network reach the host's abstract Unix sockets: {why}"
+                ),
             },
         });
         let bridge = self.bridge_missing();

@@ -82,7 +82,10 @@ fn gc_removes_the_environments_of_a_run_whose_ptest_was_killed() {
         "{gc}"
     );
     assert!(t.names().is_empty());
-    assert!(support::wait_env_empty(&id), "the suite or service outlived gc");
+    assert!(
+        support::wait_env_empty(&id),
+        "the suite or service outlived gc"
+    );
 }
 
 #[test]
@@ -97,7 +100,11 @@ fn gc_shutdown_leaves_a_live_runs_environments_alone() {
     slow_project(&t);
     let (mut run, id) = start_run(&t);
     t.ptest(["gc", "--shutdown"]).assert().success();
-    assert_eq!(t.names().len(), 1, "gc --shutdown removed a live run's environment");
+    assert_eq!(
+        t.names().len(),
+        1,
+        "gc --shutdown removed a live run's environment"
+    );
     assert!(
         env_processes(&id).len() >= 3,
         "the live run's suite or service was killed"

@@ -18,6 +18,7 @@ use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use futures_util::{Stream, StreamExt};
 use jiff::Timestamp;
+use ptest_core::captured::BoundedOutput;
 use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessInfo, ProcessResult, Result, RunningProcess,
 };
@@ -42,6 +43,8 @@ pub(crate) struct DockerProcess {
     // The container's OOM counter and its value at the start (see `crate::cgroup`).
     oom: Option<(PathBuf, u64)>,
     command: Vec<String>,
+    /// The environment's root on the host, where captured output overflows to (`logs/`).
+    root: PathBuf,
     started_at: Timestamp,
     started: Instant,
 }
@@ -136,6 +139,7 @@ pub(crate) async fn spawn(
         mode: request.output,
         oom,
         command: request.argv,
+        root: env.root.clone(),
         started_at,
         started,
     })
@@ -148,7 +152,9 @@ impl RunningProcess for DockerProcess {
     }
 
     async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let exec = &self.exec_id[..self.exec_id.len().min(12)];
+        let mut stdout = BoundedOutput::new(&self.root, format!("exec-{exec}.stdout.log"));
+        let mut stderr = BoundedOutput::new(&self.root, format!("exec-{exec}.stderr.log"));
         // Where passed-on output goes: the caller's stdout and stderr, or the given descriptors.
         let (mut out, mut err): (Sink, Sink) = match &self.mode {
             OutputMode::Fds { stdout, stderr } => (sink_of(stdout)?, sink_of(stderr)?),
@@ -159,9 +165,9 @@ impl RunningProcess for DockerProcess {
             let chunk = chunk.map_err(|e| engine_error("read a command's output", e))?;
             match chunk {
                 LogOutput::StdOut { message } | LogOutput::Console { message } if capture => {
-                    stdout.extend_from_slice(&message)
+                    stdout.push(&message)
                 }
-                LogOutput::StdErr { message } if capture => stderr.extend_from_slice(&message),
+                LogOutput::StdErr { message } if capture => stderr.push(&message),
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {
                     pass_on(&mut out, &message).await
                 }
@@ -170,6 +176,7 @@ impl RunningProcess for DockerProcess {
             }
         }
         let ended = Instant::now();
+        let (stdout, stderr) = (stdout.finish(), stderr.finish());
         // The stream ends as the command ends; the engine records its exit code a moment later.
         let deadline = Instant::now() + Duration::from_secs(10);
         let exit_code = loop {
@@ -205,8 +212,12 @@ impl RunningProcess for DockerProcess {
             pid: Some(self.pid).filter(|p| *p != 0),
             exit_code,
             signal: None,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout: stdout.text,
+            stderr: stderr.text,
+            stdout_truncated: stdout.truncated,
+            stdout_file: stdout.file,
+            stderr_truncated: stderr.truncated,
+            stderr_file: stderr.file,
             started_at: self.started_at,
             ended_at: Timestamp::now(),
             duration: ended - self.started,

@@ -5,6 +5,7 @@ use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use jiff::Timestamp;
+use ptest_core::captured::{BoundedOutput, Captured};
 use ptest_core::{ProcessResult, Result};
 use rustix::io::Errno;
 use tokio::io::AsyncReadExt;
@@ -13,6 +14,9 @@ use tokio::net::unix::pipe::Receiver;
 /// Output pipes and start time of one running command.
 pub(crate) struct Capture {
     command: Vec<String>,
+    /// The environment's root and the command's id, naming overflow files in `logs/`.
+    root: std::path::PathBuf,
+    id: String,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
     started_at: Timestamp,
@@ -27,10 +31,13 @@ pub(crate) struct Ended {
 }
 
 impl Capture {
-    /// Starts the clock for `command`, before it is spawned.
-    pub fn start(command: Vec<String>) -> Self {
+    /// Starts the clock for `command`, before it is spawned in the environment rooted at
+    /// `root`; `id` names the files its output overflows to.
+    pub fn start(command: Vec<String>, root: &std::path::Path, id: &str) -> Self {
         Self {
             command,
+            root: root.to_owned(),
+            id: id.to_owned(),
             stdout: None,
             stderr: None,
             started_at: Timestamp::now(),
@@ -54,15 +61,25 @@ impl Capture {
         pid: u32,
         ended: impl Future<Output = Result<Ended>>,
     ) -> Result<ProcessResult> {
-        let (stdout, stderr, ended) = tokio::join!(text(self.stdout), text(self.stderr), ended);
+        let sink =
+            |stream: &str| BoundedOutput::new(&self.root, format!("exec-{}.{stream}.log", self.id));
+        let (stdout, stderr, ended) = tokio::join!(
+            text(self.stdout, sink("stdout")),
+            text(self.stderr, sink("stderr")),
+            ended
+        );
         let ended = ended?;
         Ok(ProcessResult {
             command: self.command,
             pid: Some(pid),
             exit_code: ended.exit_code,
             signal: ended.signal,
-            stdout,
-            stderr,
+            stdout: stdout.text,
+            stderr: stderr.text,
+            stdout_truncated: stdout.truncated,
+            stdout_file: stdout.file,
+            stderr_truncated: stderr.truncated,
+            stderr_file: stderr.file,
             started_at: self.started_at,
             ended_at: Timestamp::now(),
             duration: self.started.elapsed(),
@@ -72,33 +89,38 @@ impl Capture {
     }
 }
 
-/// All of `pipe` as text; a read error ends it, keeping what was read.
+/// All of `pipe` into `out` (memory bounded: see [`BoundedOutput`]); a read error ends it,
+/// keeping what was read.
 ///
 /// A command that has ended left all its output in the pipe: that is read directly, and the
 /// reactor is involved only while the pipe is still open and empty.
-async fn text(pipe: Option<OwnedFd>) -> String {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 << 10];
+async fn text(pipe: Option<OwnedFd>, mut out: BoundedOutput) -> Captured {
+    let mut chunk = vec![0u8; 64 << 10];
     let Some(pipe) = pipe else {
-        return String::new();
+        return out.finish();
     };
     // Only our end: the command's is another open file, still blocking.
     if rustix::io::ioctl_fionbio(&pipe, true).is_err() {
-        return String::new();
+        return out.finish();
     }
     loop {
         match rustix::io::read(&pipe, &mut chunk) {
             Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => out.push(&chunk[..n]),
             Err(Errno::INTR) => {}
             Err(Errno::AGAIN) => {
                 if let Ok(mut pipe) = Receiver::from_owned_fd(pipe) {
-                    let _ = pipe.read_to_end(&mut buf).await;
+                    loop {
+                        match pipe.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => out.push(&chunk[..n]),
+                        }
+                    }
                 }
                 break;
             }
             Err(_) => break,
         }
     }
-    String::from_utf8_lossy(&buf).into_owned()
+    out.finish()
 }

@@ -63,7 +63,10 @@ pub(crate) fn spawn(
     if request.argv.is_empty() {
         return Err(Error::Usage("no command given".into()));
     }
-    let capture = Capture::start(request.argv.clone());
+    // Marks every process this command starts, so what it leaves behind can be found; also
+    // names the files its output overflows to.
+    let exec_id = ptest_core::EnvId::random();
+    let capture = Capture::start(request.argv.clone(), &env.root, exec_id.as_str());
     // Nothing is inherited by a pod command: pass ptest's environment, then the environment's
     // own variables, then the caller's.
     let mut cmd = CommandSpec::new(request.argv.clone()).cwd(env.workspace());
@@ -72,8 +75,7 @@ pub(crate) fn spawn(
     for (name, value) in env.command_env().into_iter().chain(request.env) {
         cmd = cmd.env(name, value);
     }
-    // Marks every process this command starts, so what it leaves behind can be found.
-    let marker = format!("PTEST_EXEC_ID={}", ptest_core::EnvId::random());
+    let marker = format!("PTEST_EXEC_ID={exec_id}");
     let (key, value) = marker.split_once('=').expect("the marker has a '='");
     cmd.env.push((key.into(), value.into()));
     cmd.stdin = Stdio::null().map_err(spawn_error)?;

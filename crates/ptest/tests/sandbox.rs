@@ -967,3 +967,43 @@ fn exec_works_in_a_pid_namespace_whose_session_leader_is_outside() {
     assert_eq!(ran.trim(), "ran");
     assert!(emptied, "the background sleep outlived its command");
 }
+
+/// Issue 15, item 6: 1 GB of output through `env exec --json` keeps ptest's memory bounded;
+/// the JSON holds the first 8 MiB, says it was truncated and where all of it is.
+#[test]
+fn a_gigabyte_of_output_is_spooled_not_held_in_memory() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    t.create("loud");
+    // ptest's peak RSS, read by a parent that waits for it (its only child: pod commands are
+    // the holder's).
+    let measure = "import subprocess, resource, json, sys\n\
+         r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+         j = json.loads(r.stdout)\n\
+         print(json.dumps({'rss_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, \
+         'len': len(j['stdout']), 'truncated': j['stdout_truncated'], 'file': j.get('stdout_file'), \
+         'stderr': j['stderr'], 'stderr_truncated': j['stderr_truncated']}))\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(measure)
+        .arg(assert_cmd::cargo::cargo_bin("ptest"))
+        .args(["env", "exec", "--json", "loud", "--", "sh", "-c"])
+        .arg("yes | head -c 1G; echo done >&2")
+        .env("PTEST_HOME", t.home())
+        .output()
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(seen["rss_kib"].as_u64().unwrap() < 64 << 10, "{seen}");
+    assert_eq!(seen["len"], 8 << 20, "{seen}");
+    assert_eq!(seen["truncated"], true);
+    assert_eq!(
+        (&seen["stderr"], &seen["stderr_truncated"]),
+        (&serde_json::json!("done\n"), &serde_json::json!(false))
+    );
+    let file = seen["file"].as_str().unwrap();
+    assert!(file.starts_with(&root_of(&t, "loud")), "{file}");
+    assert_eq!(std::fs::metadata(file).unwrap().len(), 1 << 30);
+}

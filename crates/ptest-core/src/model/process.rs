@@ -20,10 +20,23 @@ pub struct ProcessResult {
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
-    /// Captured standard output (empty when output went to the caller's terminal).
+    /// Captured standard output (empty when output went to the caller's terminal): its first
+    /// [`crate::captured::CAPTURE_LIMIT`] bytes.
     pub stdout: String,
-    /// Captured standard error (empty when output went to the caller's terminal).
+    /// Captured standard error, as `stdout`.
     pub stderr: String,
+    /// Whether stdout was longer than what `stdout` holds.
+    #[serde(default)]
+    pub stdout_truncated: bool,
+    /// The file in the environment's `logs/` holding all of a truncated stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_file: Option<std::path::PathBuf>,
+    /// Whether stderr was longer than what `stderr` holds.
+    #[serde(default)]
+    pub stderr_truncated: bool,
+    /// The file in the environment's `logs/` holding all of a truncated stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_file: Option<std::path::PathBuf>,
     /// When it started.
     pub started_at: Timestamp,
     /// When it ended.

@@ -2,6 +2,7 @@
 //! in the store (with its event), asks the level's engine to do the host-side work, and applies
 //! the cleanup policies.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
@@ -234,6 +235,7 @@ impl Manager {
             None => self.home.envs_dir().join(id.as_str()),
         };
         if spec.path.is_some() {
+            self.check_given_root(&root)?;
             root::check_available(&root)?;
         }
         let now = Timestamp::now();
@@ -730,6 +732,50 @@ impl Manager {
             });
         }
         out
+    }
+
+    /// Refuses a `--path` root inside ptest's home (but for `envs/`) or inside another
+    /// environment's root: removing that one would delete this one, and ptest's state is no
+    /// place for an environment.
+    fn check_given_root(&self, root: &Path) -> Result<()> {
+        // Compare real paths: a symlink in the way must not hide where the root would be.
+        let real = |p: &Path| {
+            let mut existing = p.to_owned();
+            let mut rest = Vec::new();
+            while !existing.exists() {
+                match (existing.parent(), existing.file_name()) {
+                    (Some(parent), Some(name)) => {
+                        rest.push(name.to_owned());
+                        existing = parent.to_owned();
+                    }
+                    _ => break,
+                }
+            }
+            let mut out = std::fs::canonicalize(&existing).unwrap_or(existing);
+            out.extend(rest.iter().rev());
+            out
+        };
+        let wanted = real(root);
+        let home = real(self.home.path());
+        if wanted.starts_with(&home) && !wanted.starts_with(real(&self.home.envs_dir())) {
+            return Err(Error::Usage(format!(
+                "--path {} is inside ptest's home {}; give a directory outside it",
+                root.display(),
+                home.display()
+            )));
+        }
+        for env in self.store.environments()? {
+            if wanted.starts_with(real(&env.root)) {
+                return Err(Error::Usage(format!(
+                    "--path {} is inside the root of environment {} ({}); removing that one \
+                     would delete this one: give a directory outside it",
+                    root.display(),
+                    env.name,
+                    env.root.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Removes what the cleanup policies say is due and records whose root has vanished,

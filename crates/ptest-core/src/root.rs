@@ -3,7 +3,13 @@
 
 use std::fs;
 use std::io::ErrorKind as IoKind;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use ptest_sandbox::tmpfs;
+
+use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
 
 use crate::error::{Error, Result};
 use crate::name::EnvId;
@@ -101,8 +107,89 @@ pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
             ));
         }
     }
-    // std's remove_dir_all unlinks symlinks without following them (CVE-2022-21658 fixed).
-    fs::remove_dir_all(path).map_err(|e| Error::io("deleting", path, e))
+    delete_tree(path)
+}
+
+/// Deletes the tree at `path` without crossing into another filesystem: what is mounted
+/// beneath it (a bind mount a user or tool made there) is detached first, lazily, so the
+/// files of the mounted tree are never touched; and the walk, on directory descriptors,
+/// skips any entry on another mount than the root's (a mount it could not detach) and
+/// never follows a symlink. A mount left in place keeps its mount point, and the error says
+/// so.
+fn delete_tree(path: &Path) -> Result<()> {
+    let mut kept: Vec<String> = Vec::new();
+    let mounts = tmpfs::mounts_beneath(path).map_err(|e| root_error(path, e.to_string()))?;
+    for mount in mounts {
+        if let Err(e) = tmpfs::unmount(&mount) {
+            kept.push(e.to_string());
+        }
+    }
+    let dir = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", path, e.into()))?;
+    let mnt = mount_id(&dir, c".").map_err(|e| Error::io("inspecting", path, e.into()))?;
+    empty_dir(&dir, path, mnt, &mut kept).map_err(|e| Error::io("deleting", path, e))?;
+    drop(dir);
+    if !kept.is_empty() {
+        return Err(root_error(
+            path,
+            format!(
+                "holds mounts ptest could not detach: {}; left them and what leads to them in \
+                 place (unmount them, then remove the environment again)",
+                kept.join(", ")
+            ),
+        ));
+    }
+    fs::remove_dir(path).map_err(|e| Error::io("deleting", path, e))
+}
+
+/// The mount id of `name` beneath `dir`, not following a symlink.
+fn mount_id(dir: &OwnedFd, name: &std::ffi::CStr) -> rustix::io::Result<u64> {
+    let st = rustix::fs::statx(
+        dir,
+        name,
+        AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::MNT_ID | StatxFlags::TYPE,
+    )?;
+    Ok(st.stx_mnt_id)
+}
+
+/// Deletes everything in `dir` (at `path`, for messages) that lies on mount `mnt`.
+fn empty_dir(dir: &OwnedFd, path: &Path, mnt: u64, kept: &mut Vec<String>) -> std::io::Result<()> {
+    let mut entries = Vec::new();
+    for entry in rustix::fs::Dir::read_from(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            entries.push((name.to_owned(), entry.file_type()));
+        }
+    }
+    for (name, kind) in entries {
+        let here = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        if mount_id(dir, &name)? != mnt {
+            kept.push(format!("{} (another mount)", here.display()));
+            continue;
+        }
+        if kind == rustix::fs::FileType::Directory {
+            let sub = rustix::fs::openat(
+                dir,
+                &name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            let before = kept.len();
+            empty_dir(&sub, &here, mnt, kept)?;
+            if kept.len() == before {
+                rustix::fs::unlinkat(dir, &name, AtFlags::REMOVEDIR)?;
+            }
+        } else {
+            rustix::fs::unlinkat(dir, &name, AtFlags::empty())?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the root at `path` is intact for environment `id`: its marker names `id` and

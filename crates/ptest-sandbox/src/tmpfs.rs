@@ -88,6 +88,21 @@ pub fn mount_at(target: &Path) -> Result<Option<MountEntry>> {
         .rfind(|m| m.target == target))
 }
 
+/// Mount points strictly beneath `dir`, deepest first, from `/proc/self/mountinfo` (this
+/// process's mount namespace).
+pub fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::syscall("read /proc/self/mountinfo", e))?;
+    let mut out: Vec<PathBuf> = parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| m.target)
+        .filter(|target| target != dir && target.starts_with(dir))
+        .collect();
+    out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    out.dedup();
+    Ok(out)
+}
+
 /// Detaches the mount on `target` (lazily: still-open files keep it alive until closed).
 pub fn unmount(target: &Path) -> Result<()> {
     let t = cpath(target)?;

@@ -1,0 +1,65 @@
+//! Issue 15, item 1: removal never crosses into another filesystem, and a root is never
+//! placed where removing another would delete it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use predicates::str::contains;
+use support::TestHome;
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
+#[test]
+fn rm_detaches_a_bind_mount_in_the_root_and_never_empties_its_source() {
+    let t = TestHome::new();
+    if !support::runnable((!is_root()).then(|| "bind mounts need root".to_owned())) {
+        return;
+    }
+    let data = t.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("precious"), "years of work").unwrap();
+    for security in ["low", "medium"] {
+        let env = t.json(["env", "create", "e", "--security", security]);
+        let target = format!("{}/workspace/d", env["root"].as_str().unwrap());
+        std::fs::create_dir(&target).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["--bind", data.to_str().unwrap(), &target])
+            .status()
+            .unwrap();
+        assert!(mounted.success());
+        t.ptest(["env", "rm", "e"]).assert().success();
+        assert_eq!(
+            std::fs::read_to_string(data.join("precious")).unwrap(),
+            "years of work",
+            "at {security}"
+        );
+        assert!(t.names().is_empty());
+        assert!(!std::path::Path::new(&target).exists());
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(&target), "the bind mount stayed");
+    }
+}
+
+#[test]
+fn a_root_inside_another_root_or_ptests_home_is_refused() {
+    let t = TestHome::new();
+    let outer = t.json(["env", "create", "outer", "--security", "low"]);
+    let inner = format!("{}/workspace/inner", outer["root"].as_str().unwrap());
+    t.ptest(["env", "create", "inner", "--path", &inner])
+        .assert()
+        .code(2)
+        .stderr(contains("inside the root of environment outer"));
+    let in_home = t.home().join("cache/mine");
+    t.ptest(["env", "create", "h", "--path", in_home.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("inside ptest's home"));
+    assert_eq!(t.names(), vec!["outer".to_owned()]);
+    assert!(!std::path::Path::new(&inner).exists());
+}

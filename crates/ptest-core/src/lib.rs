@@ -32,6 +32,7 @@ pub mod config;
 pub mod duration;
 mod engine;
 mod error;
+pub mod failpoint;
 mod home;
 pub mod limited_root;
 pub mod liveness;

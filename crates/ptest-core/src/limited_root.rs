@@ -71,6 +71,7 @@ pub fn create(path: &Path, id: &EnvId, limits: Option<TmpfsLimits>) -> Result<()
         });
     }
     tmpfs::mount_tmpfs(path, &source(id), limits).map_err(|e| mount_error(path, e))?;
+    crate::failpoint::failpoint("create.tmpfs");
     let made = root::create(path, id).and_then(|()| {
         let shm = path.join(SHM_DIR);
         fs::create_dir(&shm).map_err(|e| Error::io("creating", &shm, e))?;
@@ -82,24 +83,22 @@ pub fn create(path: &Path, id: &EnvId, limits: Option<TmpfsLimits>) -> Result<()
     })
 }
 
-/// Removes environment `id`'s root at `path`: unmounts its tmpfs when it has one (only if the
-/// marker names `id` and the mount is the one made for `id`), then deletes the directory.
+/// Removes environment `id`'s root at `path`: unmounts its tmpfs when it has one (only the
+/// mount made for `id`, named for it, and only if no marker names another environment: a
+/// create killed before the marker leaves none), then deletes the directory.
 pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
     let mounted = tmpfs::mount_at(path).map_err(|e| mount_error(path, e))?;
     let Some(mount) = mounted.filter(|m| m.fstype == "tmpfs" && m.source == source(id)) else {
         return root::remove(path, id);
     };
     match root::marker_id(path) {
-        Some(found) if found == id.as_str() => {}
-        other => {
+        Some(found) if found != id.as_str() => {
             return Err(Error::Root {
                 path: path.to_owned(),
-                reason: format!(
-                    "its marker names {}, not {id}; not unmounting it",
-                    other.as_deref().unwrap_or("nothing")
-                ),
+                reason: format!("its marker names {found}, not {id}; not unmounting it"),
             });
         }
+        _ => {}
     }
     tmpfs::unmount(&mount.target).map_err(|e| mount_error(path, e))?;
     // What is left is the mount point: empty unless something was put there underneath.

@@ -265,6 +265,7 @@ impl Manager {
             self.store
                 .insert_environment(&env, self.config.max_environments, &self.session)?;
         self.emit(ev);
+        crate::failpoint::failpoint("create.recorded");
 
         let built = async {
             for name in &env.spec.ports {
@@ -280,6 +281,7 @@ impl Manager {
                     },
                 )
                 .await?;
+            crate::failpoint::failpoint("create.engine_created");
             // What the engine noted while creating (its details) is what activation builds
             // on: a virtualenv's base interpreter, bound into the sandbox.
             self.reload_details(&mut env)?;
@@ -316,6 +318,7 @@ impl Manager {
             }
             return Err(error);
         }
+        crate::failpoint::failpoint("create.activated");
         // The caller gets what activation noted too (how it is sandboxed, where its holder
         // is): engines read it from the value they are handed.
         self.reload_details(&mut env)?;
@@ -642,6 +645,7 @@ impl Manager {
             true,
             Some(IsolationEvent::EnvironmentDeactivating),
         )?;
+        crate::failpoint::failpoint("rm.deactivating");
         let stopped = async {
             self.stop_services(&env, &engine).await?;
             for p in &live {
@@ -659,6 +663,7 @@ impl Manager {
             self.fail(&mut env, "deactivate", &e);
             return Err(e);
         }
+        crate::failpoint::failpoint("rm.deactivated");
         self.step(
             &mut env,
             S::Inactive,
@@ -676,6 +681,7 @@ impl Manager {
             self.fail(&mut env, "clean up", &e);
             return Err(e);
         }
+        crate::failpoint::failpoint("rm.cleaned");
         for name in env.ports.keys() {
             self.record_event(
                 &env,
@@ -807,6 +813,8 @@ impl Manager {
             }
             let reason = if env.status != S::Initializing && !env.root.exists() {
                 Some(format!("root {} vanished", env.root.display()))
+            } else if let Some(doing) = crate::store::abandoned(&env) {
+                Some(format!("abandoned: the ptest {doing} it died"))
             } else {
                 match env.spec.cleanup {
                     CleanupPolicy::Scheduled if env.expires_at.is_some_and(|t| t <= now) => {

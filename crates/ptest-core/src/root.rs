@@ -57,6 +57,7 @@ pub fn create(path: &Path, id: &EnvId) -> Result<()> {
     if !check_available(path)? {
         fs::create_dir_all(path).map_err(|e| Error::io("creating", path, e))?;
     }
+    crate::failpoint::failpoint("create.root_dir");
     let marker = path.join(MARKER);
     fs::write(&marker, format!("{id}\n")).map_err(|e| Error::io("writing", &marker, e))?;
     for dir in ANATOMY {
@@ -98,16 +99,43 @@ pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
                 format!("its marker names environment {found}, not {id}; not deleting it"),
             ));
         }
-        None => {
+        // A create killed before it wrote the marker leaves at most empty directories of
+        // the anatomy: those go (never anything with content).
+        None => return remove_skeleton(path),
+    }
+    delete_tree(path)
+}
+
+/// Removes an unmarked root that holds nothing but empty directories of the anatomy (what a
+/// create killed before its marker leaves); anything else is refused and left.
+fn remove_skeleton(path: &Path) -> Result<()> {
+    let entries = fs::read_dir(path).map_err(|e| Error::io("reading", path, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("reading", path, e))?;
+        let name = entry.file_name();
+        let empty_anatomy = ANATOMY.iter().any(|d| name == *d)
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && fs::read_dir(entry.path()).is_ok_and(|mut d| d.next().is_none());
+        if !empty_anatomy {
             return Err(root_error(
                 path,
                 format!(
-                    "has no {MARKER} marker; not deleting a directory ptest cannot prove is its own"
+                    "has no {MARKER} marker and holds {}; not deleting a directory ptest \
+                     cannot prove is its own",
+                    entry.path().display()
                 ),
             ));
         }
     }
-    delete_tree(path)
+    for dir in ANATOMY {
+        match fs::remove_dir(path.join(dir)) {
+            Err(e) if e.kind() != IoKind::NotFound => {
+                return Err(Error::io("deleting", path.join(dir), e));
+            }
+            _ => {}
+        }
+    }
+    fs::remove_dir(path).map_err(|e| Error::io("deleting", path, e))
 }
 
 /// Deletes the tree at `path` without crossing into another filesystem: what is mounted

@@ -99,6 +99,7 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
         let cgroup = Cgroup::create(CGROUP_PARENT, &name, &limits)
             .map_err(|e| sandbox_error("create the cgroup", e))?;
         state.cgroup = Some(name);
+        ptest_core::failpoint::failpoint("create.cgroup");
         Some(cgroup)
     } else {
         None
@@ -132,6 +133,7 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
             && HostCaps::get().abstract_scope_missing().is_none();
         spec.cgroup = cgroup;
         let pod = create_pod(&spec)?;
+        ptest_core::failpoint::failpoint("create.holder");
         if let Some(overlay) = overlay(env)
             && let Err(e) = pod.mount_overlay(&overlay)
         {

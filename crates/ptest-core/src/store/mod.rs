@@ -285,7 +285,7 @@ impl Store {
             if crate::liveness::is_alive(pid, ticks as u64) {
                 continue;
             }
-            let message = format!("interrupted while {status}: ptest process {pid} exited");
+            let message = interrupted_message(&status, pid);
             let event = self.write(|tx| {
                 // Only if nobody took it over since we looked.
                 let changed = tx
@@ -620,6 +620,40 @@ pub(crate) struct Started<'a> {
     pub command: &'a [String],
     pub started_at: Timestamp,
     pub starting: serde_json::Value,
+}
+
+/// The error of an environment whose change was interrupted in `status` by the death of
+/// ptest process `pid`.
+fn interrupted_message(status: &str, pid: u32) -> String {
+    format!("interrupted while {status}: ptest process {pid} exited")
+}
+
+/// What the ptest that died was doing to `env` ("creating", "removing") when its change
+/// was interrupted (see [`Store::repair_interrupted`]): nobody will finish or undo it but
+/// `gc`, which removes it. `None` for an environment that is not in such an `error`.
+pub(crate) fn abandoned(env: &Environment) -> Option<&'static str> {
+    if env.status != EnvironmentStatus::Error {
+        return None;
+    }
+    let error = env.error.as_deref()?;
+    let was = |states: &[&str]| {
+        states
+            .iter()
+            .any(|s| error.starts_with(&format!("interrupted while {s}:")))
+    };
+    if was(&["initializing", "created", "activating"]) {
+        Some("creating")
+    } else if was(&[
+        "deactivating",
+        "inactive",
+        "cleanup_start",
+        "cleaning",
+        "cleanup_complete",
+    ]) {
+        Some("removing")
+    } else {
+        None
+    }
 }
 
 /// The first 16 bytes of every SQLite database file.

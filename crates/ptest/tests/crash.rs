@@ -1,0 +1,194 @@
+//! Issue 15, item 2: a `ptest` killed at any step of creating or removing an environment
+//! leaves nothing that `ptest gc` does not take: no record, no root, no tmpfs mount, no
+//! cgroup, no holder. Each step is a failpoint (compiled into the test build of the binary
+//! only, `PTEST_FAILPOINT=<step>`), and a bounded random-kill test covers what lies between.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use std::path::Path;
+
+use support::TestHome;
+
+const CREATE_STEPS: [&str; 7] = [
+    "create.recorded",
+    "create.root_dir",
+    "create.tmpfs",
+    "create.engine_created",
+    "create.cgroup",
+    "create.holder",
+    "create.activated",
+];
+const RM_STEPS: [&str; 3] = ["rm.deactivating", "rm.deactivated", "rm.cleaned"];
+
+fn capable(t: &TestHome) -> bool {
+    let missing = support::missing_features(t, &["namespaces", "cgroups", "disk quota"]);
+    support::runnable(
+        (!missing.is_empty()).then(|| format!("crash tests need: {}", missing.join(", "))),
+    )
+}
+
+/// Everything of environment `id` (root at `root`) still on the host.
+fn leftovers(id: &str, root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if root.exists() {
+        out.push(format!("root {}", root.display()));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    if mounts.contains(&format!("ptest-env-{id}")) {
+        out.push("its tmpfs".into());
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let group = hierarchy.path().join(format!("ptest/env-{id}"));
+        if group.exists() {
+            out.push(format!("cgroup {}", group.display()));
+        }
+    }
+    let needle = format!("env-{id}");
+    for pid in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cg) = std::fs::read_to_string(pid.path().join("cgroup"))
+            && cg.contains(&needle)
+        {
+            out.push(format!("process {}", pid.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// `env create` with `args`, killed at `step`; returns the id and root it recorded. `None`
+/// when the step is not on this create's way (no tmpfs without `--disk`): it then finished,
+/// and is removed.
+fn killed_create(t: &TestHome, step: &str, args: &[&str]) -> Option<(String, std::path::PathBuf)> {
+    let mut argv = vec!["env", "create", "victim"];
+    argv.extend_from_slice(args);
+    let out = t
+        .ptest(&argv)
+        .env("PTEST_FAILPOINT", step)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        t.ptest(["env", "rm", "--force", "victim"])
+            .assert()
+            .success();
+        return None;
+    }
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(9),
+        "{step}: not killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let envs = t.json(["env", "list"]);
+    let env = envs.as_array().unwrap().first()?;
+    Some((
+        env["id"].as_str().unwrap().to_owned(),
+        env["root"].as_str().unwrap().into(),
+    ))
+}
+
+/// `gc` leaves no record and nothing of `id` on the host.
+fn gc_leaves_nothing(t: &TestHome, what: &str, id: &str, root: &Path) {
+    t.ptest(["gc"]).assert().success();
+    assert!(t.names().is_empty(), "{what}: a record is left");
+    let left = leftovers(id, root);
+    assert!(left.is_empty(), "{what}: left {left:?}");
+}
+
+#[test]
+fn a_create_killed_at_any_step_leaves_nothing_after_gc() {
+    let t = TestHome::new();
+    if !capable(&t) {
+        return;
+    }
+    for args in [
+        &["--disk", "8M"][..],
+        &["--network", "loopback", "--memory", "64M"],
+    ] {
+        for step in CREATE_STEPS {
+            let what = format!("{step} {args:?}");
+            let Some((id, root)) = killed_create(&t, step, args) else {
+                continue;
+            };
+            gc_leaves_nothing(&t, &what, &id, &root);
+        }
+    }
+}
+
+#[test]
+fn an_rm_killed_at_any_step_leaves_nothing_after_gc() {
+    let t = TestHome::new();
+    if !capable(&t) {
+        return;
+    }
+    for step in RM_STEPS {
+        let env = t.json(["env", "create", "victim", "--disk", "8M"]);
+        let (id, root) = (
+            env["id"].as_str().unwrap().to_owned(),
+            std::path::PathBuf::from(env["root"].as_str().unwrap()),
+        );
+        t.ptest([
+            "proc", "start", "victim", "--name", "d", "--", "sleep", "300",
+        ])
+        .assert()
+        .success();
+        let out = t
+            .ptest(["env", "rm", "--force", "victim"])
+            .env("PTEST_FAILPOINT", step)
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(9),
+            "{step}"
+        );
+        gc_leaves_nothing(&t, step, &id, &root);
+    }
+}
+
+#[test]
+fn creates_killed_at_random_moments_leave_nothing_after_gc() {
+    let t = TestHome::new();
+    if !capable(&t) {
+        return;
+    }
+    let mut seen = Vec::new();
+    // Delays spread over a create's whole length (a few ms to tens of ms), not random
+    // seconds: deterministic enough to repeat, spread enough to land between the steps.
+    for (i, delay_us) in [500u64, 1500, 3000, 5000, 8000, 12000, 20000, 35000]
+        .iter()
+        .enumerate()
+    {
+        let name = format!("r{i}");
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+            .env("PTEST_HOME", t.home())
+            .args(["env", "create", &name, "--disk", "8M", "--memory", "64M"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(*delay_us));
+        let _ = child.kill();
+        child.wait().unwrap();
+        for env in t.json(["env", "list"]).as_array().unwrap() {
+            let id = env["id"].as_str().unwrap().to_owned();
+            if !seen.iter().any(|(s, _)| *s == id) {
+                seen.push((id, std::path::PathBuf::from(env["root"].as_str().unwrap())));
+            }
+        }
+        // A create that finished is removed the ordinary way; gc takes the rest.
+        let _ = t.ptest(["env", "rm", "--force", &name]).output();
+    }
+    t.ptest(["gc"]).assert().success();
+    assert!(t.names().is_empty(), "records left");
+    for (id, root) in &seen {
+        let left = leftovers(id, root);
+        assert!(left.is_empty(), "{id}: left {left:?}");
+    }
+    // And no root of any of them, seen or not, under envs/.
+    let envs = t.home().join("envs");
+    let roots: Vec<_> = std::fs::read_dir(&envs)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(roots.is_empty(), "{roots:?}");
+}

@@ -296,11 +296,30 @@ fn removal(name: &str, id: &str, reason: &str, error: Option<String>) -> Removal
 }
 
 fn collect(names: &Names, live_ids: &[String]) -> std::result::Result<Vec<Removal>, String> {
-    // A hub's uplink is made first and its record last: a home with neither never had one.
-    if !names.record.exists() && !bridge::link_exists(&names.uplink) {
-        return Ok(Vec::new());
+    let mut out = Vec::new();
+    // A hub's holder is started first, its uplink next and its record last: a home with
+    // none of them never had one.
+    if !names.record.exists()
+        && !bridge::link_exists(&names.uplink)
+        && bridge::stray_holders(&names.uplink, None).is_empty()
+    {
+        return Ok(out);
     }
     let _lock = lock_home(&names.lock).map_err(|e| e.to_string())?;
+    // Holders whose creator died before recording them (under the lock: none is being made).
+    let recorded = std::fs::read_to_string(&names.record)
+        .ok()
+        .and_then(|t| serde_json::from_str::<HubRecord>(&t).ok())
+        .map(|r| (r.holder, r.start_time));
+    for (pid, start) in bridge::stray_holders(&names.uplink, recorded) {
+        bridge::kill_holder(pid, start);
+        out.push(removal(
+            &names.bridge,
+            "",
+            &format!("unrecorded bridge holder {pid}"),
+            None,
+        ));
+    }
     let Some(hub) = names.open_hub() else {
         // A holder without its uplink, an uplink or a host table without a hub: leftovers of
         // a crash.
@@ -321,12 +340,8 @@ fn collect(names: &Names, live_ids: &[String]) -> std::result::Result<Vec<Remova
             .map_err(|e| e.to_string())
             .and_then(|()| remove_record(&names.record))
             .err();
-        return Ok(vec![removal(
-            &names.bridge,
-            "",
-            "orphaned bridge network",
-            error,
-        )]);
+        out.push(removal(&names.bridge, "", "orphaned bridge network", error));
+        return Ok(out);
     };
     let ids = member_ids(&hub).map_err(|e| e.to_string())?;
     let dead: Vec<&str> = ids
@@ -334,7 +349,6 @@ fn collect(names: &Names, live_ids: &[String]) -> std::result::Result<Vec<Remova
         .map(String::as_str)
         .filter(|id| !live_ids.iter().any(|l| l == id))
         .collect();
-    let mut out = Vec::new();
     if !dead.is_empty() {
         let error = forget(&hub, &names.bridge, &dead)
             .err()
@@ -400,6 +414,7 @@ fn ensure_hub(names: &Names) -> Result<Hub> {
     });
     let hub = Hub::create_on_free_subnet(&names.uplink, candidates)
         .map_err(|e| engine_error("set up the bridge", e))?;
+    ptest_core::failpoint::failpoint("create.bridge_unrecorded");
     let subnet = hub.subnet();
     let record = HubRecord {
         holder: hub.holder(),

@@ -263,7 +263,7 @@ impl Hub {
             });
         }
         remove_link(uplink)?;
-        let (holder, start_time) = spawn_holder()?;
+        let (holder, start_time) = spawn_holder(uplink)?;
         let hub = Hub {
             holder,
             start_time,
@@ -441,18 +441,7 @@ impl Hub {
     /// holder if `holder` is still the process that started at `start_time`.
     pub fn remove(holder: i32, start_time: u64, uplink: &str) -> Result<()> {
         remove_link(uplink)?;
-        if procfs::stat(holder)
-            .ok()
-            .flatten()
-            .is_some_and(|s| s.start_time == start_time)
-        {
-            // SAFETY: kill(2) and waitpid(2) on a pid whose start time was just checked.
-            unsafe {
-                libc::kill(holder, libc::SIGKILL);
-                // Reaped here if this process started it; elsewhere its parent (or init) does.
-                libc::waitpid(holder, std::ptr::null_mut(), 0);
-            }
-        }
+        kill_holder(holder, start_time);
         Ok(())
     }
 }
@@ -467,7 +456,48 @@ pub fn remove_link(name: &str) -> Result<()> {
 
 /// Starts a process holding a new network namespace: `sleep` in a session of its own, with
 /// nothing inherited but its namespace. Returns its pid and start time.
-fn spawn_holder() -> Result<(i32, u64)> {
+/// The variable a hub's holder carries, naming its uplink: a holder whose creator died before
+/// recording it is still found ([`stray_holders`]).
+const HOLDER_VAR: &str = "PTEST_BRIDGE_HUB";
+
+/// Holders of hubs with uplink `uplink` other than `except` (the recorded one): left by a
+/// creator that died between starting and recording them. Found by their [`HOLDER_VAR`].
+pub fn stray_holders(uplink: &str, except: Option<(i32, u64)>) -> Vec<(i32, u64)> {
+    let needle = format!("{HOLDER_VAR}={uplink}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+        })
+        .filter_map(|pid| {
+            let stat = procfs::stat(pid).ok().flatten()?;
+            Some((pid, stat.start_time))
+        })
+        .filter(|found| Some(*found) != except)
+        .collect()
+}
+
+/// Kills a hub holder identified by pid and start time (nothing if the pid is another
+/// process's now).
+pub fn kill_holder(holder: i32, start_time: u64) {
+    if procfs::stat(holder)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.start_time == start_time)
+    {
+        // SAFETY: kill(2) and waitpid(2) on a pid whose start time was just checked.
+        unsafe {
+            libc::kill(holder, libc::SIGKILL);
+            // Reaped here if this process started it; elsewhere its parent (or init) does.
+            libc::waitpid(holder, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+fn spawn_holder(uplink: &str) -> Result<(i32, u64)> {
     use std::os::unix::process::CommandExt;
     let sleep = tool("sleep").ok_or_else(|| Error::NetworkTool {
         action: "start the hub's holder".into(),
@@ -477,6 +507,8 @@ fn spawn_holder() -> Result<(i32, u64)> {
     let mut command = Command::new(sleep);
     command
         .arg("2147483647")
+        .env_clear()
+        .env(HOLDER_VAR, uplink)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

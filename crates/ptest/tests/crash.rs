@@ -192,3 +192,48 @@ fn creates_killed_at_random_moments_leave_nothing_after_gc() {
         .unwrap_or_default();
     assert!(roots.is_empty(), "{roots:?}");
 }
+
+#[test]
+fn a_create_killed_before_its_bridge_is_recorded_leaves_nothing_after_gc() {
+    let t = TestHome::new();
+    let missing = support::missing_features(&t, &["namespaces", "cgroups", "bridge"]);
+    if !support::runnable(
+        (!missing.is_empty()).then(|| format!("bridge crash test needs: {}", missing.join(", "))),
+    ) {
+        return;
+    }
+    // The home's uplink name, from an environment made and removed the ordinary way.
+    let env = t.json(["env", "create", "first", "--network", "bridge"]);
+    let uplink = env["details"]["network"]["uplink"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.ptest(["env", "rm", "first"]).assert().success();
+    let Some((id, root)) = killed_create(&t, "create.bridge_unrecorded", &["--network", "bridge"])
+    else {
+        panic!("the bridge step was not reached");
+    };
+    let holders = || {
+        let needle = format!("PTEST_BRIDGE_HUB={uplink}");
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|p| {
+                std::fs::read(p.path().join("environ"))
+                    .is_ok_and(|e| e.split(|b| *b == 0).any(|v| v == needle.as_bytes()))
+            })
+            .count()
+    };
+    assert_eq!(
+        holders(),
+        1,
+        "the killed create left its unrecorded hub holder"
+    );
+    gc_leaves_nothing(&t, "bridge", &id, &root);
+    assert_eq!(holders(), 0, "gc left the hub's holder");
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains(&uplink));
+}

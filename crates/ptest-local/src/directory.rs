@@ -257,6 +257,9 @@ fn sandbox_findings(env: &Environment) -> Vec<Finding> {
     out.extend(crate::network::finding(env));
     if iso.pod {
         let holder = sandbox::attach(env);
+        if let Ok(Some(pod)) = &holder {
+            out.push(view_finding(env, pod));
+        }
         out.push(Finding {
             check: "holder".into(),
             ok: holder.is_ok(),
@@ -268,4 +271,31 @@ fn sandbox_findings(env: &Environment) -> Vec<Finding> {
         });
     }
     out
+}
+
+/// Whether the pod still sees the environment's root (the same directory the host has at
+/// that path: a root deleted and made again on the host leaves the pod with the old one)
+/// and reaches its workspace.
+fn view_finding(env: &Environment, pod: &ptest_sandbox::Pod) -> Finding {
+    use std::os::unix::fs::MetadataExt;
+    let on_host = std::fs::metadata(&env.root).map(|m| (m.dev(), m.ino()));
+    let seen = pod.identify(&env.root);
+    let workspace = pod.identify(&env.workspace());
+    let problem = match (on_host, seen, workspace) {
+        (Err(e), _, _) => Some(format!("the root is unreadable on the host: {e}")),
+        (_, Err(e), _) => Some(format!("the pod cannot reach the root: {e}")),
+        (Ok(host), Ok((dev, ino, _)), _) if host != (dev, ino) => Some(format!(
+            "the pod sees another directory at {} than the host (the root was replaced): \
+             remove the environment and make it again",
+            env.root.display()
+        )),
+        (_, _, Err(e)) => Some(format!("the pod cannot reach its workspace: {e}")),
+        (_, _, Ok((_, _, false))) => Some("the pod's workspace is not a directory".into()),
+        _ => None,
+    };
+    Finding {
+        check: "pod view".into(),
+        ok: problem.is_none(),
+        detail: problem.unwrap_or_else(|| "the pod sees the root and its workspace".into()),
+    }
 }

@@ -1180,6 +1180,36 @@ impl Pod {
         }
     }
 
+    /// Device and inode of what the pod shows at `path` (absolute, as the pod sees it), and
+    /// whether it is a directory: to tell whether the pod still sees what the host has
+    /// there. Read through the holder's root, following no symlink a command made.
+    pub fn identify(&self, path: &Path) -> Result<(u64, u64, bool)> {
+        check_absolute("path", path)?;
+        let root_path = format!("/proc/{}/root", self.holder_pid);
+        let root = fs::File::open(&root_path)
+            .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
+        if !self.is_alive() {
+            return Err(Error::HolderGone {
+                pid: self.holder_pid,
+            });
+        }
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        let fd = if relative.as_os_str().is_empty() {
+            sys::open_beneath(root.as_raw_fd(), c".", libc::O_PATH)
+        } else {
+            sys::open_beneath(root.as_raw_fd(), &cpath(relative)?, libc::O_PATH)
+        }
+        .map_err(|e| {
+            Error::syscall(
+                format!("open {} in the pod", path.display()),
+                io::Error::from_raw_os_error(e),
+            )
+        })?;
+        let meta = fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_err(|e| Error::syscall(format!("stat {} in the pod", path.display()), e))?;
+        Ok((meta.dev(), meta.ino(), meta.is_dir()))
+    }
+
     /// Bytes in use in the pod's `/tmp` and `/dev/shm`, for a pod made with
     /// [`Scratch::Tmpfs`] (with [`Scratch::Dirs`] the space is counted where the directories
     /// live). Read through the holder's root without following anything a command made there.

@@ -1007,3 +1007,70 @@ fn a_gigabyte_of_output_is_spooled_not_held_in_memory() {
     assert!(file.starts_with(&root_of(&t, "loud")), "{file}");
     assert_eq!(std::fs::metadata(file).unwrap().len(), 1 << 30);
 }
+
+/// Issue 15, item 8: `env validate` finds real breakage (the pod seeing a replaced root, a
+/// dead holder, a missing cgroup) and raises no alarm on environments that are fine.
+#[test]
+fn validate_finds_a_replaced_root_a_dead_holder_and_a_missing_cgroup() {
+    let t = TestHome::new();
+    if !sandbox_available(&t) {
+        return;
+    }
+    let failed = |name: &str| -> Vec<String> {
+        let out = t
+            .ptest(["env", "validate", "--json", name])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["ok"] == false)
+            .map(|f| f["check"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Fine: plain, size-limited, loopback.
+    for (name, args) in [
+        ("plain", &[][..]),
+        ("quota", &["--disk", "8M"][..]),
+        ("lo", &["--network", "loopback"][..]),
+    ] {
+        let mut argv = vec!["env", "create", name];
+        argv.extend_from_slice(args);
+        t.ptest(&argv).assert().success();
+        assert!(failed(name).is_empty(), "{name}: {:?}", failed(name));
+    }
+    // The root replaced on the host: the pod still sees the old one.
+    let root = root_of(&t, "plain");
+    std::fs::rename(&root, format!("{root}.moved")).unwrap();
+    let copied = std::process::Command::new("cp")
+        .args(["-a", &format!("{root}.moved"), &root])
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    assert_eq!(failed("plain"), vec!["pod view".to_owned()]);
+    std::fs::remove_dir_all(format!("{root}.moved")).unwrap();
+    // A dead holder.
+    let env = t.json(["env", "show", "lo"]);
+    let holder = env["environment"]["details"]["sandbox"]["holder_pid"]
+        .as_i64()
+        .unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", &holder.to_string()])
+        .status()
+        .unwrap();
+    assert!(support::wait_gone(holder as u32));
+    assert_eq!(failed("lo"), vec!["holder".to_owned()]);
+    t.ptest(["env", "validate", "lo"]).assert().code(1);
+    // A missing cgroup (removed behind ptest's back, after its holder).
+    let id = id_of(&t, "lo");
+    for controller in ["memory", "pids", "cpu", "freezer", "cpuacct", "systemd"] {
+        let _ = std::fs::remove_dir(cgroup_file(&id, controller, ""));
+    }
+    assert!(
+        failed("lo").contains(&"cgroup".to_owned()),
+        "{:?}",
+        failed("lo")
+    );
+}

@@ -293,7 +293,8 @@ pub struct CreateArgs {
         long,
         value_name = "IMAGE",
         help_heading = "Docker",
-        conflicts_with = "build"
+        conflicts_with = "build",
+        value_parser = |s: &str| ptest_core::image_ref::check(s).map(str::to_owned)
     )]
     pub image: Option<String>,
     /// Build the docker environment's image from this directory's Dockerfile (tagged by

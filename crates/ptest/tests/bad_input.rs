@@ -148,6 +148,12 @@ fn out_of_range_limits_are_refused_at_parse_time_with_the_range() {
             .stderr(contains(says).and(contains(flag)));
     }
     assert!(t.names().is_empty(), "nothing was made");
+    for image in ["Redis:7", "redis:", "re dis", "host:99999/app"] {
+        t.ptest(["env", "create", "x", "--image", image])
+            .assert()
+            .code(2)
+            .stderr(contains("invalid image reference"));
+    }
     // The same ranges in ptest.toml, with file, line and column.
     std::fs::write(
         t.cwd().join("ptest.toml"),

@@ -205,8 +205,9 @@ pub struct VirtualenvSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerSpec {
-    /// Image to run (must exist locally or be pullable).
-    #[serde(default)]
+    /// Image to run (must exist locally or be pullable); a valid reference (see
+    /// [`super::image_ref`]).
+    #[serde(default, deserialize_with = "super::image_ref::deserialize_checked")]
     pub image: Option<String>,
     /// Directory with a Dockerfile to build the image from.
     #[serde(default)]

@@ -4,6 +4,7 @@ mod allow;
 mod enums;
 mod environment;
 mod event;
+pub mod image_ref;
 pub mod limit_range;
 mod process;
 mod service;

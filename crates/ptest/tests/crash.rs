@@ -237,3 +237,48 @@ fn a_create_killed_before_its_bridge_is_recorded_leaves_nothing_after_gc() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains(&uplink));
 }
+
+#[test]
+fn a_run_killed_at_random_moments_leaves_nothing_after_gc() {
+    let t = TestHome::new();
+    if !capable(&t) {
+        return;
+    }
+    // Two suites (one with a service) in sandboxed environments with overlays, two at a time.
+    std::fs::write(
+        t.cwd().join("ptest.toml"),
+        "[env.box]\nlimits = { memory = \"64M\" }\n\n\
+         [[suite]]\nname = \"a\"\nenv = \"box\"\nrun = \"sleep 0.05\"\n\n\
+         [[suite.services]]\nname = \"svc\"\nrun = \"sleep 300\"\n\n\
+         [[suite]]\nname = \"b\"\nenv = \"box\"\nrun = \"echo b > out\"\n",
+    )
+    .unwrap();
+    let mut seen: Vec<(String, std::path::PathBuf)> = Vec::new();
+    for delay_ms in [2u64, 8, 15, 25, 40, 60, 90, 130] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
+            .env("PTEST_HOME", t.home())
+            .env("HOME", t.dir.path())
+            .current_dir(t.cwd())
+            .args(["run", "-j", "2", "--json=report.json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        for env in t.json(["env", "list"]).as_array().unwrap() {
+            let id = env["id"].as_str().unwrap().to_owned();
+            if !seen.iter().any(|(s, _)| *s == id) {
+                seen.push((id, env["root"].as_str().unwrap().into()));
+            }
+        }
+    }
+    assert!(!seen.is_empty(), "no run got as far as an environment");
+    t.ptest(["gc"]).assert().success();
+    assert!(t.names().is_empty(), "records left: {:?}", t.names());
+    for (id, root) in &seen {
+        let left = leftovers(id, root);
+        assert!(left.is_empty(), "{id}: left {left:?}");
+    }
+}

@@ -6,6 +6,13 @@
 //! ptest records. Output arrives multiplexed on one connection and is split back into stdout
 //! and stderr. A command killed by signal N is reported by Docker as exit code 128+N, and is
 //! passed on as such (`signal` stays empty): the exec API does not tell them apart.
+//!
+//! Docker has no call that kills an exec, and an exec'd command outlives a client that
+//! vanished. So as soon as the engine names the command's host pid, a
+//! [`ptest_sandbox::watchdog::Watchdog`] is tied to it: should this process die (even by
+//! SIGKILL) or drop the command unfinished, the watchdog kills the command's process group
+//! and every descendant; it is disarmed once the command has ended. Its pid being gone, the
+//! next look at the process records (`env show`, `env rm`, `gc`) finds it ended.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +29,7 @@ use ptest_core::captured::BoundedOutput;
 use ptest_core::{
     Environment, Error, ExecRequest, OutputMode, ProcessInfo, ProcessResult, Result, RunningProcess,
 };
+use ptest_sandbox::watchdog::Watchdog;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::connection::{engine_error, message_of, status_of};
@@ -47,6 +55,9 @@ pub(crate) struct DockerProcess {
     root: PathBuf,
     started_at: Timestamp,
     started: Instant,
+    /// Kills the command's tree if this process dies or drops this one before its end;
+    /// disarmed once the command has ended (see [`watch`]).
+    watchdog: Option<Watchdog>,
 }
 
 /// Starts `request` in `container`: working directory `/workspace`, the environment's
@@ -122,6 +133,11 @@ pub(crate) async fn spawn(
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let watchdog = if pid == 0 {
+        None
+    } else {
+        watch(docker, &created.id, pid).await?
+    };
     let (ticks, oom) = if pid == 0 {
         (0, None)
     } else {
@@ -142,7 +158,36 @@ pub(crate) async fn spawn(
         root: env.root.clone(),
         started_at,
         started,
+        watchdog,
     })
+}
+
+/// Ties the exec'd command (host pid `pid`) to this process: a [`Watchdog`] kills its process
+/// group and tree when this process dies (even by SIGKILL) or drops the [`DockerProcess`]
+/// unfinished. Docker has no call that kills an exec, and its command outlives a vanished
+/// client. The watchdog's pidfd names whatever has pid `pid` by the time it opens it, so the
+/// exec is asked once more whether it still runs: if it does, its pid cannot have been
+/// reused and the pidfd is its command; if not, there is nothing to guard.
+async fn watch(docker: &Docker, exec_id: &str, pid: u32) -> Result<Option<Watchdog>> {
+    let watchdog = tokio::task::spawn_blocking(move || Watchdog::new(pid))
+        .await
+        .map_err(|e| engine_error("watch a command", e))?;
+    let watchdog = match watchdog {
+        Ok(w) => w,
+        // Ended (and reaped) already: its pid names nothing.
+        Err(_) if ptest_core::liveness::start_ticks(pid).is_none() => return Ok(None),
+        Err(e) => return Err(engine_error("watch a command", e)),
+    };
+    let running = docker
+        .inspect_exec(exec_id)
+        .await
+        .map_err(|e| engine_error("run a command", message_of(&e)))?
+        .running;
+    if running == Some(true) {
+        return Ok(Some(watchdog));
+    }
+    let _ = tokio::task::spawn_blocking(move || watchdog.disarm()).await;
+    Ok(None)
 }
 
 #[async_trait]
@@ -199,6 +244,11 @@ impl RunningProcess for DockerProcess {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
+        if let Some(watchdog) = self.watchdog.take() {
+            tokio::task::spawn_blocking(move || watchdog.disarm())
+                .await
+                .map_err(|e| engine_error("end a command's watchdog", e))?;
+        }
         // Killed (137 = 128 + SIGKILL) while the container's OOM counter rose: the memory
         // limit did it.
         let oom_killed = exit_code == Some(137)

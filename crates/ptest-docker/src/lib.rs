@@ -11,7 +11,8 @@
 //! `ptest.env=<id>` and `ptest.home=<hash of PTEST_HOME>`, the root bind-mounted at `/ptest`
 //! and its `workspace/` at `/workspace`, Docker's init as PID 1 reaping children, limits and
 //! security options from the spec (see [`container`]). `activate` starts it; `spawn` runs a
-//! command through the exec API with stdout and stderr kept apart; `kill` kills the command's
+//! command through the exec API with stdout and stderr kept apart, tied to the caller by a
+//! watchdog that kills it if the caller dies (see `exec`); `kill` kills the command's
 //! process tree; `deactivate` stops the container; `cleanup` removes it and then the root.
 //! [`DockerEngine::gc`] removes containers, networks and volumes this home labelled whose
 //! environment is no longer recorded, and never anything unlabelled.

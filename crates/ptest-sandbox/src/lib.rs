@@ -66,6 +66,7 @@ pub mod seccomp;
 mod spawn;
 mod sys;
 pub mod tmpfs;
+pub mod watchdog;
 mod zygote;
 
 pub use capability::Capabilities;

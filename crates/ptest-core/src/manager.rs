@@ -813,8 +813,8 @@ impl Manager {
             }
             let reason = if env.status != S::Initializing && !env.root.exists() {
                 Some(format!("root {} vanished", env.root.display()))
-            } else if let Some(doing) = crate::store::abandoned(&env) {
-                Some(format!("abandoned: the ptest {doing} it died"))
+            } else if let Some(why) = unfinished(&env) {
+                Some(why)
             } else {
                 match env.spec.cleanup {
                     CleanupPolicy::Scheduled if env.expires_at.is_some_and(|t| t <= now) => {
@@ -875,6 +875,23 @@ impl Manager {
     /// Reads the event log.
     pub fn events(&self, query: &EventQuery) -> Result<Vec<Event>> {
         self.store.events(query)
+    }
+}
+
+/// Why `env` is a creation or removal nobody will finish, if it is: the ptest doing it died
+/// (see [`crate::store::abandoned`]), or it failed and could not be undone (`create: …`,
+/// `deactivate: …`, `clean up: …` as [`Manager::fail`] records them). `gc` removes these.
+fn unfinished(env: &Environment) -> Option<String> {
+    if let Some(doing) = crate::store::abandoned(env) {
+        return Some(format!("abandoned: the ptest {doing} it died"));
+    }
+    let error = env.error.as_deref().filter(|_| env.status == S::Error)?;
+    if error.starts_with("create: ") {
+        Some("its creation failed and was not undone".into())
+    } else if error.starts_with("deactivate: ") || error.starts_with("clean up: ") {
+        Some("its removal failed; trying again".into())
+    } else {
+        None
     }
 }
 

@@ -320,6 +320,15 @@ fn details(out: &mut String, report: &RunReport) {
                 let _ = writeln!(out, "<p>{label}:</p><pre>{}</pre>", esc(tail));
             }
         }
+        if !s.output_files.is_empty() {
+            out.push_str("<p>whole output:");
+            for file in &s.output_files {
+                let path = esc(&file.display().to_string());
+                let name = esc(&file.file_name().unwrap_or_default().to_string_lossy());
+                let _ = write!(out, " <a href=\"file://{path}\">{name}</a>");
+            }
+            out.push_str("</p>\n");
+        }
         out.push_str("</details>\n");
     }
 }

@@ -2,6 +2,7 @@
 //! JSON (serde), as JUnit XML (see [`crate::junit`]) or as a human summary.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -164,6 +165,11 @@ pub struct SuiteReport {
     pub stdout_tail: String,
     /// The end of the last attempt's standard error.
     pub stderr_tail: String,
+    /// Files holding every attempt's whole output (setup and run), in the run's report
+    /// directory: `output/<suite>[-<shard>].<attempt>.stdout.log` and `.stderr.log`. Only
+    /// tails are ever kept in memory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_files: Vec<PathBuf>,
     /// Test cases from the suite's JUnit file, when it has one.
     pub test_cases: Vec<TestCaseReport>,
     /// What went wrong without changing the outcome: a JUnit file that is missing or

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use ptest_core::{
     EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Labels, Manager,
-    OverlaySpec, ProcessResult, RemoveOptions, SecurityLevel,
+    OutputMode, OverlaySpec, ProcessResult, RemoveOptions, SecurityLevel,
 };
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
@@ -351,6 +351,7 @@ fn base_report(project: &Project, unit: &Unit) -> SuiteReport {
         duration: Duration::ZERO,
         stdout_tail: String::new(),
         stderr_tail: String::new(),
+        output_files: Vec::new(),
         test_cases: Vec::new(),
         warnings: Vec::new(),
         started_at: None,
@@ -626,6 +627,80 @@ struct Attempt {
     warnings: Vec<String>,
 }
 
+/// One attempt: its number, and where its setup and run write their output (two files of
+/// the run's report directory, appended to; what comes back into memory is their tails).
+struct Attempted {
+    number: u32,
+    stdout: (PathBuf, Arc<std::os::fd::OwnedFd>),
+    stderr: (PathBuf, Arc<std::os::fd::OwnedFd>),
+}
+
+impl Attempted {
+    /// `<PTEST_HOME>/reports/<run id>/output/<suite>[-<shard>].<attempt>.{stdout,stderr}.log`.
+    fn open(shared: &Shared, unit: &Unit, attempt: u32) -> std::io::Result<Attempted> {
+        let dir = shared
+            .manager
+            .home()
+            .path()
+            .join("reports")
+            .join(&shared.run_id)
+            .join("output");
+        std::fs::create_dir_all(&dir)?;
+        let mut stem = unit.suite.clone();
+        if let Some(shard) = unit.shard {
+            stem.push_str(&format!("-{shard}"));
+        }
+        let file = |stream: &str| -> std::io::Result<(PathBuf, Arc<std::os::fd::OwnedFd>)> {
+            let path = dir.join(format!("{stem}.{attempt}.{stream}.log"));
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            Ok((path, Arc::new(f.into())))
+        };
+        Ok(Attempted {
+            number: attempt,
+            stdout: file("stdout")?,
+            stderr: file("stderr")?,
+        })
+    }
+
+    fn mode(&self) -> OutputMode {
+        OutputMode::Fds {
+            stdout: self.stdout.1.clone(),
+            stderr: self.stderr.1.clone(),
+        }
+    }
+
+    fn paths(&self) -> [PathBuf; 2] {
+        [self.stdout.0.clone(), self.stderr.0.clone()]
+    }
+
+    /// `result` with the tails of the files as its output.
+    fn with_tails(&self, mut result: ProcessResult) -> ProcessResult {
+        result.stdout = file_tail(&self.stdout.0);
+        result.stderr = file_tail(&self.stderr.0);
+        result
+    }
+}
+
+/// The last lines of the file at `path`, reading at most its last [`TAIL_BYTES`].
+fn file_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map_or(0, |m| m.len());
+    let from = len.saturating_sub(TAIL_BYTES as u64);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err()
+        || f.take(TAIL_BYTES as u64).read_to_end(&mut buf).is_err()
+    {
+        return String::new();
+    }
+    tail(&String::from_utf8_lossy(&buf), TAIL_LINES, TAIL_BYTES)
+}
+
 /// Runs attempts until one passes or the retries are used up, filling `report`.
 async fn attempts(
     shared: &Shared,
@@ -650,8 +725,17 @@ async fn attempts(
             ProjectMode::Overlay if attempt > 1 => renew_overlay(&shared.manager, env).await,
             _ => Ok(()),
         };
+        // Setup's and run's whole output go to files of the run's report directory; only
+        // tails come back into memory.
+        let prepared = prepared.and_then(|()| {
+            Attempted::open(shared, unit, attempt)
+                .map_err(|e| format!("opening the suite's output files: {e}"))
+        });
         let outcome = match prepared {
-            Ok(()) => run_attempt(shared, suite, unit, env, &dir, mode, attempt).await,
+            Ok(output) => {
+                report.output_files.extend(output.paths());
+                run_attempt(shared, suite, unit, env, &dir, mode, &output).await
+            }
             Err(reason) => Attempt {
                 status: SuiteStatus::Error,
                 reason: Some(reason),
@@ -740,8 +824,9 @@ async fn run_attempt(
     env: &Environment,
     dir: &Path,
     mode: ProjectMode,
-    attempt: u32,
+    output: &Attempted,
 ) -> Attempt {
+    let attempt = output.number;
     let in_workspace = mode != ProjectMode::Bind;
     let mut vars: BTreeMap<String, String> = BTreeMap::new();
     vars.insert("PTEST_RUN_ID".into(), shared.run_id.clone());
@@ -755,9 +840,19 @@ async fn run_attempt(
         argv: argv_in(command, dir, in_workspace),
         env: vars.clone().into_iter().collect(),
         timeout: suite.timeout,
+        output: output.mode(),
         ..ExecRequest::default()
     };
-    let exec = |command: &Command| shared.manager.execute_command(env, request(command));
+    let exec = |command: &Command| {
+        let request = request(command);
+        async move {
+            shared
+                .manager
+                .execute_command(env, request)
+                .await
+                .map(|r| output.with_tails(r))
+        }
+    };
     let failed_stage = |stage: &str, r: ProcessResult| Attempt {
         status: if r.timed_out {
             SuiteStatus::TimedOut

@@ -179,8 +179,13 @@ fn creates_killed_at_random_moments_leave_nothing_after_gc() {
         // A create that finished is removed the ordinary way; gc takes the rest.
         let _ = t.ptest(["env", "rm", "--force", &name]).output();
     }
-    t.ptest(["gc"]).assert().success();
-    assert!(t.names().is_empty(), "records left");
+    let gc = t.ptest(["gc", "--json"]).output().unwrap();
+    assert!(
+        t.names().is_empty(),
+        "records left: {}\ngc said: {}",
+        t.json(["env", "list"]),
+        String::from_utf8_lossy(&gc.stdout)
+    );
     for (id, root) in &seen {
         let left = leftovers(id, root);
         assert!(left.is_empty(), "{id}: left {left:?}");

@@ -500,3 +500,50 @@ fn without_namespaces_the_project_is_copied_and_an_asked_for_overlay_is_an_error
     );
     assert!(t.names().is_empty());
 }
+
+/// Issue 15, item 6: 1 GB of a suite's output never passes through ptest's memory: it goes
+/// to a file of the run's report directory, and the report keeps its tail.
+#[test]
+fn a_gigabyte_of_suite_output_goes_to_a_file_not_to_memory() {
+    let t = TestHome::new();
+    std::fs::write(
+        t.cwd().join("ptest.toml"),
+        "[[suite]]\nname = \"loud\"\nrun = \"yes | head -c 1G; echo the-end\"\n",
+    )
+    .unwrap();
+    let measure = "import subprocess, resource, sys\n\
+                   r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+                   print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(measure)
+        .arg(assert_cmd::cargo::cargo_bin("ptest"))
+        .args(["run", "--json=report.json"])
+        .env("PTEST_HOME", t.home())
+        .env("HOME", t.dir.path())
+        .current_dir(t.cwd())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    let (code, rss_kib) = said.trim().split_once(' ').unwrap();
+    assert_eq!(code, "0", "{said}");
+    assert!(
+        rss_kib.parse::<u64>().unwrap() < 64 << 10,
+        "peak RSS {rss_kib} KiB"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.cwd().join("report.json")).unwrap()).unwrap();
+    let suite = &report["suites"][0];
+    assert!(
+        suite["stdout_tail"]
+            .as_str()
+            .unwrap()
+            .ends_with("the-end\n")
+    );
+    let file = suite["output_files"][0].as_str().unwrap();
+    assert!(file.ends_with("loud.1.stdout.log"), "{file}");
+    assert_eq!(
+        std::fs::metadata(file).unwrap().len(),
+        (1 << 30) + "the-end\n".len() as u64
+    );
+}

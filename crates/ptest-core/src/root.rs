@@ -67,14 +67,25 @@ pub fn create(path: &Path, id: &EnvId) -> Result<()> {
     Ok(())
 }
 
-/// The id written in the marker at `path`, if any.
+/// The id written in the marker at `path`, if any. The marker is in a tree the environment's
+/// command can change: it is opened without following a symlink and without blocking (a
+/// FIFO put in its place cannot hang ptest), must be a regular file, and at most 64 bytes of
+/// it are read (a huge sparse file costs nothing).
 pub fn marker_id(path: &Path) -> Option<String> {
+    use std::io::Read;
     let marker = path.join(MARKER);
-    // Refuse a marker that is itself a symlink: it could point anywhere.
-    if fs::symlink_metadata(&marker).ok()?.file_type().is_symlink() {
+    let fd = rustix::fs::open(
+        &marker,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    if !rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd).ok()?.st_mode).is_file() {
         return None;
     }
-    Some(fs::read_to_string(marker).ok()?.trim().to_owned())
+    let mut text = String::new();
+    fs::File::from(fd).take(64).read_to_string(&mut text).ok()?;
+    Some(text.trim().to_owned())
 }
 
 /// Deletes the root of environment `id`. Gone already is fine. Refuses a root that is a symlink
@@ -93,6 +104,10 @@ pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
     }
     match marker_id(path) {
         Some(found) if found == id.as_str() => {}
+        // A root ptest placed itself, `<home>/envs/<id>`, is its own whatever a command did
+        // to its marker (a tampered environment can still be removed); a `--path` root
+        // needs its marker.
+        _ if is_home_root(path, id) => {}
         Some(found) => {
             return Err(root_error(
                 path,
@@ -104,6 +119,15 @@ pub fn remove(path: &Path, id: &EnvId) -> Result<()> {
         None => return remove_skeleton(path),
     }
     delete_tree(path)
+}
+
+/// Whether `path` is `<something>/envs/<id>`: where ptest puts roots in its home.
+fn is_home_root(path: &Path, id: &EnvId) -> bool {
+    path.file_name() == Some(id.as_str().as_ref())
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "envs")
 }
 
 /// Removes an unmarked root that holds nothing but empty directories of the anatomy (what a

@@ -63,3 +63,49 @@ fn a_root_inside_another_root_or_ptests_home_is_refused() {
     assert_eq!(t.names(), vec!["outer".to_owned()]);
     assert!(!std::path::Path::new(&inner).exists());
 }
+
+/// Issue 23 (row "the marker replaced by a FIFO or a sparse file"): nothing hangs or reads
+/// gigabytes; validate says the marker is wrong, and the environment can still be removed.
+#[test]
+fn a_marker_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
+    let t = TestHome::new();
+    let sandboxed = support::missing_features(&t, &["namespaces", "cgroups"]).is_empty();
+    let security = if sandboxed { "medium" } else { "low" };
+    for (name, plant) in [
+        (
+            "fifo",
+            "rm $PTEST_ENV_ROOT/.ptest-env && mkfifo $PTEST_ENV_ROOT/.ptest-env",
+        ),
+        (
+            "sparse",
+            "rm $PTEST_ENV_ROOT/.ptest-env && truncate -s 10G $PTEST_ENV_ROOT/.ptest-env",
+        ),
+    ] {
+        t.ptest(["env", "create", name, "--security", security])
+            .assert()
+            .success();
+        t.ptest(["env", "exec", name, "--", "sh", "-c", plant])
+            .assert()
+            .success();
+        let out = t
+            .ptest(["env", "validate", "--json", name])
+            .timeout(std::time::Duration::from_secs(30))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["ok"], false, "{report}");
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["check"] == "marker" && f["ok"] == false),
+            "{report}"
+        );
+        t.ptest(["env", "rm", name])
+            .timeout(std::time::Duration::from_secs(30))
+            .assert()
+            .success();
+    }
+    assert!(t.names().is_empty());
+}

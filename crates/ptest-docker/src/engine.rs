@@ -62,7 +62,9 @@ impl DockerEngine {
     }
 
     /// Removes containers, volumes and networks labelled with this home whose environment id
-    /// is not in `live_env_ids`, and this home's bridge network once no container uses it.
+    /// is not in `live_env_ids`, and this home's bridge network once no container uses it;
+    /// with each removed container its environment's root (a `--disk` tmpfs unmounted), the
+    /// root's marker checked.
     /// Objects without this home's label are never touched. Returns what it removed (or failed
     /// to); an unreachable engine is reported as one failed entry.
     pub async fn gc(&self, live_env_ids: &[String]) -> Vec<Reaped> {

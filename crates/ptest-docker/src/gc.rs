@@ -1,17 +1,25 @@
 //! The reaper: finds Docker objects this home labelled for environments that are no longer
 //! recorded (a ptest killed in the middle of a create, a record removed by hand) and removes
 //! them. An object without this home's `ptest.home` label is never touched.
+//!
+//! A reaped container's environment root (the host directory bind-mounted at `/ptest`) goes
+//! with it, through [`ptest_core::limited_root::remove`]: a `--disk`/`--files` root is a
+//! tmpfs mounted on the host, which nothing else would ever unmount. That removal checks the
+//! root's marker (and the tmpfs's name) against the container's `ptest.env` label, so a
+//! directory of another environment, or not ptest's, is refused and left.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use bollard::Docker;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
+use ptest_core::{EnvId, limited_root};
 
 use crate::connection::{is_not_found, message_of, status_of};
-use crate::container::{LABEL_ENV, LABEL_HOME};
+use crate::container::{CONTAINER_ROOT, LABEL_ENV, LABEL_HOME};
 
 /// What kind of Docker object was reaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +31,8 @@ pub enum ObjectKind {
     Network,
     /// A volume labelled for an environment.
     Volume,
+    /// The root of a reaped container's environment (unmounted first when it is a tmpfs).
+    Root,
 }
 
 /// One object [`crate::DockerEngine::gc`] removed or tried to remove.
@@ -70,6 +80,12 @@ pub(crate) async fn reap(docker: &Docker, home: &str, live: &[String]) -> Vec<Re
                     continue;
                 };
                 let Some(id) = c.id else { continue };
+                let root = c
+                    .mounts
+                    .iter()
+                    .flatten()
+                    .find(|m| m.destination.as_deref() == Some(CONTAINER_ROOT))
+                    .and_then(|m| m.source.clone());
                 let name = c
                     .names
                     .and_then(|n| n.into_iter().next())
@@ -86,15 +102,21 @@ pub(crate) async fn reap(docker: &Docker, home: &str, live: &[String]) -> Vec<Re
                         ),
                     )
                     .await;
+                let error = removed
+                    .err()
+                    .filter(|e| !is_not_found(e))
+                    .map(|e| message_of(&e));
+                let gone = error.is_none();
                 out.push(Reaped {
                     kind: ObjectKind::Container,
                     name,
-                    env_id,
-                    error: removed
-                        .err()
-                        .filter(|e| !is_not_found(e))
-                        .map(|e| message_of(&e)),
+                    env_id: env_id.clone(),
+                    error,
                 });
+                // Only once the container no longer holds it.
+                if let (true, Some(root), Some(id)) = (gone, root, env_id) {
+                    out.extend(remove_root(PathBuf::from(root), id).await);
+                }
             }
         }
         Err(e) => out.push(listing_failed(ObjectKind::Container, &e)),
@@ -168,6 +190,30 @@ pub(crate) async fn reap(docker: &Docker, home: &str, live: &[String]) -> Vec<Re
         Err(e) => out.push(listing_failed(ObjectKind::Network, &e)),
     }
     out
+}
+
+/// Removes the root at `path` of environment `id` (a reaped container's): unmounts its tmpfs
+/// and deletes it, as `env rm` would. `None` when there is no such directory.
+async fn remove_root(path: PathBuf, id: String) -> Option<Reaped> {
+    let name = path.display().to_string();
+    let removed = tokio::task::spawn_blocking(move || {
+        if !EnvId::looks_like(&id) || std::fs::symlink_metadata(&path).is_err() {
+            return None;
+        }
+        // An id is only built by ptest-core; one read from a label is deserialized, as the
+        // store does.
+        let env_id: EnvId = serde_json::from_value(serde_json::Value::String(id.clone())).ok()?;
+        Some((id, limited_root::remove(&path, &env_id)))
+    })
+    .await
+    .ok()??;
+    let (id, result) = removed;
+    Some(Reaped {
+        kind: ObjectKind::Root,
+        name,
+        env_id: Some(id),
+        error: result.err().map(|e| e.to_string()),
+    })
 }
 
 fn listing_failed(kind: ObjectKind, e: &bollard::errors::Error) -> Reaped {

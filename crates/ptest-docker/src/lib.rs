@@ -15,7 +15,8 @@
 //! watchdog that kills it if the caller dies (see `exec`); `kill` kills the command's
 //! process tree; `deactivate` stops the container; `cleanup` removes it and then the root.
 //! [`DockerEngine::gc`] removes containers, networks and volumes this home labelled whose
-//! environment is no longer recorded, and never anything unlabelled.
+//! environment is no longer recorded (and a removed container's root, unmounting a `--disk`
+//! tmpfs), and never anything unlabelled.
 //!
 //! The engine connects lazily (honouring `DOCKER_HOST`, negotiating the API version), so
 //! constructing it never fails, even when no engine runs.

@@ -511,3 +511,83 @@ async fn disk_limit_is_a_tmpfs_root_shared_by_tmp_and_dev_shm() {
     assert!(!mountinfo.contains(&source), "{source} left mounted");
     assert!(!env.root.exists());
 }
+
+/// A `--disk` environment whose ptest died before `env rm`, and whose record is gone: its
+/// container is an orphan, and its root a tmpfs mounted on the host. `gc` removes the
+/// container and then unmounts and deletes the root (marker checked), reporting both.
+#[tokio::test]
+async fn gc_unmounts_the_tmpfs_root_of_a_container_it_reaps() {
+    let Some(f) = fixture().await else { return };
+    let id = EnvId::random();
+    let root = f.home.path().join("envs").join(id.as_str());
+    let mut spec = f.spec("orphan");
+    spec.limits.disk = Some(ByteSize(8 << 20));
+    limited_root::create(&root, &id, limited_root::limits(&spec, 0)).unwrap();
+    let source = format!("ptest-env-{id}");
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&source)
+    };
+    assert!(mounted(), "no tmpfs {source} at the root");
+    let name = orphan_container(&f, &id, &root).await;
+    f.docker.start_container(&name, None).await.unwrap();
+
+    let reaped = f.engine.gc(&[]).await;
+    assert!(!f.container_exists(&name).await, "{reaped:?}");
+    assert!(
+        reaped.iter().any(|r| r.kind == ObjectKind::Root
+            && r.env_id.as_deref() == Some(id.as_str())
+            && r.error.is_none()),
+        "{reaped:?}"
+    );
+    assert!(!mounted(), "{source} left mounted: {reaped:?}");
+    assert!(!root.exists());
+}
+
+/// A reaped container's root outside the home whose marker names another environment is not
+/// touched.
+#[tokio::test]
+async fn gc_leaves_a_root_whose_marker_names_another_environment() {
+    let Some(f) = fixture().await else { return };
+    let (id, other) = (EnvId::random(), EnvId::random());
+    // Someone else's root (marked for `other`), where a `--path` would put it, bind-mounted
+    // by a container labelled `id`.
+    let root = f.home.path().join("elsewhere");
+    root::create(&root, &other).unwrap();
+    let name = orphan_container(&f, &id, &root).await;
+    let reaped = f.engine.gc(&[]).await;
+    assert!(!f.container_exists(&name).await, "{reaped:?}");
+    assert!(
+        reaped.iter().any(|r| r.kind == ObjectKind::Root
+            && r.error.as_deref().is_some_and(|e| e.contains("marker"))),
+        "{reaped:?}"
+    );
+    assert!(root::marker_id(&root).as_deref() == Some(other.as_str()));
+}
+
+/// A container of this home labelled for environment `id`, which no record names, with
+/// `root` bind-mounted at `/ptest` as ptest mounts an environment's root. Returns its name.
+async fn orphan_container(f: &support::Fixture, id: &EnvId, root: &std::path::Path) -> String {
+    let name = format!("ptest-orphan-{id}");
+    f.docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+            ContainerCreateBody {
+                image: Some(TEST_IMAGE.into()),
+                entrypoint: Some(vec!["sleep".into(), "600".into()]),
+                labels: Some(HashMap::from([
+                    (LABEL_ENV.to_owned(), id.to_string()),
+                    (LABEL_HOME.to_owned(), f.engine.home_hash().to_owned()),
+                ])),
+                host_config: Some(bollard::models::HostConfig {
+                    binds: Some(vec![format!("{}:/ptest:ro", root.display())]),
+                    ..Default::default()
+                }),
+                ..ContainerCreateBody::default()
+            },
+        )
+        .await
+        .unwrap();
+    name
+}

@@ -1180,11 +1180,9 @@ impl Pod {
         }
     }
 
-    /// Device and inode of what the pod shows at `path` (absolute, as the pod sees it), and
-    /// whether it is a directory: to tell whether the pod still sees what the host has
-    /// there. Read through the holder's root, following no symlink a command made.
-    pub fn identify(&self, path: &Path) -> Result<(u64, u64, bool)> {
-        check_absolute("path", path)?;
+    /// The holder's root directory, opened through `/proc/<holder>/root` and checked to be
+    /// this holder's after opening (so a reused pid cannot stand in for it).
+    fn view_root(&self) -> Result<fs::File> {
         let root_path = format!("/proc/{}/root", self.holder_pid);
         let root = fs::File::open(&root_path)
             .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
@@ -1193,6 +1191,15 @@ impl Pod {
                 pid: self.holder_pid,
             });
         }
+        Ok(root)
+    }
+
+    /// Device and inode of what the pod shows at `path` (absolute, as the pod sees it), and
+    /// whether it is a directory: to tell whether the pod still sees what the host has
+    /// there. Read through the holder's root, following no symlink a command made.
+    pub fn identify(&self, path: &Path) -> Result<(u64, u64, bool)> {
+        check_absolute("path", path)?;
+        let root = self.view_root()?;
         let relative = path.strip_prefix("/").unwrap_or(path);
         let fd = if relative.as_os_str().is_empty() {
             sys::open_beneath(root.as_raw_fd(), c".", libc::O_PATH)
@@ -1214,15 +1221,8 @@ impl Pod {
     /// [`Scratch::Tmpfs`] (with [`Scratch::Dirs`] the space is counted where the directories
     /// live). Read through the holder's root without following anything a command made there.
     pub fn scratch_usage(&self) -> Result<u64> {
+        let root = self.view_root()?;
         let root_path = format!("/proc/{}/root", self.holder_pid);
-        let root = fs::File::open(&root_path)
-            .map_err(|e| Error::syscall(format!("open {root_path}"), e))?;
-        // Opened first, checked after: the descriptor then names this holder's root.
-        if !self.is_alive() {
-            return Err(Error::HolderGone {
-                pid: self.holder_pid,
-            });
-        }
         let mut used = 0;
         for dir in [c"tmp", c"dev/shm"] {
             let fd = sys::open_beneath(root.as_raw_fd(), dir, libc::O_PATH | libc::O_DIRECTORY)

@@ -160,9 +160,8 @@ fn creates_killed_at_random_moments_leave_nothing_after_gc() {
         .enumerate()
     {
         let name = format!("r{i}");
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
-            .env("PTEST_HOME", t.home())
-            .args(["env", "create", &name, "--disk", "8M", "--memory", "64M"])
+        let mut child = t
+            .std_command(["env", "create", &name, "--disk", "8M", "--memory", "64M"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -260,11 +259,8 @@ fn a_run_killed_at_random_moments_leaves_nothing_after_gc() {
     .unwrap();
     let mut seen: Vec<(String, std::path::PathBuf)> = Vec::new();
     for delay_ms in [2u64, 8, 15, 25, 40, 60, 90, 130] {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
-            .env("PTEST_HOME", t.home())
-            .env("HOME", t.dir.path())
-            .current_dir(t.cwd())
-            .args(["run", "-j", "2", "--json=report.json"])
+        let mut child = t
+            .std_command(["run", "-j", "2", "--json=report.json"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

@@ -16,18 +16,9 @@ use std::time::{Duration, Instant};
 
 use support::TestHome;
 
-/// `ptest ARGS...` as a `std::process::Command`, with the environment [`TestHome::ptest`]
-/// gives its commands: assert_cmd's command cannot be started in the background.
+/// `ptest ARGS...` started in the background.
 fn background_ptest(t: &TestHome, args: &[&str]) -> std::process::Child {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PTEST_HOME", t.home())
-        .env("HOME", t.dir.path())
-        .env("XDG_CONFIG_HOME", t.dir.path().join("xdg-config"))
-        .env("NO_COLOR", "1")
-        .current_dir(t.cwd())
-        .args(args)
+    t.std_command(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

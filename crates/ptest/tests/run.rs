@@ -191,14 +191,8 @@ fn ctrl_c_leaves_no_environment_behind_under_immediate() {
         ));
     }
     let dir = project(&t, &text);
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PTEST_HOME", t.home())
-        .env("HOME", t.dir.path())
-        .env("XDG_CONFIG_HOME", t.dir.path().join("xdg-config"))
-        .env("NO_COLOR", "1")
-        .args(["run", "-j", "3", "--project", dir.to_str().unwrap()])
+    let child = t
+        .std_command(["run", "-j", "3", "--project", dir.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -21,13 +21,8 @@ fn slow_project(t: &TestHome) {
 /// Starts `ptest run` in the background and waits until its suite runs; returns the child
 /// and the suite's environment id.
 fn start_run(t: &TestHome) -> (std::process::Child, String) {
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"))
-        .env("PTEST_HOME", t.home())
-        .env("HOME", t.dir.path())
-        .env("XDG_CONFIG_HOME", t.dir.path().join("xdg-config"))
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .current_dir(t.cwd())
-        .args(["run", "--json=report.json"])
+    let mut child = t
+        .std_command(["run", "--json=report.json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -50,13 +45,19 @@ fn start_run(t: &TestHome) -> (std::process::Child, String) {
     panic!("the run's suite never started");
 }
 
+/// Whether the host can run sandboxed suites; prints why not and skips (fails under
+/// PTEST_REQUIRE_ALL=1).
+fn capable(t: &TestHome) -> bool {
+    support::runnable(
+        (!support::missing_features(t, &["namespaces", "cgroups"]).is_empty())
+            .then(|| "run owner tests need namespaces and cgroups".to_owned()),
+    )
+}
+
 #[test]
 fn gc_removes_the_environments_of_a_run_whose_ptest_was_killed() {
     let t = TestHome::new();
-    if !support::runnable(
-        (!support::missing_features(&t, &["namespaces", "cgroups"]).is_empty())
-            .then(|| "run owner tests need namespaces and cgroups".to_owned()),
-    ) {
+    if !capable(&t) {
         return;
     }
     slow_project(&t);
@@ -91,10 +92,7 @@ fn gc_removes_the_environments_of_a_run_whose_ptest_was_killed() {
 #[test]
 fn gc_shutdown_leaves_a_live_runs_environments_alone() {
     let t = TestHome::new();
-    if !support::runnable(
-        (!support::missing_features(&t, &["namespaces", "cgroups"]).is_empty())
-            .then(|| "run owner tests need namespaces and cgroups".to_owned()),
-    ) {
+    if !capable(&t) {
         return;
     }
     slow_project(&t);

@@ -35,7 +35,17 @@ impl TestHome {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
-        let mut cmd = Command::cargo_bin("ptest").expect("ptest binary");
+        Command::from_std(self.std_command(args))
+    }
+
+    /// [`TestHome::ptest`] as a `std::process::Command`, which (unlike assert_cmd's) can be
+    /// started in the background and killed.
+    pub fn std_command<I, S>(&self, args: I) -> std::process::Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("ptest"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             // Certificates and proxies, so tests that reach PyPI work where a proxy is in the way.

@@ -168,9 +168,9 @@ pub enum Error {
     /// The state database is missing, empty, truncated or not a database while there is
     /// state it should hold: nothing is made over it.
     #[error(
-        "the state database {0} {reason}; nothing was changed. Keep a copy of it, then \
-         move it aside (e.g. `mv {0} {0}.damaged`) to start a new one; environments it \
-         recorded are then unknown to ptest (their roots stay under {1})",
+        "the state database {0} {reason}; nothing was changed. `ptest doctor --repair` keeps \
+         it aside and records the environments whose roots are under {1} again (keep a copy \
+         of it first if you mean to inspect it)",
         path.display(),
         path.with_file_name("envs").display()
     )]

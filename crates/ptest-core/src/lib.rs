@@ -40,6 +40,7 @@ mod manager;
 pub mod model;
 mod name;
 pub mod ports;
+pub mod repair;
 pub mod root;
 pub mod services;
 mod size;

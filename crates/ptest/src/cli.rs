@@ -84,8 +84,9 @@ pub enum Command {
     Events(EventsArgs),
     /// Remove what the cleanup policies say is due, and records whose root vanished.
     Gc(GcArgs),
-    /// Report which levels and features this host supports, and why not.
-    Doctor(JsonArg),
+    /// Report which levels and features this host supports, and why not; with --repair,
+    /// rebuild a damaged state database from the roots on the host.
+    Doctor(DoctorArgs),
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -158,7 +159,21 @@ pub struct InitArgs {
     pub force: bool,
 }
 
-/// `--json`.
+/// Arguments of `doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// When state.db is missing, empty, truncated or not a database while roots exist: move
+    /// it aside (state.db.damaged-<time>) and record every marked root under envs/ again, as
+    /// `recovered-<id>` in `error`, so that `ptest env rm` can remove it. Does nothing to a
+    /// healthy store.
+    #[arg(long)]
+    pub repair: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json` alone.
 #[derive(Debug, Args)]
 pub struct JsonArg {
     /// Print JSON instead of a table.

@@ -121,6 +121,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Proxy { control } = &cli.command {
         return cmd::net::serve(control).await;
     }
+    if let Command::Doctor(args) = &cli.command
+        && args.repair
+    {
+        return cmd::doctor::repair(args.json);
+    }
     let loaded = load_config(&cli)?;
     let manager = open_manager(loaded.config)?;
     match cli.command {

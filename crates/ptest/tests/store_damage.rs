@@ -111,3 +111,45 @@ fn a_fresh_home_starts_a_new_state_db() {
     t.ptest(["env", "list"]).assert().success();
     assert!(t.home().join("state.db").exists());
 }
+
+#[test]
+fn doctor_repair_keeps_the_damaged_file_aside_and_recovers_every_root() {
+    let (t, db, _) = home_with_environments();
+    std::fs::write(&db, b"").unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{side}", db.display()));
+    }
+    // A healthy store is left alone; this one is repaired once.
+    let report = t.json(["doctor", "--repair"]);
+    let aside = report["kept_aside"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(aside).unwrap(),
+        b"",
+        "the damaged file is kept as it was"
+    );
+    let recovered = report["recovered"].as_array().unwrap();
+    assert_eq!(recovered.len(), 2, "{report}");
+    let envs = t.json(["env", "list"]);
+    assert_eq!(envs.as_array().unwrap().len(), 2);
+    assert!(
+        envs.as_array().unwrap().iter().all(
+            |e| e["status"] == "error" && e["name"].as_str().unwrap().starts_with("recovered-")
+        )
+    );
+    assert_eq!(
+        t.json(["doctor", "--repair"])["kept_aside"],
+        serde_json::Value::Null
+    );
+    // Recovered environments remove like any other: roots and cgroups go.
+    let roots: Vec<String> = recovered
+        .iter()
+        .map(|r| r["root"].as_str().unwrap().to_owned())
+        .collect();
+    t.ptest(["env", "rm", "--all", "--force"])
+        .assert()
+        .success();
+    assert!(t.names().is_empty());
+    for root in roots {
+        assert!(!std::path::Path::new(&root).exists(), "{root}");
+    }
+}

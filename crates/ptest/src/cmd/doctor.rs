@@ -6,7 +6,7 @@ use ptest_core::{Finding, IsolationLevel, Manager};
 use serde::Serialize;
 
 use crate::Failure;
-use crate::cli::JsonArg;
+use crate::cli::DoctorArgs;
 
 #[derive(Serialize)]
 struct LevelReport {
@@ -18,7 +18,7 @@ struct LevelReport {
 }
 
 /// Reports each isolation level: whether this build and host support it, and why not.
-pub fn run(manager: &Manager, args: JsonArg) -> Result<ExitCode, Failure> {
+pub fn run(manager: &Manager, args: DoctorArgs) -> Result<ExitCode, Failure> {
     let reports: Vec<LevelReport> = IsolationLevel::ALL
         .iter()
         .map(|&level| match manager.engine_capabilities(level) {
@@ -62,6 +62,31 @@ pub fn run(manager: &Manager, args: JsonArg) -> Result<ExitCode, Failure> {
             let mark = if c.ok { "yes " } else { "no  " };
             println!("  {mark} {:<12}{}", c.check, c.detail);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ptest doctor --repair`: before any manager opens the home (which a damaged store refuses).
+pub fn repair(json: bool) -> Result<ExitCode, Failure> {
+    let home = ptest_core::Home::from_env()?;
+    let report = ptest_core::repair::repair(&home)?;
+    if json {
+        crate::output::json(&report);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match (&report.kept_aside, &report.damage) {
+        (Some(aside), Some(damage)) => {
+            println!("state.db {damage}: kept aside as {}", aside.display());
+            println!(
+                "recorded {} environment(s) again from their roots:",
+                report.recovered.len()
+            );
+            for r in &report.recovered {
+                println!("  {} {}", r.name, r.root.display());
+            }
+            println!("remove them with `ptest env rm --all --force` (or one by one)");
+        }
+        _ => println!("state.db is intact: nothing to repair"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod beneath;
 pub mod captured;
 pub mod config;
 pub mod duration;

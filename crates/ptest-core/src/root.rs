@@ -3,14 +3,11 @@
 
 use std::fs;
 use std::io::ErrorKind as IoKind;
-use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use ptest_sandbox::tmpfs;
 
-use rustix::fs::{AtFlags, Mode, OFlags, StatxFlags};
-
+use crate::beneath::Beneath;
 use crate::error::{Error, Result};
 use crate::name::EnvId;
 
@@ -69,23 +66,11 @@ pub fn create(path: &Path, id: &EnvId) -> Result<()> {
 
 /// The id written in the marker at `path`, if any. The marker is in a tree the environment's
 /// command can change: it is opened without following a symlink and without blocking (a
-/// FIFO put in its place cannot hang ptest), must be a regular file, and at most 64 bytes of
-/// it are read (a huge sparse file costs nothing).
+/// FIFO put in its place cannot hang ptest), must be a regular file of at most 64 bytes (a
+/// huge sparse file costs nothing): see [`crate::beneath`].
 pub fn marker_id(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let marker = path.join(MARKER);
-    let fd = rustix::fs::open(
-        &marker,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .ok()?;
-    if !rustix::fs::FileType::from_raw_mode(rustix::fs::fstat(&fd).ok()?.st_mode).is_file() {
-        return None;
-    }
-    let mut text = String::new();
-    fs::File::from(fd).take(64).read_to_string(&mut text).ok()?;
-    Some(text.trim().to_owned())
+    let bytes = Beneath::open(path).ok()?.read(Path::new(MARKER), 64).ok()?;
+    Some(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
 /// Deletes the root of environment `id`. Gone already is fine. Refuses a root that is a symlink
@@ -176,15 +161,9 @@ fn delete_tree(path: &Path) -> Result<()> {
             kept.push(e.to_string());
         }
     }
-    let dir = rustix::fs::open(
-        path,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::io("opening", path, e.into()))?;
-    let mnt = mount_id(&dir, c".").map_err(|e| Error::io("inspecting", path, e.into()))?;
-    empty_dir(&dir, path, mnt, &mut kept).map_err(|e| Error::io("deleting", path, e))?;
-    drop(dir);
+    let root = Beneath::open(path)?;
+    kept.extend(root.empty()?);
+    drop(root);
     if !kept.is_empty() {
         return Err(root_error(
             path,
@@ -196,52 +175,6 @@ fn delete_tree(path: &Path) -> Result<()> {
         ));
     }
     fs::remove_dir(path).map_err(|e| Error::io("deleting", path, e))
-}
-
-/// The mount id of `name` beneath `dir`, not following a symlink.
-fn mount_id(dir: &OwnedFd, name: &std::ffi::CStr) -> rustix::io::Result<u64> {
-    let st = rustix::fs::statx(
-        dir,
-        name,
-        AtFlags::SYMLINK_NOFOLLOW,
-        StatxFlags::MNT_ID | StatxFlags::TYPE,
-    )?;
-    Ok(st.stx_mnt_id)
-}
-
-/// Deletes everything in `dir` (at `path`, for messages) that lies on mount `mnt`.
-fn empty_dir(dir: &OwnedFd, path: &Path, mnt: u64, kept: &mut Vec<String>) -> std::io::Result<()> {
-    let mut entries = Vec::new();
-    for entry in rustix::fs::Dir::read_from(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            entries.push((name.to_owned(), entry.file_type()));
-        }
-    }
-    for (name, kind) in entries {
-        let here = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-        if mount_id(dir, &name)? != mnt {
-            kept.push(format!("{} (another mount)", here.display()));
-            continue;
-        }
-        if kind == rustix::fs::FileType::Directory {
-            let sub = rustix::fs::openat(
-                dir,
-                &name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            let before = kept.len();
-            empty_dir(&sub, &here, mnt, kept)?;
-            if kept.len() == before {
-                rustix::fs::unlinkat(dir, &name, AtFlags::REMOVEDIR)?;
-            }
-        } else {
-            rustix::fs::unlinkat(dir, &name, AtFlags::empty())?;
-        }
-    }
-    Ok(())
 }
 
 /// Checks that the root at `path` is intact for environment `id`: its marker names `id` and
@@ -272,23 +205,11 @@ pub fn check(path: &Path, id: &EnvId) -> Vec<crate::Finding> {
     out
 }
 
-/// Bytes and entries under `path`, counting symlinks as themselves.
+/// Bytes and entries under `path`, counting symlinks as themselves, through directory
+/// descriptors (a directory swapped for a symlink while counted is not followed) and not
+/// entering other mounts.
 pub fn usage(path: &Path) -> std::io::Result<(u64, u64)> {
-    let (mut bytes, mut files) = (0u64, 0u64);
-    let mut stack = vec![path.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir)? {
-            let entry = entry?;
-            let meta = entry.metadata()?; // DirEntry::metadata does not follow symlinks.
-            files += 1;
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                bytes += meta.len();
-            }
-        }
-    }
-    Ok((bytes, files))
+    Ok(Beneath::open(path)?.usage()?)
 }
 
 #[cfg(test)]

@@ -234,6 +234,24 @@ impl Beneath {
         &self.root
     }
 
+    /// `path`, a host path beneath this directory, relative to it: what the other methods
+    /// take. A path elsewhere is refused.
+    pub fn relative<'a>(&self, path: &'a Path) -> Result<&'a Path> {
+        let here = self.root.join(&self.at);
+        match path.strip_prefix(&here) {
+            Ok(rel) if !rel.as_os_str().is_empty() => Ok(rel),
+            _ => Err(self.outside(path)),
+        }
+    }
+
+    /// The refusal of `path` as leading outside this directory.
+    pub fn outside(&self, path: &Path) -> Error {
+        Error::Outside {
+            root: self.root.clone(),
+            path: self.shown(path),
+        }
+    }
+
     /// This directory's descriptor.
     pub fn fd(&self) -> &OwnedFd {
         &self.fd

@@ -53,13 +53,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ptest_core::beneath::Beneath;
 use ptest_core::services::{PROC_ID_VAR, kill_marked, kill_supervisor};
 use ptest_core::{
     Environment, EnvironmentStatus, Error, ExecRequest, IsolationEvent, Manager, OutputMode,
     ProcessStatus, Result, ServiceInfo, ServiceSpec,
 };
 
-pub use logs::{Follower, LOG_CAP, tail};
+pub use logs::{Follower, LOG_CAP, tail, tail_or_refusal};
 pub use rustix::process::Signal;
 pub use service::Service;
 pub use stats::{read as read_stats, read_all as read_all_stats};
@@ -85,9 +86,9 @@ pub enum StartFailure {
     },
 }
 
-fn output_tail(s: &ServiceInfo) -> String {
-    let mut out = tail(&s.stdout_log, Some(FAILURE_TAIL));
-    let err = tail(&s.stderr_log, Some(FAILURE_TAIL));
+fn output_tail(env: &Environment, s: &ServiceInfo) -> String {
+    let mut out = tail_or_refusal(&env.root, &s.stdout_log, Some(FAILURE_TAIL));
+    let err = tail_or_refusal(&env.root, &s.stderr_log, Some(FAILURE_TAIL));
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
@@ -180,8 +181,15 @@ async fn until_ready(
         let s = fresh(manager, id)?;
         match s.process.status {
             ProcessStatus::Running if s.process.pid != 0 => {
-                if checks.pass(manager, env, &s).await? {
-                    return Ok(s);
+                match checks.pass(manager, env, &s).await {
+                    Ok(true) => return Ok(s),
+                    Ok(false) => {}
+                    // A check ptest refuses to make (its log replaced by a link) fails the start
+                    // now; the process does not outlive it.
+                    Err(e) => {
+                        stop_unready(manager, env, &spec.name).await?;
+                        return Err(e.into());
+                    }
                 }
             }
             ProcessStatus::Starting | ProcessStatus::Running => {}
@@ -197,30 +205,28 @@ async fn until_ready(
                 return Err(StartFailure::NotReady {
                     name: spec.name,
                     reason,
-                    tail: output_tail(&s),
+                    tail: output_tail(env, &s),
                 });
             }
         }
         if Instant::now() >= deadline {
-            let s = stop(
-                manager,
-                env,
-                &spec.name,
-                Signal::TERM,
-                Duration::from_secs(5),
-            )
-            .await?;
+            let s = stop_unready(manager, env, &spec.name).await?;
             return Err(StartFailure::NotReady {
                 name: spec.name,
                 reason: format!(
                     "was not ready after {} (it was stopped)",
                     humantime::format_duration(spec.ready.timeout)
                 ),
-                tail: output_tail(&s),
+                tail: output_tail(env, &s),
             });
         }
         pause.sleep().await;
     }
+}
+
+/// Stops process `name` that did not become ready: SIGTERM, SIGKILL 5 s later.
+async fn stop_unready(manager: &Manager, env: &Environment, name: &str) -> Result<ServiceInfo> {
+    stop(manager, env, name, Signal::TERM, Duration::from_secs(5)).await
 }
 
 /// Starts `exe __supervise <id>` in a new session, stdio on /dev/null, reaped by a thread.
@@ -349,33 +355,61 @@ pub async fn supervise(manager: &Manager, id: i64) -> Result<()> {
     run(manager, &env, &service).await
 }
 
-fn pid_file(env: &Environment, name: &str) -> std::path::PathBuf {
-    env.run_dir().join(format!("{name}.pid"))
+/// `run/<name>.pid`, relative to the environment's root.
+fn pid_file(name: &str) -> std::path::PathBuf {
+    Path::new("run").join(format!("{name}.pid"))
+}
+
+/// The environment's `run/`, held open beneath its root (a `run/` the command replaced by a
+/// link is refused, never followed).
+fn open_run_dir(env: &Environment) -> Result<Beneath> {
+    Ok(Beneath::open(&env.root)?.dir(Path::new("run"))?)
+}
+
+/// Writes `pid` to `<name>.pid` of `run`: a new file renamed over the name (a pid file the
+/// command replaced by a link is replaced in turn).
+fn write_pid_file(run: &Beneath, name: &str, pid: u32) -> Result<()> {
+    let file = format!("{name}.pid");
+    run.replace(Path::new(&file), format!("{pid}\n").as_bytes(), 0o644)?;
+    Ok(())
+}
+
+/// Removes `run/<name>.pid` of `env` (the name only, whatever it is), beneath the root.
+fn remove_pid_file(env: &Environment, name: &str) {
+    let removed = Beneath::open(&env.root).and_then(|root| root.remove_file(&pid_file(name)));
+    if let Err(e) = removed {
+        tracing::warn!("not removing the pid file of {name}: {e}");
+    }
 }
 
 /// What both supervisors do: runs `service` until it ends for good, its output copied into its
 /// log files, and records an error that ends it early.
 async fn run(manager: &Manager, env: &Environment, service: &ServiceInfo) -> Result<()> {
     let done = Arc::new(AtomicBool::new(false));
-    let (stdout, out_pump) = log_pipe(&service.stdout_log, &done)?;
-    let (stderr, err_pump) = log_pipe(&service.stderr_log, &done)?;
+    // What it writes in the root is opened first: a refusal fails the start, with its reason.
+    let opened = open_run_dir(env).and_then(|run| {
+        let out = log_pipe(&env.root, &service.stdout_log, &done)?;
+        let err = log_pipe(&env.root, &service.stderr_log, &done)?;
+        Ok((run, out, err))
+    });
+    let (run_dir, (stdout, out_pump), (stderr, err_pump)) = match opened {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            record_error(manager, env, service, &e)?;
+            return Err(e);
+        }
+    };
     let output = OutputMode::Fds {
         stdout: Arc::new(stdout),
         stderr: Arc::new(stderr),
     };
-    let outcome = run_loop(manager, env, service, output).await;
+    let outcome = run_loop(manager, env, service, output, &run_dir).await;
     if let Err(e) = &outcome {
-        manager.finish_service(
-            &env.id,
-            service.process.id,
-            ProcessStatus::Error,
-            None,
-            None,
-            Some(&e.to_string()),
-            serde_json::json!({ "name": service.name }),
-        )?;
+        record_error(manager, env, service, e)?;
     }
-    let _ = std::fs::remove_file(pid_file(env, &service.name));
+    if let Err(e) = run_dir.remove_file(Path::new(&format!("{}.pid", service.name))) {
+        tracing::warn!("not removing the pid file of {}: {e}", service.name);
+    }
     // The tree is gone and our write ends with it: the copiers drain what is left and end.
     done.store(true, Ordering::Release);
     for pump in [out_pump, err_pump] {
@@ -384,13 +418,37 @@ async fn run(manager: &Manager, env: &Environment, service: &ServiceInfo) -> Res
     outcome
 }
 
-/// A pipe whose read end a thread copies into the log at `path` (see [`logs::pump`]); returns
-/// the write end for the command.
-fn log_pipe(path: &Path, done: &Arc<AtomicBool>) -> Result<(OwnedFd, std::thread::JoinHandle<()>)> {
+/// Records that `service` ended with ptest's error `e`.
+fn record_error(
+    manager: &Manager,
+    env: &Environment,
+    service: &ServiceInfo,
+    e: &Error,
+) -> Result<()> {
+    manager.finish_service(
+        &env.id,
+        service.process.id,
+        ProcessStatus::Error,
+        None,
+        None,
+        Some(&e.to_string()),
+        serde_json::json!({ "name": service.name }),
+    )
+}
+
+/// A pipe whose read end a thread copies into the log at `path` beneath `root` (see
+/// [`logs::pump`]); returns the write end for the command.
+fn log_pipe(
+    root: &Path,
+    path: &Path,
+    done: &Arc<AtomicBool>,
+) -> Result<(OwnedFd, std::thread::JoinHandle<()>)> {
+    // Opened here, so a log the command replaced by a link fails the start with the refusal.
+    let log = logs::RotatingLog::open(root, path)?;
     let (r, w): (OwnedFd, OwnedFd) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| Error::io("making a pipe for", path, std::io::Error::from(e)))?;
     let (path, done) = (path.to_owned(), done.clone());
-    let pump = std::thread::spawn(move || logs::pump(std::fs::File::from(r), path, done));
+    let pump = std::thread::spawn(move || logs::pump(std::fs::File::from(r), log, path, done));
     Ok((w, pump))
 }
 
@@ -399,6 +457,7 @@ async fn run_loop(
     env: &Environment,
     service: &ServiceInfo,
     output: OutputMode,
+    run_dir: &Beneath,
 ) -> Result<()> {
     let engine = manager.engine_for(env.level)?;
     let id = service.process.id;
@@ -411,11 +470,13 @@ async fn run_loop(
         request.output = output.clone();
         let process = engine.spawn(env, request).await?;
         let (pid, ticks) = process.pid();
-        let _ = std::fs::write(pid_file(env, &spec.name), format!("{pid}\n"));
         let asked_to_stop = !manager.service_running(env, id, (pid, ticks), restarts)?;
         if asked_to_stop {
             let info = fresh(manager, id)?;
             engine.kill(env, &info.process).await?;
+        }
+        if let Err(e) = write_pid_file(run_dir, &spec.name, pid) {
+            tracing::warn!("not writing the pid file of {}: {e}", spec.name);
         }
         let result = process.wait().await?;
         // Whatever of the tree is left (daemons that left its process group) goes with it.

@@ -9,7 +9,7 @@ use ptest_core::services::kill_marked;
 use ptest_core::{Environment, Manager, ProcessStatus, Result, ServiceInfo, ServiceSpec};
 use tokio::task::JoinHandle;
 
-use super::{Signal, StartFailure, fresh, pid_file, record, run, until_ready};
+use super::{Signal, StartFailure, fresh, record, remove_pid_file, run, until_ready};
 
 /// A running background process whose supervisor is a task of this program.
 ///
@@ -70,10 +70,15 @@ impl Service {
         Ok(s)
     }
 
-    /// Its output so far: the last `n` lines (all when `None`) of its stdout and stderr logs.
+    /// Its output so far: the last `n` lines (all when `None`) of its stdout and stderr logs;
+    /// an error when one was replaced by something ptest does not read (a planted link).
     pub fn logs(&self, n: Option<usize>) -> Result<(String, String)> {
         let s = fresh(&self.manager, self.id)?;
-        Ok((super::tail(&s.stdout_log, n), super::tail(&s.stderr_log, n)))
+        let root = &self.env.root;
+        Ok((
+            super::tail(root, &s.stdout_log, n)?,
+            super::tail(root, &s.stderr_log, n)?,
+        ))
     }
 
     /// Waits up to `timeout` for it to end for good (restarts included); its final record, or
@@ -117,7 +122,7 @@ impl Drop for Service {
         }
         let _ = self.manager.service_stopping(self.id);
         kill_marked(&self.env.id, self.id);
-        let _ = std::fs::remove_file(pid_file(&self.env, &self.name));
+        remove_pid_file(&self.env, &self.name);
         let _ = self.manager.finish_service(
             &self.env.id,
             self.id,

@@ -364,7 +364,9 @@ async fn wait_applied(
         return Ok(());
     }
     let tail = proxy_service(&manager.services(Some(env))?, port)
-        .map(|s| supervisor::tail(&s.stderr_log, Some(supervisor::FAILURE_TAIL)))
+        .map(|s| {
+            supervisor::tail_or_refusal(&env.root, &s.stderr_log, Some(supervisor::FAILURE_TAIL))
+        })
         .unwrap_or_default();
     Err(Error::Engine {
         level: env.level,

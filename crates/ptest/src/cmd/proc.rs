@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ptest_core::{EnvName, Manager, Readiness, RestartPolicy, ServiceSpec};
+use ptest_core::{EnvName, Error, Manager, Readiness, RestartPolicy, ServiceSpec};
 use ptest_local::supervisor::{self, Follower, Signal, StartFailure};
 
 use crate::Failure;
@@ -279,14 +279,14 @@ async fn logs(manager: &Manager, args: LogsArgs) -> Result<ExitCode, Failure> {
     .collect();
     let mut followers = Vec::new();
     for (i, (path, _)) in streams.iter().enumerate() {
-        let text = supervisor::tail(path, args.tail);
+        let text = supervisor::tail(&env.root, path, args.tail).map_err(Error::from)?;
         if i == 0 && !args.stderr {
             print!("{text}");
         } else {
             eprint!("{text}");
         }
         followers.push((
-            Follower::new(path, Follower::size(path)),
+            Follower::new(&env.root, path, Follower::size(&env.root, path)),
             i == 0 && !args.stderr,
         ));
     }
@@ -297,7 +297,7 @@ async fn logs(manager: &Manager, args: LogsArgs) -> Result<ExitCode, Failure> {
     loop {
         let done = !manager.service(&env, &args.name)?.process.status.is_live();
         for (f, to_stdout) in &mut followers {
-            let bytes = f.read_new();
+            let bytes = f.read_new().map_err(Error::from)?;
             if bytes.is_empty() {
                 continue;
             }

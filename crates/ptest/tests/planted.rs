@@ -1,0 +1,299 @@
+//! Issue 23, item 2: what an environment's command plants in its own root (symlinks to host
+//! files and directories, FIFOs, huge sparse files, a workspace swapped for a link) is never
+//! followed, read, written or waited on by ptest, which runs as root on the host.
+//!
+//! Each test plants from inside (`ptest env exec E -- sh -c '...'`, the root at its host path
+//! inside), then has ptest do the operation of the table's row, at every security level this
+//! host runs; it checks that the test's own canary file under its temp dir is untouched, that
+//! nothing hangs (a timeout on each ptest command), that the error names what was refused,
+//! and that the environment can still be removed.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::TestHome;
+
+/// No ptest command of these tests may take longer: a hang is a failure.
+const LIMIT: Duration = Duration::from_secs(60);
+
+const SECRET: &str = "host secret: do not read\n";
+
+/// The security levels this host runs: `low` always, `medium` with namespaces and cgroups,
+/// `strict` with Landlock and seccomp too. A missing one is reported (and fails under
+/// `PTEST_REQUIRE_ALL=1`).
+fn levels(t: &TestHome) -> Vec<&'static str> {
+    let mut out = vec!["low"];
+    let missing = support::missing_features(t, &["namespaces", "cgroups", "strict"]);
+    let sandbox = !missing
+        .iter()
+        .any(|m| m.starts_with("namespaces") || m.starts_with("cgroups"));
+    if sandbox {
+        out.push("medium");
+    }
+    if missing.is_empty() {
+        out.push("strict");
+    }
+    if !support::runnable(
+        (!missing.is_empty())
+            .then(|| format!("planted tests at medium and strict need: {missing:?}")),
+    ) {
+        eprintln!("running at {out:?} only");
+    }
+    out
+}
+
+/// A canary directory outside ptest's home holding a secret file, for one environment.
+struct Canary {
+    dir: PathBuf,
+}
+
+impl Canary {
+    fn new(t: &TestHome, name: &str) -> Canary {
+        let dir = t.dir.path().join(format!("canary-{name}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("secret"), SECRET).unwrap();
+        Canary { dir }
+    }
+
+    fn secret(&self) -> PathBuf {
+        self.dir.join("secret")
+    }
+
+    /// Nothing was written in the directory and the secret is as it was.
+    fn untouched(&self, at: &str) {
+        assert_eq!(
+            std::fs::read_to_string(self.secret()).unwrap(),
+            SECRET,
+            "at {at}: the canary file was written"
+        );
+        let names: Vec<String> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["secret".to_owned()],
+            "at {at}: written beside the canary"
+        );
+    }
+}
+
+/// Creates environment `name` at `security`; returns its root.
+fn create(t: &TestHome, name: &str, security: &str) -> PathBuf {
+    eprintln!("environment {name} at security {security}");
+    let env = t.json(["env", "create", name, "--security", security]);
+    PathBuf::from(env["root"].as_str().unwrap())
+}
+
+/// Runs `script` inside `env` (the root at `$PTEST_ENV_ROOT`, the canary at `$CANARY`).
+fn plant(t: &TestHome, env: &str, canary: &Canary, script: &str) {
+    let script = format!("CANARY={}; {script}", canary.dir.display());
+    t.ptest(["env", "exec", env, "--", "sh", "-c", &script])
+        .timeout(LIMIT)
+        .assert()
+        .success();
+}
+
+/// Runs ptest with the time limit; returns (exit code, stdout, stderr).
+fn run(t: &TestHome, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = t.ptest(args).timeout(LIMIT).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The environment goes, and takes nothing of the host with it.
+fn removed(t: &TestHome, env: &str, root: &Path) {
+    let (code, _, err) = run(t, &["env", "rm", "--force", env]);
+    assert_eq!(code, Some(0), "env rm {env}: {err}");
+    assert!(!root.exists(), "{} is left", root.display());
+}
+
+/// Runs ptest `args`, which must fail without showing the secret, saying `refusal`.
+fn fails_refusing(t: &TestHome, args: &[&str], refusal: &str, security: &str) {
+    let (code, out, err) = run(t, args);
+    assert_ne!(code, Some(0), "at {security}: {out}{err}");
+    assert!(
+        !out.contains("host secret") && !err.contains("host secret"),
+        "at {security}: {out}{err}"
+    );
+    assert!(err.contains(refusal), "at {security}: {err}");
+}
+
+/// The shape of most rows: at each level, `script` plants something in a new environment,
+/// then ptest `op` (`ENV` standing for the environment) must fail saying `refusal`, the canary
+/// stays untouched and the environment can be removed.
+fn refused(t: &TestHome, prefix: &str, script: &str, op: &[&str], refusal: &str) {
+    for security in levels(t) {
+        let env = format!("{prefix}-{security}");
+        let canary = Canary::new(t, &env);
+        let root = create(t, &env, security);
+        plant(t, &env, &canary, script);
+        let op: Vec<&str> = op
+            .iter()
+            .map(|a| if *a == "ENV" { env.as_str() } else { a })
+            .collect();
+        let (code, out, err) = run(t, &op);
+        assert_ne!(code, Some(0), "at {security}: {out}{err}");
+        assert!(
+            !out.contains("host secret") && !err.contains("host secret"),
+            "{out}{err}"
+        );
+        assert!(err.contains(refusal), "at {security}: {err}");
+        canary.untouched(security);
+        removed(t, &env, &root);
+        canary.untouched(security);
+    }
+}
+
+#[test]
+fn a_logs_symlink_to_a_host_dir_is_not_followed_by_proc_start() {
+    refused(
+        &TestHome::new(),
+        "logs",
+        r#"rm -r "$PTEST_ENV_ROOT/logs" && ln -s "$CANARY" "$PTEST_ENV_ROOT/logs""#,
+        &[
+            "proc",
+            "start",
+            "ENV",
+            "--name",
+            "pwn",
+            "--",
+            "sh",
+            "-c",
+            "echo hello",
+        ],
+        "refused: logs is a symlink planted in the environment",
+    );
+}
+
+#[test]
+fn a_log_file_symlink_to_a_host_file_is_not_appended_to_by_proc_start() {
+    refused(
+        &TestHome::new(),
+        "logf",
+        r#"ln -s "$CANARY/secret" "$PTEST_ENV_ROOT/logs/x.stdout.log""#,
+        &[
+            "proc",
+            "start",
+            "ENV",
+            "--name",
+            "x",
+            "--",
+            "sh",
+            "-c",
+            "echo hello",
+        ],
+        "refused: logs/x.stdout.log is a symlink planted in the environment",
+    );
+}
+
+#[test]
+fn a_run_dir_symlink_to_a_host_dir_is_not_written_in_by_proc_start() {
+    refused(
+        &TestHome::new(),
+        "pidd",
+        r#"rm -r "$PTEST_ENV_ROOT/run" && ln -s "$CANARY" "$PTEST_ENV_ROOT/run""#,
+        &["proc", "start", "ENV", "--name", "p", "--", "sleep", "30"],
+        "refused: run is a symlink planted in the environment",
+    );
+}
+
+#[test]
+fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_start() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        // run/p.pid → a host file: the link is replaced, the host file untouched.
+        let env = format!("pidf-{security}");
+        let canary = Canary::new(&t, &env);
+        let root = create(&t, &env, security);
+        plant(
+            &t,
+            &env,
+            &canary,
+            r#"ln -s "$CANARY/secret" "$PTEST_ENV_ROOT/run/p.pid""#,
+        );
+        let (code, out, err) = run(
+            &t,
+            &["proc", "start", &env, "--name", "p", "--", "sleep", "30"],
+        );
+        assert_eq!(code, Some(0), "at {security}: {out}{err}");
+        let pid = std::fs::read_to_string(root.join("run/p.pid")).unwrap();
+        assert!(pid.trim().parse::<u32>().is_ok(), "at {security}: {pid:?}");
+        run(&t, &["proc", "stop", &env, "p"]);
+        canary.untouched(security);
+        removed(&t, &env, &root);
+    }
+}
+
+#[test]
+fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        let env = format!("read-{security}");
+        let canary = Canary::new(&t, &env);
+        let root = create(&t, &env, security);
+        // A process whose logs the command then swaps for links to the secret.
+        let (code, _, err) = run(
+            &t,
+            &["proc", "start", &env, "--name", "w", "--", "sleep", "30"],
+        );
+        assert_eq!(code, Some(0), "at {security}: {err}");
+        plant(
+            &t,
+            &env,
+            &canary,
+            r#"cd "$PTEST_ENV_ROOT/logs" && rm w.stdout.log && ln -s "$CANARY/secret" w.stdout.log"#,
+        );
+        fails_refusing(
+            &t,
+            &["proc", "logs", &env, "w"],
+            "refused: logs/w.stdout.log is a symlink planted in the environment",
+            security,
+        );
+        run(&t, &["proc", "stop", &env, "w"]);
+
+        // A readiness failure prints the tail; --ready-log matches the log: neither reads
+        // the secret. The command swaps its own log for a link to it, then fails or waits.
+        for (name, log, ready, then) in [
+            ("r", "r.stderr.log", ["--ready-cmd", "false"], "exit 3"),
+            (
+                "q",
+                "q.stdout.log",
+                ["--ready-log", "host secret"],
+                "sleep 30",
+            ),
+        ] {
+            let swap = format!(
+                r#"cd {}/logs && rm {log} && ln -s "{}" {log}; {then}"#,
+                root.display(),
+                canary.secret().display()
+            );
+            let mut args = vec![
+                "proc",
+                "start",
+                &env,
+                "--name",
+                name,
+                "--ready-timeout",
+                "20s",
+            ];
+            args.extend(ready);
+            args.extend(["--", "sh", "-c", &swap]);
+            fails_refusing(
+                &t,
+                &args,
+                &format!("refused: logs/{log} is a symlink planted in the environment"),
+                security,
+            );
+        }
+        canary.untouched(security);
+        removed(&t, &env, &root);
+    }
+}

@@ -349,10 +349,15 @@ impl Beneath {
         match errno {
             Errno::NOENT => Error::NotFound { root, path },
             Errno::XDEV => Error::OtherMount { root, path },
+            // A FIFO opened for writing with no reader, or a device with no driver (an
+            // overlay whiteout): the kind is looked up for the message only.
             Errno::NXIO => Error::NotRegular {
                 root,
                 path,
-                kind: "FIFO",
+                kind: rustix::fs::statat(&self.fd, rel, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_or("special file", |st| {
+                        kind_name(FileType::from_raw_mode(st.st_mode))
+                    }),
             },
             Errno::LOOP | Errno::NOTDIR => match self.first_link(parts) {
                 Some((at, true)) => Error::MagicLink {
@@ -433,21 +438,14 @@ impl Beneath {
     }
 
     fn regular(&self, rel: &Path, mode: u32) -> Result<()> {
-        let kind = match FileType::from_raw_mode(mode) {
-            FileType::RegularFile => return Ok(()),
-            FileType::Directory => "directory",
-            FileType::Fifo => "FIFO",
-            FileType::Socket => "socket",
-            FileType::CharacterDevice => "character device",
-            FileType::BlockDevice => "block device",
-            FileType::Symlink => "symlink",
-            FileType::Unknown => "file of unknown type",
-        };
-        Err(Error::NotRegular {
-            root: self.root.clone(),
-            path: self.shown(rel),
-            kind,
-        })
+        match FileType::from_raw_mode(mode) {
+            FileType::RegularFile => Ok(()),
+            other => Err(Error::NotRegular {
+                root: self.root.clone(),
+                path: self.shown(rel),
+                kind: kind_name(other),
+            }),
+        }
     }
 
     /// The whole content of the regular file `rel`, refused when larger than `max` bytes
@@ -549,6 +547,12 @@ impl Beneath {
         written
     }
 
+    /// Makes the symlink `rel` pointing to `target` (which is not resolved).
+    pub fn symlink(&self, target: &Path, rel: &Path) -> Result<()> {
+        let (dir, name) = self.parent(rel)?;
+        rustix::fs::symlinkat(target, &dir.fd, name).map_err(|e| self.io("creating", rel, e))
+    }
+
     /// Renames `from` to `to`, both in the directory of `from` (`to` is a bare name).
     pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let (dir, name) = self.parent(from)?;
@@ -645,6 +649,20 @@ impl Beneath {
         count(&self.fd, mnt, &mut bytes, &mut files)
             .map_err(|e| self.io("measuring", Path::new(""), e))?;
         Ok((bytes, files))
+    }
+}
+
+/// What a file of type `t` is called in messages.
+fn kind_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Symlink => "symlink",
+        FileType::Unknown => "file of unknown type",
     }
 }
 

@@ -15,6 +15,8 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use ptest_core::beneath::Beneath;
+
 /// The file of extra ignore patterns, read from the project directory.
 pub const IGNORE_FILE: &str = ".ptestignore";
 
@@ -118,26 +120,30 @@ pub struct CopyStats {
     pub bytes: u64,
 }
 
-/// Copies the tree under `src` into the existing directory `dst`, skipping what `rules`
-/// ignore. Symlinks are copied as symlinks; sockets and other special files are skipped.
-pub fn copy_tree(src: &Path, dst: &Path, rules: &IgnoreRules) -> io::Result<CopyStats> {
+/// Copies the tree under `src` into the directory `dst`, skipping what `rules` ignore.
+/// Symlinks are copied as symlinks; sockets and other special files are skipped. `dst` is
+/// in an environment's root: everything is created beneath its descriptor, new (`O_EXCL`,
+/// no symlink followed), so nothing the environment's command put there is written through.
+pub fn copy_tree(src: &Path, dst: &Beneath, rules: &IgnoreRules) -> io::Result<CopyStats> {
     let mut stats = CopyStats::default();
     walk(src, rules, |entry| {
         let Entry::Kept { from, rel, kind } = entry else {
             return Ok(());
         };
-        let to = dst.join(rel);
+        let to = Path::new(rel);
         if kind.is_dir() {
-            fs::create_dir(&to).map_err(|e| at(e, &to))?;
             let mode = fs::symlink_metadata(from)
                 .map_err(|e| at(e, from))?
-                .permissions();
-            fs::set_permissions(&to, mode).map_err(|e| at(e, &to))?;
+                .permissions()
+                .mode();
+            let made = dst.make_dir(to, 0o700)?;
+            rustix::fs::fchmod(made.fd(), rustix::fs::Mode::from_raw_mode(mode & 0o7777))
+                .map_err(|e| at(e.into(), from))?;
         } else if kind.is_symlink() {
             let target = fs::read_link(from).map_err(|e| at(e, from))?;
-            std::os::unix::fs::symlink(&target, &to).map_err(|e| at(e, &to))?;
+            dst.symlink(&target, to)?;
         } else if kind.is_file() {
-            let (bytes, reflinked) = copy_file(from, &to)?;
+            let (bytes, reflinked) = copy_file(from, dst, to)?;
             stats.files += 1;
             stats.bytes += bytes;
             stats.reflinked += u64::from(reflinked);
@@ -212,38 +218,21 @@ fn walk(
     Ok(())
 }
 
-/// Copies one file, by reflink when the filesystem can; returns (bytes, reflinked).
-fn copy_file(from: &Path, to: &Path) -> io::Result<(u64, bool)> {
-    let source = fs::File::open(from).map_err(|e| at(e, from))?;
+/// Copies one file to the new file `to` beneath `dst`, by reflink when the filesystem can;
+/// returns (bytes, reflinked).
+fn copy_file(from: &Path, dst: &Beneath, to: &Path) -> io::Result<(u64, bool)> {
+    let mut source = fs::File::open(from).map_err(|e| at(e, from))?;
     let meta = source.metadata().map_err(|e| at(e, from))?;
-    let target = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(to)
-        .map_err(|e| at(e, to))?;
+    let mut target = dst.create_new(to, 0o600)?;
     let reflinked = rustix::fs::ioctl_ficlone(&target, &source).is_ok();
     if !reflinked {
-        drop(target);
-        // std's copy uses copy_file_range/sendfile: a real copy of the content.
-        fs::copy(from, to).map_err(|e| at(e, to))?;
+        // std's copy between files uses copy_file_range/sendfile: a real copy of the content.
+        io::copy(&mut source, &mut target).map_err(|e| at(e, from))?;
     }
-    fs::set_permissions(to, fs::Permissions::from_mode(meta.permissions().mode()))
-        .map_err(|e| at(e, to))?;
+    target
+        .set_permissions(fs::Permissions::from_mode(meta.permissions().mode()))
+        .map_err(|e| at(e, from))?;
     Ok((meta.len(), reflinked))
-}
-
-/// Empties `dir` (without following symlinks out of it), keeping `dir` itself.
-pub fn empty_dir(dir: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| at(e, dir))? {
-        let entry = entry.map_err(|e| at(e, dir))?;
-        let path = entry.path();
-        if entry.file_type().map_err(|e| at(e, &path))?.is_dir() {
-            fs::remove_dir_all(&path).map_err(|e| at(e, &path))?;
-        } else {
-            fs::remove_file(&path).map_err(|e| at(e, &path))?;
-        }
-    }
-    Ok(())
 }
 
 fn at(e: io::Error, path: &Path) -> io::Error {
@@ -285,6 +274,7 @@ mod tests {
         fs::write(src.join(IGNORE_FILE), "*.tmp\n").unwrap();
         std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
         fs::create_dir(&dst).unwrap();
+        let into = Beneath::open(&dst).unwrap();
 
         let rules = IgnoreRules::for_project(&src).unwrap();
         assert_eq!(
@@ -292,7 +282,7 @@ mod tests {
             [".git", "junk.tmp", "target"].map(PathBuf::from),
             "outermost ignored paths only, nothing under them"
         );
-        let stats = copy_tree(&src, &dst, &rules).unwrap();
+        let stats = copy_tree(&src, &into, &rules).unwrap();
         assert_eq!(
             stats.files, 4,
             "a.txt, run.sh, .ptestignore, pkg/target/kept"

@@ -31,6 +31,7 @@ use crate::junit;
 use crate::report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, tail};
 use crate::reporter::Reporter;
 use crate::select::{PlannedSuite, Selection};
+use ptest_core::beneath::{self, Beneath};
 
 pub use ptest_core::RUN_LABEL;
 
@@ -719,7 +720,7 @@ async fn attempts(
     for attempt in 1..=retries + 1 {
         report.attempts = attempt;
         let prepared = match mode {
-            ProjectMode::Copy => fresh_copy(&project.dir, &dir, attempt > 1)
+            ProjectMode::Copy => fresh_copy(&project.dir, &env.root, attempt > 1)
                 .await
                 .map_err(|e| format!("copying the project into {}: {e}", dir.display())),
             ProjectMode::Overlay if attempt > 1 => renew_overlay(&shared.manager, env).await,
@@ -783,13 +784,20 @@ async fn renew_overlay(manager: &Manager, env: &Environment) -> Result<(), Strin
     renewed.map_err(|e| format!("renewing the project's overlay: {e}"))
 }
 
-/// Copies the project into `dir` (emptied first on a retry).
-async fn fresh_copy(project: &Path, dir: &Path, empty_first: bool) -> std::io::Result<()> {
-    let (project, dir) = (project.to_owned(), dir.to_owned());
+/// Copies the project into the workspace of the environment root `root`. On a retry the
+/// workspace is made an empty real directory first, through the root's descriptor: whatever
+/// the last attempt left there (a link to a host directory included) is removed as a name,
+/// never followed.
+async fn fresh_copy(project: &Path, root: &Path, retry: bool) -> std::io::Result<()> {
+    let (project, root) = (project.to_owned(), root.to_owned());
     tokio::task::spawn_blocking(move || {
-        if empty_first {
-            copy::empty_dir(&dir)?;
-        }
+        let root = Beneath::open(&root)?;
+        let workspace = Path::new("workspace");
+        let dir = if retry {
+            root.reset_dir(workspace, 0o755)?
+        } else {
+            root.dir(workspace)?
+        };
         let rules = IgnoreRules::for_project(&project)?;
         copy::copy_tree(&project, &dir, &rules).map(|_| ())
     })
@@ -876,15 +884,18 @@ async fn run_attempt(
 
     // What an overlaid workspace's commands write is in its upper layer, empty at the start
     // of every attempt (the overlay itself is only mounted inside the sandbox).
+    // The JUnit file: its directory (which ptest trusts) and its path beneath it (which the
+    // suite's commands control).
     let junit_path = suite.junit.as_ref().map(|p| match mode {
-        ProjectMode::Overlay => env.overlay_upper().join(p),
-        _ => dir.join(p),
+        ProjectMode::Overlay => (env.overlay_upper(), p.clone()),
+        _ => (dir.to_owned(), p.clone()),
     });
-    if let Some(path) = &junit_path
+    if let Some((base, rel)) = &junit_path
         && mode != ProjectMode::Overlay
     {
-        // A file left by an earlier run (in a bound project) must not pass for this one's.
-        let _ = tokio::fs::remove_file(path).await;
+        // A file left by an earlier run (in a bound project) must not pass for this one's;
+        // only the name goes, beneath its directory.
+        let _ = Beneath::open(base).and_then(|b| b.remove_file(rel));
     }
     let mut outcome = match start_services(shared, suite, env, dir, in_workspace, &vars).await {
         Err(reason) => Some(Attempt {
@@ -921,10 +932,10 @@ async fn run_attempt(
         });
     }
     let mut outcome = outcome.expect("set above");
-    if let Some(path) = &junit_path
+    if let Some((base, rel)) = &junit_path
         && outcome.result.is_some()
     {
-        ingest(path, suite, &mut outcome).await;
+        ingest(base, rel, &mut outcome).await;
     }
     if let Some(teardown) = &suite.teardown {
         match exec(teardown).await {
@@ -1013,20 +1024,28 @@ async fn stop_services(shared: &Shared, suite: &Suite, env: &Environment) {
     }
 }
 
-/// Reads the suite's JUnit file into the outcome: a failed case fails the suite. A file that
-/// is missing or not JUnit leaves the command's result standing, with a warning.
-async fn ingest(path: &Path, suite: &Suite, outcome: &mut Attempt) {
-    let shown = suite.junit.as_deref().unwrap_or(path).display().to_string();
-    // In an overlay's upper layer, a file the suite deleted is a whiteout (a 0/0 device).
-    let deleted = tokio::fs::symlink_metadata(path).await.is_ok_and(|m| {
-        use std::os::unix::fs::{FileTypeExt, MetadataExt};
-        m.file_type().is_char_device() && m.rdev() == 0
-    });
-    let read = if deleted {
-        Err(std::io::ErrorKind::NotFound.into())
-    } else {
-        tokio::fs::read_to_string(path).await
-    };
+/// Most ptest reads of a JUnit file.
+const JUNIT_MAX: u64 = 64 << 20;
+
+/// Reads the suite's JUnit file `rel` beneath `base` into the outcome: a failed case fails the
+/// suite. A file that is missing or not JUnit leaves the command's result standing, with a
+/// warning; so does one ptest refuses to read (a symlink, a FIFO, more than [`JUNIT_MAX`]).
+async fn ingest(base: &Path, rel: &Path, outcome: &mut Attempt) {
+    let shown = rel.display().to_string();
+    let (base, rel) = (base.to_owned(), rel.to_owned());
+    let read = tokio::task::spawn_blocking(move || {
+        match Beneath::open(&base).and_then(|b| b.read(&rel, JUNIT_MAX)) {
+            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            // In an overlay's upper layer, a file the suite deleted is a whiteout (a device).
+            Err(beneath::Error::NotRegular {
+                kind: "character device",
+                ..
+            }) => Err(std::io::ErrorKind::NotFound.into()),
+            Err(e) => Err(std::io::Error::from(e)),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(std::io::Error::other(e)));
     let problem = match read {
         Ok(text) => match junit::read_cases(&text) {
             Ok(cases) => {

@@ -297,3 +297,102 @@ fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
         removed(&t, &env, &root);
     }
 }
+
+/// What `ptest run` of a one-suite project did.
+struct SuiteRun {
+    canary: Canary,
+    code: Option<i32>,
+    /// Its stdout and stderr, the run's JSON report and its JUnit report.
+    texts: [String; 4],
+}
+
+/// Runs a project whose one suite runs `script` (with `$CANARY` set) in an environment at
+/// `security`, with `extra` lines in the suite (`retries` makes it `project = "copy"`).
+fn run_suite(t: &TestHome, name: &str, security: &str, script: &str, extra: &str) -> SuiteRun {
+    let name = format!("{name}-{security}");
+    let canary = Canary::new(t, &name);
+    let dir = t.dir.path().join(format!("project-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("kept.txt"), "project file\n").unwrap();
+    let text = format!(
+        "[env.e]\nsecurity = \"{security}\"\n{extra_env}\n[[suite]]\nname = \"s\"\nenv = \"e\"\n\
+         run = {script:?}\nenv_vars = {{ CANARY = {canary:?} }}\n{extra}\n",
+        extra_env = if extra.contains("retries") {
+            "project = \"copy\""
+        } else {
+            ""
+        },
+        canary = canary.dir.display().to_string(),
+    );
+    std::fs::write(dir.join("ptest.toml"), text).unwrap();
+    let (json, junit) = (dir.join("report.json"), dir.join("junit.xml"));
+    let (code, out, err) = run(
+        t,
+        &[
+            "run",
+            "--project",
+            dir.to_str().unwrap(),
+            &format!("--json={}", json.display()),
+            "--junit",
+            junit.to_str().unwrap(),
+        ],
+    );
+    let texts = [
+        out,
+        err,
+        std::fs::read_to_string(&json).unwrap_or_default(),
+        std::fs::read_to_string(&junit).unwrap_or_default(),
+    ];
+    for text in &texts {
+        assert!(!text.contains("host secret"), "at {security}: {text}");
+    }
+    canary.untouched(security);
+    assert!(t.names().is_empty(), "at {security}: environments left");
+    SuiteRun {
+        canary,
+        code,
+        texts,
+    }
+}
+
+#[test]
+fn a_workspace_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_reset() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        let r = run_suite(
+            &t,
+            "ws",
+            security,
+            r#"cd / && rm -rf "$PTEST_ENV_ROOT/workspace" && ln -s "$CANARY" "$PTEST_ENV_ROOT/workspace"; exit 1"#,
+            "retries = 1",
+        );
+        assert_eq!(r.code, Some(1), "at {security}: {:?}", r.texts);
+        let report: serde_json::Value = serde_json::from_str(&r.texts[2]).unwrap();
+        assert_eq!(
+            report["suites"][0]["attempts"], 2,
+            "at {security}: {report}"
+        );
+        r.canary.untouched(security);
+    }
+}
+
+#[test]
+fn a_junit_file_linked_to_a_host_file_is_not_read_into_the_reports() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        let r = run_suite(
+            &t,
+            "junit",
+            security,
+            r#"mkdir -p reports && ln -s "$CANARY/secret" reports/junit.xml"#,
+            "junit = \"reports/junit.xml\"",
+        );
+        assert_eq!(r.code, Some(0), "at {security}: {:?}", r.texts);
+        assert!(
+            r.texts[2]
+                .contains("refused: reports/junit.xml is a symlink planted in the environment"),
+            "at {security}: {}",
+            r.texts[2]
+        );
+    }
+}

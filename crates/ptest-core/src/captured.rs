@@ -4,15 +4,13 @@
 //! (`exec-<id>.stdout.log`), and the result says `truncated` and where the file is.
 //!
 //! The file is made by ptest, on the host, in a tree the command can change: it is created
-//! beneath the root's directory descriptor with `openat2` (no symlink, no magic link, no other
-//! mount followed, `O_EXCL`), so a planted `logs -> /etc` makes the capture fail instead of
-//! writing a host file.
+//! beneath the root's directory descriptor ([`crate::beneath`]: no symlink, no magic link, no
+//! other mount followed, `O_EXCL`), so a planted `logs -> /etc` makes the capture fail
+//! instead of writing a host file.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 
 /// Bytes of each stream kept in memory: 8 MiB.
 pub const CAPTURE_LIMIT: usize = 8 << 20;
@@ -101,32 +99,14 @@ impl BoundedOutput {
     }
 }
 
-/// Creates `logs/<name>` beneath `root`, following nothing the environment's command made.
+/// Creates `logs/<name>` beneath `root`, following nothing the environment's command made
+/// (see [`crate::beneath`]).
 fn spill_file(root: &Path, name: &str) -> Result<(File, PathBuf), String> {
-    let refused = |e: rustix::io::Errno| {
-        format!(
-            "cannot create {}/logs/{name} ({e}; a link or another mount there is not followed)",
-            root.display()
-        )
-    };
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-    )
-    .map_err(refused)?;
-    let fd = rustix::fs::openat2(
-        &dir,
-        format!("logs/{name}"),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(0o644),
-        ResolveFlags::BENEATH
-            | ResolveFlags::NO_SYMLINKS
-            | ResolveFlags::NO_MAGICLINKS
-            | ResolveFlags::NO_XDEV,
-    )
-    .map_err(refused)?;
-    Ok((File::from(fd), root.join("logs").join(name)))
+    let rel = Path::new("logs").join(name);
+    let file = crate::beneath::Beneath::open(root)
+        .and_then(|dir| dir.create_new(&rel, 0o644))
+        .map_err(|e| e.to_string())?;
+    Ok((file, root.join(rel)))
 }
 
 #[cfg(test)]

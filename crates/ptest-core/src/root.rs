@@ -69,8 +69,13 @@ pub fn create(path: &Path, id: &EnvId) -> Result<()> {
 /// FIFO put in its place cannot hang ptest), must be a regular file of at most 64 bytes (a
 /// huge sparse file costs nothing): see [`crate::beneath`].
 pub fn marker_id(path: &Path) -> Option<String> {
-    let bytes = Beneath::open(path).ok()?.read(Path::new(MARKER), 64).ok()?;
-    Some(String::from_utf8_lossy(&bytes).trim().to_owned())
+    read_marker(path).ok()
+}
+
+/// [`marker_id`], or what was refused.
+fn read_marker(path: &Path) -> std::result::Result<String, crate::beneath::Error> {
+    let bytes = Beneath::open(path)?.read(Path::new(MARKER), 64)?;
+    Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
 }
 
 /// Deletes the root of environment `id`. Gone already is fine. Refuses a root that is a symlink
@@ -180,13 +185,14 @@ fn delete_tree(path: &Path) -> Result<()> {
 /// Checks that the root at `path` is intact for environment `id`: its marker names `id` and
 /// every directory of the anatomy is there.
 pub fn check(path: &Path, id: &EnvId) -> Vec<crate::Finding> {
-    let marker = marker_id(path);
+    let marker = read_marker(path);
     let mut out = vec![crate::Finding {
         check: "marker".into(),
-        ok: marker.as_deref() == Some(id.as_str()),
+        ok: marker.as_ref().is_ok_and(|m| m == id.as_str()),
         detail: match marker {
-            Some(m) => format!("{MARKER} names {m}"),
-            None => format!("{MARKER} missing under {}", path.display()),
+            Ok(m) => format!("{MARKER} names {m}"),
+            Err(e) if e.is_not_found() => format!("{MARKER} missing under {}", path.display()),
+            Err(e) => e.to_string(),
         },
     }];
     for dir in ANATOMY {

@@ -48,6 +48,7 @@ pub mod marker;
 pub mod metadata;
 pub mod probe_cache;
 pub mod pyenv;
+mod regular;
 pub mod requirement;
 pub mod specifier;
 pub mod tree;

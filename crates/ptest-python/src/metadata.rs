@@ -8,6 +8,8 @@ use crate::requirement::{PackageName, Requirement};
 use crate::venv::Venv;
 use crate::version::Version;
 
+/// Most bytes of a `METADATA` read (long descriptions included, real ones stay far below).
+const METADATA_MAX: u64 = 32 << 20;
 /// One installed distribution.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Distribution {
@@ -53,7 +55,8 @@ impl Distribution {
     /// Reads one `.dist-info` directory.
     pub fn read(dist_info: &Path) -> Result<Distribution> {
         let metadata_path = dist_info.join("METADATA");
-        let bytes = std::fs::read(&metadata_path).map_err(Error::io("reading", &metadata_path))?;
+        let bytes = crate::regular::read(&metadata_path, METADATA_MAX)
+            .map_err(Error::io("reading", &metadata_path))?;
         let text = String::from_utf8_lossy(&bytes);
         let headers = parse_headers(&text);
         let get = |key: &str| {
@@ -79,7 +82,7 @@ impl Distribution {
         };
         let display_name = get("Name").ok_or_else(|| missing("Name"))?;
         let version = get("Version").ok_or_else(|| missing("Version"))?;
-        let installer = std::fs::read_to_string(dist_info.join("INSTALLER"))
+        let installer = crate::regular::read_to_string(&dist_info.join("INSTALLER"), 1024)
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());

@@ -11,6 +11,8 @@ use crate::installer::{Installer, InstallerKind, run_tool};
 use crate::interpreter::{Interpreter, PythonRequest};
 use crate::probe_cache::ProbeCache;
 
+/// Most bytes of a `pyvenv.cfg` read (a real one is a few lines).
+pub(crate) const PYVENV_CFG_MAX: u64 = 64 * 1024;
 /// An existing virtual environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Venv {
@@ -60,7 +62,7 @@ impl Venv {
             reason: reason.to_owned(),
         };
         let cfg_path = path.join("pyvenv.cfg");
-        let text = std::fs::read_to_string(&cfg_path)
+        let text = crate::regular::read_to_string(&cfg_path, PYVENV_CFG_MAX)
             .map_err(|e| not_venv(&format!("cannot read pyvenv.cfg ({e})")))?;
         let config: BTreeMap<String, String> = text
             .lines()

@@ -396,3 +396,65 @@ fn a_junit_file_linked_to_a_host_file_is_not_read_into_the_reports() {
         );
     }
 }
+
+/// Creates environment `name` at `security` and `level`; returns its root.
+fn create_at(t: &TestHome, name: &str, security: &str, level: &str) -> PathBuf {
+    eprintln!("environment {name} at security {security}, level {level}");
+    let env = t.json([
+        "env",
+        "create",
+        name,
+        "--security",
+        security,
+        "--level",
+        level,
+    ]);
+    PathBuf::from(env["root"].as_str().unwrap())
+}
+
+#[test]
+fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        for (kind, make) in [("fifo", "mkfifo"), ("sparse", "truncate -s 10G")] {
+            for (file, refusal) in [(".ptest-env", "marker"), ("venv/pyvenv.cfg", "refused: ")] {
+                let env = format!("{kind}-{}-{security}", file.len());
+                let canary = Canary::new(&t, &env);
+                let root = create_at(&t, &env, security, "virtualenv");
+                plant(
+                    &t,
+                    &env,
+                    &canary,
+                    &format!(r#"cd "$PTEST_ENV_ROOT" && rm {file} && {make} {file}"#),
+                );
+                // validate reports it, without hanging or reading gigabytes.
+                let (code, out, err) = run(&t, &["env", "validate", &env]);
+                assert_eq!(code, Some(1), "at {security}, {file} {kind}: {out}{err}");
+                let failed = out
+                    .lines()
+                    .filter(|l| l.starts_with("FAIL"))
+                    .collect::<Vec<_>>();
+                assert!(
+                    failed.iter().any(|l| l.contains(refusal)),
+                    "at {security}, {file} {kind}: {out}"
+                );
+                let kind_said = if kind == "fifo" {
+                    "is a FIFO"
+                } else {
+                    "more than the"
+                };
+                assert!(out.contains(kind_said), "at {security}: {out}");
+                if file.ends_with("pyvenv.cfg") {
+                    fails_refusing(
+                        &t,
+                        &["pkg", "list", &env],
+                        &format!("refused: {}", root.join(file).display()),
+                        security,
+                    );
+                }
+                canary.untouched(security);
+                removed(&t, &env, &root);
+            }
+        }
+    }
+}

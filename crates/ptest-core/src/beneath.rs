@@ -527,6 +527,17 @@ impl Beneath {
     /// Replaces `rel` with `bytes`: written to a new file of the same directory, then renamed
     /// over the name (a symlink there is replaced, never followed).
     pub fn replace(&self, rel: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+        self.write_aside(rel, mode, |file| file.write_all(bytes))
+    }
+
+    /// Fills a new file (`O_EXCL`) beside `rel` with `fill`, then renames it over `rel`; the
+    /// new file goes when anything fails.
+    fn write_aside(
+        &self,
+        rel: &Path,
+        mode: u32,
+        fill: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<()> {
         let (dir, name) = self.parent(rel)?;
         let mut part = OsStr::new(".").to_owned();
         part.push(name.as_os_str());
@@ -534,10 +545,10 @@ impl Beneath {
         let part = Path::new(&part);
         let _ = rustix::fs::unlinkat(&dir.fd, part, AtFlags::empty());
         let mut file = dir.create_new(part, mode)?;
-        let written = file
-            .write_all(bytes)
+        let written = fill(&mut file)
             .map_err(|e| self.io("writing", rel, e))
             .and_then(|()| {
+                drop(file);
                 rustix::fs::renameat(&dir.fd, part, &dir.fd, name)
                     .map_err(|e| self.io("renaming into", rel, e))
             });
@@ -551,6 +562,35 @@ impl Beneath {
     pub fn symlink(&self, target: &Path, rel: &Path) -> Result<()> {
         let (dir, name) = self.parent(rel)?;
         rustix::fs::symlinkat(target, &dir.fd, name).map_err(|e| self.io("creating", rel, e))
+    }
+
+    /// Whether `rel` is a regular file (not following a symlink there).
+    pub fn is_file(&self, rel: &Path) -> bool {
+        self.open_raw(rel, OFlags::PATH, Mode::empty())
+            .and_then(|fd| rustix::fs::fstat(&fd).map_err(|e| self.io("inspecting", rel, e)))
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+    }
+
+    /// The names in this directory (but `.` and `..`), read through its descriptor.
+    pub fn names(&self) -> Result<Vec<std::ffi::OsString>> {
+        let listed = entries(&self.fd).map_err(|e| self.io("listing", Path::new(""), e))?;
+        Ok(listed
+            .into_iter()
+            .map(|(name, _)| OsStr::from_bytes(name.to_bytes()).to_owned())
+            .collect())
+    }
+
+    /// Copies the host file `source` to `rel` with `mode`: into a new file beside it (by
+    /// reflink where the filesystem can), renamed into place when complete. Never a hard
+    /// link: what the environment's command writes to its copy stays in its copy.
+    pub fn copy_in(&self, source: &Path, rel: &Path, mode: u32) -> Result<()> {
+        let mut from = File::open(source).map_err(|e| self.io("reading", source, e))?;
+        self.write_aside(rel, mode, |to| {
+            if rustix::fs::ioctl_ficlone(&*to, &from).is_err() {
+                io::copy(&mut from, to)?;
+            }
+            Ok(())
+        })
     }
 
     /// Renames `from` to `to`, both in the directory of `from` (`to` is a bare name).

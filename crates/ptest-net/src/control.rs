@@ -7,17 +7,24 @@
 //! directory with inotify, puts each new generation in force and writes that generation to
 //! `<name>.applied`; a writer that waits for it ([`ControlFile::wait_applied`]) knows that new
 //! connections see its change.
+//!
+//! The files live in a directory the proxied environment's command can change, while the
+//! writer may run as root on the host: a writer gives the directory as a descriptor it opened
+//! safely ([`ControlFile::in_dir`]), and every file is opened relative to it without following
+//! a symlink or blocking on a FIFO, regular files only, read up to [`MAX_FILE`] bytes.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::fs::inotify;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, inotify};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -38,21 +45,53 @@ pub struct ProxyConfig {
     pub faults: Faults,
 }
 
+/// Most bytes read of a control file or its `.applied` (a configuration is a few hundred).
+pub const MAX_FILE: u64 = 1 << 20;
+
 /// The control file of one proxy (`<dir>/<name>.json`, see the module documentation).
 #[derive(Debug, Clone)]
 pub struct ControlFile {
     path: PathBuf,
+    /// Its directory, held open: names are resolved from it (else `path` from the working
+    /// directory).
+    dir: Option<Arc<OwnedFd>>,
 }
 
 impl ControlFile {
     /// The control file at `path` (which need not exist yet).
     pub fn new(path: impl Into<PathBuf>) -> ControlFile {
-        ControlFile { path: path.into() }
+        ControlFile {
+            path: path.into(),
+            dir: None,
+        }
+    }
+
+    /// The control file `name` of the directory `dir` (at `dir_path`, shown in messages and
+    /// given to the proxy): every file is opened relative to `dir`, so a directory swapped
+    /// for a symlink after `dir` was opened leads nowhere.
+    pub fn in_dir(dir: OwnedFd, dir_path: &Path, name: &str) -> ControlFile {
+        ControlFile {
+            path: dir_path.join(name),
+            dir: Some(Arc::new(dir)),
+        }
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where names are resolved from, and the name of the file with `suffix` appended (the
+    /// whole path when there is no directory descriptor).
+    fn at(&self, suffix: &str) -> (BorrowedFd<'_>, PathBuf) {
+        match &self.dir {
+            Some(dir) => {
+                let mut name: OsString = self.path.file_name().unwrap_or_default().to_owned();
+                name.push(suffix);
+                (dir.as_fd(), PathBuf::from(name))
+            }
+            None => (rustix::fs::CWD, self.sibling(suffix)),
+        }
     }
 
     /// `path` with `suffix` appended to its file name.
@@ -62,17 +101,45 @@ impl ControlFile {
         self.path.with_file_name(name)
     }
 
+    /// Opens the file with `suffix` (see [`open_regular`]).
+    fn open(&self, suffix: &str, flags: OFlags) -> io::Result<File> {
+        let (dir, name) = self.at(suffix);
+        open_regular(dir, &name, flags).map_err(|e| {
+            io::Error::new(e.kind(), format!("{}: {e}", self.sibling(suffix).display()))
+        })
+    }
+
+    /// The content of the file with `suffix`, `None` when missing; at most [`MAX_FILE`] bytes.
+    fn read_bytes(&self, suffix: &str) -> io::Result<Option<Vec<u8>>> {
+        let file = match self.open(suffix, OFlags::RDONLY) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        file.take(MAX_FILE + 1).read_to_end(&mut out)?;
+        if out.len() as u64 > MAX_FILE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "refused: {} is more than the {MAX_FILE} bytes ptest reads",
+                    self.sibling(suffix).display()
+                ),
+            ));
+        }
+        Ok(Some(out))
+    }
+
     /// The configuration, or `None` when there is no file yet.
     pub fn read(&self) -> io::Result<Option<ProxyConfig>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        match self.read_bytes("")? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("{}: {e}", self.path.display()),
                 )
             }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+            None => Ok(None),
         }
     }
 
@@ -83,11 +150,7 @@ impl ControlFile {
         &self,
         change: impl FnOnce(Option<ProxyConfig>) -> ProxyConfig,
     ) -> io::Result<ProxyConfig> {
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.sibling(".lock"))?;
+        let lock = self.open(".lock", OFlags::WRONLY | OFlags::CREATE)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)?;
         let old = self.read()?;
         let generation = old.map_or(0, |c| c.generation) + 1;
@@ -96,13 +159,13 @@ impl ControlFile {
             ..change(old)
         };
         let text = serde_json::to_vec_pretty(&new).expect("a proxy configuration serializes");
-        replace(&self.path, &text)?;
+        self.replace("", &text)?;
         Ok(new)
     }
 
     /// The last generation the proxy put in force, if it ever did.
     pub fn applied(&self) -> Option<u64> {
-        fs::read_to_string(self.sibling(".applied"))
+        String::from_utf8(self.read_bytes(".applied").ok()??)
             .ok()?
             .trim()
             .parse()
@@ -139,7 +202,30 @@ impl ControlFile {
     }
 
     fn set_applied(&self, generation: u64) -> io::Result<()> {
-        replace(&self.sibling(".applied"), generation.to_string().as_bytes())
+        self.replace(".applied", generation.to_string().as_bytes())
+    }
+
+    /// Writes `bytes` to the file with `suffix` atomically: to a new file beside it
+    /// (`O_EXCL`, no symlink followed), then renamed over it (a symlink there is replaced).
+    fn replace(&self, suffix: &str, bytes: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.at(suffix);
+        let mut tmp: OsString = name.clone().into_os_string();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = rustix::fs::openat(
+            dir,
+            &tmp,
+            flags | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )?;
+        let written = File::from(fd)
+            .write_all(bytes)
+            .and_then(|()| rustix::fs::renameat(dir, &tmp, dir, &name).map_err(io::Error::from));
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(dir, &tmp, AtFlags::empty());
+        }
+        written
     }
 
     /// A channel carrying every new configuration's setting, fed by a thread watching the
@@ -207,15 +293,30 @@ impl ControlFile {
     }
 }
 
-/// Writes `bytes` to `path` atomically: to a temporary file beside it, then renamed over it.
-fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp_name: OsString = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let mut file = File::create(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    fs::rename(&tmp, path)
+/// Opens `name` beneath `dir` with `flags`, not following a symlink (a refusal says so) and
+/// not blocking on a FIFO; anything but a regular file is refused.
+fn open_regular(dir: BorrowedFd<'_>, name: &Path, flags: OFlags) -> io::Result<File> {
+    let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd =
+        rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o644)).map_err(|e| match e {
+            Errno::LOOP => io::Error::new(
+                io::ErrorKind::InvalidData,
+                "refused: a symlink planted in the environment; not followed",
+            ),
+            Errno::NXIO => io::Error::new(
+                io::ErrorKind::InvalidData,
+                "refused: a FIFO or device, not a regular file",
+            ),
+            e => e.into(),
+        })?;
+    let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode);
+    if kind != FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("refused: a {kind:?}, not a regular file"),
+        ));
+    }
+    Ok(File::from(fd))
 }
 
 /// Runs the proxy the control file at `path` describes, following every change to it, until
@@ -277,11 +378,47 @@ mod tests {
         let second = take_down(&control);
         assert_eq!((first.generation, second.generation), (1, 2));
         assert_eq!(control.read().unwrap(), Some(second));
-        fs::write(control.path(), "{").unwrap();
+        std::fs::write(control.path(), "{").unwrap();
         assert_eq!(
             control.read().unwrap_err().kind(),
             io::ErrorKind::InvalidData
         );
+    }
+
+    #[test]
+    fn planted_links_and_fifos_are_refused_through_the_held_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (net, host) = (tmp.path().join("net"), tmp.path().join("host"));
+        std::fs::create_dir_all(&net).unwrap();
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::write(host.join("secret"), "secret").unwrap();
+        let dir =
+            rustix::fs::open(&net, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let control = ControlFile::in_dir(dir, &net, "http.json");
+        std::os::unix::fs::symlink(host.join("secret"), net.join("http.json")).unwrap();
+        let e = control.read().unwrap_err().to_string();
+        assert!(e.contains("refused: a symlink planted"), "{e}");
+        std::os::unix::fs::symlink(host.join("lock"), net.join("http.json.lock")).unwrap();
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(control.update(|_| passing(addr, addr)).is_err());
+        assert!(!host.join("lock").exists());
+        std::fs::remove_file(net.join("http.json.lock")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            net.join("http.json.applied"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        assert_eq!(control.applied(), None);
+        // The directory swapped for a link after it was opened: the held one is written.
+        std::fs::rename(&net, tmp.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&host, &net).unwrap();
+        std::fs::remove_file(tmp.path().join("moved/http.json")).unwrap();
+        control.update(|_| passing(addr, addr)).unwrap();
+        assert!(tmp.path().join("moved/http.json").is_file());
+        assert_eq!(std::fs::read_dir(&host).unwrap().count(), 1);
     }
 
     #[tokio::test]

@@ -84,8 +84,15 @@ impl Canary {
 
 /// Creates environment `name` at `security`; returns its root.
 fn create(t: &TestHome, name: &str, security: &str) -> PathBuf {
-    eprintln!("environment {name} at security {security}");
-    let env = t.json(["env", "create", name, "--security", security]);
+    create_with(t, name, security, &[])
+}
+
+/// Creates environment `name` at `security` with `extra` options; returns its root.
+fn create_with(t: &TestHome, name: &str, security: &str, extra: &[&str]) -> PathBuf {
+    eprintln!("environment {name} at security {security} {extra:?}");
+    let mut args = vec!["env", "create", name, "--security", security];
+    args.extend(extra);
+    let env = t.json(args);
     PathBuf::from(env["root"].as_str().unwrap())
 }
 
@@ -397,21 +404,6 @@ fn a_junit_file_linked_to_a_host_file_is_not_read_into_the_reports() {
     }
 }
 
-/// Creates environment `name` at `security` and `level`; returns its root.
-fn create_at(t: &TestHome, name: &str, security: &str, level: &str) -> PathBuf {
-    eprintln!("environment {name} at security {security}, level {level}");
-    let env = t.json([
-        "env",
-        "create",
-        name,
-        "--security",
-        security,
-        "--level",
-        level,
-    ]);
-    PathBuf::from(env["root"].as_str().unwrap())
-}
-
 #[test]
 fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
     let t = TestHome::new();
@@ -420,7 +412,7 @@ fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
             for (file, refusal) in [(".ptest-env", "marker"), ("venv/pyvenv.cfg", "refused: ")] {
                 let env = format!("{kind}-{}-{security}", file.len());
                 let canary = Canary::new(&t, &env);
-                let root = create_at(&t, &env, security, "virtualenv");
+                let root = create_with(&t, &env, security, &["--level", "virtualenv"]);
                 plant(
                     &t,
                     &env,
@@ -456,5 +448,46 @@ fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
                 removed(&t, &env, &root);
             }
         }
+    }
+}
+
+#[test]
+fn a_run_net_symlink_to_a_host_dir_gets_no_control_file_and_no_binary_from_net_fault() {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        let env = format!("net-{security}");
+        let canary = Canary::new(&t, &env);
+        // Faults need a network to proxy: `strict` defaults to none.
+        let network: &[&str] = if security == "low" {
+            &[]
+        } else {
+            &["--network", "loopback"]
+        };
+        let root = create_with(&t, &env, security, network);
+        t.ptest(["port", "alloc", &env, "http"])
+            .timeout(LIMIT)
+            .assert()
+            .success();
+        plant(
+            &t,
+            &env,
+            &canary,
+            r#"ln -s "$CANARY" "$PTEST_ENV_ROOT/run/net""#,
+        );
+        fails_refusing(
+            &t,
+            &["net", "fault", &env, "http", "--latency", "10ms"],
+            "refused: run/net is a symlink planted in the environment",
+            security,
+        );
+        fails_refusing(
+            &t,
+            &["net", "list", &env],
+            "refused: run/net is a symlink planted in the environment",
+            security,
+        );
+        canary.untouched(security);
+        removed(&t, &env, &root);
+        canary.untouched(security);
     }
 }

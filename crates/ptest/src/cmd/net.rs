@@ -9,11 +9,12 @@
 //! the control file `<root>/run/net/NAME.json`; every change waits until the proxy confirms
 //! it is in force.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use ptest_core::beneath::Beneath;
 use ptest_core::{
     ByteSize, EnvFilter, Environment, EnvironmentStatus, Error, IsolationLevel, Manager,
     NetworkMode, PortName, ProcessStatus, Readiness, RestartPolicy, SecurityLevel, ServiceInfo,
@@ -148,8 +149,27 @@ fn process_name(port: &PortName) -> String {
     format!("proxy.{port}")
 }
 
-fn control_file(env: &Environment, port: &PortName) -> ControlFile {
-    ControlFile::new(env.run_dir().join("net").join(format!("{port}.json")))
+/// The environment's `run/net/`, made when missing, opened beneath its root: a `run/` or
+/// `run/net/` the environment's command replaced by a link is refused, never followed.
+fn net_dir(env: &Environment) -> Result<Beneath, Error> {
+    Ok(Beneath::open(&env.root)?.make_dir(Path::new("run/net"), 0o755)?)
+}
+
+/// The control file of `port`'s proxy, its files opened through the descriptor of `net`.
+fn control_in(env: &Environment, net: &Beneath, port: &PortName) -> Result<ControlFile, Error> {
+    let fd = net
+        .fd()
+        .try_clone()
+        .map_err(|e| Error::io("opening", env.run_dir().join("net"), e))?;
+    Ok(ControlFile::in_dir(
+        fd,
+        &env.run_dir().join("net"),
+        &format!("{port}.json"),
+    ))
+}
+
+fn control_file(env: &Environment, port: &PortName) -> Result<ControlFile, Error> {
+    control_in(env, &net_dir(env)?, port)
 }
 
 /// The port lease the proxy of `port` listens on.
@@ -198,24 +218,23 @@ fn check_can_proxy(env: &Environment) -> Result<(), Error> {
 
 /// The program that runs `ptest __proxy` inside the environment. Below `strict` this very
 /// binary, reached through `/proc/self/exe` of the supervisor's forked child, wherever it is
-/// installed and whatever the pod shows; at `strict` Landlock lets a command execute only
-/// what its pod shows, so the binary is linked (or copied) into the root.
-fn proxy_program(env: &Environment) -> Result<String, Error> {
+/// installed and whatever the pod shows. At `strict` Landlock lets a command execute only
+/// what its pod shows, which is not where a dev build lives: the proxy runs from a private
+/// copy in `run/net/` (never a hard link: the environment's command could write through one
+/// into the host's binary), made in the directory held open beneath the root, new
+/// (`O_EXCL`), then renamed into place. The command may change its copy: the copy only runs
+/// inside the environment, with its rights.
+fn proxy_program(env: &Environment, net: &Beneath) -> Result<String, Error> {
     if isolation::<SecurityLevel>(env, "security").unwrap_or(SecurityLevel::Low)
         < SecurityLevel::Strict
     {
         return Ok("/proc/self/exe".into());
     }
-    let exe =
-        std::env::current_exe().map_err(|e| Error::io("finding", "the ptest executable", e))?;
     let copy = env.run_dir().join("net").join("ptest");
-    if !copy.exists() {
-        // Made aside and renamed into place, so a copy cut short is never run.
-        let part = copy.with_extension(format!("{}.part", std::process::id()));
-        std::fs::hard_link(&exe, &part)
-            .or_else(|_| std::fs::copy(&exe, &part).map(drop))
-            .and_then(|()| std::fs::rename(&part, &copy))
-            .map_err(|e| Error::io("copying the ptest executable to", &copy, e))?;
+    if !net.is_file(Path::new("ptest")) {
+        let exe =
+            std::env::current_exe().map_err(|e| Error::io("finding", "the ptest executable", e))?;
+        net.copy_in(&exe, Path::new("ptest"), 0o555)?;
     }
     Ok(copy.display().to_string())
 }
@@ -272,12 +291,8 @@ async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> 
                 .ok_or(e)?,
         },
     };
-    let control = control_file(&env, &port);
-    let dir = control
-        .path()
-        .parent()
-        .expect("the control file is in run/net");
-    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    let net = net_dir(&env)?;
+    let control = control_in(&env, &net, &port)?;
     // On a bridge the proxy's port is also forwarded from the host and reachable from
     // allowed neighbours, which arrive on the environment's address, not on loopback.
     let listen = if isolation::<NetworkMode>(&env, "network") == Some(NetworkMode::Bridge) {
@@ -296,7 +311,7 @@ async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> 
     let running = proxy_service(&manager.services(Some(&env))?, &port)
         .is_some_and(|s| s.process.status.is_live());
     if !running {
-        start_proxy(manager, &env, &port, &control).await?;
+        start_proxy(manager, &env, &port, &control, proxy_program(&env, &net)?).await?;
     }
     wait_applied(manager, &env, &port, &control, config.generation).await?;
     // Read again: the lease taken above is part of the environment now.
@@ -314,11 +329,12 @@ async fn start_proxy(
     env: &Environment,
     port: &PortName,
     control: &ControlFile,
+    program: String,
 ) -> Result<(), Failure> {
     let spec = ServiceSpec {
         name: process_name(port),
         argv: vec![
-            proxy_program(env)?,
+            program,
             "__proxy".into(),
             control.path().display().to_string(),
         ],
@@ -385,9 +401,10 @@ async fn clear(manager: &Manager, args: ClearArgs) -> Result<ExitCode, Failure> 
     let env = manager.get_environment(&args.env)?;
     let ports = match args.port {
         Some(port) => {
-            if control_file(&env, &port)
+            let control = control_file(&env, &port)?;
+            if control
                 .read()
-                .map_err(|e| Error::io("reading", control_file(&env, &port).path(), e))?
+                .map_err(|e| Error::io("reading", control.path(), e))?
                 .is_none()
             {
                 return Err(Error::Usage(format!(
@@ -400,11 +417,11 @@ async fn clear(manager: &Manager, args: ClearArgs) -> Result<ExitCode, Failure> 
             }
             vec![port]
         }
-        None => proxied_ports(&env),
+        None => proxied_ports(&env)?,
     };
     let services = manager.services(Some(&env))?;
     for port in &ports {
-        let control = control_file(&env, port);
+        let control = control_file(&env, port)?;
         let config = control
             .update(|old| ProxyConfig {
                 faults: Faults::default(),
@@ -436,31 +453,33 @@ fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The ports of `env` that have a proxy (a control file), sorted.
-fn proxied_ports(env: &Environment) -> Vec<PortName> {
-    let dir: PathBuf = env.run_dir().join("net");
-    let mut ports: Vec<PortName> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.ok()?.file_name();
-            name.to_str()?.strip_suffix(".json")?.parse().ok()
-        })
+/// The ports of `env` that have a proxy (a control file), sorted; listed through the
+/// descriptor of `run/net/` opened beneath the root (none when it is missing).
+fn proxied_ports(env: &Environment) -> Result<Vec<PortName>, Error> {
+    let net = match Beneath::open(&env.root).and_then(|r| r.dir(Path::new("run/net"))) {
+        Ok(net) => net,
+        Err(e) if e.is_not_found() => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut ports: Vec<PortName> = net
+        .names()?
+        .iter()
+        .filter_map(|name| name.to_str()?.strip_suffix(".json")?.parse().ok())
         .collect();
     ports.sort();
-    ports
+    Ok(ports)
 }
 
 /// Every proxy of `env`, as listed.
 fn views(manager: &Manager, env: &Environment) -> Result<Vec<ProxyView>, Failure> {
-    let ports = proxied_ports(env);
+    let ports = proxied_ports(env)?;
     if ports.is_empty() {
         return Ok(Vec::new());
     }
     let services = manager.services(Some(env))?;
     let mut out = Vec::new();
     for port in ports {
-        let control = control_file(env, &port);
+        let control = control_file(env, &port)?;
         let Some(config) = control
             .read()
             .map_err(|e| Error::io("reading", control.path(), e))?

@@ -314,21 +314,24 @@ struct SuiteRun {
 }
 
 /// Runs a project whose one suite runs `script` (with `$CANARY` set) in an environment at
-/// `security`, with `extra` lines in the suite (`retries` makes it `project = "copy"`).
-fn run_suite(t: &TestHome, name: &str, security: &str, script: &str, extra: &str) -> SuiteRun {
+/// `security` with `template` lines in its template and `extra` lines in the suite; checks
+/// that nothing shows the secret, the canary is untouched and no environment is left.
+fn run_suite(
+    t: &TestHome,
+    name: &str,
+    security: &str,
+    template: &str,
+    script: &str,
+    extra: &str,
+) -> SuiteRun {
     let name = format!("{name}-{security}");
     let canary = Canary::new(t, &name);
     let dir = t.dir.path().join(format!("project-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("kept.txt"), "project file\n").unwrap();
     let text = format!(
-        "[env.e]\nsecurity = \"{security}\"\n{extra_env}\n[[suite]]\nname = \"s\"\nenv = \"e\"\n\
+        "[env.e]\nsecurity = \"{security}\"\n{template}\n[[suite]]\nname = \"s\"\nenv = \"e\"\n\
          run = {script:?}\nenv_vars = {{ CANARY = {canary:?} }}\n{extra}\n",
-        extra_env = if extra.contains("retries") {
-            "project = \"copy\""
-        } else {
-            ""
-        },
         canary = canary.dir.display().to_string(),
     );
     std::fs::write(dir.join("ptest.toml"), text).unwrap();
@@ -370,6 +373,7 @@ fn a_workspace_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_reset() {
             &t,
             "ws",
             security,
+            "project = \"copy\"",
             r#"cd / && rm -rf "$PTEST_ENV_ROOT/workspace" && ln -s "$CANARY" "$PTEST_ENV_ROOT/workspace"; exit 1"#,
             "retries = 1",
         );
@@ -391,6 +395,7 @@ fn a_junit_file_linked_to_a_host_file_is_not_read_into_the_reports() {
             &t,
             "junit",
             security,
+            "",
             r#"mkdir -p reports && ln -s "$CANARY/secret" reports/junit.xml"#,
             "junit = \"reports/junit.xml\"",
         );
@@ -489,5 +494,32 @@ fn a_run_net_symlink_to_a_host_dir_gets_no_control_file_and_no_binary_from_net_f
         canary.untouched(security);
         removed(&t, &env, &root);
         canary.untouched(security);
+    }
+}
+
+#[test]
+fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_in_a_suite_hangs_nothing_in_ptest_run()
+ {
+    let t = TestHome::new();
+    for security in levels(&t) {
+        for (kind, make) in [("fifo", "mkfifo"), ("sparse", "truncate -s 10G")] {
+            for file in [".ptest-env", "venv/pyvenv.cfg"] {
+                let r = run_suite(
+                    &t,
+                    &format!("{kind}-{}", file.len()),
+                    security,
+                    "level = \"virtualenv\"",
+                    &format!(r#"cd "$PTEST_ENV_ROOT" && rm {file} && {make} {file}"#),
+                    "",
+                );
+                assert_eq!(
+                    r.code,
+                    Some(0),
+                    "at {security}, {file} {kind}: {:?}",
+                    r.texts
+                );
+                r.canary.untouched(security);
+            }
+        }
     }
 }

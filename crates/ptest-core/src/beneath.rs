@@ -161,22 +161,10 @@ impl From<Error> for io::Error {
 }
 
 impl From<Error> for crate::Error {
+    /// A refusal is the input's fault, like a bad root (exit code 2); its message names the
+    /// root and the path already.
     fn from(e: Error) -> crate::Error {
-        let root = match &e {
-            Error::Symlink { root, .. }
-            | Error::MagicLink { root, .. }
-            | Error::NotRegular { root, .. }
-            | Error::HardLink { root, .. }
-            | Error::TooBig { root, .. }
-            | Error::Outside { root, .. }
-            | Error::OtherMount { root, .. }
-            | Error::NotFound { root, .. }
-            | Error::Io { root, .. } => root.clone(),
-        };
-        crate::Error::Root {
-            path: root,
-            reason: e.to_string(),
-        }
+        crate::Error::Usage(e.to_string())
     }
 }
 

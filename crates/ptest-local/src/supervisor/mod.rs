@@ -88,7 +88,10 @@ pub enum StartFailure {
 
 fn output_tail(env: &Environment, s: &ServiceInfo) -> String {
     let mut out = tail_or_refusal(&env.root, &s.stdout_log, Some(FAILURE_TAIL));
-    let err = tail_or_refusal(&env.root, &s.stderr_log, Some(FAILURE_TAIL));
+    let mut err = tail_or_refusal(&env.root, &s.stderr_log, Some(FAILURE_TAIL));
+    if err == out && !err.is_empty() {
+        err.clear(); // One refusal for both (their directory), said once.
+    }
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }

@@ -348,20 +348,9 @@ pub(crate) fn landlock_rules(env: &Environment) -> FsRules {
     }
 }
 
-/// Starts a holder. A holder that dies during its set-up without reporting why (seen when
-/// many pods start at once from one process) is started again, twice at most; a set-up step
-/// that fails is reported at once.
+/// Starts a holder (see [`Pod::create`], which starts one again if it dies early).
 fn create_pod(spec: &PodSpec) -> Result<Pod> {
-    let mut attempt = 1;
-    loop {
-        match Pod::create(spec) {
-            Err(ptest_sandbox::Error::HolderDiedEarly) if attempt < 3 => {
-                tracing::warn!(attempt, "pod holder died during set-up; starting it again");
-                attempt += 1;
-            }
-            other => return other.map_err(|e| sandbox_error("start the sandbox", e)),
-        }
-    }
+    Pod::create(spec).map_err(|e| sandbox_error("start the sandbox", e))
 }
 
 /// Bytes in use in the pod's own `/tmp` and `/dev/shm` tmpfs, which lie outside the root:

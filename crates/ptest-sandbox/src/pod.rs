@@ -826,8 +826,24 @@ impl Pod {
     /// Creates the holder and waits until its namespaces and filesystem view are ready.
     ///
     /// Blocks for the set-up (a few milliseconds). Safe to call from a multi-threaded program:
-    /// the children run only precomputed async-signal-safe system calls.
+    /// the children run only precomputed async-signal-safe system calls. A holder that dies
+    /// during its set-up without reporting why (seen now and then under load) is started
+    /// again, twice at most; a set-up step that fails is reported at once.
     pub fn create(spec: &PodSpec) -> Result<Pod> {
+        let mut attempt = 1;
+        loop {
+            match Pod::create_once(spec) {
+                Err(Error::HolderDiedEarly) if attempt < 3 => {
+                    tracing::warn!(attempt, "pod holder died during set-up; starting it again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Pod::create`].
+    fn create_once(spec: &PodSpec) -> Result<Pod> {
         let ops = build_ops(spec)?;
         // SAFETY: geteuid cannot fail.
         let need_userns = unsafe { libc::geteuid() } != 0;

@@ -231,7 +231,19 @@ fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_sta
             &["proc", "start", &env, "--name", "p", "--", "sleep", "30"],
         );
         assert_eq!(code, Some(0), "at {security}: {out}{err}");
-        let pid = std::fs::read_to_string(root.join("run/p.pid")).unwrap();
+        // The supervisor writes the pid file (a new file renamed over the link) on its own
+        // time: wait for it to be a regular file, never reading through the link.
+        let pid_file = root.join("run/p.pid");
+        let mut pid = String::new();
+        for _ in 0..500 {
+            if std::fs::symlink_metadata(&pid_file).is_ok_and(|m| m.file_type().is_file()) {
+                pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+                if pid.trim().parse::<u32>().is_ok() {
+                    break;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert!(pid.trim().parse::<u32>().is_ok(), "at {security}: {pid:?}");
         run(&t, &["proc", "stop", &env, "p"]);
         canary.untouched(security);

@@ -106,9 +106,14 @@ struct Shared {
 
 impl Run {
     /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
-    /// under a fresh run id.
-    pub fn new(project: Project, selection: &Selection) -> Result<Self, SelectError> {
+    /// under a fresh run id; each planned suite's `run` carries the selection's arguments.
+    pub fn new(mut project: Project, selection: &Selection) -> Result<Self, SelectError> {
         let plan = selection.plan(&project)?;
+        for planned in &plan {
+            if let Some(suite) = project.suites.iter_mut().find(|s| s.name == planned.name) {
+                suite.run = selection.command(suite, !planned.dependency_only);
+            }
+        }
         Ok(Self {
             id: ptest_core::EnvId::random().to_string(),
             project: Arc::new(project),

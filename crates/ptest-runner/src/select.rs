@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::config::Project;
+use crate::config::{Command, Project, Suite};
 use crate::error::SelectError;
 
 /// What the user asked to run.
@@ -17,6 +17,10 @@ pub struct Selection {
     pub tags: Vec<String>,
     /// Leave out suites carrying any of these tags.
     pub exclude_tags: Vec<String>,
+    /// Arguments given after `--` (`ptest run unit -- -k foo`): they fill each selected
+    /// suite's `{posargs}`, or are appended to its `run`; suites that run only as a
+    /// dependency get `{posargs}`'s defaults. `None` when none were given.
+    pub args: Option<Vec<String>>,
 }
 
 /// One suite of the plan, as `ptest run --list` shows it.
@@ -82,9 +86,20 @@ impl Selection {
                 shards: s.shards,
                 depends_on: s.depends_on.clone(),
                 dependency_only: !selected.contains(s.name.as_str()),
-                run: s.run.display(),
+                run: self
+                    .command(s, selected.contains(s.name.as_str()))
+                    .display(),
             })
             .collect())
+    }
+}
+
+impl Selection {
+    /// The `run` command of `suite` in this run: with the arguments after `--` when the suite
+    /// was `selected`, with only `{posargs}`'s defaults when it runs as a dependency.
+    pub(crate) fn command(&self, suite: &Suite, selected: bool) -> Command {
+        let args = self.args.as_deref().filter(|a| selected && !a.is_empty());
+        suite.run.with_posargs(args)
     }
 }
 

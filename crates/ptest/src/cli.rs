@@ -149,6 +149,12 @@ pub struct RunArgs {
         default_missing_value = "-"
     )]
     pub json: Option<PathBuf>,
+    /// Arguments for the test command, after `--` (`ptest run unit -- -k foo`): they replace
+    /// `{posargs}` (or `{posargs:DEFAULT}`) where a selected suite's `run` names it, and are
+    /// appended to its `run` otherwise (single-quoted in a shell string). Suites that run
+    /// only as a dependency get `{posargs}`'s default.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
 }
 
 /// Arguments of `init`.

@@ -32,6 +32,7 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
         names: args.suites,
         tags: args.tags,
         exclude_tags: args.exclude_tags,
+        args: (!args.args.is_empty()).then_some(args.args),
     };
     let run =
         Run::new(project, &selection).map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;

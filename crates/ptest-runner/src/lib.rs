@@ -69,7 +69,9 @@ mod select;
 
 pub use config::{Command, Disposal, EnvTemplate, PROJECT_FILE, Project, ProjectMode, Suite};
 pub use error::{ProjectError, ProjectFileError, SelectError};
-pub use report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport};
+pub use report::{
+    CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport, suites_phrase,
+};
 pub use reporter::{Reporter, Silent};
 pub use run::{RUN_LABEL, Run, RunOptions};
 pub use select::{PlannedSuite, Selection, list_text};

@@ -166,8 +166,8 @@ pub struct SuiteReport {
     /// The end of the last attempt's standard error.
     pub stderr_tail: String,
     /// Files holding every attempt's whole output (setup and run), in the run's report
-    /// directory: `output/<suite>[-<shard>].<attempt>.stdout.log` and `.stderr.log`. Only
-    /// tails are ever kept in memory.
+    /// directory: `output/<suite>[-<shard>].<attempt>.stdout.log` and `.stderr.log`, and the
+    /// JUnit file it wrote as `.junit.xml`. Only tails are ever kept in memory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<PathBuf>,
     /// Test cases from the suite's JUnit file, when it has one.
@@ -214,7 +214,11 @@ impl SuiteReport {
                 .iter()
                 .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
                 .count();
-            let _ = write!(line, " ({} tests, {failed} failed)", self.test_cases.len());
+            let _ = write!(
+                line,
+                " ({}, {failed} failed)",
+                plural(self.test_cases.len(), "test", "tests")
+            );
         }
         if let Some(reason) = &self.reason
             && !self.status.is_success()
@@ -342,14 +346,17 @@ impl RunReport {
                 let _ = writeln!(out, "warning: {}: {warning}", suite.display_name());
             }
         }
+        let mut names: Vec<&str> = self.suites.iter().map(|s| s.name.as_str()).collect();
+        names.dedup();
         let _ = write!(
             out,
-            "Summary [{:>8.3}s] {} suite(s) run {}: {} passed",
+            "Summary [{:>8.3}s] {} (run {}): {} passed",
             self.duration.as_secs_f64(),
-            self.suites.len() - self.count(SuiteStatus::Skipped),
+            suites_phrase(names.len(), self.suites.len()),
             self.run_id,
-            self.count(SuiteStatus::Passed) + self.count(SuiteStatus::Flaky),
+            self.count(SuiteStatus::Passed),
         );
+        // Each shard is counted once, under its own status: the counts add up to the shards.
         for status in [
             SuiteStatus::Flaky,
             SuiteStatus::Failed,
@@ -374,6 +381,21 @@ impl RunReport {
     }
 }
 
+/// "1 suite", "4 suites", or "4 suites as 5 shards" when sharded suites make more runs than
+/// suites: a run's size, said alike when it starts and in its summary.
+pub fn suites_phrase(suites: usize, shards: usize) -> String {
+    let mut phrase = plural(suites, "suite", "suites");
+    if shards != suites {
+        let _ = write!(phrase, " as {shards} shards");
+    }
+    phrase
+}
+
+/// `n` and the noun's singular or plural.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The last `lines` lines of `text`, at most `bytes` bytes (cut at a character boundary).
 pub(crate) fn tail(text: &str, lines: usize, bytes: usize) -> String {
     let start = text
@@ -392,6 +414,13 @@ pub(crate) fn tail(text: &str, lines: usize, bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_english() {
+        assert_eq!(suites_phrase(1, 1), "1 suite");
+        assert_eq!(suites_phrase(4, 5), "4 suites as 5 shards");
+        assert_eq!(plural(1, "test", "tests"), "1 test");
+    }
 
     #[test]
     fn tail_keeps_the_last_lines() {

@@ -637,6 +637,8 @@ struct Attempt {
 /// the run's report directory, appended to; what comes back into memory is their tails).
 struct Attempted {
     number: u32,
+    /// `<report dir>/output/<suite>[-<shard>].<attempt>`: its files' common prefix.
+    stem: PathBuf,
     stdout: (PathBuf, Arc<std::os::fd::OwnedFd>),
     stderr: (PathBuf, Arc<std::os::fd::OwnedFd>),
 }
@@ -666,6 +668,7 @@ impl Attempted {
         };
         Ok(Attempted {
             number: attempt,
+            stem: dir.join(format!("{stem}.{attempt}")),
             stdout: file("stdout")?,
             stderr: file("stderr")?,
         })
@@ -676,6 +679,13 @@ impl Attempted {
             stdout: self.stdout.1.clone(),
             stderr: self.stderr.1.clone(),
         }
+    }
+
+    /// Where the JUnit file the attempt wrote is kept.
+    fn junit_copy(&self) -> PathBuf {
+        let mut path = self.stem.clone().into_os_string();
+        path.push(".junit.xml");
+        path.into()
     }
 
     fn paths(&self) -> [PathBuf; 2] {
@@ -740,7 +750,11 @@ async fn attempts(
         let outcome = match prepared {
             Ok(output) => {
                 report.output_files.extend(output.paths());
-                run_attempt(shared, suite, unit, env, &dir, mode, &output).await
+                let outcome = run_attempt(shared, suite, unit, env, &dir, mode, &output).await;
+                report
+                    .output_files
+                    .extend(Some(output.junit_copy()).filter(|p| p.is_file()));
+                outcome
             }
             Err(reason) => Attempt {
                 status: SuiteStatus::Error,
@@ -940,7 +954,20 @@ async fn run_attempt(
     if let Some((base, rel)) = &junit_path
         && outcome.result.is_some()
     {
-        ingest(base, rel, &mut outcome).await;
+        let kept = output.junit_copy();
+        if ingest(base, rel, &kept, &mut outcome).await
+            && in_workspace
+            && let Some(result) = &mut outcome.result
+        {
+            // The path the suite printed (pytest's "generated xml file: ...") goes with its
+            // environment: the tails name the kept copy instead.
+            let (seen, kept) = (
+                dir.join(rel).display().to_string(),
+                kept.display().to_string(),
+            );
+            result.stdout = result.stdout.replace(&seen, &kept);
+            result.stderr = result.stderr.replace(&seen, &kept);
+        }
     }
     if let Some(teardown) = &suite.teardown {
         match exec(teardown).await {
@@ -1032,15 +1059,22 @@ async fn stop_services(shared: &Shared, suite: &Suite, env: &Environment) {
 /// Most ptest reads of a JUnit file.
 const JUNIT_MAX: u64 = 64 << 20;
 
-/// Reads the suite's JUnit file `rel` beneath `base` into the outcome: a failed case fails the
-/// suite. A file that is missing or not JUnit leaves the command's result standing, with a
-/// warning; so does one ptest refuses to read (a symlink, a FIFO, more than [`JUNIT_MAX`]).
-async fn ingest(base: &Path, rel: &Path, outcome: &mut Attempt) {
+/// Reads the suite's JUnit file `rel` beneath `base` into the outcome, and keeps a copy of it
+/// at `keep` (in the run's report directory, since the environment goes); whether it did. A
+/// failed case fails the suite. A file that is missing or not JUnit leaves the command's
+/// result standing, with a warning; so does one ptest refuses to read (a symlink, a FIFO,
+/// more than [`JUNIT_MAX`]).
+async fn ingest(base: &Path, rel: &Path, keep: &Path, outcome: &mut Attempt) -> bool {
     let shown = rel.display().to_string();
-    let (base, rel) = (base.to_owned(), rel.to_owned());
+    let (base, rel, kept) = (base.to_owned(), rel.to_owned(), keep.to_owned());
     let read = tokio::task::spawn_blocking(move || {
         match Beneath::open(&base).and_then(|b| b.read(&rel, JUNIT_MAX)) {
-            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Ok(bytes) => {
+                if let Err(e) = std::fs::write(&kept, &bytes) {
+                    tracing::warn!("could not keep a copy of {}: {e}", kept.display());
+                }
+                Ok(String::from_utf8_lossy(&bytes).into_owned())
+            }
             // In an overlay's upper layer, a file the suite deleted is a whiteout (a device).
             Err(beneath::Error::NotRegular {
                 kind: "character device",
@@ -1051,6 +1085,7 @@ async fn ingest(base: &Path, rel: &Path, outcome: &mut Attempt) {
     })
     .await
     .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+    let read_ok = read.is_ok();
     let problem = match read {
         Ok(text) => match junit::read_cases(&text) {
             Ok(cases) => {
@@ -1080,6 +1115,7 @@ async fn ingest(base: &Path, rel: &Path, outcome: &mut Attempt) {
         )),
     };
     outcome.warnings.extend(problem);
+    read_ok && keep.is_file()
 }
 
 fn describe(stage: &str, r: &ProcessResult, suite: &Suite) -> String {

@@ -46,6 +46,13 @@ pub fn run(manager: &Manager, args: DoctorArgs) -> Result<ExitCode, Failure> {
         }));
         return Ok(ExitCode::SUCCESS);
     }
+    // Check names padded to the longest, so no name runs into its detail.
+    let width = reports
+        .iter()
+        .flat_map(|r| r.checks.iter().chain(&r.features))
+        .map(|c| c.check.len() + 2)
+        .max()
+        .unwrap_or(0);
     println!("home      {}", manager.home().path().display());
     for r in &reports {
         let state = if r.available {
@@ -56,11 +63,11 @@ pub fn run(manager: &Manager, args: DoctorArgs) -> Result<ExitCode, Failure> {
         println!("{:<11}{state:<12} {}", r.level, r.detail);
         for c in &r.checks {
             let mark = if c.ok { "ok  " } else { "FAIL" };
-            println!("  {mark} {:<12}{}", c.check, c.detail);
+            println!("  {mark} {:<width$}{}", c.check, c.detail);
         }
         for c in &r.features {
             let mark = if c.ok { "yes " } else { "no  " };
-            println!("  {mark} {:<12}{}", c.check, c.detail);
+            println!("  {mark} {:<width$}{}", c.check, c.detail);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -193,7 +193,10 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
             rows.push(("  dropped", dropped.as_str().unwrap_or("").to_owned()));
         }
     }
-    if let Some(net) = env.details.get("network") {
+    // A bridge's details are an object; another engine's `network` (a container's network
+    // name) is a plain fact, shown with the others below.
+    let bridge = env.details.get("network").filter(|n| n.is_object());
+    if let Some(net) = bridge {
         rows.extend(network_rows(net));
     }
     let limits = serde_json::to_value(&env.spec.limits).expect("limits serialize");
@@ -238,13 +241,12 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         let shown = [
             "isolation",
             "sandbox",
-            "network",
             "python",
             "installer",
             "spec_hash",
             "reused_template",
         ];
-        if !shown.contains(&key.as_str()) {
+        if !shown.contains(&key.as_str()) && (key != "network" || bridge.is_none()) {
             let text = value
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_owned);

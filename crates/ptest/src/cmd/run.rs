@@ -13,7 +13,7 @@ use ptest_core::Manager;
 use ptest_runner::reports::{self, ReportKind};
 use ptest_runner::{
     PlannedSuite, Project, Reporter, Run, RunOptions, RunReport, Selection, SuiteReport,
-    SuiteStatus, list_text,
+    SuiteStatus, list_text, suites_phrase,
 };
 
 use crate::Failure;
@@ -197,16 +197,9 @@ impl Reporter for Live {
     fn run_started(&self, run_id: &str, suites: &[PlannedSuite], jobs: usize) {
         let bold = Style::new().bold();
         let shards: u32 = suites.iter().map(|s| s.shards).sum();
-        // A sharded suite runs once per shard: say so when that makes more runs than suites,
-        // so the count matches the summary's (one line per shard).
-        let runs = if shards as usize == suites.len() {
-            String::new()
-        } else {
-            format!(" as {shards} shards")
-        };
         self.line(format!(
-            "{bold}    Starting{bold:#} {} suite(s){runs}, {jobs} at a time (run {run_id})",
-            suites.len()
+            "{bold}    Starting{bold:#} {}, {jobs} at a time (run {run_id})",
+            suites_phrase(suites.len(), shards as usize)
         ));
         if let Some(bar) = &self.bar {
             bar.set_length(u64::from(shards));

@@ -1,0 +1,229 @@
+//! Python values to ptest's types, checked where ptest checks them: a spec goes through the
+//! same serde validation as a `ptest.toml` template (limits, names, ports, rules).
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use ptest_core::{Environment, EnvironmentSpec, IsolationLevel};
+use pyo3::prelude::*;
+use serde_json::{Map, Value, json};
+
+use crate::errors::ConfigError;
+
+/// A duration given as seconds (`1.5`) or as ptest writes them (`"500ms"`, `"5m"`).
+pub(crate) fn duration(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Duration>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(text) = value.extract::<String>() {
+        return ptest_core::duration::parse(&text)
+            .map(Some)
+            .map_err(ConfigError::new_err);
+    }
+    let secs: f64 = value.extract()?;
+    Duration::try_from_secs_f64(secs)
+        .map(Some)
+        .map_err(|_| ConfigError::new_err(format!("{secs} is not a duration in seconds")))
+}
+
+/// A command: a list of arguments, or one string run by `sh -c` (as `ptest.toml`'s `run`).
+pub(crate) fn argv(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if let Ok(line) = value.extract::<String>() {
+        return Ok(vec!["sh".into(), "-c".into(), line]);
+    }
+    let argv: Vec<String> = value.extract()?;
+    if argv.is_empty() {
+        return Err(ConfigError::new_err("no command given"));
+    }
+    Ok(argv)
+}
+
+/// `cwd` as a path relative to the workspace, refused when it leaves the root (as `env exec
+/// --cwd`): a relative path is the workspace's, an absolute one must lie under the root.
+pub(crate) fn cwd_in_root(env: &Environment, cwd: &Path) -> PyResult<String> {
+    let relative = if cwd.is_absolute() {
+        let inside = cwd.strip_prefix(&env.root).map_err(|_| {
+            ConfigError::new_err(format!(
+                "cwd {} is outside the environment's root {}",
+                cwd.display(),
+                env.root.display()
+            ))
+        })?;
+        Path::new("..").join(inside)
+    } else {
+        cwd.to_owned()
+    };
+    // Depth below the root: the workspace is 1 deep; never above 0.
+    let mut depth: i32 = 1;
+    for part in relative.components() {
+        match part {
+            Component::ParentDir => depth -= 1,
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => depth = -1,
+        }
+        if depth < 0 {
+            return Err(ConfigError::new_err(format!(
+                "cwd {} leaves the environment's root",
+                cwd.display()
+            )));
+        }
+    }
+    Ok(relative.to_string_lossy().into_owned())
+}
+
+/// Wraps `argv` so it runs in `dir` (relative to the workspace, the command's working
+/// directory at every level): the engines take no working directory of their own yet.
+pub(crate) fn in_dir(dir: String, argv: Vec<String>) -> Vec<String> {
+    let mut wrapped = vec![
+        "sh".to_owned(),
+        "-c".to_owned(),
+        r#"cd -- "$1" || exit 125; shift; exec "$@""#.to_owned(),
+        "sh".to_owned(),
+        dir,
+    ];
+    wrapped.extend(argv);
+    wrapped
+}
+
+/// What `create_environment` was given.
+#[derive(Default)]
+pub(crate) struct SpecArgs {
+    pub name: Option<String>,
+    pub level: Option<String>,
+    pub path: Option<PathBuf>,
+    pub packages: Vec<String>,
+    pub requirements: Vec<PathBuf>,
+    pub constraints: Vec<PathBuf>,
+    pub find_links: Vec<String>,
+    pub no_index: bool,
+    pub index_url: Option<String>,
+    pub python: Option<String>,
+    pub image: Option<String>,
+    pub build: Option<PathBuf>,
+    pub security: Option<String>,
+    pub network: Option<String>,
+    pub allow: Vec<String>,
+    pub ports: Vec<String>,
+    pub memory: Option<Value>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    pub nofile: Option<u64>,
+    pub disk: Option<Value>,
+    pub files: Option<u64>,
+    pub cleanup: Option<String>,
+    pub ttl: Option<Duration>,
+    pub exec_timeout: Option<Duration>,
+    pub labels: Vec<(String, String)>,
+    pub allow_degraded: bool,
+}
+
+/// A size given as bytes (`1 << 30`) or as ptest writes them (`"512M"`).
+pub(crate) fn size(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Value>> {
+    let Some(value) = value.filter(|v| !v.is_none()) else {
+        return Ok(None);
+    };
+    if let Ok(text) = value.extract::<String>() {
+        return Ok(Some(Value::String(text)));
+    }
+    let bytes: u64 = value.extract()?;
+    Ok(Some(json!(bytes)))
+}
+
+fn absolute(paths: Vec<PathBuf>) -> PyResult<Vec<PathBuf>> {
+    paths
+        .into_iter()
+        .map(|p| std::path::absolute(&p).map_err(|e| ConfigError::new_err(e.to_string())))
+        .collect()
+}
+
+impl SpecArgs {
+    /// The spec, with the level inferred as `ptest env create` infers it (an image means
+    /// docker, packages mean virtualenv) and the level's configured cleanup by default.
+    pub(crate) fn into_spec(self, config: &ptest_core::Config) -> PyResult<EnvironmentSpec> {
+        let wants_docker = self.image.is_some() || self.build.is_some();
+        let wants_python = self.python.is_some()
+            || !self.packages.is_empty()
+            || !self.requirements.is_empty()
+            || !self.constraints.is_empty()
+            || !self.find_links.is_empty()
+            || self.index_url.is_some();
+        let level: IsolationLevel = match &self.level {
+            Some(l) => parse(l)?,
+            None if wants_docker => IsolationLevel::Docker,
+            None if wants_python => IsolationLevel::Virtualenv,
+            None => config.default_level,
+        };
+        let mut spec = Map::new();
+        spec.insert("name".into(), json!(self.name));
+        spec.insert("level".into(), json!(level));
+        spec.insert("path".into(), json!(self.path));
+        spec.insert(
+            "labels".into(),
+            Value::Object(
+                self.labels
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+        );
+        let cleanup = match self.cleanup {
+            Some(c) => json!(c),
+            None => json!(config.level(level).cleanup),
+        };
+        spec.insert("cleanup".into(), cleanup);
+        let seconds = |d: Option<Duration>| d.map(|d| format!("{}ms", d.as_millis()));
+        spec.insert("ttl".into(), json!(seconds(self.ttl)));
+        spec.insert("exec_timeout".into(), json!(seconds(self.exec_timeout)));
+        let mut limits = Map::new();
+        let mut put = |key: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                limits.insert(key.into(), v);
+            }
+        };
+        put("memory", self.memory);
+        put("cpus", self.cpus.map(|c| json!(c)));
+        put("pids", self.pids.map(|c| json!(c)));
+        put("nofile", self.nofile.map(|c| json!(c)));
+        put("disk", self.disk);
+        put("files", self.files.map(|c| json!(c)));
+        spec.insert("limits".into(), Value::Object(limits));
+        spec.insert("network".into(), json!(self.network));
+        spec.insert("security".into(), json!(self.security));
+        spec.insert("allow_degraded".into(), json!(self.allow_degraded));
+        spec.insert("ports".into(), json!(self.ports));
+        spec.insert("allow".into(), json!(self.allow));
+        if wants_python || level == IsolationLevel::Virtualenv {
+            spec.insert(
+                "virtualenv".into(),
+                json!({
+                    "python": self.python,
+                    "packages": self.packages,
+                    "requirements": absolute(self.requirements)?,
+                    "constraints": absolute(self.constraints)?,
+                    "find_links": self.find_links,
+                    "no_index": self.no_index,
+                    "index_url": self.index_url,
+                }),
+            );
+        }
+        if wants_docker {
+            spec.insert(
+                "docker".into(),
+                json!({ "image": self.image, "build": absolute(self.build.into_iter().collect())?.pop() }),
+            );
+        }
+        serde_json::from_value(Value::Object(spec))
+            .map_err(|e| ConfigError::new_err(format!("bad environment settings: {e}")))
+    }
+}
+
+/// Parses a ptest value (`"virtualenv"`, `"http"`, `"on-failure:3"`) as the CLI does.
+pub(crate) fn parse<T>(text: &str) -> PyResult<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| ConfigError::new_err(e.to_string()))
+}

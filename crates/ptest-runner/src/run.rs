@@ -418,7 +418,7 @@ async fn run_in_env(
     let template = project.template(suite);
     let mut report = base_report(project, unit);
 
-    let mut name = format!("run-{}-{}", shared.run_id, unit.suite);
+    let mut name = format!("run-{}-{}", shared.run_id, suite.env_stem());
     if let Some(shard) = unit.shard {
         name.push_str(&format!("-{shard}"));
     }
@@ -654,7 +654,8 @@ impl Attempted {
             .join(&shared.run_id)
             .join("output");
         std::fs::create_dir_all(&dir)?;
-        let mut stem = unit.suite.clone();
+        let suite = shared.project.suite(&unit.suite);
+        let mut stem = suite.map_or_else(|| unit.suite.clone(), Suite::env_stem);
         if let Some(shard) = unit.shard {
             stem.push_str(&format!("-{shard}"));
         }
@@ -862,6 +863,7 @@ async fn run_attempt(
     vars.insert("PTEST_SHARDS".into(), unit.shards.to_string());
     vars.insert("PTEST_ATTEMPT".into(), attempt.to_string());
     vars.insert("PTEST_PROJECT_DIR".into(), dir.display().to_string());
+    vars.extend(shared.project.template(suite).env_vars.clone());
     vars.extend(suite.env_vars.clone());
     let request = |command: &Command| ExecRequest {
         argv: argv_in(command, dir, in_workspace),

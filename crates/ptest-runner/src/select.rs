@@ -11,7 +11,8 @@ use crate::error::SelectError;
 /// What the user asked to run.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
-    /// Suite names; every suite when empty.
+    /// Suite names (`unit` is every entry of a matrix suite, `unit[py3.11]` one); every
+    /// suite when empty.
     pub names: Vec<String>,
     /// Only suites carrying at least one of these tags (all when empty).
     pub tags: Vec<String>,
@@ -47,8 +48,10 @@ pub struct PlannedSuite {
 impl Selection {
     /// The suites to run, in file order: the selected ones and what they depend on.
     pub fn plan(&self, project: &Project) -> Result<Vec<PlannedSuite>, SelectError> {
+        let is = |name: &str, s: &Suite| s.name == name || s.base_name() == name;
+        let named = |s: &Suite| self.names.iter().any(|n| is(n, s));
         for name in &self.names {
-            if project.suite(name).is_none() {
+            if !project.suites.iter().any(|s| is(name, s)) {
                 return Err(SelectError::UnknownSuite {
                     name: name.clone(),
                     file: project.file.clone(),
@@ -59,7 +62,7 @@ impl Selection {
         let selected: BTreeSet<&str> = project
             .suites
             .iter()
-            .filter(|s| self.names.is_empty() || self.names.contains(&s.name))
+            .filter(|s| self.names.is_empty() || named(s))
             .filter(|s| self.tags.is_empty() || s.tags.iter().any(|t| self.tags.contains(t)))
             .filter(|s| !s.tags.iter().any(|t| self.exclude_tags.contains(t)))
             .map(|s| s.name.as_str())

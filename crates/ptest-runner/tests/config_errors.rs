@@ -190,3 +190,72 @@ fn a_bad_allow_rule_points_at_the_rule_and_a_good_one_reaches_the_spec() {
     let rules: Vec<String> = spec.allow.iter().map(ToString::to_string).collect();
     assert_eq!(rules, ["api:8080", "10.0.0.0/8"]);
 }
+
+#[test]
+fn a_python_matrix_that_cannot_expand_points_at_the_list() {
+    for (list, problem) in [
+        ("[]", "lists no interpreter"),
+        ("[\"3.11\", \"3.11\"]", "listed twice"),
+        ("[\"3.11\", \"Py 3\"]", "cannot name a suite"),
+    ] {
+        let (line, column, message, _) = error_of(&format!(
+            "[env.py]\npython = {list}\n\n[[suite]]\nname = \"a\"\nenv = \"py\"\nrun = \"true\"\n"
+        ));
+        assert_eq!((line, column), (2, 10), "{message}");
+        assert!(message.contains(problem), "{message}");
+    }
+}
+
+#[test]
+fn a_python_matrix_makes_one_suite_per_entry_and_dependencies_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ptest.toml"),
+        r#"
+[env.py]
+python = ["3.11", "pypy3.10"]
+env_vars = { MODE = "test" }
+
+[[suite]]
+name = "unit"
+env = "py"
+run = "true"
+
+[[suite]]
+name = "report"
+run = "true"
+depends_on = ["unit"]
+"#,
+    )
+    .unwrap();
+    let project = Project::load(dir.path()).unwrap();
+    let names: Vec<&str> = project.suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["unit[py3.11]", "unit[pypy3.10]", "report"]);
+    let unit = project.suite("unit[py3.11]").unwrap();
+    assert_eq!(unit.env_stem(), "unit-py3.11");
+    let template = project.template(unit);
+    assert_eq!(template.name, "py[py3.11]");
+    assert_eq!(
+        template.virtualenv.as_ref().unwrap().python.as_deref(),
+        Some("3.11")
+    );
+    assert_eq!(template.env_vars["MODE"], "test");
+    assert_eq!(
+        project.suite("report").unwrap().depends_on,
+        ["unit[py3.11]", "unit[pypy3.10]"]
+    );
+    let plan = |names: &[&str]| {
+        let selection = ptest_runner::Selection {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            ..Default::default()
+        };
+        selection
+            .plan(&project)
+            .unwrap()
+            .into_iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(plan(&["unit"]), ["unit[py3.11]", "unit[pypy3.10]"]);
+    assert_eq!(plan(&["unit[pypy3.10]"]), ["unit[pypy3.10]"]);
+}

@@ -19,7 +19,8 @@ use toml::Spanned;
 pub use command::Command;
 pub use service::Service;
 pub use suite::{MAX_SUITE_NAME, Suite, SuiteConfig};
-pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode};
+use template::python_label;
+pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode, PythonKey};
 
 use crate::error::{ProjectError, ProjectFileError};
 
@@ -107,6 +108,8 @@ impl Project {
 
         let mut templates = BTreeMap::new();
         templates.insert("basic".to_owned(), EnvTemplate::default_basic());
+        // Templates with a `python` list: their entries, each a template `NAME[LABEL]`.
+        let mut matrices: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, config) in parsed.env {
             if let Some(mode) = &config.project
                 && *mode.get_ref() == ProjectMode::Overlay
@@ -138,11 +141,43 @@ impl Project {
                     Some("drop one: keep = true keeps environments under `on_request`"),
                 ));
             }
-            let template = EnvTemplate::from_config(name.get_ref(), config, dir);
-            templates.insert(name.into_inner(), template);
+            let python = config.python.clone();
+            match python.as_ref().map(|p| (p.span(), p.get_ref())) {
+                Some((span, PythonKey::Many(versions))) => {
+                    if let Some(problem) = matrix_problem(versions) {
+                        return Err(err(
+                            Some(span),
+                            problem,
+                            Some("list interpreters as python = [\"3.11\", \"3.12\"]"),
+                        ));
+                    }
+                    for python in versions {
+                        let variant = format!("{}[{}]", name.get_ref(), python_label(python));
+                        let template = EnvTemplate::from_config(
+                            &variant,
+                            config.clone(),
+                            Some(python.clone()),
+                            dir,
+                        );
+                        templates.insert(variant, template);
+                    }
+                    matrices.insert(name.into_inner(), versions.clone());
+                }
+                Some((_, PythonKey::One(python))) => {
+                    let template =
+                        EnvTemplate::from_config(name.get_ref(), config, Some(python.clone()), dir);
+                    templates.insert(name.into_inner(), template);
+                }
+                None => {
+                    let template = EnvTemplate::from_config(name.get_ref(), config, None, dir);
+                    templates.insert(name.into_inner(), template);
+                }
+            }
         }
 
         let mut suites: Vec<Suite> = Vec::new();
+        // Suites of matrix templates: their entries' names.
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut spans = BTreeMap::new();
         for config in &parsed.suite {
             let name = config.name.get_ref();
@@ -177,7 +212,10 @@ impl Project {
                 ));
             }
             let env = match &config.env {
-                Some(env) if !templates.contains_key(env.get_ref()) => {
+                Some(env)
+                    if !templates.contains_key(env.get_ref())
+                        && !matrices.contains_key(env.get_ref()) =>
+                {
                     let known: Vec<&str> = templates.keys().map(String::as_str).collect();
                     return Err(err(
                         Some(env.span()),
@@ -192,9 +230,10 @@ impl Project {
                 Some(env) => env.get_ref().clone(),
                 None => "basic".to_owned(),
             };
-            suites.push(Suite {
+            let suite = Suite {
                 name: name.clone(),
-                env,
+                env: env.clone(),
+                matrix: None,
                 run: config.run.get_ref().clone(),
                 setup: config.setup.clone(),
                 teardown: config.teardown.clone(),
@@ -210,7 +249,35 @@ impl Project {
                     .collect(),
                 env_vars: config.env_vars.clone(),
                 services: config.services.clone(),
-            });
+            };
+            let Some(versions) = matrices.get(&env) else {
+                suites.push(suite);
+                continue;
+            };
+            // A suite of a matrix template runs once per entry, as `NAME[LABEL]`.
+            let mut variants = Vec::new();
+            for python in versions {
+                let label = python_label(python);
+                let variant = Suite {
+                    name: format!("{name}[{label}]"),
+                    env: format!("{env}[{label}]"),
+                    matrix: Some(label),
+                    ..suite.clone()
+                };
+                if let Some(problem) = suite::check_name(&variant.env_stem()) {
+                    return Err(err(Some(config.name.span()), problem, None));
+                }
+                variants.push(variant.name.clone());
+                suites.push(variant);
+            }
+            groups.insert(name.clone(), variants);
+        }
+        // A dependency on a matrix suite is one on each of its entries.
+        for suite in &mut suites {
+            suite.depends_on = std::mem::take(&mut suite.depends_on)
+                .into_iter()
+                .flat_map(|d| groups.get(&d).cloned().unwrap_or_else(|| vec![d]))
+                .collect();
         }
         for config in &parsed.suite {
             for dep in &config.depends_on {
@@ -269,7 +336,31 @@ impl Project {
     }
 }
 
-/// A dependency cycle (`a -> b -> a`), if there is one.
+/// Why a template's `python` list cannot be a matrix, if it cannot: empty, an entry twice, or
+/// one that cannot be part of a suite's name.
+fn matrix_problem(versions: &[String]) -> Option<String> {
+    if versions.is_empty() {
+        return Some("python = [] lists no interpreter".into());
+    }
+    let mut seen = BTreeSet::new();
+    for python in versions {
+        let label = python_label(python);
+        if !seen.insert(label.clone()) {
+            return Some(format!("python {python:?} is listed twice"));
+        }
+        let ok = label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if !ok {
+            return Some(format!(
+                "python {python:?} cannot name a suite (`unit[{label}]`): use a version such as \
+                 \"3.12\" or a command such as \"pypy3.10\""
+            ));
+        }
+    }
+    None
+}
+
 /// Why a template's environments can never have a project overlay, whatever the host: a
 /// docker level, or security `low`.
 fn overlay_impossible(config: &EnvTemplateConfig) -> Option<&'static str> {

@@ -64,6 +64,9 @@ pub struct Suite {
     pub name: String,
     /// Name of its environment template.
     pub env: String,
+    /// The label of its template's `python` matrix entry (`py3.11`) when it has one; the
+    /// suite is then `NAME[LABEL]`, one of the entries of suite `NAME`.
+    pub matrix: Option<String>,
     /// The test command.
     pub run: Command,
     /// Runs before `run`.
@@ -87,6 +90,24 @@ pub struct Suite {
     pub env_vars: BTreeMap<String, String>,
     /// Background services.
     pub services: Vec<Service>,
+}
+
+impl Suite {
+    /// The name as written in `ptest.toml`: `unit` for the matrix entry `unit[py3.11]`.
+    pub fn base_name(&self) -> &str {
+        match &self.matrix {
+            Some(_) => self.name.split('[').next().unwrap_or(&self.name),
+            None => &self.name,
+        }
+    }
+
+    /// The suite's part of its environments' names: `unit-py3.11` for `unit[py3.11]`.
+    pub fn env_stem(&self) -> String {
+        match &self.matrix {
+            Some(label) => format!("{}-{label}", self.base_name()),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// Longest suite name: `run-<12 hex>-<name>-<shard>` must fit the 63 characters of an

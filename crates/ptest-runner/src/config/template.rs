@@ -1,5 +1,6 @@
 //! `[env.NAME]`: the environment template a suite runs in.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,9 +44,10 @@ pub struct EnvTemplateConfig {
     /// Isolation level; `virtualenv` when any Python key is set, else `basic`.
     #[serde(default)]
     pub level: Option<IsolationLevel>,
-    /// Interpreter of a virtualenv (`3.11`, a path or a command).
+    /// Interpreter of a virtualenv (`3.11`, a path or a command), or a list of them: each
+    /// suite of the template then runs once per entry, as `NAME[py3.11]`.
     #[serde(default)]
-    pub python: Option<String>,
+    pub python: Option<Spanned<PythonKey>>,
     /// Requirements to install (`requests==2.31`, `.`, `-e ./sub`).
     #[serde(default)]
     pub packages: Vec<String>,
@@ -95,6 +97,30 @@ pub struct EnvTemplateConfig {
     /// Named host ports leased to each environment (`PTEST_PORT_<NAME>` in its commands).
     #[serde(default)]
     pub ports: Vec<PortName>,
+    /// Variables for every command of its suites (tox's `setenv`); a suite's own `env_vars`
+    /// win.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+}
+
+/// A template's `python`: one interpreter, or a matrix of them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PythonKey {
+    /// `python = "3.11"`.
+    One(String),
+    /// `python = ["3.11", "3.12"]`: one template per entry, named `NAME[py3.11]`.
+    Many(Vec<String>),
+}
+
+/// The label of matrix entry `python` in suite and template names: `py3.11` for a version,
+/// the entry itself otherwise (`pypy3.10`).
+pub(crate) fn python_label(python: &str) -> String {
+    if python.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("py{python}")
+    } else {
+        python.to_owned()
+    }
 }
 
 /// A checked environment template, its relative paths resolved against the project directory.
@@ -128,6 +154,8 @@ pub struct EnvTemplate {
     pub project: Option<ProjectMode>,
     /// Named host ports leased to each environment.
     pub ports: Vec<PortName>,
+    /// Variables for every command of its suites.
+    pub env_vars: BTreeMap<String, String>,
 }
 
 impl EnvTemplate {
@@ -148,13 +176,20 @@ impl EnvTemplate {
             keep: false,
             project: None,
             ports: Vec::new(),
+            env_vars: BTreeMap::new(),
         }
     }
 
-    /// Builds the template from its table; `dir` is the project directory. The checks that
-    /// need spans (project mode, cleanup) are done by the caller before this.
-    pub(crate) fn from_config(name: &str, c: EnvTemplateConfig, dir: &Path) -> Self {
-        let python_keys = c.python.is_some()
+    /// Builds the template from its table with interpreter `python` (the table's, or one
+    /// entry of its matrix); `dir` is the project directory. The checks that need spans
+    /// (project mode, cleanup, the matrix) are done by the caller before this.
+    pub(crate) fn from_config(
+        name: &str,
+        c: EnvTemplateConfig,
+        python: Option<String>,
+        dir: &Path,
+    ) -> Self {
+        let python_keys = python.is_some()
             || !c.packages.is_empty()
             || !c.requirements.is_empty()
             || !c.constraints.is_empty()
@@ -167,7 +202,7 @@ impl EnvTemplate {
         });
         let virtualenv =
             (python_keys || level == IsolationLevel::Virtualenv).then(|| VirtualenvSpec {
-                python: c.python,
+                python,
                 packages: c
                     .packages
                     .iter()
@@ -205,6 +240,7 @@ impl EnvTemplate {
             keep: c.keep,
             project: c.project.map(Spanned::into_inner),
             ports: c.ports,
+            env_vars: c.env_vars,
         }
     }
 
@@ -297,7 +333,7 @@ mod tests {
     fn cleanup_policies_say_when_environments_go() {
         let t = |toml: &str| {
             let c: EnvTemplateConfig = toml::from_str(toml).expect("parses");
-            EnvTemplate::from_config("t", c, Path::new("/p"))
+            EnvTemplate::from_config("t", c, None, Path::new("/p"))
         };
         assert_eq!(t("").disposal(false), Disposal::EndOfSuite);
         assert_eq!(
@@ -325,7 +361,7 @@ mod tests {
     #[test]
     fn python_keys_imply_virtualenv() {
         let c: EnvTemplateConfig = toml::from_str("packages = ['a']").expect("parses");
-        let t = EnvTemplate::from_config("py", c, Path::new("/p"));
+        let t = EnvTemplate::from_config("py", c, None, Path::new("/p"));
         assert_eq!(t.level, IsolationLevel::Virtualenv);
         assert_eq!(t.virtualenv.expect("venv").packages, ["a"]);
     }

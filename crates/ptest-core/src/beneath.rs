@@ -618,6 +618,23 @@ impl Beneath {
         }
     }
 
+    /// Removes the directory `rel` and everything in it on its mount, through descriptors
+    /// ([`Beneath::empty`]); anything else of that name is unlinked as a name. Absent is fine.
+    pub fn remove_dir(&self, rel: &Path) -> Result<()> {
+        match self.dir(rel) {
+            Ok(dir) => {
+                dir.empty()?;
+                let (parent, name) = self.parent(rel)?;
+                match rustix::fs::unlinkat(&parent.fd, name, AtFlags::REMOVEDIR) {
+                    Ok(()) | Err(Errno::NOENT) => Ok(()),
+                    Err(e) => Err(self.io("deleting", rel, e)),
+                }
+            }
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(_) => self.remove_file(rel).map(drop),
+        }
+    }
+
     /// Makes the directory `rel`; an existing one is fine (anything else of that name is
     /// refused).
     pub fn make_dir(&self, rel: &Path, mode: u32) -> Result<Beneath> {

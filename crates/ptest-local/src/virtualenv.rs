@@ -281,8 +281,13 @@ impl Engine for VirtualenvEngine {
             .get("python")
             .and_then(|p| p["base_prefix"].as_str())
             .map(PathBuf::from);
+        // So is the installer's binary: `pkg install` runs it inside the environment.
+        let installer = self
+            .installer()
+            .binary()
+            .and_then(|b| std::fs::canonicalize(b).ok());
         self.dir
-            .activate_with(env, ctx, base.into_iter().collect())
+            .activate_with(env, ctx, base.into_iter().chain(installer).collect())
             .await
     }
 
@@ -376,15 +381,17 @@ pub(crate) async fn install_with_events(
             .map_err(|e| python_error("install packages", e))
     })
     .await?;
-    ctx.event(
-        IsolationEvent::PackageInstalled,
-        json!({
-            "tool": outcome.tool,
-            "changes": outcome.changes,
-            "seconds": outcome.duration.as_secs_f64(),
-        }),
-    )?;
+    ctx.event(IsolationEvent::PackageInstalled, installed_event(&outcome))?;
     Ok(outcome)
+}
+
+/// What `package_installed` says: the tool, what changed, how long it took.
+pub(crate) fn installed_event(outcome: &InstallOutcome) -> serde_json::Value {
+    json!({
+        "tool": outcome.tool,
+        "changes": outcome.changes,
+        "seconds": outcome.duration.as_secs_f64(),
+    })
 }
 
 /// Keeps a copy of a freshly built venv (hard links, so nearly free) for later environments

@@ -219,24 +219,18 @@ impl Installer {
         &self.cache_dir
     }
 
-    /// Installs into `venv` and reports what changed.
+    /// Installs into `venv` and reports what changed. This runs the tool, and through it the
+    /// venv's own interpreter, as the caller: only for a venv no untrusted command has run in
+    /// yet (a new environment's, a template's). A venv a command could change is installed
+    /// into from inside its sandbox ([`Installer::fetch`], then [`Installer::offline_command`]).
     pub fn install(&self, venv: &Venv, request: &InstallRequest) -> Result<InstallOutcome> {
-        for text in &request.requirements {
-            if !looks_like_path_or_url(text) {
-                Requirement::parse(text)?;
-            }
-        }
+        check_requirements(request)?;
+        let pip = matches!(self.kind, InstallerKind::Pip);
         let mut args: Vec<OsString> = vec!["install".into()];
-        if matches!(self.kind, InstallerKind::Pip) {
+        if pip {
             args.push("--no-input".into());
         }
-        if request.no_deps {
-            args.push("--no-deps".into());
-        }
-        if request.upgrade {
-            args.push("--upgrade".into());
-        }
-        let pip = matches!(self.kind, InstallerKind::Pip);
+        push_install_options(&mut args, request);
         if request.no_index || (request.offline && pip) {
             args.push("--no-index".into());
         }
@@ -266,6 +260,172 @@ impl Installer {
         args.extend(request.extra_args.iter().map(OsString::from));
         args.extend(request.requirements.iter().map(OsString::from));
         self.run_changing(venv, args, "installing packages")
+    }
+
+    /// Fetches what `request` needs, as wheels, into the empty directory `into`, with the
+    /// trusted interpreter `python` (the one the venv was made from, as ptest recorded it —
+    /// never the venv's own, which its command may have replaced): `pip wheel`, which
+    /// resolves against that interpreter, downloads (through the shared cache) and builds
+    /// sdists and local projects. What it returns is what [`Installer::offline_command`]
+    /// installs from inside the sandbox, with no network.
+    pub fn fetch(&self, python: &Path, request: &InstallRequest, into: &Path) -> Result<Fetched> {
+        check_requirements(request)?;
+        let pip_tool = |dir: &Path| {
+            let mut c = Command::new(python);
+            c.args(["-m", "pip", "wheel", "--no-input", "--wheel-dir"])
+                .arg(dir)
+                .env("PIP_CACHE_DIR", &self.cache_dir)
+                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .env_remove("PIP_REQUIRE_VIRTUALENV")
+                .env_remove("VIRTUAL_ENV");
+            if request.no_index || request.offline {
+                c.arg("--no-index");
+            }
+            for link in &request.find_links {
+                c.arg("--find-links").arg(link);
+            }
+            if let Some(url) = &request.index_url {
+                c.arg("--index-url").arg(url);
+            }
+            for url in &request.extra_index_urls {
+                c.arg("--extra-index-url").arg(url);
+            }
+            if matches!(self.kind, InstallerKind::Pip) {
+                c.args(&request.extra_args);
+            }
+            c
+        };
+        let action = format!("fetching packages with {}", python.display());
+        // A local project or a URL becomes a wheel of its own first, so that the install
+        // names that wheel (its file name says which project it is).
+        let (local, named): (Vec<&String>, Vec<&String>) = request
+            .requirements
+            .iter()
+            .partition(|r| looks_like_path_or_url(r));
+        let mut top = Vec::new();
+        if !local.is_empty() {
+            let dir = into.join("local");
+            std::fs::create_dir(&dir).map_err(Error::io("creating", &dir))?;
+            run_tool(pip_tool(&dir).arg("--no-deps").args(&local), &action)?;
+            top = wheels_in(&dir)?;
+        }
+        let mut command = pip_tool(into);
+        for file in &request.requirement_files {
+            command.arg("-r").arg(file);
+        }
+        for file in &request.constraint_files {
+            command.arg("-c").arg(file);
+        }
+        command.args(&named).args(&top);
+        if request.no_deps {
+            command.arg("--no-deps");
+        }
+        run_tool(&mut command, &action)?;
+        Ok(Fetched {
+            wheels: wheels_in(into)?,
+            top_level: top
+                .iter()
+                .filter_map(|p| p.file_name())
+                .map(Into::into)
+                .collect(),
+        })
+    }
+
+    /// The command line that installs `request` into the venv whose interpreter is
+    /// `venv_python`, offline, from the wheels [`Installer::fetch`] put in `wheelhouse` (paths
+    /// as the sandbox sees them; `requirement_files` and `constraint_files` are given again,
+    /// as copies there). Run inside the environment's sandbox, it runs the environment's
+    /// interpreter with the command's own privileges, never the caller's.
+    pub fn offline_command(
+        &self,
+        venv_python: &Path,
+        base_python: &Path,
+        request: &InstallRequest,
+        wheelhouse: &Path,
+        fetched: &Fetched,
+        files: &[(&'static str, PathBuf)],
+    ) -> Vec<OsString> {
+        let pip = matches!(self.kind, InstallerKind::Pip);
+        let mut args = self.sandbox_tool(venv_python, base_python, "install");
+        if pip {
+            args.extend(["--no-input".into(), "--no-cache-dir".into()]);
+        } else {
+            args.extend(["--offline".into(), "--no-cache".into()]);
+        }
+        push_install_options(&mut args, request);
+        args.push("--no-index".into());
+        args.push("--find-links".into());
+        args.push(wheelhouse.into());
+        for (flag, file) in files {
+            args.push((*flag).into());
+            args.push(file.into());
+        }
+        args.extend(request.extra_args.iter().map(OsString::from));
+        args.extend(
+            request
+                .requirements
+                .iter()
+                .filter(|r| !looks_like_path_or_url(r))
+                .map(OsString::from),
+        );
+        args.extend(
+            fetched
+                .top_level
+                .iter()
+                .map(|w| wheelhouse.join("local").join(w).into()),
+        );
+        args
+    }
+
+    /// The command line that uninstalls `names` from the venv whose interpreter is
+    /// `venv_python`, to run inside the environment's sandbox.
+    pub fn uninstall_command(
+        &self,
+        venv_python: &Path,
+        base_python: &Path,
+        names: &[PackageName],
+    ) -> Vec<OsString> {
+        let mut args = self.sandbox_tool(venv_python, base_python, "uninstall");
+        match self.kind {
+            InstallerKind::Pip => args.push("--yes".into()),
+            InstallerKind::Uv { .. } => args.push("--no-cache".into()),
+        }
+        args.extend(names.iter().map(|n| OsString::from(n.as_str())));
+        args
+    }
+
+    /// `uv pip SUB --python VENV` or `BASE -m pip --python VENV SUB`: the tool pointed at the
+    /// venv, for a sandbox (no user configuration, no downloads of interpreters).
+    fn sandbox_tool(&self, venv_python: &Path, base_python: &Path, sub: &str) -> Vec<OsString> {
+        match &self.kind {
+            InstallerKind::Uv { binary, .. } => vec![
+                binary.into(),
+                "pip".into(),
+                sub.into(),
+                "--no-config".into(),
+                "--python".into(),
+                venv_python.into(),
+            ],
+            InstallerKind::Pip => vec![
+                base_python.into(),
+                "-m".into(),
+                "pip".into(),
+                "--disable-pip-version-check".into(),
+                "--python".into(),
+                venv_python.into(),
+                sub.into(),
+            ],
+        }
+    }
+
+    /// The binary the tool runs from, which a sandbox must show (uv's; pip runs from the
+    /// base interpreter, shown anyway).
+    pub fn binary(&self) -> Option<&Path> {
+        match &self.kind {
+            InstallerKind::Uv { binary, .. } => Some(binary),
+            InstallerKind::Pip => None,
+        }
     }
 
     /// Uninstalls `names` from `venv` and reports what was removed.
@@ -307,7 +467,7 @@ impl Installer {
         ran?;
         let duration = started.elapsed();
         let after = installed(venv)?;
-        let changes = diff(&before, &after);
+        let changes = changes(&before, &after);
         tracing::debug!(command = %shown, ?duration, changes = changes.len(), "installer finished");
         Ok(InstallOutcome {
             tool: self.kind.name(),
@@ -389,6 +549,49 @@ impl Installer {
     }
 }
 
+/// What [`Installer::fetch`] got: every wheel, and which of them stand for the local
+/// projects and URLs that were asked for (under `local/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Every wheel fetched, paths on the host.
+    pub wheels: Vec<PathBuf>,
+    /// File names, under `local/`, of the wheels built from local paths and URLs.
+    pub top_level: Vec<OsString>,
+}
+
+/// Requirements are parsed before any tool runs, so a typo fails with its position.
+fn check_requirements(request: &InstallRequest) -> Result<()> {
+    for text in &request.requirements {
+        if !looks_like_path_or_url(text) {
+            Requirement::parse(text)?;
+        }
+    }
+    Ok(())
+}
+
+/// The options every install passes the same way, wherever it runs.
+fn push_install_options(args: &mut Vec<OsString>, request: &InstallRequest) {
+    if request.no_deps {
+        args.push("--no-deps".into());
+    }
+    if request.upgrade {
+        args.push("--upgrade".into());
+    }
+}
+
+/// The `*.whl` files directly in `dir`, sorted.
+fn wheels_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(Error::io("listing", dir))? {
+        let path = entry.map_err(Error::io("listing", dir))?.path();
+        if path.extension().is_some_and(|e| e == "whl") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// `(major, minor)` of `python -m pip --version`, or `None` when pip is not there.
 fn pip_version(python: &Path) -> Option<(u64, u64)> {
     let output = Command::new(python)
@@ -419,7 +622,8 @@ fn looks_like_path_or_url(text: &str) -> bool {
     t.contains('/') || t.ends_with(".whl") || t.ends_with(".tar.gz") || t.ends_with(".zip")
 }
 
-fn diff(before: &[Distribution], after: &[Distribution]) -> Vec<PackageChange> {
+/// What changed between two listings of a venv's distributions, sorted by name.
+pub fn changes(before: &[Distribution], after: &[Distribution]) -> Vec<PackageChange> {
     use std::collections::BTreeMap;
     let index = |dists: &[Distribution]| -> BTreeMap<PackageName, String> {
         dists

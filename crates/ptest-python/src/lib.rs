@@ -7,9 +7,8 @@
 //! (uv when it is on `PATH`, pip otherwise, sharing one cache directory between
 //! environments), [`Distribution`] (one `*.dist-info`), [`Conflict`] (one unmet requirement,
 //! as `pip check` reports it), [`TreeNode`] (the dependency tree), [`SpecHash`] (the content
-//! hash that decides whether a built environment can be reused), [`clone_venv`] (copying a
-//! finished venv by hard links) and [`VenvBackup`] (putting a venv back as it was after a
-//! failed install). PEP 440 versions and specifiers and PEP 508 requirements and
+//! hash that decides whether a built environment can be reused) and [`clone_venv`] (copying
+//! a finished venv). PEP 440 versions and specifiers and PEP 508 requirements and
 //! markers are parsed here ([`Version`], [`VersionSpecifiers`], [`Requirement`],
 //! [`MarkerTree`]).
 //!
@@ -37,7 +36,6 @@
 //! Everything here is synchronous (`std::process`); an async caller runs it on a blocking
 //! thread.
 
-pub mod backup;
 pub mod check;
 pub mod clone;
 pub mod error;
@@ -56,12 +54,13 @@ pub mod venv;
 mod venv_link;
 pub mod version;
 
-pub use backup::VenvBackup;
 pub use check::{Conflict, check, check_venv};
 pub use clone::{CloneReport, clone_venv};
 pub use error::{Error, RequirementError, Result, SpecifierError, Tried, VersionError};
 pub use hash::{HashInput, InputChange, SpecHash};
-pub use installer::{InstallOutcome, InstallRequest, Installer, InstallerKind, PackageChange};
+pub use installer::{
+    Fetched, InstallOutcome, InstallRequest, Installer, InstallerKind, PackageChange,
+};
 pub use interpreter::{Interpreter, PythonRequest};
 pub use marker::{MarkerEnvironment, MarkerTree};
 pub use metadata::{Distribution, freeze, installed, show};

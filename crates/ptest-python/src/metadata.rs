@@ -52,10 +52,10 @@ impl Distribution {
             .collect()
     }
 
-    /// Reads one `.dist-info` directory.
-    pub fn read(dist_info: &Path) -> Result<Distribution> {
+    /// Reads one `.dist-info` directory, beneath `anchor` (the venv), following no symlink.
+    fn read(anchor: &Path, dist_info: &Path) -> Result<Distribution> {
         let metadata_path = dist_info.join("METADATA");
-        let bytes = crate::regular::read(&metadata_path, METADATA_MAX)
+        let bytes = crate::regular::read(anchor, &metadata_path, METADATA_MAX)
             .map_err(Error::io("reading", &metadata_path))?;
         let text = String::from_utf8_lossy(&bytes);
         let headers = parse_headers(&text);
@@ -82,7 +82,7 @@ impl Distribution {
         };
         let display_name = get("Name").ok_or_else(|| missing("Name"))?;
         let version = get("Version").ok_or_else(|| missing("Version"))?;
-        let installer = crate::regular::read_to_string(&dist_info.join("INSTALLER"), 1024)
+        let installer = crate::regular::read_to_string(anchor, &dist_info.join("INSTALLER"), 1024)
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty());
@@ -125,24 +125,20 @@ fn parse_headers(text: &str) -> Vec<(String, String)> {
     headers
 }
 
-/// Every distribution in the venv's `site-packages`, sorted by normalized name.
+/// Every distribution with a `.dist-info` directory in the venv's `site-packages`, sorted by
+/// normalized name, read beneath the venv without following anything its command planted. A
+/// `.dist-info` without readable `Name`/`Version` is skipped with a warning, as pip skips it.
 pub fn installed(venv: &Venv) -> Result<Vec<Distribution>> {
-    installed_in(venv.site_packages())
-}
-
-/// Every distribution with a `.dist-info` directory in `site_packages`, sorted by normalized
-/// name. A `.dist-info` without readable `Name`/`Version` is skipped with a warning, as pip
-/// skips it.
-pub fn installed_in(site_packages: &Path) -> Result<Vec<Distribution>> {
-    let entries = std::fs::read_dir(site_packages).map_err(Error::io("listing", site_packages))?;
+    let site_packages = venv.site_packages();
+    let names = crate::regular::subdirs(venv.root(), site_packages)
+        .map_err(Error::io("listing", site_packages))?;
     let mut dists = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(Error::io("listing", site_packages))?;
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "dist-info") || !path.is_dir() {
+    for name in names {
+        let path = site_packages.join(name);
+        if path.extension().is_none_or(|e| e != "dist-info") {
             continue;
         }
-        match Distribution::read(&path) {
+        match Distribution::read(venv.root(), &path) {
             Ok(dist) => dists.push(dist),
             Err(err) => tracing::warn!(%err, "skipping unreadable distribution"),
         }

@@ -62,7 +62,7 @@ impl Venv {
             reason: reason.to_owned(),
         };
         let cfg_path = path.join("pyvenv.cfg");
-        let text = crate::regular::read_to_string(&cfg_path, PYVENV_CFG_MAX)
+        let text = crate::regular::read_to_string(path, &cfg_path, PYVENV_CFG_MAX)
             .map_err(|e| not_venv(&format!("cannot read pyvenv.cfg ({e})")))?;
         let config: BTreeMap<String, String> = text
             .lines()

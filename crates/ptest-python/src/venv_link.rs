@@ -124,7 +124,7 @@ fn replace_file(path: &Path, text: &[u8]) -> Result<()> {
 /// `python -m venv` writes, and `prompt`).
 fn config_key(venv: &Venv) -> Result<String> {
     let cfg = venv.root().join("pyvenv.cfg");
-    let text = crate::regular::read_to_string(&cfg, crate::venv::PYVENV_CFG_MAX)
+    let text = crate::regular::read_to_string(venv.root(), &cfg, crate::venv::PYVENV_CFG_MAX)
         .map_err(Error::io("reading", &cfg))?;
     let mut digest = Sha256::new();
     for line in text.lines() {

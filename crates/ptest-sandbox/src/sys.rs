@@ -387,7 +387,8 @@ pub(crate) fn touch(path: &CStr) -> Result<(), Errno> {
     let fd = unsafe {
         libc::open(
             path.as_ptr(),
-            libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+            // Read-only: an existing file being executed (a bound binary) refuses writers.
+            libc::O_RDONLY | libc::O_CREAT | libc::O_CLOEXEC,
             0o644,
         )
     };

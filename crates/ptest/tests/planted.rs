@@ -11,6 +11,9 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod support;
+/// The Python crate's test support: its wheelhouse of demo packages.
+#[path = "../../ptest-python/tests/support/mod.rs"]
+mod wheels;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -533,5 +536,126 @@ fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_in_a_suite_hangs_n
                 r.canary.untouched(security);
             }
         }
+    }
+}
+
+/// `ptest pkg ARGS` for `env`, installing from the demo wheelhouse (no network).
+fn pkg(t: &TestHome, sub: &str, env: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let house = wheels::wheelhouse().display().to_string();
+    let mut all = vec!["pkg", sub, env];
+    if sub == "install" {
+        all.extend(["--no-index", "--find-links", &house]);
+    }
+    all.extend(args);
+    run(t, &all)
+}
+
+/// A canary, and a virtualenv environment `env` at `security` with `ptdemo-a` installed;
+/// returns them with the environment's root.
+fn venv_with_demo(t: &TestHome, env: &str, security: &str) -> (Canary, PathBuf) {
+    let canary = Canary::new(t, env);
+    let house = wheels::wheelhouse().display().to_string();
+    let args = [
+        "--level",
+        "virtualenv",
+        "--no-index",
+        "--find-links",
+        &house,
+    ];
+    let root = create_with(
+        t,
+        env,
+        security,
+        &[&args[..], &["-p", "ptdemo-a==1.0"]].concat(),
+    );
+    (canary, root)
+}
+
+/// Row 1 of issue 23: the environment's interpreter replaced by a script, `pyvenv.cfg`
+/// naming a script as its `executable`, a `.pth` file in `site-packages` — each writes to the
+/// canary when run. `pkg install`, `pkg tree` and `pkg check` must run none of it on the host:
+/// the install runs inside the environment (where the canary's directory is not even there)
+/// and the probes ask the interpreter ptest recorded, not the venv's. At `low` the command
+/// itself runs with the host's privileges, so there is nothing to take: the row starts at
+/// `medium`.
+#[test]
+fn a_replaced_venv_python_a_pyvenv_executable_or_a_pth_file_never_runs_on_the_host() {
+    let t = TestHome::new();
+    for security in levels(&t).into_iter().filter(|l| *l != "low") {
+        let env = format!("py-{security}");
+        let (canary, root) = venv_with_demo(&t, &env, security);
+        plant(
+            &t,
+            &env,
+            &canary,
+            r#"cd "$PTEST_ENV_ROOT/venv" && mv bin/python bin/python.real &&
+printf '#!/bin/sh\necho python > %s/pwned-python 2>/dev/null\nexec "$(dirname "$0")/python.real" "$@"\n' "$CANARY" > bin/python &&
+chmod +x bin/python && : > bin/pip && chmod +x bin/pip &&
+printf '#!/bin/sh\necho exe > %s/pwned-exe\n' "$CANARY" > ../evil && chmod +x ../evil &&
+echo "executable = $PTEST_ENV_ROOT/evil" >> pyvenv.cfg &&
+site=$(echo lib/python3*/site-packages) &&
+echo "import os; os.makedirs('$CANARY/pwned-pth', exist_ok=True)" > $site/zz-evil.pth"#,
+        );
+        let (code, out, err) = pkg(&t, "install", &env, &["ptdemo-c==1.0"]);
+        assert_eq!(code, Some(0), "at {security}: {out}{err}");
+        canary.untouched(&format!("{security}, pkg install"));
+        for sub in ["tree", "check", "list"] {
+            let (code, out, err) = pkg(&t, sub, &env, &[]);
+            assert_eq!(code, Some(0), "at {security}, pkg {sub}: {out}{err}");
+            canary.untouched(&format!("{security}, pkg {sub}"));
+        }
+        assert!(
+            run(&t, &["pkg", "freeze", &env])
+                .1
+                .contains("ptdemo-c==1.0"),
+            "at {security}: the install did not happen"
+        );
+        let (code, out, err) = run(&t, &["pkg", "uninstall", &env, "ptdemo-c"]);
+        assert_eq!(code, Some(0), "at {security}, pkg uninstall: {out}{err}");
+        canary.untouched(&format!("{security}, pkg uninstall"));
+        removed(&t, &env, &root);
+        canary.untouched(security);
+    }
+}
+
+/// Row 4 of issue 23: while `pkg install` saves the venv before installing, a loop in the
+/// environment swaps `venv` for a link to a host directory; the install fails half-way and is
+/// rolled back. The save and the roll-back happen inside the environment, so the host
+/// directory keeps its contents and gets no venv written into it.
+#[test]
+fn a_venv_swapped_for_a_host_dir_link_during_pkg_install_is_not_emptied_or_written() {
+    let t = TestHome::new();
+    for security in levels(&t).into_iter().filter(|l| *l != "low") {
+        let env = format!("swap-{security}");
+        let (canary, root) = venv_with_demo(&t, &env, security);
+        // A file where ptdemo-clash wants a directory makes the install fail half-way.
+        plant(
+            &t,
+            &env,
+            &canary,
+            r#"cd "$PTEST_ENV_ROOT/venv" && echo in the way > $(echo lib/python3*/site-packages)/ptdemo_clash"#,
+        );
+        let swap = format!(
+            r#"cd "$PTEST_ENV_ROOT"; while :; do for d in run/venv-backup-*; do if [ -e "$d" ]; then mv venv venv.real; ln -s {} venv; exit 0; fi; done; done"#,
+            canary.dir.display()
+        );
+        let (code, out, err) = run(
+            &t,
+            &[
+                "proc", "start", &env, "--name", "swap", "--", "sh", "-c", &swap,
+            ],
+        );
+        assert_eq!(code, Some(0), "at {security}: {out}{err}");
+        let (code, out, err) = pkg(
+            &t,
+            "install",
+            &env,
+            &["--no-deps", "ptdemo-b==1.0", "ptdemo-clash==1.0"],
+        );
+        assert_ne!(code, Some(0), "at {security}: {out}{err}");
+        canary.untouched(&format!("{security}, pkg install"));
+        let _ = run(&t, &["proc", "stop", &env, "swap"]);
+        removed(&t, &env, &root);
+        canary.untouched(security);
     }
 }

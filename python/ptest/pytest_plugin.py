@@ -64,16 +64,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_KEPT_KEY] = []
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    report = yield
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
     item.stash.setdefault(_REPORTS_KEY, {})[report.when] = report
-    return report
 
 
-def _failed(node: Any) -> bool:
-    reports = node.stash.get(_REPORTS_KEY, {}) if hasattr(node, "stash") else {}
-    return any(r.failed for r in reports.values())
+def _failed(request: pytest.FixtureRequest, failed_before: int) -> bool:
+    """Whether the test failed, or for a wider scope any test of it."""
+    if isinstance(request.node, pytest.Item):
+        reports = request.node.stash.get(_REPORTS_KEY, {})
+        return any(r.failed for r in reports.values())
+    return request.session.testsfailed > failed_before
 
 
 def _reap_dead_sessions(manager: ptest.Manager) -> None:
@@ -159,9 +162,10 @@ def ptest_env(
     factory = _Factory(
         ptest_manager, request.config, request.config.getoption("ptest_keep_failed")
     )
+    failed_before = request.session.testsfailed
     env = factory(**_settings(request.node, "ptest_env"))
     yield env
-    factory.finish(_failed(request.node))
+    factory.finish(_failed(request, failed_before))
 
 
 @pytest.fixture
@@ -173,7 +177,7 @@ def ptest_env_factory(
         ptest_manager, request.config, request.config.getoption("ptest_keep_failed")
     )
     yield factory
-    factory.finish(_failed(request.node))
+    factory.finish(_failed(request, 0))
 
 
 @pytest.fixture

@@ -230,17 +230,14 @@ pub async fn renew_overlay(env: &Environment) -> Result<()> {
             )));
         };
         pod.unmount(&overlay.target).map_err(overlay_error)?;
-        let layers = env.root.join("overlay");
-        // A symlink planted at `overlay` is removed, not followed; the directories are then
-        // made new, never reused.
-        match std::fs::remove_dir_all(&layers) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::io("deleting", &layers, e));
-            }
-            _ => {}
-        }
-        for dir in [&layers, &overlay.upper, &overlay.work] {
-            std::fs::create_dir(dir).map_err(|e| Error::io("creating", dir, e))?;
+        // Through the root's descriptor: a symlink planted at `overlay` is removed as a name,
+        // not followed; the directories are then made new, never reused.
+        let root = ptest_core::beneath::Beneath::open(&env.root)?;
+        let layers = Path::new("overlay");
+        root.remove_dir(layers)?;
+        root.make_dir(layers, 0o755)?;
+        for dir in [&overlay.upper, &overlay.work] {
+            root.make_dir(root.relative(dir)?, 0o755)?;
         }
         pod.mount_overlay(&overlay).map_err(overlay_error)
     })

@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
+#[path = "../../ptest-docker/tests/support/busybox_context.rs"]
+mod busybox;
 mod support;
 /// The Python crate's test support: its wheelhouse of demo packages.
 #[path = "../../ptest-python/tests/support/mod.rs"]
@@ -86,10 +88,6 @@ impl Canary {
 }
 
 /// Creates environment `name` at `security`; returns its root.
-fn create(t: &TestHome, name: &str, security: &str) -> PathBuf {
-    create_with(t, name, security, &[])
-}
-
 /// Creates environment `name` at `security` with `extra` options; returns its root.
 fn create_with(t: &TestHome, name: &str, security: &str, extra: &[&str]) -> PathBuf {
     eprintln!("environment {name} at security {security} {extra:?}");
@@ -101,11 +99,15 @@ fn create_with(t: &TestHome, name: &str, security: &str, extra: &[&str]) -> Path
 
 /// Runs `script` inside `env` (the root at `$PTEST_ENV_ROOT`, the canary at `$CANARY`).
 fn plant(t: &TestHome, env: &str, canary: &Canary, script: &str) {
+    let (code, err) = try_plant(t, env, canary, script);
+    assert_eq!(code, Some(0), "planting in {env}: {err}");
+}
+
+/// [`plant`], which may fail; returns its exit code and stderr.
+fn try_plant(t: &TestHome, env: &str, canary: &Canary, script: &str) -> (Option<i32>, String) {
     let script = format!("CANARY={}; {script}", canary.dir.display());
-    t.ptest(["env", "exec", env, "--", "sh", "-c", &script])
-        .timeout(LIMIT)
-        .assert()
-        .success();
+    let (code, _, err) = run(t, &["env", "exec", env, "--", "sh", "-c", &script]);
+    (code, err)
 }
 
 /// Runs ptest with the time limit; returns (exit code, stdout, stderr).
@@ -136,29 +138,60 @@ fn fails_refusing(t: &TestHome, args: &[&str], refusal: &str, security: &str) {
     assert!(err.contains(refusal), "at {security}: {err}");
 }
 
-/// The shape of most rows: at each level, `script` plants something in a new environment,
+/// Where a row is tried: a directory environment at every security level this host runs,
+/// then a container of the busybox test image at `medium` and `strict`, whose root is
+/// bind-mounted from the host (a skip without Docker, a failure under
+/// `PTEST_REQUIRE_ALL=1`). Each is (the environment's name suffix, its security level, extra
+/// `env create` flags).
+fn targets(t: &TestHome) -> Vec<(String, &'static str, Vec<String>)> {
+    let mut out: Vec<_> = levels(t)
+        .into_iter()
+        .map(|s| (s.to_owned(), s, Vec::new()))
+        .collect();
+    if let Some(context) = busybox::busybox_context(t.dir.path()) {
+        for s in ["medium", "strict"] {
+            let build = vec!["--build".to_owned(), context.display().to_string()];
+            out.push((format!("docker-{s}"), s, build));
+        }
+    }
+    out
+}
+
+/// The shape of most rows: at each target, `script` plants something in a new environment,
 /// then ptest `op` (`ENV` standing for the environment) must fail saying `refusal`, the canary
-/// stays untouched and the environment can be removed.
+/// stays untouched and the environment can be removed. In a container, the root's own
+/// directories (`logs/`, `run/`, ...) are mount points in a read-only root: replacing one
+/// is refused to the command itself, which the row then checks instead.
 fn refused(t: &TestHome, prefix: &str, script: &str, op: &[&str], refusal: &str) {
-    for security in levels(t) {
-        let env = format!("{prefix}-{security}");
+    for (suffix, security, extra) in targets(t) {
+        let env = format!("{prefix}-{suffix}");
         let canary = Canary::new(t, &env);
-        let root = create(t, &env, security);
-        plant(t, &env, &canary, script);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let root = create_with(t, &env, security, &extra);
+        let (planted, why) = try_plant(t, &env, &canary, script);
+        if planted != Some(0) {
+            assert!(
+                !extra.is_empty() && why.contains("Read-only file system"),
+                "at {suffix}: planting failed: {why}"
+            );
+            canary.untouched(&suffix);
+            removed(t, &env, &root);
+            continue;
+        }
         let op: Vec<&str> = op
             .iter()
             .map(|a| if *a == "ENV" { env.as_str() } else { a })
             .collect();
         let (code, out, err) = run(t, &op);
-        assert_ne!(code, Some(0), "at {security}: {out}{err}");
+        assert_ne!(code, Some(0), "at {suffix}: {out}{err}");
         assert!(
             !out.contains("host secret") && !err.contains("host secret"),
             "{out}{err}"
         );
-        assert!(err.contains(refusal), "at {security}: {err}");
-        canary.untouched(security);
+        assert!(err.contains(refusal), "at {suffix}: {err}");
+        canary.untouched(&suffix);
         removed(t, &env, &root);
-        canary.untouched(security);
+        canary.untouched(&suffix);
     }
 }
 
@@ -218,11 +251,12 @@ fn a_run_dir_symlink_to_a_host_dir_is_not_written_in_by_proc_start() {
 #[test]
 fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_start() {
     let t = TestHome::new();
-    for security in levels(&t) {
+    for (suffix, security, extra) in targets(&t) {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         // run/p.pid → a host file: the link is replaced, the host file untouched.
-        let env = format!("pidf-{security}");
+        let env = format!("pidf-{suffix}");
         let canary = Canary::new(&t, &env);
-        let root = create(&t, &env, security);
+        let root = create_with(&t, &env, security, &extra);
         plant(
             &t,
             &env,
@@ -233,7 +267,7 @@ fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_sta
             &t,
             &["proc", "start", &env, "--name", "p", "--", "sleep", "30"],
         );
-        assert_eq!(code, Some(0), "at {security}: {out}{err}");
+        assert_eq!(code, Some(0), "at {suffix}: {out}{err}");
         // The supervisor writes the pid file (a new file renamed over the link) on its own
         // time: wait for it to be a regular file, never reading through the link.
         let pid_file = root.join("run/p.pid");
@@ -247,9 +281,9 @@ fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_sta
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(pid.trim().parse::<u32>().is_ok(), "at {security}: {pid:?}");
+        assert!(pid.trim().parse::<u32>().is_ok(), "at {suffix}: {pid:?}");
         run(&t, &["proc", "stop", &env, "p"]);
-        canary.untouched(security);
+        canary.untouched(&suffix);
         removed(&t, &env, &root);
     }
 }
@@ -257,16 +291,17 @@ fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_sta
 #[test]
 fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
     let t = TestHome::new();
-    for security in levels(&t) {
-        let env = format!("read-{security}");
+    for (suffix, security, extra) in targets(&t) {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let env = format!("read-{suffix}");
         let canary = Canary::new(&t, &env);
-        let root = create(&t, &env, security);
+        let root = create_with(&t, &env, security, &extra);
         // A process whose logs the command then swaps for links to the secret.
         let (code, _, err) = run(
             &t,
             &["proc", "start", &env, "--name", "w", "--", "sleep", "30"],
         );
-        assert_eq!(code, Some(0), "at {security}: {err}");
+        assert_eq!(code, Some(0), "at {suffix}: {err}");
         plant(
             &t,
             &env,
@@ -277,7 +312,7 @@ fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
             &t,
             &["proc", "logs", &env, "w"],
             "refused: logs/w.stdout.log is a symlink planted in the environment",
-            security,
+            &suffix,
         );
         run(&t, &["proc", "stop", &env, "w"]);
 
@@ -293,8 +328,7 @@ fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
             ),
         ] {
             let swap = format!(
-                r#"cd {}/logs && rm {log} && ln -s "{}" {log}; {then}"#,
-                root.display(),
+                r#"cd "$PTEST_ENV_ROOT/logs" && rm {log} && ln -s "{}" {log}; {then}"#,
                 canary.secret().display()
             );
             let mut args = vec![
@@ -312,10 +346,10 @@ fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
                 &t,
                 &args,
                 &format!("refused: logs/{log} is a symlink planted in the environment"),
-                security,
+                &suffix,
             );
         }
-        canary.untouched(security);
+        canary.untouched(&suffix);
         removed(&t, &env, &root);
     }
 }
@@ -390,6 +424,31 @@ fn a_workspace_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_reset() {
             security,
             "project = \"copy\"",
             r#"cd / && rm -rf "$PTEST_ENV_ROOT/workspace" && ln -s "$CANARY" "$PTEST_ENV_ROOT/workspace"; exit 1"#,
+            "retries = 1",
+        );
+        assert_eq!(r.code, Some(1), "at {security}: {:?}", r.texts);
+        let report: serde_json::Value = serde_json::from_str(&r.texts[2]).unwrap();
+        assert_eq!(
+            report["suites"][0]["attempts"], 2,
+            "at {security}: {report}"
+        );
+        r.canary.untouched(security);
+    }
+}
+
+/// The retry of an overlaid suite renews its layers: `overlay/` swapped for a link to a host
+/// directory is removed as a name, through the root's descriptor, and made anew; nothing is
+/// deleted or made in the host directory.
+#[test]
+fn an_overlay_dir_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_renewal() {
+    let t = TestHome::new();
+    for security in levels(&t).into_iter().filter(|l| *l != "low") {
+        let r = run_suite(
+            &t,
+            "layers",
+            security,
+            "project = \"overlay\"",
+            r#"cd "$PTEST_ENV_ROOT" && mv overlay overlay.old && ln -s "$CANARY" overlay; exit 1"#,
             "retries = 1",
         );
         assert_eq!(r.code, Some(1), "at {security}: {:?}", r.texts);

@@ -12,7 +12,7 @@ shows. Blocking calls release the GIL. Errors are subclasses of `ptest.Error`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptest import _native
 from ptest._find import find_ptest_bin
@@ -31,6 +31,9 @@ from ptest._native import (
     TimeoutError,
     WrongStateError,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __version__: str = _native.__version__
 
@@ -60,7 +63,7 @@ class Manager(_native.Manager):
     this package installed (see `find_ptest_bin`).
     """
 
-    def __new__(cls, home: Any = None, exe: Any = None) -> Manager:
+    def __new__(cls, home: Any = None, exe: Any = None) -> Self:
         return super().__new__(cls, home, exe if exe is not None else find_ptest_bin())
 
     def environment(self, name: str | None = None, **settings: Any) -> Environment:

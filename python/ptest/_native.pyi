@@ -1,15 +1,36 @@
 """Stubs of the Rust extension module (crates/ptest-py)."""
 
-from __future__ import annotations
-
+import builtins
 import os
-from pathlib import Path
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Union
+from pathlib import Path
+from typing import Any
 
-_Duration = Union[float, str]
-_Size = Union[int, str]
-_Path = Union[str, os.PathLike[str]]
+from typing_extensions import Self, TypeAlias, disjoint_base, final
+
+_Duration: TypeAlias = float | str
+_Size: TypeAlias = int | str
+_Path: TypeAlias = str | os.PathLike[str]
+
+__all__ = [
+    "ConfigError",
+    "EngineError",
+    "Environment",
+    "Error",
+    "EventStream",
+    "LimitReachedError",
+    "Manager",
+    "NotFoundError",
+    "NotReadyError",
+    "Process",
+    "ProcessError",
+    "ProcessResult",
+    "TimeoutError",
+    "WrongStateError",
+    "__version__",
+    "owner_alive",
+    "owner_id",
+]
 
 __version__: str
 
@@ -48,10 +69,11 @@ def owner_id() -> str:
 def owner_alive(label: str) -> bool:
     """Whether the process an owner label names still runs."""
 
+@disjoint_base
 class Manager:
     """Opens `$PTEST_HOME` (or `home`) and creates, finds and lists environments there."""
 
-    def __new__(cls, home: _Path | None = None, exe: _Path | None = None) -> Manager: ...
+    def __new__(cls, home: _Path | None = None, exe: _Path | None = None) -> Self: ...
     @property
     def home(self) -> Path:
         """The home directory (`$PTEST_HOME`)."""
@@ -59,7 +81,7 @@ class Manager:
     def exe(self) -> Path | None:
         """The `ptest` binary background processes are supervised by, if known."""
     @property
-    def levels(self) -> list[str]:
+    def levels(self) -> builtins.list[str]:
         """The isolation levels this build has engines for."""
     def create_environment(
         self,
@@ -101,7 +123,7 @@ class Manager:
         level: str | None = None,
         status: str | None = None,
         labels: Mapping[str, str] | None = None,
-    ) -> list[Environment]:
+    ) -> builtins.list[Environment]:
         """Environments, optionally only of one level, status or carrying every label."""
     def events(
         self,
@@ -111,17 +133,19 @@ class Manager:
         limit: int | None = None,
     ) -> Any:
         """The event log: a list of dicts, or with `follow=True` an EventStream."""
-    def gc(self, *, shutdown: bool = False) -> list[dict[str, Any]]:
+    def gc(self, *, shutdown: bool = False) -> builtins.list[dict[str, Any]]:
         """Removes what the cleanup policies say is due (`ptest gc`)."""
-    def shutdown(self) -> list[dict[str, Any]]:
+    def shutdown(self) -> builtins.list[dict[str, Any]]:
         """Removes the `on_shutdown` environments this manager created."""
 
+@final
 class EventStream:
     """New events as they are recorded (`ptest events --follow`)."""
 
     def __iter__(self) -> Iterator[dict[str, Any]]: ...
     def __next__(self) -> dict[str, Any]: ...
 
+@final
 class Environment:
     """An environment: a root with its own processes, ports, packages and limits."""
 
@@ -175,7 +199,7 @@ class Environment:
         restart: str = "no",
     ) -> Process:
         """Starts a background process under a supervisor; returns once it is ready."""
-    def processes(self) -> list[Process]:
+    def processes(self) -> builtins.list[Process]:
         """The background processes started in it."""
     def allocate_port(self, name: str) -> int:
         """Leases a free host port under `name`."""
@@ -194,22 +218,23 @@ class Environment:
         """Uninstalls packages by name (`ptest pkg uninstall`)."""
     def installed_packages(self) -> dict[str, str]:
         """`{name: version}` of every distribution in its venv."""
-    def check_packages(self) -> list[dict[str, Any]]:
+    def check_packages(self) -> builtins.list[dict[str, Any]]:
         """Unmet requirements, as `pip check` finds them; empty when consistent."""
     def stats(self) -> dict[str, Any]:
         """What it uses now (`ptest env stats`)."""
-    def validate(self) -> list[dict[str, Any]]:
+    def validate(self) -> builtins.list[dict[str, Any]]:
         """Checks that it is intact (`ptest env validate`): `{check, ok, detail}` each."""
     def remove(self, *, force: bool = False) -> None:
         """Stops everything in it and deletes it (`ptest env rm`)."""
     def __enter__(self) -> Environment: ...
     def __exit__(self, *_exc: object) -> bool: ...
 
+@final
 class ProcessResult:
     """How a command ended, with its captured output."""
 
     @property
-    def args(self) -> list[str]: ...
+    def args(self) -> builtins.list[str]: ...
     @property
     def returncode(self) -> int: ...
     @property
@@ -233,6 +258,7 @@ class ProcessResult:
     def check_returncode(self) -> None:
         """Raises `ProcessError` if it did not exit 0."""
 
+@final
 class Process:
     """A background process under its `ptest __supervise` supervisor."""
 

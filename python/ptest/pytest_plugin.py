@@ -12,6 +12,7 @@ own owner with its own environments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,8 +26,8 @@ from ptest import _native
 #: Marks environments made through this plugin.
 PLUGIN_LABEL = "ptest.pytest"
 _SESSION_KEY = pytest.StashKey[str]()
-_KEPT_KEY = pytest.StashKey[list]()
-_REPORTS_KEY = pytest.StashKey[dict]()
+_KEPT_KEY = pytest.StashKey[list[str]]()
+_REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -84,10 +85,9 @@ def _reap_dead_sessions(manager: ptest.Manager) -> None:
     for env in manager.list(labels={PLUGIN_LABEL: "1"}):
         owner = env.labels.get("ptest.run.owner")
         if owner is not None and not _native.owner_alive(owner):
-            try:
+            # Another session may take it first.
+            with contextlib.suppress(ptest.NotFoundError):
                 env.remove(force=True)
-            except ptest.NotFoundError:
-                pass  # Another session took it first.
 
 
 @pytest.fixture(scope="session")
@@ -159,9 +159,7 @@ def ptest_env(
 ) -> Iterator[ptest.Environment]:
     """An environment for the test, configured by the closest `@pytest.mark.ptest_env`;
     removed afterwards (kept if the test failed under `--ptest-keep-failed`)."""
-    factory = _Factory(
-        ptest_manager, request.config, request.config.getoption("ptest_keep_failed")
-    )
+    factory = _Factory(ptest_manager, request.config, request.config.getoption("ptest_keep_failed"))
     failed_before = request.session.testsfailed
     env = factory(**_settings(request.node, "ptest_env"))
     yield env
@@ -173,9 +171,7 @@ def ptest_env_factory(
     request: pytest.FixtureRequest, ptest_manager: ptest.Manager
 ) -> Iterator[Callable[..., ptest.Environment]]:
     """`ptest_env_factory(**settings)` makes an environment; all are removed after the test."""
-    factory = _Factory(
-        ptest_manager, request.config, request.config.getoption("ptest_keep_failed")
-    )
+    factory = _Factory(ptest_manager, request.config, request.config.getoption("ptest_keep_failed"))
     yield factory
     factory.finish(_failed(request, 0))
 

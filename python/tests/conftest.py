@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import ptest
+
 pytest_plugins = ["pytester"]
 
 # Before any manager opens it: every test of this session, and the pytest runs they start,
@@ -34,8 +36,6 @@ def require(ok: object, reason: str) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    import ptest
-
     try:
         manager = ptest.Manager(_HOME)
         for env in manager.list():
@@ -93,9 +93,10 @@ def pypi() -> None:
 def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A busybox image built FROM scratch with Debian's busybox-static (no registry)."""
     docker = shutil.which("docker")
-    ok = docker is not None and subprocess.run(
-        [docker, "version"], capture_output=True
-    ).returncode == 0
+    ok = (
+        docker is not None
+        and subprocess.run([docker, "version"], check=False, capture_output=True).returncode == 0
+    )
     require(ok, "no Docker engine answers (scripts/start-dockerd starts one)")
     require(os.path.exists("/bin/busybox"), "/bin/busybox missing (busybox-static)")
     context = tmp_path_factory.mktemp("busybox")
@@ -105,6 +106,9 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         'RUN ["/bin/busybox", "--install", "-s", "/bin"]\nENV PATH=/bin\nCMD ["sh"]\n'
     )
     tag = "ptest-py-tests-busybox:latest"
-    subprocess.run(["docker", "build", "-q", "-t", tag, str(context)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, str(context)],
+        check=True,
+        capture_output=True,
+    )
     yield tag

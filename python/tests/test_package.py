@@ -20,7 +20,7 @@ import ptest
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The `ptest` command the wheel installed beside this interpreter."""
     exe = Path(sys.executable).parent / "ptest"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True)
+    return subprocess.run([str(exe), *args], check=False, capture_output=True, text=True)
 
 
 def test_import_and_version_match_the_bundled_cli() -> None:
@@ -31,7 +31,9 @@ def test_import_and_version_match_the_bundled_cli() -> None:
     assert Path(ptest.Manager().exe) == Path(sys.executable).parent / "ptest"
 
 
-def test_python_and_the_cli_see_the_same_environments(ptest_manager: ptest.Manager) -> None:
+def test_python_and_the_cli_see_the_same_environments(
+    ptest_manager: ptest.Manager,
+) -> None:
     env = ptest_manager.create_environment("from-python")
     try:
         listed = json.loads(cli("env", "list", "--json").stdout)
@@ -47,8 +49,9 @@ def test_python_and_the_cli_see_the_same_environments(ptest_manager: ptest.Manag
 
 
 def test_exec_result_output_exit_and_variables(ptest_env: ptest.Environment) -> None:
-    r = ptest_env.exec(["sh", "-c", 'echo "$A $PTEST_ENV_NAME"; echo e >&2; exit 3'],
-                       env={"A": "x"})
+    r = ptest_env.exec(
+        ["sh", "-c", 'echo "$A $PTEST_ENV_NAME"; echo e >&2; exit 3'], env={"A": "x"}
+    )
     assert (r.returncode, r.stdout, r.stderr) == (3, f"x {ptest_env.name}\n", "e\n")
     assert not r.timed_out and r.duration > 0
     assert ptest_env.exec("pwd").stdout.strip() == str(ptest_env.workspace)
@@ -92,9 +95,8 @@ def test_errors_are_classes_of_ptest_error(ptest_manager: ptest.Manager) -> None
         ptest_manager.create_environment("Bad Name")
     with pytest.raises(ptest.ConfigError):
         ptest_manager.create_environment(memory="1K")
-    with ptest_manager.environment("taken"):
-        with pytest.raises(ptest.WrongStateError):
-            ptest_manager.create_environment("taken")
+    with ptest_manager.environment("taken"), pytest.raises(ptest.WrongStateError):
+        ptest_manager.create_environment("taken")
     assert issubclass(ptest.LimitReachedError, ptest.Error)
     assert issubclass(ptest.EngineError, ptest.Error)
 
@@ -121,7 +123,9 @@ def test_context_manager_removes_the_environment(ptest_manager: ptest.Manager) -
 
 def test_process_logs_wait_and_readiness(ptest_env: ptest.Environment) -> None:
     p = ptest_env.start_process(
-        ["sh", "-c", "echo ready; sleep 0.3; echo bye >&2; exit 7"], name="job", ready_log="ready"
+        ["sh", "-c", "echo ready; sleep 0.3; echo bye >&2; exit 7"],
+        name="job",
+        ready_log="ready",
     )
     assert p.wait(timeout=10) == 7
     assert p.logs() == ("ready\n", "bye\n")
@@ -146,7 +150,10 @@ def test_ports_packages_stats_validate_events(
         other = make_wheel(tmp_path, "ptest_other", "2.0")
         env.install_packages([str(tiny_wheel), str(other)])
         assert env.installed_packages()["ptest-tiny"] == "1.0"
-        assert env.exec(["python", "-c", "import ptest_tiny; print(ptest_tiny.VERSION)"]).stdout == "1.0\n"
+        assert (
+            env.exec(["python", "-c", "import ptest_tiny; print(ptest_tiny.VERSION)"]).stdout
+            == "1.0\n"
+        )
         assert env.check_packages() == []
         env.uninstall_packages(["ptest_tiny"])
         assert env.installed_packages() == {"ptest-other": "2.0"}

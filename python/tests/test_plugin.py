@@ -7,19 +7,21 @@ import importlib.util
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
+from conftest import require
 
 import ptest
-
-from conftest import require
 
 
 def names(manager: ptest.Manager, **labels: str) -> set[str]:
     return {e.name for e in manager.list(labels=labels or None)}
 
 
-def test_marker_configures_the_environment_at_each_level(pytester: pytest.Pytester) -> None:
+def test_marker_configures_the_environment_at_each_level(
+    pytester: pytest.Pytester,
+) -> None:
     pytester.makepyfile(
         """
         import pytest
@@ -130,7 +132,8 @@ def test_a_killed_sessions_environments_are_reaped_by_the_next(
     with pytest.raises(ptest.NotFoundError):
         manager.get(name)
     assert not os.path.exists(root)
-    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_xdist_workers_have_their_own_environments(

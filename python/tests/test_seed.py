@@ -50,7 +50,7 @@ def test_two_environments_get_distinct_usable_ports(ptest_env_factory: Factory) 
     envs = [ptest_env_factory(network="host") for _ in range(2)]
     ports = [env.allocate_port("http") for env in envs]
     assert ports[0] != ports[1]
-    for env, port in zip(envs, ports):
+    for env in envs:
         env.exec(f"echo {env.name} > index.html", check=True)
         env.start_process(
             "exec python3 -m http.server $PTEST_PORT_HTTP --bind 127.0.0.1",
@@ -64,7 +64,9 @@ def test_two_environments_get_distinct_usable_ports(ptest_env_factory: Factory) 
             assert r.read().decode() == f"{env.name}\n"
 
 
-def test_cleanup_kills_a_busy_loop_and_removes_the_root(ptest_env_factory: Factory) -> None:
+def test_cleanup_kills_a_busy_loop_and_removes_the_root(
+    ptest_env_factory: Factory,
+) -> None:
     env = ptest_env_factory()
     loop = env.start_process(["sh", "-c", "while :; do :; done"], name="busy")
     root = Path(env.root)

@@ -70,7 +70,8 @@ mod select;
 pub use config::{Command, Disposal, EnvTemplate, PROJECT_FILE, Project, ProjectMode, Suite};
 pub use error::{ProjectError, ProjectFileError, SelectError};
 pub use report::{
-    CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport, suites_phrase,
+    AttemptReport, CASE_TEXT_MAX, CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus,
+    TestCaseReport, suites_phrase,
 };
 pub use reporter::{Reporter, Silent};
 pub use run::{RUN_LABEL, Run, RunOptions};

@@ -131,6 +131,50 @@ pub struct TestCaseReport {
     pub duration: Option<Duration>,
     /// The failure, error or skip message, when given.
     pub message: Option<String>,
+    /// The failure's or error's body (a traceback), its first [`CASE_TEXT_MAX`] bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl TestCaseReport {
+    /// Whether it failed or errored.
+    pub fn is_failure(&self) -> bool {
+        matches!(self.status, CaseStatus::Failed | CaseStatus::Error)
+    }
+
+    /// `classname.name`, or `name` without a class.
+    pub fn full_name(&self) -> String {
+        match &self.classname {
+            Some(class) => format!("{class}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Most bytes of a test case's failure body kept (a traceback's end is in the output files).
+pub const CASE_TEXT_MAX: usize = 4096;
+
+/// An attempt that did not pass and was run again: kept so that the summary, the HTML and
+/// JUnit (`<flakyFailure>`, `<rerunFailure>`) show the failure that was retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    /// Its number (1 for the first).
+    pub attempt: u32,
+    /// How it ended: `failed` or `timed_out`.
+    pub status: SuiteStatus,
+    /// What failed.
+    pub reason: Option<String>,
+    /// Exit code of its last command.
+    pub exit_code: Option<i32>,
+    /// How long it took.
+    #[serde(with = "ptest_core::duration::seconds")]
+    pub duration: Duration,
+    /// The end of its standard output.
+    pub stdout_tail: String,
+    /// The end of its standard error.
+    pub stderr_tail: String,
+    /// Its failed and errored test cases (passing ones are left out).
+    pub failed_cases: Vec<TestCaseReport>,
 }
 
 /// One suite shard's outcome.
@@ -170,8 +214,11 @@ pub struct SuiteReport {
     /// JUnit file it wrote as `.junit.xml`. Only tails are ever kept in memory.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_files: Vec<PathBuf>,
-    /// Test cases from the suite's JUnit file, when it has one.
+    /// Test cases from the suite's JUnit file (of its last attempt), when it has one.
     pub test_cases: Vec<TestCaseReport>,
+    /// The attempts before the last one, which did not pass and were retried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<AttemptReport>,
     /// What went wrong without changing the outcome: a JUnit file that is missing or
     /// malformed (the command's result stands).
     pub warnings: Vec<String>,
@@ -209,11 +256,7 @@ impl SuiteReport {
             let _ = write!(line, " (attempt {})", self.attempts);
         }
         if !self.test_cases.is_empty() {
-            let failed = self
-                .test_cases
-                .iter()
-                .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
-                .count();
+            let failed = self.test_cases.iter().filter(|c| c.is_failure()).count();
             let _ = write!(
                 line,
                 " ({}, {failed} failed)",
@@ -303,36 +346,33 @@ impl RunReport {
             if let Some(reason) = &suite.reason {
                 let _ = writeln!(out, "{reason}");
             }
-            for case in suite
-                .test_cases
-                .iter()
-                .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
-            {
+            // The failures that were retried first, then the last attempt's.
+            for earlier in &suite.retried {
                 let _ = writeln!(
                     out,
-                    "  {} {}{}",
-                    match case.status {
-                        CaseStatus::Error => "error:",
-                        _ => "failed:",
-                    },
-                    case.classname
-                        .as_deref()
-                        .map(|c| format!("{c}."))
-                        .unwrap_or_default(),
-                    case.name
+                    "  attempt {} {}: {}",
+                    earlier.attempt,
+                    earlier.status.label(),
+                    earlier.reason.as_deref().unwrap_or("")
+                );
+                details(
+                    &mut out,
+                    "    ",
+                    &earlier.failed_cases,
+                    &earlier.stdout_tail,
+                    &earlier.stderr_tail,
                 );
             }
-            for (label, tail) in [
-                ("stdout", &suite.stdout_tail),
-                ("stderr", &suite.stderr_tail),
-            ] {
-                if !tail.trim().is_empty() {
-                    let _ = writeln!(out, "  {label}:");
-                    for line in tail.trim_end().lines() {
-                        let _ = writeln!(out, "    {line}");
-                    }
-                }
+            if !suite.retried.is_empty() {
+                let _ = writeln!(out, "  attempt {}:", suite.attempts);
             }
+            details(
+                &mut out,
+                "  ",
+                &suite.test_cases,
+                &suite.stdout_tail,
+                &suite.stderr_tail,
+            );
             if let (true, Some(env)) = (suite.env_kept, &suite.env_name) {
                 let _ = writeln!(
                     out,
@@ -381,6 +421,25 @@ impl RunReport {
     }
 }
 
+/// An attempt's failed cases and output tails, each line indented by `indent`.
+fn details(out: &mut String, indent: &str, cases: &[TestCaseReport], stdout: &str, stderr: &str) {
+    for case in cases.iter().filter(|c| c.is_failure()) {
+        let what = match case.status {
+            CaseStatus::Error => "error:",
+            _ => "failed:",
+        };
+        let _ = writeln!(out, "{indent}{what} {}", case.full_name());
+    }
+    for (label, tail) in [("stdout", stdout), ("stderr", stderr)] {
+        if !tail.trim().is_empty() {
+            let _ = writeln!(out, "{indent}{label}:");
+            for line in tail.trim_end().lines() {
+                let _ = writeln!(out, "{indent}  {line}");
+            }
+        }
+    }
+}
+
 /// "1 suite", "4 suites", or "4 suites as 5 shards" when sharded suites make more runs than
 /// suites: a run's size, said alike when it starts and in its summary.
 pub fn suites_phrase(suites: usize, shards: usize) -> String {
@@ -412,8 +471,29 @@ pub(crate) fn tail(text: &str, lines: usize, bytes: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A report with one suite shard, from the JSON shape `ptest run --json` prints.
+    pub(crate) fn report(suite: serde_json::Value) -> RunReport {
+        let mut full = serde_json::json!({
+            "name": "s", "shard": null, "shards": 1, "env": "basic", "env_name": null,
+            "env_kept": false, "reason": null, "error_class": null, "exit_code": null,
+            "duration": 1.0, "stdout_tail": "", "stderr_tail": "", "test_cases": [],
+            "warnings": [], "started_at": null, "ended_at": null, "slot": null,
+            "resources": null
+        });
+        for (k, v) in suite.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        serde_json::from_value(serde_json::json!({
+            "run_id": "r", "project": "p", "started_at": "2026-01-01T00:00:00Z",
+            "duration": 1.0, "cancelled": false, "timed_out": false, "jobs": 1,
+            "suites": [full]
+        }))
+        .unwrap()
+    }
 
     #[test]
     fn sizes_read_as_english() {

@@ -28,7 +28,9 @@ use crate::config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite}
 use crate::copy::{self, IgnoreRules};
 use crate::error::SelectError;
 use crate::junit;
-use crate::report::{CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus, tail};
+use crate::report::{
+    AttemptReport, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport, tail,
+};
 use crate::reporter::Reporter;
 use crate::select::{PlannedSuite, Selection};
 use ptest_core::beneath::{self, Beneath};
@@ -359,6 +361,7 @@ fn base_report(project: &Project, unit: &Unit) -> SuiteReport {
         stderr_tail: String::new(),
         output_files: Vec::new(),
         test_cases: Vec::new(),
+        retried: Vec::new(),
         warnings: Vec::new(),
         started_at: None,
         ended_at: None,
@@ -735,6 +738,7 @@ async fn attempts(
     };
     for attempt in 1..=retries + 1 {
         report.attempts = attempt;
+        let started = Instant::now();
         let prepared = match mode {
             ProjectMode::Copy => fresh_copy(&project.dir, &env.root, attempt > 1)
                 .await
@@ -788,6 +792,19 @@ async fn attempts(
                 shared
                     .reporter
                     .suite_retrying(&unit.suite, unit.shard, attempt, report.exit_code);
+                report.retried.push(AttemptReport {
+                    attempt,
+                    status: report.status,
+                    reason: report.reason.take(),
+                    exit_code: report.exit_code.take(),
+                    duration: started.elapsed(),
+                    stdout_tail: std::mem::take(&mut report.stdout_tail),
+                    stderr_tail: std::mem::take(&mut report.stderr_tail),
+                    failed_cases: std::mem::take(&mut report.test_cases)
+                        .into_iter()
+                        .filter(TestCaseReport::is_failure)
+                        .collect(),
+                });
             }
             _ => return,
         }
@@ -1091,10 +1108,7 @@ async fn ingest(base: &Path, rel: &Path, keep: &Path, outcome: &mut Attempt) -> 
     let problem = match read {
         Ok(text) => match junit::read_cases(&text) {
             Ok(cases) => {
-                let failed = cases
-                    .iter()
-                    .filter(|c| matches!(c.status, CaseStatus::Failed | CaseStatus::Error))
-                    .count();
+                let failed = cases.iter().filter(|c| c.is_failure()).count();
                 outcome.cases = cases;
                 if failed > 0 && outcome.status == SuiteStatus::Passed {
                     outcome.status = SuiteStatus::Failed;

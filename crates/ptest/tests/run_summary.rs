@@ -21,7 +21,7 @@ parallel = 2
 
 [[suite]]
 name = "flaky"
-run = 'test "$PTEST_ATTEMPT" = 2'
+run = 'echo "try $PTEST_ATTEMPT"; test "$PTEST_ATTEMPT" = 2'
 retries = 1
 
 [[suite]]
@@ -40,13 +40,16 @@ timeout = "1s"
 "#;
 
 #[test]
-fn counts_add_up_to_the_shards_and_output_names_the_kept_junit_copy() {
+fn a_mixed_run_counts_each_shard_once_and_keeps_what_was_retried() {
     let t = TestHome::new();
     let dir = t.dir.path().join("proj");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ptest.toml"), MIXED).unwrap();
+    let (junit, html) = (t.dir.path().join("j.xml"), t.dir.path().join("r.html"));
     let out = t
         .ptest(["run", "--project", dir.to_str().unwrap(), "-j", "6"])
+        .args(["--junit", junit.to_str().unwrap()])
+        .args(["--html", html.to_str().unwrap()])
         .assert()
         .code(1)
         .stderr(contains("Starting 5 suites as 6 shards, 6 at a time"))
@@ -68,5 +71,23 @@ fn counts_add_up_to_the_shards_and_output_names_the_kept_junit_copy() {
     );
     let kept = std::fs::read_to_string(path).unwrap();
     assert!(kept.contains("test_one"), "{kept}");
+    // The flaky suite's retried failure is in the summary, the JUnit and the HTML.
+    let flaky = stderr.split("--- FLAKY flaky ---\n").nth(1).unwrap();
+    assert!(
+        flaky.starts_with(
+            "passed on attempt 2\n  attempt 1 FAIL: run exited with code 1\n    stdout:\n      \
+             try 1\n  attempt 2:\n  stdout:\n    try 2\n"
+        ),
+        "{stderr}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<flakyFailure") && xml.contains("try 1"),
+        "{xml}"
+    );
+    assert!(xml.contains(r#"type="timeout""#), "{xml}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("attempt 1 FAIL: run exited with code 1"));
+    assert!(page.contains(r#"id="t-data""#) && page.contains("test_one"));
     assert!(t.names().is_empty());
 }

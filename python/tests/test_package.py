@@ -199,3 +199,19 @@ def test_blocking_calls_release_the_gil(ptest_env: ptest.Environment) -> None:
     done.set()
     counter.join()
     assert ticks > 50  # The counter ran while exec waited.
+
+
+def test_a_docker_environment_from_python(ptest_manager: ptest.Manager, busybox_image: str) -> None:
+    with ptest_manager.environment(image=busybox_image) as env:
+        assert env.level == "docker"
+        container = env.info()["environment"]["details"]["container"]
+        assert env.exec(["sh", "-c", "echo hi from $PTEST_ENV_NAME"]).stdout == (
+            f"hi from {env.name}\n"
+        )
+    ps = subprocess.run(
+        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"id={container}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert ps.stdout.strip() == ""

@@ -25,9 +25,9 @@ use crate::root;
 /// is its `/tmp`), so that scratch space counts against `--disk` and `--files` too.
 pub const SHM_DIR: &str = "shm";
 
-/// Inodes ptest itself makes in a root: the root directory, the marker, the anatomy and
-/// [`SHM_DIR`].
-const OWN_INODES: u64 = 3 + root::ANATOMY.len() as u64;
+/// Inodes ptest itself makes in a root: the root directory, the marker, the anatomy,
+/// `run/net` and [`SHM_DIR`].
+const OWN_INODES: u64 = 4 + root::ANATOMY.len() as u64;
 
 /// The limits `spec` asks for, if any: `--files N` lets the environment make N files and
 /// directories of its own, besides what ptest makes and `extra_inodes` more (mount points an

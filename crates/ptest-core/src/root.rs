@@ -17,6 +17,15 @@ pub const MARKER: &str = ".ptest-env";
 /// The directories every root has: working directory, HOME, TMPDIR, process output, pid files.
 pub const ANATOMY: [&str; 5] = ["workspace", "home", "tmp", "logs", "run"];
 
+/// What in a root is ptest's own: the marker, background processes' logs, pid files and
+/// installs' wheels. A sandbox shows them to the environment's command read-only (bound over
+/// themselves), so the command cannot replace them with links or FIFOs for ptest to meet.
+pub const OWN: [&str; 3] = [MARKER, "logs", "run"];
+
+/// Beneath [`OWN`], what the command may still write: `run/net/`, where the fault proxy (which
+/// runs inside the environment) says what it applied.
+pub const OWN_WRITABLE: &str = "run/net";
+
 fn root_error(path: &Path, reason: impl Into<String>) -> Error {
     Error::Root {
         path: path.to_owned(),
@@ -57,7 +66,7 @@ pub fn create(path: &Path, id: &EnvId) -> Result<()> {
     crate::failpoint::failpoint("create.root_dir");
     let marker = path.join(MARKER);
     fs::write(&marker, format!("{id}\n")).map_err(|e| Error::io("writing", &marker, e))?;
-    for dir in ANATOMY {
+    for dir in ANATOMY.iter().chain([&OWN_WRITABLE]) {
         let dir = path.join(dir);
         fs::create_dir(&dir).map_err(|e| Error::io("creating", &dir, e))?;
     }

@@ -239,11 +239,12 @@ pub(crate) fn create_body(env: &Environment, image: &str, home: &str) -> Contain
     let network = effective_network(spec);
 
     let mut mounts = vec![bind(&env.root, CONTAINER_ROOT, true)];
-    for dir in root::ANATOMY {
+    // ptest's own directories read-only ([`root::OWN`]), `run/net/` writable again.
+    for dir in root::ANATOMY.iter().chain([&root::OWN_WRITABLE]) {
         mounts.push(bind(
             &env.root.join(dir),
             &format!("{CONTAINER_ROOT}/{dir}"),
-            false,
+            root::OWN.contains(dir),
         ));
     }
     mounts.push(bind(&env.workspace(), CONTAINER_WORKSPACE, false));

@@ -348,7 +348,7 @@ impl Engine for DockerEngine {
             if unprivileged {
                 // The container's user must be able to write its directories; the root itself
                 // and its marker stay ptest's.
-                for dir in root::ANATOMY {
+                for dir in root::ANATOMY.iter().chain([&root::OWN_WRITABLE]) {
                     let path = root_path.join(dir);
                     std::os::unix::fs::chown(&path, Some(UNPRIVILEGED_ID), Some(UNPRIVILEGED_ID))
                         .map_err(|e| Error::Root {

@@ -62,7 +62,7 @@ impl<'a> Packages<'a> {
     /// which the command can replace) into a directory of ptest's; the wheels are copied into
     /// the root's `run/` beneath its descriptor; then the installer runs inside the
     /// environment, as its commands do, offline from that copy. There, a failed install puts
-    /// the venv back as it was: it is saved first (a hard-linked copy in `run/`) and moved
+    /// the venv back as it was: it is saved first (a hard-linked copy beside it) and moved
     /// back on failure.
     pub async fn install(&self, request: InstallRequest) -> Result<InstallOutcome> {
         let base = self.base_python()?;
@@ -171,8 +171,10 @@ impl<'a> Packages<'a> {
             fetched,
             &files,
         );
-        let backup = Path::new("run").join(format!(
-            "venv-backup-{}",
+        // Beside the venv, on its filesystem (hard links), where the command may write: the
+        // sandbox shows `run/` read-only.
+        let backup = PathBuf::from(format!(
+            ".venv-saved-{}",
             house
                 .file_name()
                 .and_then(|n| n.to_str())

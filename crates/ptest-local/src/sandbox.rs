@@ -117,6 +117,7 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
             HostView::Full
         };
         spec.binds = binds.into_iter().map(Bind::read_only).collect();
+        spec.binds.extend(own_state(&env.root));
         spec.binds
             .extend(exposed_sockets(env)?.into_iter().map(Bind::read_write));
         spec.masks = masks(&env.root, &env.id);
@@ -242,6 +243,24 @@ pub async fn renew_overlay(env: &Environment) -> Result<()> {
         pod.mount_overlay(&overlay).map_err(overlay_error)
     })
     .await
+}
+
+/// ptest's own files in `root` ([`ptest_core::root::OWN`]) bound read-only over themselves,
+/// then `run/net/` read-write again; a root made before `run/net/` existed keeps it
+/// read-only.
+fn own_state(root: &Path) -> Vec<Bind> {
+    use ptest_core::root::{OWN, OWN_WRITABLE};
+    let mut binds: Vec<Bind> = OWN
+        .iter()
+        .map(|name| root.join(name))
+        .filter(|path| path.exists())
+        .map(Bind::read_only)
+        .collect();
+    let net = root.join(OWN_WRITABLE);
+    if net.is_dir() {
+        binds.push(Bind::read_write(net));
+    }
+    binds
 }
 
 /// Host files that hold secrets, covered by `/dev/null` in every pod: a pod command runs as

@@ -103,6 +103,34 @@ fn plant(t: &TestHome, env: &str, canary: &Canary, script: &str) {
     assert_eq!(code, Some(0), "planting in {env}: {err}");
 }
 
+/// Plants `script` in `env`, or checks that the sandbox refused it: from `medium` up, and in
+/// containers, ptest's own files (the marker, `logs/`, `run/`) are shown read-only to the
+/// command, so replacing them fails with EROFS or EBUSY (`label` names the target, `low`
+/// being the one where the plant must work). Returns whether it was planted.
+fn plant_unless_read_only(
+    t: &TestHome,
+    env: &str,
+    canary: &Canary,
+    script: &str,
+    label: &str,
+) -> bool {
+    let (code, why) = try_plant(t, env, canary, script);
+    if code == Some(0) {
+        return true;
+    }
+    assert!(
+        label != "low" && refused_to_command(&why),
+        "at {label}: planting failed: {why}"
+    );
+    eprintln!("at {label}: the sandbox refused the plant itself: {why}");
+    false
+}
+
+/// Whether a command's error says its sandbox shows the file read-only (or as a mount point).
+fn refused_to_command(text: &str) -> bool {
+    text.contains("Read-only file system") || text.contains("resource busy")
+}
+
 /// [`plant`], which may fail; returns its exit code and stderr.
 fn try_plant(t: &TestHome, env: &str, canary: &Canary, script: &str) -> (Option<i32>, String) {
     let script = format!("CANARY={}; {script}", canary.dir.display());
@@ -159,21 +187,15 @@ fn targets(t: &TestHome) -> Vec<(String, &'static str, Vec<String>)> {
 
 /// The shape of most rows: at each target, `script` plants something in a new environment,
 /// then ptest `op` (`ENV` standing for the environment) must fail saying `refusal`, the canary
-/// stays untouched and the environment can be removed. In a container, the root's own
-/// directories (`logs/`, `run/`, ...) are mount points in a read-only root: replacing one
-/// is refused to the command itself, which the row then checks instead.
+/// stays untouched and the environment can be removed. Where the sandbox shows ptest's own
+/// files read-only, the plant itself is refused, which the row then checks instead.
 fn refused(t: &TestHome, prefix: &str, script: &str, op: &[&str], refusal: &str) {
     for (suffix, security, extra) in targets(t) {
         let env = format!("{prefix}-{suffix}");
         let canary = Canary::new(t, &env);
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let root = create_with(t, &env, security, &extra);
-        let (planted, why) = try_plant(t, &env, &canary, script);
-        if planted != Some(0) {
-            assert!(
-                !extra.is_empty() && why.contains("Read-only file system"),
-                "at {suffix}: planting failed: {why}"
-            );
+        if !plant_unless_read_only(t, &env, &canary, script, &suffix) {
             canary.untouched(&suffix);
             removed(t, &env, &root);
             continue;
@@ -257,12 +279,11 @@ fn a_pid_file_symlink_to_a_host_file_is_replaced_not_written_through_by_proc_sta
         let env = format!("pidf-{suffix}");
         let canary = Canary::new(&t, &env);
         let root = create_with(&t, &env, security, &extra);
-        plant(
-            &t,
-            &env,
-            &canary,
-            r#"ln -s "$CANARY/secret" "$PTEST_ENV_ROOT/run/p.pid""#,
-        );
+        let script = r#"ln -s "$CANARY/secret" "$PTEST_ENV_ROOT/run/p.pid""#;
+        if !plant_unless_read_only(&t, &env, &canary, script, &suffix) {
+            removed(&t, &env, &root);
+            continue;
+        }
         let (code, out, err) = run(
             &t,
             &["proc", "start", &env, "--name", "p", "--", "sleep", "30"],
@@ -302,12 +323,13 @@ fn a_log_symlink_to_a_host_secret_is_not_read_by_proc_logs_or_readiness() {
             &["proc", "start", &env, "--name", "w", "--", "sleep", "30"],
         );
         assert_eq!(code, Some(0), "at {suffix}: {err}");
-        plant(
-            &t,
-            &env,
-            &canary,
-            r#"cd "$PTEST_ENV_ROOT/logs" && rm w.stdout.log && ln -s "$CANARY/secret" w.stdout.log"#,
-        );
+        let script = r#"cd "$PTEST_ENV_ROOT/logs" && rm w.stdout.log && ln -s "$CANARY/secret" w.stdout.log"#;
+        if !plant_unless_read_only(&t, &env, &canary, script, &suffix) {
+            run(&t, &["proc", "stop", &env, "w"]);
+            canary.untouched(&suffix);
+            removed(&t, &env, &root);
+            continue;
+        }
         fails_refusing(
             &t,
             &["proc", "logs", &env, "w"],
@@ -492,12 +514,11 @@ fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_hangs_nothing() {
                 let env = format!("{kind}-{}-{security}", file.len());
                 let canary = Canary::new(&t, &env);
                 let root = create_with(&t, &env, security, &["--level", "virtualenv"]);
-                plant(
-                    &t,
-                    &env,
-                    &canary,
-                    &format!(r#"cd "$PTEST_ENV_ROOT" && rm {file} && {make} {file}"#),
-                );
+                let script = format!(r#"cd "$PTEST_ENV_ROOT" && rm {file} && {make} {file}"#);
+                if !plant_unless_read_only(&t, &env, &canary, &script, security) {
+                    removed(&t, &env, &root);
+                    continue;
+                }
                 // validate reports it, without hanging or reading gigabytes.
                 let (code, out, err) = run(&t, &["env", "validate", &env]);
                 assert_eq!(code, Some(1), "at {security}, {file} {kind}: {out}{err}");
@@ -547,12 +568,13 @@ fn a_run_net_symlink_to_a_host_dir_gets_no_control_file_and_no_binary_from_net_f
             .timeout(LIMIT)
             .assert()
             .success();
-        plant(
-            &t,
-            &env,
-            &canary,
-            r#"ln -s "$CANARY" "$PTEST_ENV_ROOT/run/net""#,
-        );
+        let script =
+            r#"rm -r "$PTEST_ENV_ROOT/run/net" && ln -s "$CANARY" "$PTEST_ENV_ROOT/run/net""#;
+        if !plant_unless_read_only(&t, &env, &canary, script, security) {
+            canary.untouched(security);
+            removed(&t, &env, &root);
+            continue;
+        }
         fails_refusing(
             &t,
             &["net", "fault", &env, "http", "--latency", "10ms"],
@@ -586,10 +608,17 @@ fn a_marker_or_pyvenv_cfg_replaced_by_a_fifo_or_a_sparse_file_in_a_suite_hangs_n
                     &format!(r#"cd "$PTEST_ENV_ROOT" && rm {file} && {make} {file}"#),
                     "",
                 );
+                // From `medium` up the marker is read-only inside: the suite's `rm` fails.
+                let marker_kept = security != "low" && file == ".ptest-env";
                 assert_eq!(
                     r.code,
-                    Some(0),
+                    Some(if marker_kept { 1 } else { 0 }),
                     "at {security}, {file} {kind}: {:?}",
+                    r.texts
+                );
+                assert!(
+                    !marker_kept || refused_to_command(&r.texts[2]),
+                    "at {security}: {:?}",
                     r.texts
                 );
                 r.canary.untouched(security);
@@ -677,7 +706,7 @@ echo "import os; os.makedirs('$CANARY/pwned-pth', exist_ok=True)" > $site/zz-evi
     }
 }
 
-/// Row 4 of issue 23: while `pkg install` saves the venv before installing, a loop in the
+/// Row 4 of issue 23: while `pkg install` saves the venv before installing (`.venv-saved-*`), a loop in the
 /// environment swaps `venv` for a link to a host directory; the install fails half-way and is
 /// rolled back. The save and the roll-back happen inside the environment, so the host
 /// directory keeps its contents and gets no venv written into it.
@@ -695,7 +724,7 @@ fn a_venv_swapped_for_a_host_dir_link_during_pkg_install_is_not_emptied_or_writt
             r#"cd "$PTEST_ENV_ROOT/venv" && echo in the way > $(echo lib/python3*/site-packages)/ptdemo_clash"#,
         );
         let swap = format!(
-            r#"cd "$PTEST_ENV_ROOT"; while :; do for d in run/venv-backup-*; do if [ -e "$d" ]; then mv venv venv.real; ln -s {} venv; exit 0; fi; done; done"#,
+            r#"cd "$PTEST_ENV_ROOT"; while :; do for d in .venv-saved-*; do if [ -e "$d" ]; then mv venv venv.real; ln -s {} venv; exit 0; fi; done; done"#,
             canary.dir.display()
         );
         let (code, out, err) = run(
@@ -716,5 +745,42 @@ fn a_venv_swapped_for_a_host_dir_link_during_pkg_install_is_not_emptied_or_writt
         let _ = run(&t, &["proc", "stop", &env, "swap"]);
         removed(&t, &env, &root);
         canary.untouched(security);
+    }
+}
+
+/// Issue 23, item 4: ptest's own files in a root (the marker, `logs/`, `run/`) are read-only
+/// to the command in every sandbox, so nothing can be planted there at all; `run/net/`, where
+/// the fault proxy writes, stays writable.
+#[test]
+fn ptests_own_files_in_the_root_are_read_only_to_the_command() {
+    let t = TestHome::new();
+    for (suffix, security, extra) in targets(&t).into_iter().filter(|(s, ..)| s != "low") {
+        let env = format!("own-{suffix}");
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let root = create_with(&t, &env, security, &extra);
+        for attempt in [
+            "echo x > logs/x.stdout.log",
+            "echo 1 > run/p.pid",
+            "rm .ptest-env",
+            "echo other > .ptest-env",
+            "mv logs logs.old",
+            "rm -r run",
+        ] {
+            let script = format!(r#"cd "$PTEST_ENV_ROOT" && {attempt}"#);
+            let result = t.exec_json(&env, &["sh", "-c", &script]);
+            assert_ne!(result["exit_code"], 0, "at {suffix}: `{attempt}` worked");
+            let err = result["stderr"].as_str().unwrap_or_default();
+            assert!(refused_to_command(err), "at {suffix}: `{attempt}`: {err}");
+        }
+        let result = t.exec_json(
+            &env,
+            &[
+                "sh",
+                "-c",
+                r#"echo 1 > "$PTEST_ENV_ROOT/run/net/x.applied""#,
+            ],
+        );
+        assert_eq!(result["exit_code"], 0, "at {suffix}: {result}");
+        removed(&t, &env, &root);
     }
 }

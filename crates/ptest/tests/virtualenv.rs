@@ -641,10 +641,10 @@ fn an_install_failing_half_way_is_rolled_back_file_for_file() {
         .assert()
         .success()
         .stdout("ptdemo_a 1.0\n");
-    let run = std::fs::read_dir(std::path::Path::new(&root).join("run")).unwrap();
-    let left: Vec<_> = run
+    let saved = std::fs::read_dir(&root).unwrap();
+    let left: Vec<_> = saved
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n.to_string_lossy().starts_with("venv-backup"))
+        .filter(|n| n.to_string_lossy().starts_with(".venv-saved"))
         .collect();
     assert!(left.is_empty(), "backups left behind: {left:?}");
 }

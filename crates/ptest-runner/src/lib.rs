@@ -26,7 +26,8 @@
 //!    suite's timeout (which kills the whole process tree), a failing suite is retried on an
 //!    empty overlay layer or in a fresh copy, and a JUnit file the command writes is read
 //!    into per-test results (a missing or malformed one is a warning; the command's result
-//!    stands). Each shard records its start, end,
+//!    stands). A pytest suite reports each test as it ends through a plugin ptest writes
+//!    into the environment ([`Reporter::suite_progress`]). Each shard records its start, end,
 //!    worker slot and its environment's peak memory and CPU time, read before the
 //!    environment goes. Environments go as their template's `cleanup` says ([`Disposal`]):
 //!    when the suite ends (`immediate`, the default), when the run ends (`on_shutdown`), or
@@ -61,6 +62,7 @@ mod error;
 pub mod html;
 pub mod init;
 pub mod junit;
+mod progress;
 mod report;
 mod reporter;
 pub mod reports;

@@ -29,6 +29,12 @@ pub trait Reporter: Send + Sync {
         let _ = (suite, shard, attempt, exit_code);
     }
 
+    /// A pytest suite shard's tests so far: `done` of `total` finished (reported by the
+    /// plugin ptest puts on its path, a few times a second at most).
+    fn suite_progress(&self, suite: &str, shard: Option<u32>, done: u64, total: u64) {
+        let _ = (suite, shard, done, total);
+    }
+
     /// A suite shard ended, however it ended (skipped ones included).
     fn suite_finished(&self, report: &SuiteReport) {
         let _ = report;

@@ -28,6 +28,7 @@ use crate::config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite}
 use crate::copy::{self, IgnoreRules};
 use crate::error::SelectError;
 use crate::junit;
+use crate::progress::Progress;
 use crate::report::{
     AttemptReport, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport, tail,
 };
@@ -466,6 +467,14 @@ async fn run_in_env(
         }
     };
     report.env_name = Some(env.name.to_string());
+    // Where the root keeps its path inside (not in a container), pytest suites report each
+    // test as it ends.
+    let progress = match template.level {
+        IsolationLevel::Basic | IsolationLevel::Virtualenv => Progress::install(&env.root)
+            .inspect_err(|e| tracing::debug!("no progress plugin in {}: {e}", env.name))
+            .ok(),
+        _ => None,
+    };
 
     let already = *stop.borrow();
     let interrupted = if let Some(s) = already {
@@ -476,7 +485,7 @@ async fn run_in_env(
             .suite_started(&unit.suite, unit.shard, env.name.as_str());
         let started = Instant::now();
         tokio::select! {
-            () = attempts(shared, suite, unit, &env, mode, &mut report) => {
+            () = attempts(shared, suite, unit, &env, mode, progress.as_ref(), &mut report) => {
                 report.duration = started.elapsed();
                 None
             }
@@ -640,6 +649,8 @@ struct Attempt {
 /// the run's report directory, appended to; what comes back into memory is their tails).
 struct Attempted {
     number: u32,
+    /// Where pytest's per-test progress comes from, when the environment has the plugin.
+    progress: Option<Progress>,
     /// `<report dir>/output/<suite>[-<shard>].<attempt>`: its files' common prefix.
     stem: PathBuf,
     stdout: (PathBuf, Arc<std::os::fd::OwnedFd>),
@@ -648,7 +659,12 @@ struct Attempted {
 
 impl Attempted {
     /// `<PTEST_HOME>/reports/<run id>/output/<suite>[-<shard>].<attempt>.{stdout,stderr}.log`.
-    fn open(shared: &Shared, unit: &Unit, attempt: u32) -> std::io::Result<Attempted> {
+    fn open(
+        shared: &Shared,
+        unit: &Unit,
+        attempt: u32,
+        progress: Option<Progress>,
+    ) -> std::io::Result<Attempted> {
         let dir = shared
             .manager
             .home()
@@ -672,6 +688,7 @@ impl Attempted {
         };
         Ok(Attempted {
             number: attempt,
+            progress,
             stem: dir.join(format!("{stem}.{attempt}")),
             stdout: file("stdout")?,
             stderr: file("stderr")?,
@@ -728,6 +745,7 @@ async fn attempts(
     unit: &Unit,
     env: &Environment,
     mode: ProjectMode,
+    progress: Option<&Progress>,
     report: &mut SuiteReport,
 ) {
     let project = &shared.project;
@@ -749,7 +767,7 @@ async fn attempts(
         // Setup's and run's whole output go to files of the run's report directory; only
         // tails come back into memory.
         let prepared = prepared.and_then(|()| {
-            Attempted::open(shared, unit, attempt)
+            Attempted::open(shared, unit, attempt, progress.cloned())
                 .map_err(|e| format!("opening the suite's output files: {e}"))
         });
         let outcome = match prepared {
@@ -882,6 +900,10 @@ async fn run_attempt(
     vars.insert("PTEST_PROJECT_DIR".into(), dir.display().to_string());
     vars.extend(shared.project.template(suite).env_vars.clone());
     vars.extend(suite.env_vars.clone());
+    if let Some(progress) = &output.progress {
+        progress.reset();
+        progress.vars(&mut vars);
+    }
     let request = |command: &Command| ExecRequest {
         argv: argv_in(command, dir, in_workspace),
         env: vars.clone().into_iter().collect(),
@@ -956,7 +978,12 @@ async fn run_attempt(
         },
     };
     if outcome.is_none() {
-        outcome = Some(match exec(&suite.run).await {
+        let run = exec(&suite.run);
+        let ran = match &output.progress {
+            Some(progress) => watch_progress(shared, unit, progress, run).await,
+            None => run.await,
+        };
+        outcome = Some(match ran {
             Ok(r) if r.success() => Attempt {
                 status: SuiteStatus::Passed,
                 reason: None,
@@ -1007,6 +1034,29 @@ async fn run_attempt(
     }
     stop_services(shared, suite, env).await;
     outcome
+}
+
+/// Runs `run`, telling the reporter what the progress plugin reports meanwhile.
+async fn watch_progress<T>(
+    shared: &Shared,
+    unit: &Unit,
+    progress: &Progress,
+    run: impl Future<Output = T>,
+) -> T {
+    let mut run = std::pin::pin!(run);
+    let mut last = None;
+    loop {
+        tokio::select! {
+            result = &mut run => return result,
+            () = tokio::time::sleep(Duration::from_millis(250)) => {
+                let now = progress.read();
+                if let Some((done, total)) = now.filter(|_| now != last) {
+                    shared.reporter.suite_progress(&unit.suite, unit.shard, done, total);
+                }
+                last = now;
+            }
+        }
+    }
 }
 
 /// Starts the suite's services in its environment and waits until each is ready; the reason

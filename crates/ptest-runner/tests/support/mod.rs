@@ -122,6 +122,12 @@ impl Reporter for Recorder {
             .unwrap()
             .push(format!("retry {suite} {attempt}"));
     }
+    fn suite_progress(&self, suite: &str, _shard: Option<u32>, done: u64, total: u64) {
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("progress {suite} {done}/{total}"));
+    }
     fn suite_finished(&self, report: &SuiteReport) {
         self.events.lock().unwrap().push(format!(
             "end {} {}",

@@ -1,6 +1,6 @@
 //! `ptest run`: the suites of ptest.toml, each in its own environment, in parallel.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -116,6 +116,8 @@ struct Live {
 #[derive(Default)]
 struct Counts {
     running: BTreeSet<String>,
+    /// Tests done and collected of running pytest suites, by display name.
+    progress: HashMap<String, (u64, u64)>,
     passed: usize,
     flaky: usize,
     failed: usize,
@@ -137,7 +139,15 @@ impl Counts {
             msg.push_str(&format!(", {} skipped", self.skipped));
         }
         if !self.running.is_empty() {
-            let names: Vec<&str> = self.running.iter().map(String::as_str).take(4).collect();
+            let names: Vec<String> = self
+                .running
+                .iter()
+                .take(4)
+                .map(|name| match self.progress.get(name) {
+                    Some((done, total)) => format!("{name} {done}/{total}"),
+                    None => name.clone(),
+                })
+                .collect();
             msg.push_str(&format!(": {}", names.join(", ")));
             if self.running.len() > 4 {
                 msg.push_str(", ...");
@@ -224,6 +234,12 @@ impl Reporter for Live {
         ));
     }
 
+    fn suite_progress(&self, suite: &str, shard: Option<u32>, done: u64, total: u64) {
+        self.update(|c| {
+            c.progress.insert(display(suite, shard), (done, total));
+        });
+    }
+
     fn suite_finished(&self, report: &SuiteReport) {
         let color = match report.status {
             SuiteStatus::Flaky => AnsiColor::Yellow,
@@ -237,6 +253,7 @@ impl Reporter for Live {
         }
         self.update(|c| {
             c.running.remove(&report.display_name());
+            c.progress.remove(&report.display_name());
             match report.status {
                 SuiteStatus::Passed => c.passed += 1,
                 SuiteStatus::Flaky => c.flaky += 1,
@@ -262,5 +279,22 @@ fn display(suite: &str, shard: Option<u32>) -> String {
     match shard {
         Some(shard) => format!("{suite}[{shard}]"),
         None => suite.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bar_shows_each_running_pytest_suites_tests() {
+        let mut counts = Counts::default();
+        counts.running.insert("unit".into());
+        counts.running.insert("lint".into());
+        counts.progress.insert("unit".into(), (1200, 26921));
+        assert_eq!(
+            counts.message(),
+            "2 running, 0 passed, 0 failed: lint, unit 1200/26921"
+        );
     }
 }

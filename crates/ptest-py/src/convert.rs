@@ -227,3 +227,14 @@ where
     text.parse()
         .map_err(|e: T::Err| ConfigError::new_err(e.to_string()))
 }
+
+/// A ptest value as Python dicts and lists, in the shape its `--json` output has.
+pub(crate) fn to_python<'py, T: serde::Serialize>(
+    py: Python<'py>,
+    value: &T,
+) -> PyResult<Bound<'py, PyAny>> {
+    // Through JSON: the documented shapes, and numbers pythonize cannot take (u128).
+    let json = serde_json::to_value(value)
+        .map_err(|e| crate::errors::EngineError::new_err(e.to_string()))?;
+    pythonize::pythonize(py, &json).map_err(|e| crate::errors::EngineError::new_err(e.to_string()))
+}

@@ -125,7 +125,7 @@ impl Environment {
         let env = self.current()?;
         let processes = self.shared.manager.processes(&env).py_err()?;
         let value = serde_json::json!({ "environment": env, "processes": processes });
-        Ok(pythonize::pythonize(py, &value)?)
+        convert::to_python(py, &value)
     }
 
     /// Runs a command inside and waits for it (`ptest env exec`). A string runs through
@@ -283,7 +283,7 @@ impl Environment {
             Packages::open(&shared.manager, env)?.install(request).await
         })
         .py_err()?;
-        Ok(pythonize::pythonize(py, &outcome)?)
+        convert::to_python(py, &outcome)
     }
 
     /// Uninstalls packages by name (`ptest pkg uninstall`); returns what changed.
@@ -300,7 +300,7 @@ impl Environment {
                 .await
         })
         .py_err()?;
-        Ok(pythonize::pythonize(py, &outcome)?)
+        convert::to_python(py, &outcome)
     }
 
     /// `{name: version}` of every distribution in its venv, read from the metadata.
@@ -324,7 +324,7 @@ impl Environment {
         let conflicts = py
             .detach(|| Packages::open(&shared.manager, env)?.check())
             .py_err()?;
-        Ok(pythonize::pythonize(py, &conflicts)?)
+        convert::to_python(py, &conflicts)
     }
 
     /// What it uses now (`ptest env stats`): disk, files, memory, CPU seconds, processes.
@@ -332,7 +332,7 @@ impl Environment {
         let env = self.current()?;
         let shared = self.shared.clone();
         let usage = block(py, async move { shared.manager.resource_usage(&env).await }).py_err()?;
-        Ok(pythonize::pythonize(py, &usage)?)
+        convert::to_python(py, &usage)
     }
 
     /// Checks that it is intact (`ptest env validate`): a list of `{check, ok, detail}`.
@@ -340,7 +340,7 @@ impl Environment {
         let env = self.current()?;
         let shared = self.shared.clone();
         let findings = block(py, async move { shared.manager.validate(&env).await }).py_err()?;
-        Ok(pythonize::pythonize(py, &findings)?)
+        convert::to_python(py, &findings)
     }
 
     /// Stops everything in it and deletes it (`ptest env rm`). Refused while a command

@@ -215,7 +215,7 @@ impl Manager {
             };
             return Ok(Bound::new(py, stream)?.into_any());
         }
-        Ok(pythonize::pythonize(py, &events)?)
+        convert::to_python(py, &events)
     }
 
     /// Removes what the cleanup policies say is due (`ptest gc`); returns what it did.
@@ -226,14 +226,14 @@ impl Manager {
             shared.manager.gc(GcOptions { shutdown }).await
         })
         .py_err()?;
-        Ok(pythonize::pythonize(py, &removed)?)
+        convert::to_python(py, &removed)
     }
 
     /// Removes the `on_shutdown` environments this manager created.
     fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = self.shared.clone();
         let removed = block(py, async move { shared.manager.shutdown().await }).py_err()?;
-        Ok(pythonize::pythonize(py, &removed)?)
+        convert::to_python(py, &removed)
     }
 
     fn __repr__(&self) -> String {
@@ -278,7 +278,7 @@ impl EventStream {
                 pending.0.pop_front()
             };
             if let Some(event) = next {
-                return Ok(pythonize::pythonize(py, &event)?);
+                return convert::to_python(py, &event);
             }
             py.detach(|| std::thread::sleep(Duration::from_millis(100)));
             py.check_signals()?;

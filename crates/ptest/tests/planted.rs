@@ -784,3 +784,182 @@ fn ptests_own_files_in_the_root_are_read_only_to_the_command() {
         removed(&t, &env, &root);
     }
 }
+
+/// The last row of issue 23: the command moves or replaces the holder's control socket. It
+/// lives in a read-only tmpfs of its own (`/dev/.ptest/`), so the move is refused and later
+/// commands still reach the holder.
+#[test]
+fn the_control_socket_cannot_be_moved_or_replaced_and_exec_keeps_working() {
+    let t = TestHome::new();
+    for security in levels(&t).into_iter().filter(|l| *l != "low") {
+        let env = format!("sock-{security}");
+        let root = create_with(&t, &env, security, &[]);
+        for attempt in [
+            "mv /dev/.ptest/exec.sock /dev/.old",
+            "rm /dev/.ptest/exec.sock",
+            "mv /dev/.ptest /dev/.old",
+            "touch /dev/.ptest/exec.sock2",
+        ] {
+            let result = t.exec_json(&env, &["sh", "-c", attempt]);
+            assert_ne!(result["exit_code"], 0, "at {security}: `{attempt}` worked");
+        }
+        let result = t.exec_json(&env, &["echo", "still here"]);
+        assert_eq!(result["stdout"], "still here\n", "at {security}: {result}");
+        removed(&t, &env, &root);
+    }
+}
+
+/// One host-side operation of item 2 and the file it touches: ptest args (`ENV` for the
+/// environment), the path beneath the root, and whether ptest writes it (`false`: reads it).
+struct Touched {
+    op: &'static [&'static str],
+    path: &'static str,
+    writes: bool,
+}
+
+/// What ptest touches in a root, one row per kind of operation: appending a log, replacing a
+/// pid file, reading a log's tail, reading the marker, a net-fault control file, and a venv's
+/// metadata.
+const TOUCHED: [Touched; 6] = [
+    Touched {
+        op: &[
+            "proc", "start", "ENV", "--name", "w", "--", "sh", "-c", "echo out",
+        ],
+        path: "logs/w.stdout.log",
+        writes: true,
+    },
+    Touched {
+        op: &["proc", "start", "ENV", "--name", "p", "--", "sleep", "1"],
+        path: "run/p.pid",
+        writes: true,
+    },
+    Touched {
+        op: &["proc", "logs", "ENV", "r"],
+        path: "logs/r.stdout.log",
+        writes: false,
+    },
+    Touched {
+        op: &["env", "validate", "ENV"],
+        path: ".ptest-env",
+        writes: false,
+    },
+    Touched {
+        op: &["net", "list", "ENV"],
+        path: "run/net/http.json",
+        writes: false,
+    },
+    Touched {
+        op: &["pkg", "list", "ENV"],
+        path: "venv/lib/PY/site-packages/x-1.0.dist-info/METADATA",
+        writes: false,
+    },
+];
+
+/// Issue 23, item 5: for each operation, the file it touches planted as a link to a host
+/// canary file, a link to a host canary directory, a FIFO, a 10 GB sparse file, and swapped in
+/// a tight loop between a link and a file while the operation runs (ten times). At `low`,
+/// where the command can plant in ptest's own files (a sandbox shows them read-only, see
+/// `ptests_own_files_in_the_root_are_read_only_to_the_command`). Each: no hang, no byte of
+/// the canary read or written, the environment removable.
+#[test]
+fn every_operation_meets_links_fifos_sparse_files_and_swaps_without_harm() {
+    let t = TestHome::new();
+    let plants = [
+        ("file-link", r#"ln -s "$CANARY/secret" "$F""#),
+        ("dir-link", r#"ln -s "$CANARY" "$F""#),
+        ("fifo", r#"mkfifo "$F""#),
+        ("sparse", r#"truncate -s 10G "$F""#),
+    ];
+    for (i, touched) in TOUCHED.iter().enumerate() {
+        for (kind, plant_it) in plants {
+            let env = format!("m{i}-{kind}");
+            let canary = Canary::new(&t, &env);
+            let root = create_with(&t, &env, "low", &["--level", "virtualenv"]);
+            prepare(&t, &env, touched);
+            let path = python_path(&root, touched.path);
+            plant(
+                &t,
+                &env,
+                &canary,
+                &format!(
+                    r#"F="{}"; mkdir -p "$(dirname "$F")"; rm -rf "$F"; {plant_it}"#,
+                    path.display()
+                ),
+            );
+            let (_, out, err) = run(&t, &op_for(touched, &env));
+            assert!(
+                !out.contains("host secret") && !err.contains("host secret"),
+                "{env}: {out}{err}"
+            );
+            canary.untouched(&env);
+            let _ = run(&t, &["proc", "stop", &env, "--all"]);
+            removed(&t, &env, &root);
+            canary.untouched(&env);
+        }
+        // A loop in the environment swaps the file for a link and back while ptest works.
+        let env = format!("m{i}-swap");
+        let canary = Canary::new(&t, &env);
+        let root = create_with(&t, &env, "low", &["--level", "virtualenv"]);
+        prepare(&t, &env, touched);
+        let path = python_path(&root, touched.path);
+        let swap = format!(
+            r#"F="{}"; mkdir -p "$(dirname "$F")"; while :; do rm -f "$F"; ln -s "{}" "$F"; rm -f "$F"; : > "$F"; done"#,
+            path.display(),
+            canary.secret().display()
+        );
+        let (code, _, err) = run(
+            &t,
+            &[
+                "proc", "start", &env, "--name", "swap", "--", "sh", "-c", &swap,
+            ],
+        );
+        assert_eq!(code, Some(0), "{env}: {err}");
+        for _ in 0..10 {
+            let (_, out, err) = run(&t, &op_for(touched, &env));
+            assert!(
+                !out.contains("host secret") && !err.contains("host secret"),
+                "{env}: {out}{err}"
+            );
+            if touched.writes {
+                let _ = run(&t, &["proc", "stop", &env, touched.op[3]]);
+            }
+        }
+        canary.untouched(&env);
+        let _ = run(&t, &["proc", "stop", &env, "--all"]);
+        removed(&t, &env, &root);
+        canary.untouched(&env);
+    }
+}
+
+/// What must exist before `touched`'s operation can run: the process whose logs are read, the
+/// port whose faults are listed.
+fn prepare(t: &TestHome, env: &str, touched: &Touched) {
+    let setup: &[&str] = match touched.op {
+        ["proc", "logs", ..] => &["proc", "start", env, "--name", "r", "--", "echo", "r"],
+        ["net", ..] => &["port", "alloc", env, "http"],
+        _ => return,
+    };
+    let (code, _, err) = run(t, setup);
+    assert_eq!(code, Some(0), "{env}: {err}");
+}
+
+/// `touched`'s operation for `env`.
+fn op_for<'a>(touched: &Touched, env: &'a str) -> Vec<&'a str> {
+    touched
+        .op
+        .iter()
+        .map(|a| if *a == "ENV" { env } else { a })
+        .collect()
+}
+
+/// `rel` in `root`, with `PY` standing for the venv's `pythonX.Y` directory.
+fn python_path(root: &Path, rel: &str) -> PathBuf {
+    let lib = root.join("venv/lib");
+    let py = std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    root.join(rel.replace("PY", &py))
+}

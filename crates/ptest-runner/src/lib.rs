@@ -27,7 +27,9 @@
 //!    empty overlay layer or in a fresh copy, and a JUnit file the command writes is read
 //!    into per-test results (a missing or malformed one is a warning; the command's result
 //!    stands). A pytest suite reports each test as it ends through a plugin ptest writes
-//!    into the environment ([`Reporter::suite_progress`]). Each shard records its start, end,
+//!    into the environment ([`Reporter::suite_progress`]); with `split = "pytest"` the same
+//!    plugin collects the tests once and each shard runs its share ([`split`]). Each shard
+//!    records its start, end,
 //!    worker slot and its environment's peak memory and CPU time, read before the
 //!    environment goes. Environments go as their template's `cleanup` says ([`Disposal`]):
 //!    when the suite ends (`immediate`, the default), when the run ends (`on_shutdown`), or
@@ -62,14 +64,17 @@ mod error;
 pub mod html;
 pub mod init;
 pub mod junit;
-mod progress;
+mod pytest_plugin;
 mod report;
 mod reporter;
 pub mod reports;
 mod run;
 mod select;
+pub mod split;
 
-pub use config::{Command, Disposal, EnvTemplate, PROJECT_FILE, Project, ProjectMode, Suite};
+pub use config::{
+    Command, Disposal, EnvTemplate, PROJECT_FILE, Parallel, Project, ProjectMode, Split, Suite,
+};
 pub use error::{ProjectError, ProjectFileError, SelectError};
 pub use report::{
     AttemptReport, CASE_TEXT_MAX, CaseStatus, ErrorClass, RunReport, SuiteReport, SuiteStatus,

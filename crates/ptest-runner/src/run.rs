@@ -28,12 +28,13 @@ use crate::config::{Command, Disposal, EnvTemplate, Project, ProjectMode, Suite}
 use crate::copy::{self, IgnoreRules};
 use crate::error::SelectError;
 use crate::junit;
-use crate::progress::Progress;
+use crate::pytest_plugin::Plugin;
 use crate::report::{
     AttemptReport, ErrorClass, RunReport, SuiteReport, SuiteStatus, TestCaseReport, tail,
 };
 use crate::reporter::Reporter;
 use crate::select::{PlannedSuite, Selection};
+use crate::split;
 use ptest_core::beneath::{self, Beneath};
 
 pub use ptest_core::RUN_LABEL;
@@ -105,7 +106,12 @@ struct Shared {
     options: RunOptions,
     /// What an overlaid project hides (what a copy leaves out), found once per run.
     hidden: OnceCell<Result<Vec<PathBuf>, Arc<std::io::Error>>>,
+    /// Each split suite's shares of its tests, collected once per run.
+    splits: std::sync::Mutex<HashMap<String, Arc<Shares>>>,
 }
+
+/// A split suite's tests, one list per shard, or why they could not be had.
+type Shares = OnceCell<Result<Arc<Vec<Vec<String>>>, String>>;
 
 impl Run {
     /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
@@ -161,6 +167,7 @@ impl Run {
             reporter: reporter.clone(),
             options: options.clone(),
             hidden: OnceCell::new(),
+            splits: std::sync::Mutex::default(),
         });
 
         let units: Vec<Unit> = self
@@ -469,9 +476,9 @@ async fn run_in_env(
     report.env_name = Some(env.name.to_string());
     // Where the root keeps its path inside (not in a container), pytest suites report each
     // test as it ends.
-    let progress = match template.level {
-        IsolationLevel::Basic | IsolationLevel::Virtualenv => Progress::install(&env.root)
-            .inspect_err(|e| tracing::debug!("no progress plugin in {}: {e}", env.name))
+    let plugin = match template.level {
+        IsolationLevel::Basic | IsolationLevel::Virtualenv => Plugin::install(&env.root)
+            .inspect_err(|e| tracing::debug!("no pytest plugin in {}: {e}", env.name))
             .ok(),
         _ => None,
     };
@@ -485,7 +492,7 @@ async fn run_in_env(
             .suite_started(&unit.suite, unit.shard, env.name.as_str());
         let started = Instant::now();
         tokio::select! {
-            () = attempts(shared, suite, unit, &env, mode, progress.as_ref(), &mut report) => {
+            () = attempts(shared, suite, unit, &env, mode, plugin.as_ref(), &mut report) => {
                 report.duration = started.elapsed();
                 None
             }
@@ -645,12 +652,86 @@ struct Attempt {
     warnings: Vec<String>,
 }
 
+impl Attempt {
+    /// An attempt that ended `status` before a command's result was in.
+    fn ended(status: SuiteStatus, reason: Option<String>) -> Attempt {
+        Attempt {
+            status,
+            reason,
+            error_class: None,
+            result: None,
+            cases: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// An attempt that could not run its command, for `reason`.
+    fn errored(reason: String) -> Attempt {
+        Attempt::ended(SuiteStatus::Error, Some(reason))
+    }
+}
+
+/// The test ids of a split suite's shard, and how many there are in all: pytest collects
+/// them once per suite in the first shard to get here (running the suite's `run` as
+/// `collect`), and every shard takes its share of [`split::partition`].
+async fn share(
+    shared: &Shared,
+    suite: &Suite,
+    unit: &Unit,
+    env: &Environment,
+    plugin: &Plugin,
+    collect: ExecRequest,
+) -> Result<(Vec<String>, usize), String> {
+    let cell = shared
+        .splits
+        .lock()
+        .expect("no panic while holding the lock")
+        .entry(suite.name.clone())
+        .or_default()
+        .clone();
+    let shares = cell
+        .get_or_init(|| async {
+            shared
+                .manager
+                .execute_command(env, collect)
+                .await
+                .map_err(|e| format!("collecting the tests with pytest: {e}"))?;
+            let ids = plugin.collected().map_err(|e| {
+                format!(
+                    "split = \"pytest\": the run command wrote no test ids ({e}); it must \
+                     run pytest"
+                )
+            })?;
+            if ids.is_empty() {
+                return Err("split = \"pytest\": pytest collected no tests".to_owned());
+            }
+            let reports = shared.manager.home().path().join("reports");
+            let file = shared.project.file.display().to_string();
+            let durations = split::history(&reports, &file, &suite.name)
+                .map(|h| h.cases)
+                .unwrap_or_default();
+            Ok(Arc::new(split::partition(
+                &ids,
+                unit.shards as usize,
+                &durations,
+            )))
+        })
+        .await
+        .clone()?;
+    let total = shares.iter().map(Vec::len).sum();
+    let mine = shares
+        .get(unit.shard.unwrap_or(0) as usize)
+        .cloned()
+        .unwrap_or_default();
+    Ok((mine, total))
+}
+
 /// One attempt: its number, and where its setup and run write their output (two files of
 /// the run's report directory, appended to; what comes back into memory is their tails).
 struct Attempted {
     number: u32,
-    /// Where pytest's per-test progress comes from, when the environment has the plugin.
-    progress: Option<Progress>,
+    /// ptest's pytest plugin in the environment, when it has one.
+    plugin: Option<Plugin>,
     /// `<report dir>/output/<suite>[-<shard>].<attempt>`: its files' common prefix.
     stem: PathBuf,
     stdout: (PathBuf, Arc<std::os::fd::OwnedFd>),
@@ -663,7 +744,7 @@ impl Attempted {
         shared: &Shared,
         unit: &Unit,
         attempt: u32,
-        progress: Option<Progress>,
+        plugin: Option<Plugin>,
     ) -> std::io::Result<Attempted> {
         let dir = shared
             .manager
@@ -688,7 +769,7 @@ impl Attempted {
         };
         Ok(Attempted {
             number: attempt,
-            progress,
+            plugin,
             stem: dir.join(format!("{stem}.{attempt}")),
             stdout: file("stdout")?,
             stderr: file("stderr")?,
@@ -745,7 +826,7 @@ async fn attempts(
     unit: &Unit,
     env: &Environment,
     mode: ProjectMode,
-    progress: Option<&Progress>,
+    plugin: Option<&Plugin>,
     report: &mut SuiteReport,
 ) {
     let project = &shared.project;
@@ -767,7 +848,7 @@ async fn attempts(
         // Setup's and run's whole output go to files of the run's report directory; only
         // tails come back into memory.
         let prepared = prepared.and_then(|()| {
-            Attempted::open(shared, unit, attempt, progress.cloned())
+            Attempted::open(shared, unit, attempt, plugin.cloned())
                 .map_err(|e| format!("opening the suite's output files: {e}"))
         });
         let outcome = match prepared {
@@ -900,9 +981,9 @@ async fn run_attempt(
     vars.insert("PTEST_PROJECT_DIR".into(), dir.display().to_string());
     vars.extend(shared.project.template(suite).env_vars.clone());
     vars.extend(suite.env_vars.clone());
-    if let Some(progress) = &output.progress {
-        progress.reset();
-        progress.vars(&mut vars);
+    if let Some(plugin) = &output.plugin {
+        plugin.reset();
+        plugin.vars(&mut vars);
     }
     let request = |command: &Command| ExecRequest {
         argv: argv_in(command, dir, in_workspace),
@@ -957,17 +1038,10 @@ async fn run_attempt(
         // only the name goes, beneath its directory.
         let _ = Beneath::open(base).and_then(|b| b.remove_file(rel));
     }
-    let mut outcome = match start_services(shared, suite, env, dir, in_workspace, &vars).await {
-        Err(reason) => Some(Attempt {
-            status: SuiteStatus::Error,
-            reason: Some(reason),
-            error_class: None,
-            result: None,
-            cases: Vec::new(),
-            warnings: Vec::new(),
-        }),
-        Ok(()) => None,
-    };
+    let mut outcome = start_services(shared, suite, env, dir, in_workspace, &vars)
+        .await
+        .err()
+        .map(Attempt::errored);
     outcome = match (outcome, &suite.setup) {
         (Some(failed), _) => Some(failed),
         (None, None) => None,
@@ -977,10 +1051,32 @@ async fn run_attempt(
             Err(e) => Some(broken("setup", e)),
         },
     };
+    // A split suite's shard runs only its share of the tests pytest collects.
+    if outcome.is_none()
+        && split::splits(suite, unit.shards)
+        && let Some(plugin) = &output.plugin
+    {
+        let mut collect = request(&suite.run);
+        collect.env.push(plugin.collect_var());
+        outcome = match share(shared, suite, unit, env, plugin, collect).await {
+            Ok((ids, total)) if ids.is_empty() => Some(Attempt {
+                warnings: vec![format!(
+                    "no tests for this shard: {total} test(s) among {} shards",
+                    unit.shards
+                )],
+                ..Attempt::ended(SuiteStatus::Passed, None)
+            }),
+            Ok((ids, _)) => plugin
+                .select(&ids)
+                .err()
+                .map(|e| Attempt::errored(format!("writing the shard's test ids: {e}"))),
+            Err(reason) => Some(Attempt::errored(reason)),
+        };
+    }
     if outcome.is_none() {
         let run = exec(&suite.run);
-        let ran = match &output.progress {
-            Some(progress) => watch_progress(shared, unit, progress, run).await,
+        let ran = match &output.plugin {
+            Some(plugin) => watch_progress(shared, unit, plugin, run).await,
             None => run.await,
         };
         outcome = Some(match ran {
@@ -1040,7 +1136,7 @@ async fn run_attempt(
 async fn watch_progress<T>(
     shared: &Shared,
     unit: &Unit,
-    progress: &Progress,
+    plugin: &Plugin,
     run: impl Future<Output = T>,
 ) -> T {
     let mut run = std::pin::pin!(run);
@@ -1049,7 +1145,7 @@ async fn watch_progress<T>(
         tokio::select! {
             result = &mut run => return result,
             () = tokio::time::sleep(Duration::from_millis(250)) => {
-                let now = progress.read();
+                let now = plugin.progress();
                 if let Some((done, total)) = now.filter(|_| now != last) {
                     shared.reporter.suite_progress(&unit.suite, unit.shard, done, total);
                 }

@@ -18,7 +18,7 @@ use toml::Spanned;
 
 pub use command::Command;
 pub use service::Service;
-pub use suite::{MAX_SUITE_NAME, Suite, SuiteConfig};
+pub use suite::{MAX_SUITE_NAME, Parallel, Split, Suite, SuiteConfig};
 use template::python_label;
 pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode, PythonKey};
 
@@ -230,6 +230,40 @@ impl Project {
                 Some(env) => env.get_ref().clone(),
                 None => "basic".to_owned(),
             };
+            let (shards, auto_shards) = match config.parallel.as_ref().map(Spanned::get_ref) {
+                Some(Parallel::Count(n)) => (n.get(), false),
+                Some(Parallel::Word(word)) if word == "auto" => (cores(), true),
+                Some(Parallel::Word(word)) => {
+                    return Err(err(
+                        config.parallel.as_ref().map(Spanned::span),
+                        format!("parallel = {word:?} is neither a number of shards nor \"auto\""),
+                        Some("use parallel = 4, or \"auto\" for one from the cores and history"),
+                    ));
+                }
+                // A split suite without a count shards as "auto" does.
+                None if config.split.is_some() => (cores(), true),
+                None => (1, false),
+            };
+            if let Some(split) = &config.split
+                && templates
+                    .get(&env)
+                    .or_else(|| {
+                        matrices
+                            .get(&env)
+                            .and_then(|v| v.first())
+                            .and_then(|p| templates.get(&format!("{env}[{}]", python_label(p))))
+                    })
+                    .is_some_and(|t| t.level == ptest_core::IsolationLevel::Docker)
+            {
+                return Err(err(
+                    Some(split.span()),
+                    "split = \"pytest\" needs a basic or virtualenv environment (ptest's \
+                     pytest plugin is placed at the root's own path, which a container does \
+                     not see)"
+                        .into(),
+                    None,
+                ));
+            }
             let suite = Suite {
                 name: name.clone(),
                 env: env.clone(),
@@ -240,7 +274,9 @@ impl Project {
                 timeout: config.timeout,
                 retries: config.retries,
                 tags: config.tags.clone(),
-                shards: config.parallel.map_or(1, |n| n.get()),
+                shards,
+                auto_shards,
+                split: config.split.as_ref().map(|s| *s.get_ref()),
                 junit: config.junit.clone(),
                 depends_on: config
                     .depends_on
@@ -334,6 +370,11 @@ impl Project {
             .get(&suite.env)
             .expect("load checked every suite's template")
     }
+}
+
+/// The cores ptest may use: the shard count of `parallel = "auto"` without history.
+fn cores() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
 }
 
 /// Why a template's `python` list cannot be a matrix, if it cannot: empty, an entry twice, or

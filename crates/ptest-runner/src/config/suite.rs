@@ -40,9 +40,13 @@ pub struct SuiteConfig {
     #[serde(default)]
     pub tags: Vec<String>,
     /// Number of shards: that many environments, each run with `PTEST_SHARD`=0..N-1 and
-    /// `PTEST_SHARDS`=N.
+    /// `PTEST_SHARDS`=N; `"auto"` picks it from the cores and the suite's history.
     #[serde(default)]
-    pub parallel: Option<NonZeroU32>,
+    pub parallel: Option<Spanned<Parallel>>,
+    /// How shards share the tests: `"pytest"` gives each shard its share of the test ids
+    /// pytest collects; without it every shard runs the whole command.
+    #[serde(default)]
+    pub split: Option<Spanned<Split>>,
     /// A JUnit XML file the command writes, relative to its working directory.
     #[serde(default)]
     pub junit: Option<PathBuf>,
@@ -55,6 +59,26 @@ pub struct SuiteConfig {
     /// Background services started before `setup`, stopped after `teardown`.
     #[serde(default)]
     pub services: Vec<Service>,
+}
+
+/// `parallel`: a shard count or `"auto"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Parallel {
+    /// That many shards.
+    Count(NonZeroU32),
+    /// Only `"auto"` is accepted (checked with a span where the file is loaded).
+    Word(String),
+}
+
+/// `split`: how a sharded suite's tests are shared out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Split {
+    /// Test ids collected once by pytest, dealt out by earlier durations (see
+    /// [`crate::split`]).
+    Pytest,
 }
 
 /// A checked suite.
@@ -82,6 +106,11 @@ pub struct Suite {
     pub tags: Vec<String>,
     /// Number of shards (1 when not sharded).
     pub shards: u32,
+    /// Whether `shards` came from `parallel = "auto"` (the cores, until
+    /// [`crate::split::resolve_auto_shards`] weighs the suite's history).
+    pub auto_shards: bool,
+    /// How the shards share the tests, when they do.
+    pub split: Option<Split>,
     /// JUnit XML file written by `run`, relative to its working directory.
     pub junit: Option<PathBuf>,
     /// Suites that must pass first.

@@ -23,11 +23,18 @@ use crate::cli::RunArgs;
 /// failed or timed out, 130 when cancelled with Ctrl-C.
 pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
     let cwd = std::env::current_dir().unwrap_or_default();
-    let project = match &args.project {
+    let mut project = match &args.project {
         Some(path) => Project::load(path),
         None => Project::discover(&cwd),
     }
     .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    let jobs = RunOptions {
+        jobs: args.jobs.unwrap_or(0),
+        ..RunOptions::default()
+    }
+    .effective_jobs();
+    let reports_dir = manager.home().path().join("reports");
+    ptest_runner::split::resolve_auto_shards(&mut project, &reports_dir, jobs);
     let selection = Selection {
         names: args.suites,
         tags: args.tags,
@@ -62,7 +69,6 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
     let cancel = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let reports_dir = manager.home().path().join("reports");
     let report = run
         .execute(Arc::new(manager), options, reporter, cancel)
         .await;

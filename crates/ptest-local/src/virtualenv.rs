@@ -151,6 +151,14 @@ impl Engine for VirtualenvEngine {
                 Requirement::parse(package).map_err(|e| Error::Usage(e.to_string()))?;
             }
         }
+        if let Some(project) = &venv.project
+            && !project.wheel.is_file()
+        {
+            return Err(Error::Usage(format!(
+                "the project's wheel {} does not exist",
+                project.wheel.display()
+            )));
+        }
         for file in venv.requirements.iter().chain(&venv.constraints) {
             if !file.is_file() {
                 return Err(Error::Usage(format!(
@@ -184,7 +192,28 @@ impl Engine for VirtualenvEngine {
                 "base_prefix": interpreter.base_prefix,
             }),
         )?;
-        let reqs = requirements(&spec)?;
+        let mut reqs = requirements(&spec)?;
+        // The project's dependencies are requirements like the others: hashed, so that a
+        // template holds them.
+        let project_deps = match &spec.project {
+            Some(project) => {
+                let (python, wheel, markers, extras) = (
+                    interpreter.path.clone(),
+                    project.wheel.clone(),
+                    interpreter.markers.clone(),
+                    project.extras.clone(),
+                );
+                blocking(move || {
+                    let requires = ptest_python::project::wheel_requires(&python, &wheel)
+                        .map_err(|e| python_error("read the project's wheel", e))?;
+                    ptest_python::project::applicable(&requires, &markers, &extras)
+                        .map_err(|e| python_error("read the project's wheel", e))
+                })
+                .await?
+            }
+            None => Vec::new(),
+        };
+        reqs.extend(project_deps.iter().cloned());
         let hash = {
             let (i, r, c) = (interpreter.clone(), reqs.clone(), spec.constraints.clone());
             blocking(move || SpecHash::compute(&i, &r, &c).map_err(|e| python_error("hash", e)))
@@ -219,7 +248,7 @@ impl Engine for VirtualenvEngine {
                 IsolationEvent::PackageInstalled,
                 json!({ "from_template": hash.short(), "copied": report.copied }),
             )?;
-            return Ok(());
+            return install_project(ctx, &installer, &venv_dir, &spec).await;
         }
 
         // Any other spec starts from the interpreter's empty venv, kept as the template of the
@@ -251,7 +280,7 @@ impl Engine for VirtualenvEngine {
         }
         if !reqs.is_empty() {
             let request = InstallRequest {
-                requirements: spec.packages.clone(),
+                requirements: spec.packages.iter().chain(&project_deps).cloned().collect(),
                 requirement_files: spec.requirements.clone(),
                 constraint_files: spec.constraints.clone(),
                 find_links: spec.find_links.clone(),
@@ -264,13 +293,13 @@ impl Engine for VirtualenvEngine {
             install_with_events(ctx, &installer, venv, request).await?;
         }
         if reusable {
-            let (src, template) = (venv_dir, template);
+            let (src, template) = (venv_dir.clone(), template);
             // Saving the template is an optimisation: a failure is logged, not fatal.
             if let Err(e) = blocking(move || save_template(&src, &template)).await {
                 tracing::warn!("could not save the venv template: {e}");
             }
         }
-        Ok(())
+        install_project(ctx, &installer, &venv_dir, &spec).await
     }
 
     async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
@@ -355,6 +384,28 @@ impl Engine for VirtualenvEngine {
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
         self.dir.resource_usage(env).await
     }
+}
+
+/// Installs the project's wheel, when the spec has one, without its dependencies (they came
+/// with the other requirements). On the host: the environment is new, no command of it has
+/// run yet.
+async fn install_project(
+    ctx: &dyn EngineContext,
+    installer: &Installer,
+    venv_dir: &Path,
+    spec: &ptest_core::VirtualenvSpec,
+) -> Result<()> {
+    let Some(project) = &spec.project else {
+        return Ok(());
+    };
+    let venv = Venv::open(venv_dir).map_err(|e| python_error("open the venv", e))?;
+    let request = InstallRequest {
+        requirements: vec![project.wheel.display().to_string()],
+        no_deps: true,
+        ..InstallRequest::default()
+    };
+    install_with_events(ctx, installer, venv, request).await?;
+    Ok(())
 }
 
 /// Installs with `package_installing` before and `package_installed` (names, versions, tool,

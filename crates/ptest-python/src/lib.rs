@@ -45,6 +45,7 @@ pub mod interpreter;
 pub mod marker;
 pub mod metadata;
 pub mod probe_cache;
+pub mod project;
 pub mod pyenv;
 mod regular;
 pub mod requirement;

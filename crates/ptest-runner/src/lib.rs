@@ -64,6 +64,7 @@ mod error;
 pub mod html;
 pub mod init;
 pub mod junit;
+mod project_wheel;
 mod pytest_plugin;
 mod report;
 mod reporter;

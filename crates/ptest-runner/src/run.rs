@@ -108,6 +108,8 @@ struct Shared {
     hidden: OnceCell<Result<Vec<PathBuf>, Arc<std::io::Error>>>,
     /// Each split suite's shares of its tests, collected once per run.
     splits: std::sync::Mutex<HashMap<String, Arc<Shares>>>,
+    /// The project's wheels, built once per run for templates that install it.
+    wheels: crate::project_wheel::Wheels,
 }
 
 /// A split suite's tests, one list per shard, or why they could not be had.
@@ -168,6 +170,7 @@ impl Run {
             options: options.clone(),
             hidden: OnceCell::new(),
             splits: std::sync::Mutex::default(),
+            wheels: crate::project_wheel::Wheels::default(),
         });
 
         let units: Vec<Unit> = self
@@ -449,6 +452,23 @@ async fn run_in_env(
     }
     let disposal = template.disposal(shared.options.keep);
     let mut spec = template.spec(env_name, labels);
+    if let (Some(extras), Some(venv)) = (&template.install_project, spec.virtualenv.as_mut()) {
+        let home = shared.manager.home();
+        let python = venv.python.as_deref();
+        match shared
+            .wheels
+            .get(home, &shared.run_id, &project.dir, python)
+            .await
+        {
+            Ok(wheel) => {
+                venv.project = Some(ptest_core::ProjectWheel {
+                    wheel,
+                    extras: extras.clone(),
+                });
+            }
+            Err(e) => return error(report, "installing the project", &e),
+        }
+    }
     match disposal {
         Disposal::Keep(policy) => spec.cleanup = policy,
         // Removed by this run; should this process die first, `ptest gc --shutdown` still

@@ -199,6 +199,22 @@ pub struct VirtualenvSpec {
     /// Use nothing from the network (uv: its cache and `find_links`; pip: `find_links` only).
     #[serde(default)]
     pub offline: bool,
+    /// The project under test, as a wheel: its dependencies are installed with `packages`
+    /// (and hashed with them, so a template holds them), the wheel itself without
+    /// dependencies after them (never hashed: a new build of the project reuses the template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<ProjectWheel>,
+}
+
+/// The wheel of a project under test and the extras asked for with it (`.[test]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectWheel {
+    /// The wheel file.
+    pub wheel: PathBuf,
+    /// Extras whose dependencies are installed too.
+    #[serde(default)]
+    pub extras: Vec<String>,
 }
 
 /// The container of a `docker` environment.

@@ -101,6 +101,11 @@ pub struct EnvTemplateConfig {
     /// win.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
+    /// Install the project under test (as `packages = ["."]`): built once per run into a
+    /// wheel, its dependencies installed with the other packages, the wheel into each suite's
+    /// environment.
+    #[serde(default)]
+    pub install_project: bool,
 }
 
 /// A template's `python`: one interpreter, or a matrix of them.
@@ -156,6 +161,9 @@ pub struct EnvTemplate {
     pub ports: Vec<PortName>,
     /// Variables for every command of its suites.
     pub env_vars: BTreeMap<String, String>,
+    /// Whether suites get the project installed (built once per run into a wheel), and with
+    /// which extras (`.[test]`).
+    pub install_project: Option<Vec<String>>,
 }
 
 impl EnvTemplate {
@@ -177,6 +185,7 @@ impl EnvTemplate {
             project: None,
             ports: Vec::new(),
             env_vars: BTreeMap::new(),
+            install_project: None,
         }
     }
 
@@ -189,7 +198,20 @@ impl EnvTemplate {
         python: Option<String>,
         dir: &Path,
     ) -> Self {
+        let (project_entries, packages): (Vec<&String>, Vec<&String>) =
+            c.packages.iter().partition(|p| project_extras(p).is_some());
+        let install_project = (c.install_project || !project_entries.is_empty()).then(|| {
+            let mut extras: Vec<String> = project_entries
+                .iter()
+                .filter_map(|p| project_extras(p))
+                .flatten()
+                .collect();
+            extras.sort();
+            extras.dedup();
+            extras
+        });
         let python_keys = python.is_some()
+            || install_project.is_some()
             || !c.packages.is_empty()
             || !c.requirements.is_empty()
             || !c.constraints.is_empty()
@@ -203,8 +225,7 @@ impl EnvTemplate {
         let virtualenv =
             (python_keys || level == IsolationLevel::Virtualenv).then(|| VirtualenvSpec {
                 python,
-                packages: c
-                    .packages
+                packages: packages
                     .iter()
                     .map(|p| resolve_requirement(p, dir))
                     .collect(),
@@ -241,6 +262,7 @@ impl EnvTemplate {
             project: c.project.map(Spanned::into_inner),
             ports: c.ports,
             env_vars: c.env_vars,
+            install_project,
         }
     }
 
@@ -290,6 +312,34 @@ pub enum Disposal {
 
 /// Makes a requirement naming a relative path (`.`, `./sub`, `-e .`, `../lib`) absolute
 /// against `dir`, since installs run elsewhere; any other requirement is returned as is.
+/// The extras of a `packages` entry naming the project itself (`.`, `./`, `-e .`,
+/// `.[test,docs]`), or `None` for any other entry. An editable install (`-e .`) is made as a
+/// wheel too: one editable tree would be shared by every suite, and would be the user's.
+fn project_extras(entry: &str) -> Option<Vec<String>> {
+    let entry = entry.trim();
+    let entry = match entry.strip_prefix("-e") {
+        Some(rest) if rest.starts_with(char::is_whitespace) => rest.trim(),
+        _ => entry,
+    };
+    let rest = match entry.strip_prefix("./") {
+        Some(rest) => rest,
+        None => entry
+            .strip_prefix('.')
+            .filter(|r| !r.starts_with(['.', '/']))?,
+    };
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let extras = rest.strip_prefix('[')?.strip_suffix(']')?;
+    Some(
+        extras
+            .split(',')
+            .map(|e| e.trim().to_owned())
+            .filter(|e| !e.is_empty())
+            .collect(),
+    )
+}
+
 pub(crate) fn resolve_requirement(requirement: &str, dir: &Path) -> String {
     let trimmed = requirement.trim();
     let (editable, rest) = match trimmed.strip_prefix("-e") {
@@ -312,6 +362,26 @@ pub(crate) fn resolve_requirement(requirement: &str, dir: &Path) -> String {
         format!("-e {target}")
     } else {
         target
+    }
+}
+
+#[cfg(test)]
+mod project_entry_tests {
+    use super::project_extras;
+
+    #[test]
+    fn the_project_is_named_by_a_dot_with_or_without_e_and_extras() {
+        let none: Vec<String> = Vec::new();
+        for entry in [".", "./", "-e .", "-e  ./"] {
+            assert_eq!(project_extras(entry), Some(none.clone()), "{entry}");
+        }
+        assert_eq!(
+            project_extras("-e .[test, docs]"),
+            Some(vec!["test".to_owned(), "docs".to_owned()])
+        );
+        for entry in ["./sub", "..", "../x", "requests", "-e ./sub", ".x"] {
+            assert_eq!(project_extras(entry), None, "{entry}");
+        }
     }
 }
 

@@ -63,6 +63,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
             index_url: args.index.index_url.clone(),
             extra_index_urls: args.index.extra_index_url.clone(),
             offline: args.index.offline,
+            project: None,
         }),
         None => None,
     };

@@ -126,7 +126,7 @@ fn substitute(text: &str, args: Option<&str>) -> Option<String> {
 }
 
 /// `arg` as one shell word.
-fn quote(arg: &str) -> String {
+pub(crate) fn quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .bytes()

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use command::Command;
+pub(crate) use command::quote;
 pub use service::Service;
 pub use suite::{MAX_SUITE_NAME, Parallel, Split, Suite, SuiteConfig};
 use template::python_label;

@@ -3,13 +3,14 @@
 use std::process::ExitCode;
 
 use ptest_runner::config::PROJECT_FILE;
-use ptest_runner::init::{Detected, starter};
+use ptest_runner::init::{Inferred, starter};
 
 use crate::Failure;
 use crate::cli::InitArgs;
 
-/// Writes `./ptest.toml` (a virtualenv suite for a Python project); refuses to overwrite one
-/// (exit 2) unless `--force`.
+/// Writes `./ptest.toml` from what the project says about its tests, and prints what it
+/// inferred and what it could not translate; refuses to overwrite one (exit 2) unless
+/// `--force`.
 pub fn run(args: &InitArgs) -> Result<ExitCode, Failure> {
     let dir = std::env::current_dir().map_err(|e| ptest_core::Error::io("reading", ".", e))?;
     let file = dir.join(PROJECT_FILE);
@@ -20,13 +21,19 @@ pub fn run(args: &InitArgs) -> Result<ExitCode, Failure> {
         ))
         .into());
     }
-    let detected = Detected::in_dir(&dir);
-    std::fs::write(&file, starter(&detected))
+    let inferred = Inferred::in_dir(&dir);
+    std::fs::write(&file, starter(&inferred))
         .map_err(|e| ptest_core::Error::io("writing", &file, e))?;
-    let kind = if detected.python() {
-        "a Python project: a virtualenv template and a pytest suite"
+    for found in &inferred.found {
+        eprintln!("inferred: {found}");
+    }
+    for left in &inferred.untranslated {
+        eprintln!("not translated: {left}");
+    }
+    let kind = if inferred.python() {
+        "a Python project: virtualenv templates and their suites"
     } else {
-        "a shell suite to fill in"
+        "nothing Python found: a shell suite to fill in"
     };
     eprintln!("wrote {} ({kind}); try `ptest run --list`", file.display());
     Ok(ExitCode::SUCCESS)

@@ -28,7 +28,8 @@ bench_meta py-exec compare "Python: exec in an environment (ptest-env)" \
     --note "Python rounds (env.exec and subprocess.run interleaved call by call, one Manager) alternate with bench/lib-bench rounds (the Rust library, the limit here: what the bindings wrap); $iters calls per round, $rounds rounds each" \
     --note "env.exec releases the GIL and runs the same Manager::execute_command on the module's tokio runtime, and builds a ProcessResult with the captured output" \
     --at-most 'env.exec(["true"]) from Python, security medium|1.5' \
-    --note "the issue-16 target below: env.exec from Python within 1.5× the Rust library's exec"
+    --note "the issue-16 target below: env.exec from Python within 1.5× the Rust library's exec" \
+    --note "the limit's rounds come from bench/lib-bench, which interleaves each execute_command call with its own peers (std and tokio Command, bwrap, unshare); the Python rounds interleave only subprocess.run: the ratio compares the two loops as they are, and below 1× means the bindings add less than that difference, not that they are faster than Rust"
 for ((r = 0; r < rounds; r++)); do
     "$VPY" - "$iters" "$OUT/py-exec.r$((2 * r)).json" <<'PY'
 import json, subprocess, sys, time

@@ -28,6 +28,7 @@ PLUGIN_LABEL = "ptest.pytest"
 _SESSION_KEY = pytest.StashKey[str]()
 _KEPT_KEY = pytest.StashKey[list[str]]()
 _REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
+_KEPT_PROPERTY = "ptest_kept_environment"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
         session = uuid.uuid4().hex[:12]
     config.stash[_SESSION_KEY] = session
     config.stash[_KEPT_KEY] = []
+    config.pluginmanager.register(_KeptReporter(config), "ptest-kept-reporter")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -124,11 +126,15 @@ class _Factory:
         self.made.append(env)
         return env
 
-    def finish(self, failed: bool) -> None:
+    def finish(self, node: Any, failed: bool) -> None:
         errors = []
         for env in self.made:
             if failed and self.keep_failed:
-                self.config.stash[_KEPT_KEY].append(env.name)
+                if isinstance(node, pytest.Item):
+                    # Carried by the test's report, to the controller under pytest-xdist.
+                    node.user_properties.append((_KEPT_PROPERTY, env.name))
+                else:
+                    self.config.stash[_KEPT_KEY].append(env.name)
                 continue
             try:
                 env.remove(force=True)
@@ -163,7 +169,7 @@ def ptest_env(
     failed_before = request.session.testsfailed
     env = factory(**_settings(request.node, "ptest_env"))
     yield env
-    factory.finish(_failed(request, failed_before))
+    factory.finish(request.node, _failed(request, failed_before))
 
 
 @pytest.fixture
@@ -173,7 +179,7 @@ def ptest_env_factory(
     """`ptest_env_factory(**settings)` makes an environment; all are removed after the test."""
     factory = _Factory(ptest_manager, request.config, request.config.getoption("ptest_keep_failed"))
     yield factory
-    factory.finish(_failed(request, 0))
+    factory.finish(request.node, _failed(request, 0))
 
 
 @pytest.fixture
@@ -193,9 +199,21 @@ def ptest_service(
         process.stop(timeout=5)
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    kept = terminalreporter.config.stash.get(_KEPT_KEY, [])
-    if kept:
-        terminalreporter.section("ptest: environments kept")
-        for name in kept:
-            terminalreporter.write_line(f"ptest env exec {name} -- sh")
+class _KeptReporter:
+    """Names the kept environments in the summary: those of this process's wider-scoped
+    fixtures, and those the test reports carry (every worker's, under pytest-xdist)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.names: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "teardown":
+            self.names += [str(v) for k, v in report.user_properties if k == _KEPT_PROPERTY]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        kept = [*self.names, *self.config.stash.get(_KEPT_KEY, [])]
+        if kept:
+            terminalreporter.section("ptest: environments kept")
+            for name in kept:
+                terminalreporter.write_line(f"ptest env exec {name} -- sh")

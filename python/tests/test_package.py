@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -215,3 +216,31 @@ def test_a_docker_environment_from_python(ptest_manager: ptest.Manager, busybox_
         text=True,
     )
     assert ps.stdout.strip() == ""
+
+
+def test_ctrl_c_interrupts_a_blocking_call_and_ends_its_command(tmp_path: Path) -> None:
+    script = tmp_path / "interrupted.py"
+    script.write_text(
+        "import ptest\n"
+        "env = ptest.Manager().create_environment()\n"
+        "print(env.name, flush=True)\n"
+        "try:\n"
+        "    env.exec(['sh', '-c', 'echo $$ > pid; exec sleep 60'])\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    print(env.exec('kill -0 $(cat pid) 2>/dev/null && echo alive || echo gone').stdout)\n"
+        "env.remove(force=True)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    assert child.stdout is not None
+    name = child.stdout.readline().strip()
+    env = ptest.Manager().get(name)
+    pid_file = Path(env.workspace) / "pid"
+    deadline = time.monotonic() + 20
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, _ = child.communicate(timeout=30)
+    assert out.split() == ["interrupted", "gone"]

@@ -159,3 +159,30 @@ def test_xdist_workers_have_their_own_environments(
     assert {r[0] for r in rows} == {"gw0", "gw1"}
     assert all(r[0] == r[2] for r in rows)
     assert len({r[1] for r in rows}) == 6 and len({r[3] for r in rows}) == 6
+
+
+def test_keep_failed_under_xdist_names_every_workers_environment(
+    pytester: pytest.Pytester,
+) -> None:
+    require(importlib.util.find_spec("xdist"), "pytest-xdist is not installed")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        def test_fails(ptest_env, i):
+            assert i % 2
+        """
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--ptest-keep-failed"
+    )
+    result.assert_outcomes(passed=2, failed=2)
+    kept = [l.split()[3] for l in result.outlines if l.startswith("ptest env exec ")]
+    manager = ptest.Manager()
+    try:
+        assert len(kept) == 2
+        assert names(manager, **{"ptest.pytest": "1"}) == set(kept)
+    finally:
+        for name in kept:
+            manager.get(name).remove(force=True)

@@ -10,11 +10,11 @@ use ptest_local::supervisor::{self, StartFailure};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::block;
 use crate::convert;
 use crate::errors::{ConfigError, EngineError, IntoPy, NotReadyError, ProcessError, to_py};
 use crate::manager::Shared;
 use crate::process::{Process, ProcessResult};
+use crate::{block, block_raw};
 
 /// An environment: a root with its own processes, ports, packages and limits.
 ///
@@ -152,8 +152,7 @@ impl Environment {
         let shared = self.shared.clone();
         let result = block(py, async move {
             shared.manager.execute_command(&record, request).await
-        })
-        .py_err()?;
+        })?;
         let result = ProcessResult::from(result);
         if check && result.returncode != 0 {
             let message = result.failure_message();
@@ -219,9 +218,9 @@ impl Environment {
         };
         let record = self.record();
         let shared = self.shared.clone();
-        let started = block(py, async move {
+        let started = block_raw(py, async move {
             supervisor::start(&shared.manager, &record, spec, &exe).await
-        });
+        })?;
         match started {
             Ok(info) => Ok(Process::new(self.shared.clone(), self.record(), info)),
             Err(StartFailure::Ptest(e)) => Err(to_py(e)),
@@ -281,8 +280,7 @@ impl Environment {
         let shared = self.shared.clone();
         let outcome = block(py, async move {
             Packages::open(&shared.manager, env)?.install(request).await
-        })
-        .py_err()?;
+        })?;
         convert::to_python(py, &outcome)
     }
 
@@ -298,8 +296,7 @@ impl Environment {
             Packages::open(&shared.manager, env)?
                 .uninstall(&names)
                 .await
-        })
-        .py_err()?;
+        })?;
         convert::to_python(py, &outcome)
     }
 
@@ -331,7 +328,7 @@ impl Environment {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let env = self.current()?;
         let shared = self.shared.clone();
-        let usage = block(py, async move { shared.manager.resource_usage(&env).await }).py_err()?;
+        let usage = block(py, async move { shared.manager.resource_usage(&env).await })?;
         convert::to_python(py, &usage)
     }
 
@@ -339,7 +336,7 @@ impl Environment {
     fn validate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let env = self.current()?;
         let shared = self.shared.clone();
-        let findings = block(py, async move { shared.manager.validate(&env).await }).py_err()?;
+        let findings = block(py, async move { shared.manager.validate(&env).await })?;
         convert::to_python(py, &findings)
     }
 
@@ -354,7 +351,6 @@ impl Environment {
         block(py, async move {
             shared.manager.cleanup(&env, RemoveOptions { force }).await
         })
-        .py_err()
     }
 
     fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {

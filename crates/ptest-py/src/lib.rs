@@ -38,13 +38,38 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs `fut` to completion with the GIL released: other Python threads run meanwhile.
-fn block<F>(py: Python<'_>, fut: F) -> F::Output
+/// Runs `fut` to completion with the GIL released: other Python threads run meanwhile. Every
+/// 50 ms it takes the GIL back to let a signal through (Ctrl-C): the exception is raised and
+/// `fut` dropped, which ends what it started (a command's process group dies with its handle).
+fn block_raw<F>(py: Python<'_>, fut: F) -> PyResult<F::Output>
 where
     F: Future + Send,
     F::Output: Send,
 {
-    py.detach(|| runtime().block_on(fut))
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        let done = py.detach(|| {
+            runtime().block_on(async {
+                tokio::select! {
+                    out = &mut fut => Some(out),
+                    () = tokio::time::sleep(std::time::Duration::from_millis(50)) => None,
+                }
+            })
+        });
+        match done {
+            Some(out) => return Ok(out),
+            None => py.check_signals()?,
+        }
+    }
+}
+
+/// [`block_raw`] for ptest's results: its error becomes the matching exception.
+fn block<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    F: Future<Output = ptest_core::Result<T>> + Send,
+    T: Send,
+{
+    block_raw(py, fut)?.map_err(errors::to_py)
 }
 
 /// The `ptest._native` module.

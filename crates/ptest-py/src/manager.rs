@@ -152,8 +152,7 @@ impl Manager {
         let env = block(
             py,
             async move { shared.manager.create_environment(spec).await },
-        )
-        .py_err()?;
+        )?;
         Ok(Environment::new(self.shared.clone(), env))
     }
 
@@ -224,15 +223,14 @@ impl Manager {
         let shared = self.shared.clone();
         let removed = block(py, async move {
             shared.manager.gc(GcOptions { shutdown }).await
-        })
-        .py_err()?;
+        })?;
         convert::to_python(py, &removed)
     }
 
     /// Removes the `on_shutdown` environments this manager created.
     fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let shared = self.shared.clone();
-        let removed = block(py, async move { shared.manager.shutdown().await }).py_err()?;
+        let removed = block(py, async move { shared.manager.shutdown().await })?;
         convert::to_python(py, &removed)
     }
 

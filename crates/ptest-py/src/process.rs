@@ -196,8 +196,7 @@ impl Process {
         let (shared, env, name) = (self.shared.clone(), self.env.clone(), self.info().name);
         let info = block(py, async move {
             supervisor::stop(&shared.manager, &env, &name, Signal::TERM, timeout).await
-        })
-        .py_err()?;
+        })?;
         let code = returncode(&info);
         *self.info.lock().expect("not poisoned") = info;
         Ok(code)
@@ -211,8 +210,7 @@ impl Process {
         let (shared, id) = (self.shared.clone(), self.info().process.id);
         let ended = block(py, async move {
             supervisor::wait_end(&shared.manager, id, limit).await
-        })
-        .py_err()?;
+        })?;
         match ended {
             Some(info) => {
                 let code = returncode(&info);

@@ -186,3 +186,26 @@ def test_keep_failed_under_xdist_names_every_workers_environment(
     finally:
         for name in kept:
             manager.get(name).remove(force=True)
+
+
+def test_env_scope_ini_shares_one_environment_per_module(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nptest_env_scope = module\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.ptest_env(labels={"shared": "yes"})
+        seen = []
+
+        def test_first(ptest_env):
+            seen.append(ptest_env.name)
+            ptest_env.exec("echo one > mark", check=True)
+
+        def test_second(ptest_env):
+            assert [ptest_env.name] == seen
+            assert ptest_env.labels["shared"] == "yes"
+            assert ptest_env.exec("cat mark").stdout == "one\\n"
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    assert names(ptest.Manager(), **{"ptest.pytest": "1"}) == set()

@@ -94,10 +94,12 @@ def _reap_dead_sessions(manager: ptest.Manager) -> None:
 
 @pytest.fixture(scope="session")
 def ptest_manager() -> Iterator[ptest.Manager]:
-    """The `ptest.Manager` of the session (on `$PTEST_HOME`)."""
+    """The `ptest.Manager` of the session (on `$PTEST_HOME`); at the end it removes what the
+    session's fixtures left (an interrupted teardown), but never a kept environment."""
     manager = ptest.Manager()
     _reap_dead_sessions(manager)
     yield manager
+    manager.shutdown()
 
 
 class _Factory:

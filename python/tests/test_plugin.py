@@ -7,6 +7,8 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,9 +105,8 @@ def test_keep_failed_keeps_the_environment_and_says_how_to_enter(
         env.remove(force=True)
 
 
-def test_a_killed_sessions_environments_are_reaped_by_the_next(
-    pytester: pytest.Pytester,
-) -> None:
+@pytest.mark.parametrize("reaper", ["next session", "ptest gc"])
+def test_a_killed_sessions_environments_are_reaped(pytester: pytest.Pytester, reaper: str) -> None:
     pytester.makepyfile(
         test_killed="""
         import os, signal
@@ -125,10 +126,19 @@ def test_a_killed_sessions_environments_are_reaped_by_the_next(
     orphan = manager.get(name)
     pid = orphan.processes()[0].pid
     assert orphan.status == "active"
-    pytester.makepyfile(test_next="def test_next(ptest_manager):\n    pass\n")
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_next.py").assert_outcomes(
-        passed=1
-    )
+    if reaper == "next session":
+        pytester.makepyfile(test_next="def test_next(ptest_manager):\n    pass\n")
+        pytester.runpytest_subprocess("-p", "no:cacheprovider", "test_next.py").assert_outcomes(
+            passed=1
+        )
+    else:
+        gc = subprocess.run(
+            [str(Path(sys.executable).parent / "ptest"), "gc"],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert gc.returncode == 0, gc.stderr
     with pytest.raises(ptest.NotFoundError):
         manager.get(name)
     assert not os.path.exists(root)

@@ -1,7 +1,9 @@
 //! ptest's pytest plugin, `_ptest_plugin` (a name that cannot shadow the `ptest` package):
-//! ptest writes it into each `basic` and `virtualenv` environment's `tmp/.ptest/` and puts it
-//! on the suite's `PYTHONPATH` and `PYTEST_PLUGINS`. It does three things, each through a file
-//! beside it:
+//! ptest writes it into each `basic` and `virtualenv` environment's `tmp/.ptest/`, with a
+//! `dist-info` beside it whose `pytest11` entry point makes pytest load it, and puts that
+//! directory first on the suite's `PYTHONPATH`. A command that sets its own `PYTHONPATH` (or
+//! `PYTEST_DISABLE_PLUGIN_AUTOLOAD`) runs without it, never with an import error. It does
+//! three things, each through a file beside it:
 //!
 //! - progress: writes "DONE TOTAL" as tests finish (at most five times a second), which the
 //!   runner reads while the suite's `run` command runs and hands to the [`crate::Reporter`];
@@ -20,6 +22,12 @@ pub(crate) const PLUGIN: &str = "_ptest_plugin";
 
 /// The plugin's directory, relative to the environment root.
 const DIR: &str = "tmp/.ptest";
+
+/// The plugin's distribution metadata, so that pytest finds its entry point on `sys.path`.
+const DIST_INFO: &str = "_ptest_plugin-1.0.dist-info";
+const METADATA: &str = "Metadata-Version: 2.1\nName: _ptest_plugin\nVersion: 1.0\n\
+    Summary: ptest run's pytest plugin (progress, split = \"pytest\"), placed by ptest\n";
+const ENTRY_POINTS: &str = "[pytest11]\n_ptest_plugin = _ptest_plugin\n";
 
 /// The files beside the plugin: what it reports, what it collected, what it should run.
 const PROGRESS: &str = "progress";
@@ -111,6 +119,13 @@ impl Plugin {
         let beneath = Beneath::open(root)?;
         let dir = beneath.make_dir(Path::new(DIR), 0o755)?;
         dir.replace(Path::new(&format!("{PLUGIN}.py")), SOURCE.as_bytes(), 0o644)?;
+        let info = dir.make_dir(Path::new(DIST_INFO), 0o755)?;
+        info.replace(Path::new("METADATA"), METADATA.as_bytes(), 0o644)?;
+        info.replace(
+            Path::new("entry_points.txt"),
+            ENTRY_POINTS.as_bytes(),
+            0o644,
+        )?;
         Ok(Plugin {
             root: root.to_owned(),
         })
@@ -124,25 +139,21 @@ impl Plugin {
         Ok(Beneath::open(&self.root.join(DIR))?)
     }
 
-    /// `PYTHONPATH`, `PYTEST_PLUGINS`, `PTEST_PROGRESS_FILE` and `PTEST_SELECT_FILE` for
-    /// the suite's commands, added in front of what `vars` (or else ptest's own environment)
-    /// already says.
+    /// `PYTHONPATH` (the plugin's directory in front of what `vars`, or else ptest's own
+    /// environment, says), `PTEST_PROGRESS_FILE` and `PTEST_SELECT_FILE` for the suite's
+    /// commands.
     pub(crate) fn vars(&self, vars: &mut BTreeMap<String, String>) {
-        let joined = |key: &str, ours: String, sep: &str| {
-            let theirs = vars
-                .get(key)
-                .cloned()
-                .or_else(|| std::env::var(key).ok())
-                .filter(|v| !v.is_empty());
-            match theirs {
-                Some(theirs) => format!("{ours}{sep}{theirs}"),
-                None => ours,
-            }
+        let ours = self.root.join(DIR).display().to_string();
+        let theirs = vars
+            .get("PYTHONPATH")
+            .cloned()
+            .or_else(|| std::env::var("PYTHONPATH").ok())
+            .filter(|v| !v.is_empty());
+        let path = match theirs {
+            Some(theirs) => format!("{ours}:{theirs}"),
+            None => ours,
         };
-        let path = joined("PYTHONPATH", self.root.join(DIR).display().to_string(), ":");
-        let plugins = joined("PYTEST_PLUGINS", PLUGIN.to_owned(), ",");
         vars.insert("PYTHONPATH".into(), path);
-        vars.insert("PYTEST_PLUGINS".into(), plugins);
         vars.insert("PTEST_PROGRESS_FILE".into(), self.path(PROGRESS));
         vars.insert("PTEST_SELECT_FILE".into(), self.path(SELECTED));
     }
@@ -218,10 +229,20 @@ mod tests {
         let selected = std::fs::read_to_string(root.path().join(DIR).join(SELECTED)).unwrap();
         assert_eq!(selected, "a.py::t\n");
 
-        let mut vars = BTreeMap::from([("PYTEST_PLUGINS".to_owned(), "mine".to_owned())]);
+        let entry = root
+            .path()
+            .join(DIR)
+            .join(DIST_INFO)
+            .join("entry_points.txt");
+        assert!(
+            std::fs::read_to_string(entry)
+                .unwrap()
+                .contains("[pytest11]")
+        );
+        let mut vars = BTreeMap::from([("PYTHONPATH".to_owned(), "/mine".to_owned())]);
         plugin.vars(&mut vars);
-        assert_eq!(vars["PYTEST_PLUGINS"], "_ptest_plugin,mine");
-        assert!(vars["PYTHONPATH"].starts_with(&root.path().join(DIR).display().to_string()));
+        let ours = root.path().join(DIR).display().to_string();
+        assert_eq!(vars["PYTHONPATH"], format!("{ours}:/mine"));
     }
 
     #[test]

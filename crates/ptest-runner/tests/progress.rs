@@ -1,5 +1,6 @@
 //! Per-test progress of a real pytest suite (pytest from PyPI), from the plugin ptest puts on
-//! its path without shadowing anything the suite imports.
+//! its path without shadowing anything the suite imports or breaking one that sets its own
+//! path.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -29,11 +30,20 @@ packages = ["pytest"]
 [[suite]]
 name = "unit"
 env = "py"
-run = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+run = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_slow.py"]
 env_vars = { PYTHONPATH = "/extra-path" }
+
+# A command that sets its own PYTHONPATH runs without the plugin, not with an import error.
+[[suite]]
+name = "own-path"
+env = "py"
+run = "PYTHONPATH=/elsewhere python -m pytest -q -p no:cacheprovider test_ok.py"
 "#,
     );
+    h.file("test_ok.py", "def test_ok():\n    pass\n");
     let (report, recorder) = h.run(project, RunOptions::default()).await;
+    let own = suite(&report, "own-path");
+    assert_eq!(own.status, SuiteStatus::Passed, "{}", own.stdout_tail);
     let unit = suite(&report, "unit");
     assert_eq!(unit.status, SuiteStatus::Passed, "{}", unit.stdout_tail);
     let seen: Vec<(u64, u64)> = recorder

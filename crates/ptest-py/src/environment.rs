@@ -46,7 +46,7 @@ impl Environment {
     /// Reads the record again; `None` once it is gone (removed).
     fn refresh(&self) -> PyResult<Option<ptest_core::Environment>> {
         let id = self.id();
-        match self.shared.manager.get_environment(&id) {
+        match crate::unlocked(|| self.shared.manager.get_environment(&id)) {
             Ok(env) => {
                 *self.env.lock().expect("not poisoned") = env.clone();
                 Ok(Some(env))
@@ -123,7 +123,7 @@ impl Environment {
     /// Everything ptest records about it, as `ptest env show --json` prints it.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let env = self.current()?;
-        let processes = self.shared.manager.processes(&env).py_err()?;
+        let processes = crate::unlocked(|| self.shared.manager.processes(&env)).py_err()?;
         let value = serde_json::json!({ "environment": env, "processes": processes });
         convert::to_python(py, &value)
     }
@@ -233,7 +233,7 @@ impl Environment {
     /// The background processes started in it, as `Process` objects.
     fn processes(&self) -> PyResult<Vec<Process>> {
         let env = self.current()?;
-        let services = self.shared.manager.services(Some(&env)).py_err()?;
+        let services = crate::unlocked(|| self.shared.manager.services(Some(&env))).py_err()?;
         Ok(services
             .into_iter()
             .map(|s| Process::new(self.shared.clone(), env.clone(), s))
@@ -244,7 +244,7 @@ impl Environment {
     fn allocate_port(&self, name: &str) -> PyResult<u16> {
         let env = self.current()?;
         let name: PortName = convert::parse(name)?;
-        let port = self.shared.manager.allocate_port(&env, &name).py_err()?;
+        let port = crate::unlocked(|| self.shared.manager.allocate_port(&env, &name)).py_err()?;
         self.refresh()?;
         Ok(port)
     }
@@ -253,7 +253,7 @@ impl Environment {
     fn release_port(&self, name: &str) -> PyResult<u16> {
         let env = self.current()?;
         let name: PortName = convert::parse(name)?;
-        let port = self.shared.manager.release_port(&env, &name).py_err()?;
+        let port = crate::unlocked(|| self.shared.manager.release_port(&env, &name)).py_err()?;
         self.refresh()?;
         Ok(port)
     }

@@ -63,6 +63,12 @@ where
     }
 }
 
+/// Runs short blocking work (a store transaction that may wait for SQLite's lock held by
+/// another `ptest`) with the GIL released.
+fn unlocked<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    Python::attach(|py| py.detach(work))
+}
+
 /// [`block_raw`] for ptest's results: its error becomes the matching exception.
 fn block<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where

@@ -48,7 +48,8 @@ impl Manager {
         engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
         engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
         engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
-        let manager = ptest_core::Manager::open(home, config, engines).py_err()?;
+        let manager =
+            crate::unlocked(|| ptest_core::Manager::open(home, config, engines)).py_err()?;
         let exe = exe.or_else(|| std::env::var_os("PTEST_EXE").map(PathBuf::from));
         Ok(Self {
             shared: Arc::new(Shared { manager, exe }),
@@ -158,7 +159,7 @@ impl Manager {
 
     /// The environment with this name or id.
     fn get(&self, name: &str) -> PyResult<Environment> {
-        let env = self.shared.manager.get_environment(name).py_err()?;
+        let env = crate::unlocked(|| self.shared.manager.get_environment(name)).py_err()?;
         Ok(Environment::new(self.shared.clone(), env))
     }
 
@@ -175,7 +176,7 @@ impl Manager {
             status: status.as_deref().map(convert::parse).transpose()?,
             labels: labels.unwrap_or_default().into_iter().collect(),
         };
-        let envs = self.shared.manager.list_environments(&filter).py_err()?;
+        let envs = crate::unlocked(|| self.shared.manager.list_environments(&filter)).py_err()?;
         Ok(envs
             .into_iter()
             .map(|e| Environment::new(self.shared.clone(), e))
@@ -204,7 +205,7 @@ impl Manager {
             env: env.clone(),
             limit,
         };
-        let events = self.shared.manager.events(&query).py_err()?;
+        let events = crate::unlocked(|| self.shared.manager.events(&query)).py_err()?;
         if follow {
             let after = events.last().map(|e| e.id);
             let stream = EventStream {
@@ -259,22 +260,26 @@ impl EventStream {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         loop {
-            let next = {
-                let mut pending = self.pending.lock().expect("not poisoned");
-                if pending.0.is_empty() {
-                    let query = EventQuery {
-                        after: Some(pending.1.unwrap_or(0)),
-                        env: self.env.clone(),
-                        limit: None,
-                    };
-                    let events = self.shared.manager.events(&query).py_err()?;
-                    if let Some(last) = events.last() {
-                        pending.1 = Some(last.id);
+            // The lock is taken only without the GIL: a thread waiting for it never holds
+            // the GIL the holder needs back.
+            let next = py
+                .detach(|| -> ptest_core::Result<_> {
+                    let mut pending = self.pending.lock().expect("not poisoned");
+                    if pending.0.is_empty() {
+                        let query = EventQuery {
+                            after: Some(pending.1.unwrap_or(0)),
+                            env: self.env.clone(),
+                            limit: None,
+                        };
+                        let events = self.shared.manager.events(&query)?;
+                        if let Some(last) = events.last() {
+                            pending.1 = Some(last.id);
+                        }
+                        pending.0.extend(events);
                     }
-                    pending.0.extend(events);
-                }
-                pending.0.pop_front()
-            };
+                    Ok(pending.0.pop_front())
+                })
+                .py_err()?;
             if let Some(event) = next {
                 return convert::to_python(py, &event);
             }

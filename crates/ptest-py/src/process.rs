@@ -139,7 +139,7 @@ impl Process {
 
     fn refresh(&self) -> PyResult<ServiceInfo> {
         let name = self.info().name;
-        let info = self.shared.manager.service(&self.env, &name).py_err()?;
+        let info = crate::unlocked(|| self.shared.manager.service(&self.env, &name)).py_err()?;
         *self.info.lock().expect("not poisoned") = info.clone();
         Ok(info)
     }

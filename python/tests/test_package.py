@@ -24,10 +24,18 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(exe), *args], check=False, capture_output=True, text=True)
 
 
-def test_import_and_version_match_the_bundled_cli() -> None:
+def test_import_and_version_match_the_bundled_cli(tmp_path: Path) -> None:
     out = cli("--version")
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["ptest", ptest.__version__]
+    module = subprocess.run(
+        [sys.executable, "-m", "ptest", "--version"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,  # The installed package, not the source tree beside the tests.
+    )
+    assert module.stdout == out.stdout
     # The manager supervises with that very binary, not with the interpreter.
     assert Path(ptest.Manager().exe) == Path(sys.executable).parent / "ptest"
 

@@ -160,8 +160,29 @@ pub trait Engine: Send + Sync {
     /// Checks that what the environment is made of is still there and sound.
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>>;
 
-    /// Stops what [`Engine::activate`] started.
+    /// Stops what [`Engine::activate`] started. [`Engine::activate`] may be called again
+    /// afterwards (`env start`).
     async fn deactivate(&self, env: &Environment) -> Result<()>;
+
+    /// Freezes every process of the environment: they keep their memory and open ports and
+    /// run on at [`Engine::resume`]. `Err(`[`crate::Error::Unsupported`]`)` where the engine or
+    /// host cannot.
+    async fn pause(&self, env: &Environment) -> Result<()> {
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "pause",
+            why: format!("the {} level has no way to freeze processes", env.level),
+        })
+    }
+
+    /// Lets the processes [`Engine::pause`] froze run again.
+    async fn resume(&self, env: &Environment) -> Result<()> {
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "resume",
+            why: format!("the {} level has no way to freeze processes", env.level),
+        })
+    }
 
     /// Deletes everything the environment is made of. Must succeed on a half-made environment
     /// and on one that is already gone.

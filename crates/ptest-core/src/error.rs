@@ -93,6 +93,18 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// The environment's engine or this host cannot do what was asked (pause without a
+    /// cgroup freezer, say).
+    #[error("cannot {action} environment {name:?}: {why}")]
+    Unsupported {
+        /// The environment.
+        name: String,
+        /// What was asked.
+        action: &'static str,
+        /// Why it cannot be done here.
+        why: String,
+    },
+
     /// Processes still run in the environment.
     #[error(
         "environment {name:?} has {} running process(es) ({}); stop them or use --force",
@@ -215,6 +227,7 @@ impl Error {
             | Error::NameTaken(_)
             | Error::LimitReached { .. }
             | Error::WrongState { .. }
+            | Error::Unsupported { .. }
             | Error::Busy { .. }
             | Error::PortTaken { .. }
             | Error::PortsExhausted { .. }

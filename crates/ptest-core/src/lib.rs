@@ -53,7 +53,9 @@ pub use engine::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;
-pub use manager::{EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions};
+pub use manager::{
+    EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions, STOPPED_REASON,
+};
 pub use model::*;
 pub use name::{EnvId, EnvName, InvalidName};
 pub use ports::{PortLease, PortName, PortRange};

@@ -77,6 +77,10 @@ pub struct Removal {
     pub error: Option<String>,
 }
 
+/// Why `env stop` ended an environment's processes, as their records and events say: what
+/// `env start` looks for to start its background processes again.
+pub const STOPPED_REASON: &str = "environment stopped";
+
 /// Opens environments in one `PTEST_HOME` and runs their lifecycle.
 pub struct Manager {
     home: Home,
@@ -221,6 +225,16 @@ impl Manager {
     /// is taken. If the engine fails, what it made is removed and the record deleted; if even
     /// that fails, the record stays in `error` for `env rm` to retry.
     pub async fn create_environment(&self, spec: EnvironmentSpec) -> Result<Environment> {
+        self.create_with(spec, true).await
+    }
+
+    /// Creates an environment and leaves it `created`: built, nothing started in it (no
+    /// holder, no container running), no command can run until [`Manager::start_environment`].
+    pub async fn create_environment_unstarted(&self, spec: EnvironmentSpec) -> Result<Environment> {
+        self.create_with(spec, false).await
+    }
+
+    async fn create_with(&self, spec: EnvironmentSpec, start: bool) -> Result<Environment> {
         let engine = self.engine(spec.level)?.clone();
         engine.check(&spec)?;
         let id = EnvId::random();
@@ -260,6 +274,9 @@ impl Manager {
             error: None,
             details: serde_json::Map::new(),
             ports: Default::default(),
+            activated_at: None,
+            deactivated_at: None,
+            last_activity: None,
         };
         let ev =
             self.store
@@ -288,24 +305,14 @@ impl Manager {
             self.step(
                 &mut env,
                 S::Created,
-                true,
+                // A rest state when nothing is started: no owner left on it.
+                start,
                 Some(IsolationEvent::EnvironmentCreated),
             )?;
-            self.step(
-                &mut env,
-                S::Activating,
-                true,
-                Some(IsolationEvent::EnvironmentActivating),
-            )?;
-            engine
-                .activate(
-                    &env,
-                    &Recorder {
-                        manager: self,
-                        env: &env,
-                    },
-                )
-                .await
+            if !start {
+                return Ok(());
+            }
+            self.activate(&mut env, &engine).await
         }
         .await;
         if let Err(error) = built {
@@ -318,17 +325,180 @@ impl Manager {
             }
             return Err(error);
         }
+        if !start {
+            return Ok(env);
+        }
         crate::failpoint::failpoint("create.activated");
-        // The caller gets what activation noted too (how it is sandboxed, where its holder
-        // is): engines read it from the value they are handed.
-        self.reload_details(&mut env)?;
+        self.activated(&mut env)?;
+        Ok(env)
+    }
+
+    /// `activating`, then the engine's activation.
+    async fn activate(&self, env: &mut Environment, engine: &Arc<dyn Engine>) -> Result<()> {
         self.step(
-            &mut env,
+            env,
+            S::Activating,
+            true,
+            Some(IsolationEvent::EnvironmentActivating),
+        )?;
+        engine.activate(env, &Recorder { manager: self, env }).await
+    }
+
+    /// `active`, with what activation noted: the caller gets it too (how it is sandboxed,
+    /// where its holder is), as engines read it from the value they are handed.
+    fn activated(&self, env: &mut Environment) -> Result<()> {
+        self.reload_details(env)?;
+        self.step(
+            env,
             S::Active,
             false,
             Some(IsolationEvent::EnvironmentActivated),
         )?;
+        if let Some(stored) = self.store.find(env.id.as_str())? {
+            env.activated_at = stored.activated_at;
+            env.last_activity = stored.last_activity;
+        }
+        Ok(())
+    }
+
+    /// Starts a `created` or `inactive` environment again (`env start`): the engine activates
+    /// it as at creation (a new holder, the container started); its ports are still its own.
+    /// Background processes are not started again here: that takes a supervisor (see
+    /// `ptest_local::supervisor::restart_stopped`). A failed start leaves it `error`.
+    pub async fn start_environment(&self, env: &Environment) -> Result<Environment> {
+        let mut env = self.get_environment(env.id.as_str())?;
+        if !matches!(env.status, S::Created | S::Inactive) {
+            return Err(self.wrong_state(
+                &env,
+                "be started",
+                "only a created or inactive (stopped) environment starts",
+            ));
+        }
+        let engine = self.engine(env.level)?.clone();
+        if let Err(e) = self.activate(&mut env, &engine).await {
+            self.fail(&mut env, "start", &e);
+            return Err(e);
+        }
+        self.activated(&mut env)?;
         Ok(env)
+    }
+
+    /// Stops an `active` (or `paused`) environment (`env stop`): its background processes and
+    /// commands are stopped (services first), the engine releases what it started (the
+    /// holder and its namespaces, the container stopped); the root, the venv, the ports and
+    /// the record stay. It ends `inactive`; [`Manager::start_environment`] starts it again.
+    pub async fn stop_environment(&self, env: &Environment) -> Result<Environment> {
+        let mut env = self.get_environment(env.id.as_str())?;
+        if !matches!(env.status, S::Active | S::Paused) {
+            return Err(self.wrong_state(
+                &env,
+                "be stopped",
+                "only an active or paused environment stops",
+            ));
+        }
+        let engine = self.engine(env.level)?.clone();
+        let live = self.processes(&env)?;
+        self.deactivate(&mut env, &engine, &live, STOPPED_REASON, true)
+            .await?;
+        Ok(env)
+    }
+
+    /// Freezes every process of an `active` environment (`env pause`: the cgroup freezer,
+    /// `docker pause`); they keep their memory and ports. No command can run until
+    /// [`Manager::resume_environment`].
+    pub async fn pause_environment(&self, env: &Environment) -> Result<Environment> {
+        self.freeze(env, true).await
+    }
+
+    /// Lets a `paused` environment's processes run again (`env resume`).
+    pub async fn resume_environment(&self, env: &Environment) -> Result<Environment> {
+        self.freeze(env, false).await
+    }
+
+    async fn freeze(&self, env: &Environment, frozen: bool) -> Result<Environment> {
+        let mut env = self.get_environment(env.id.as_str())?;
+        let (from, to, event) = if frozen {
+            (S::Active, S::Paused, IsolationEvent::EnvironmentPaused)
+        } else {
+            (S::Paused, S::Active, IsolationEvent::EnvironmentResumed)
+        };
+        if env.status != from {
+            return Err(if frozen {
+                self.wrong_state(&env, "be paused", "only an active environment pauses")
+            } else {
+                self.wrong_state(&env, "be resumed", "only a paused environment resumes")
+            });
+        }
+        let engine = self.engine(env.level)?;
+        if frozen {
+            engine.pause(&env).await?;
+        } else {
+            engine.resume(&env).await?;
+        }
+        self.step(&mut env, to, false, Some(event))?;
+        Ok(env)
+    }
+
+    fn wrong_state(&self, env: &Environment, action: &'static str, hint: &str) -> Error {
+        Error::WrongState {
+            name: env.name.to_string(),
+            status: env.status,
+            action,
+            hint: Some(hint.to_owned()),
+        }
+    }
+
+    /// `deactivating`: services, then `live` commands are stopped (`reason` said in their
+    /// events); a paused environment is thawed first (a frozen process cannot die); the engine
+    /// deactivates; `inactive`, where it `rests` (`env stop`) or removal goes on. A failure
+    /// leaves `error`.
+    async fn deactivate(
+        &self,
+        env: &mut Environment,
+        engine: &Arc<dyn Engine>,
+        live: &[ProcessInfo],
+        reason: &str,
+        rests: bool,
+    ) -> Result<()> {
+        let paused = env.status == S::Paused;
+        self.step(
+            env,
+            S::Deactivating,
+            true,
+            Some(IsolationEvent::EnvironmentDeactivating),
+        )?;
+        crate::failpoint::failpoint("rm.deactivating");
+        let stopped = async {
+            if paused {
+                engine.resume(env).await?;
+            }
+            self.stop_services(env, engine, reason).await?;
+            for p in live {
+                self.record_event(
+                    env,
+                    IsolationEvent::ProcessStopping,
+                    serde_json::json!({ "pid": p.pid, "reason": reason }),
+                )?;
+                engine.kill(env, p).await?;
+            }
+            engine.deactivate(env).await
+        }
+        .await;
+        if let Err(e) = stopped {
+            self.fail(env, "deactivate", &e);
+            return Err(e);
+        }
+        crate::failpoint::failpoint("rm.deactivated");
+        self.step(
+            env,
+            S::Inactive,
+            !rests,
+            Some(IsolationEvent::EnvironmentDeactivated),
+        )?;
+        if let Some(stored) = self.store.find(env.id.as_str())? {
+            env.deactivated_at = stored.deactivated_at;
+        }
+        Ok(())
     }
 
     /// Replaces `env`'s details with what its engine has noted in the store since.
@@ -587,9 +757,10 @@ impl Manager {
 
     /// Checks that the environment is intact: its record and what the engine finds.
     pub async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
+        // A rest state is judged as such: a stopped or paused environment is not broken.
         let mut findings = vec![Finding {
             check: "status".into(),
-            ok: env.status == S::Active,
+            ok: matches!(env.status, S::Active | S::Paused | S::Inactive | S::Created),
             detail: match &env.error {
                 Some(e) => format!("{}: {e}", env.status),
                 None => env.status.to_string(),
@@ -639,37 +810,8 @@ impl Manager {
             });
         }
         let engine = self.engine(env.level)?.clone();
-        self.step(
-            &mut env,
-            S::Deactivating,
-            true,
-            Some(IsolationEvent::EnvironmentDeactivating),
-        )?;
-        crate::failpoint::failpoint("rm.deactivating");
-        let stopped = async {
-            self.stop_services(&env, &engine).await?;
-            for p in &live {
-                self.record_event(
-                    &env,
-                    IsolationEvent::ProcessStopping,
-                    serde_json::json!({ "pid": p.pid, "reason": "environment removed" }),
-                )?;
-                engine.kill(&env, p).await?;
-            }
-            engine.deactivate(&env).await
-        }
-        .await;
-        if let Err(e) = stopped {
-            self.fail(&mut env, "deactivate", &e);
-            return Err(e);
-        }
-        crate::failpoint::failpoint("rm.deactivated");
-        self.step(
-            &mut env,
-            S::Inactive,
-            true,
-            Some(IsolationEvent::EnvironmentDeactivated),
-        )?;
+        self.deactivate(&mut env, &engine, &live, "environment removed", false)
+            .await?;
         self.step(
             &mut env,
             S::CleanupStart,

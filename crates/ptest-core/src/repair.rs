@@ -97,6 +97,9 @@ pub fn repair(home: &Home) -> Result<RepairReport> {
             expires_at: None,
             error: None,
             ports: Default::default(),
+            activated_at: None,
+            deactivated_at: None,
+            last_activity: None,
         };
         store.insert_environment(&env, u32::MAX, "repair")?;
         let message = "recovered by `ptest doctor --repair` from its root; its record was lost \

@@ -261,6 +261,7 @@ impl Manager {
         &self,
         env: &Environment,
         engine: &Arc<dyn Engine>,
+        reason: &str,
     ) -> Result<()> {
         for s in self.store().services(Some(&env.id))? {
             if !s.process.status.is_live() {
@@ -269,7 +270,7 @@ impl Manager {
             self.record_event(
                 env,
                 IsolationEvent::ProcessStopping,
-                serde_json::json!({ "name": s.name, "pid": s.process.pid, "reason": "environment removed" }),
+                serde_json::json!({ "name": s.name, "pid": s.process.pid, "reason": reason }),
             )?;
             kill_supervisor(&s);
             if s.process.pid != 0 {
@@ -285,8 +286,8 @@ impl Manager {
                 ProcessStatus::Stopped,
                 None,
                 Some(9),
-                Some("killed: environment removed"),
-                serde_json::json!({ "name": s.name, "reason": "environment removed" }),
+                Some(&format!("killed: {reason}")),
+                serde_json::json!({ "name": s.name, "reason": reason }),
             )?;
         }
         Ok(())

@@ -397,6 +397,9 @@ mod tests {
             error: None,
             details: Default::default(),
             ports: Default::default(),
+            activated_at: None,
+            deactivated_at: None,
+            last_activity: None,
         }
     }
 

@@ -477,6 +477,26 @@ impl Engine for DockerEngine {
         }
     }
 
+    async fn pause(&self, env: &Environment) -> Result<()> {
+        let docker = self.docker().await?;
+        let name = container_name(env);
+        docker
+            .pause_container(&name)
+            .await
+            .map_err(|e| engine_error("pause the container", format!("{name}: {}", message_of(&e))))
+    }
+
+    async fn resume(&self, env: &Environment) -> Result<()> {
+        let docker = self.docker().await?;
+        let name = container_name(env);
+        docker.unpause_container(&name).await.map_err(|e| {
+            engine_error(
+                "unpause the container",
+                format!("{name}: {}", message_of(&e)),
+            )
+        })
+    }
+
     async fn cleanup(&self, env: &Environment) -> Result<()> {
         let docker = self.docker().await?;
         let name = container_name(env);

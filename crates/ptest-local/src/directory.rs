@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use ptest_core::{
-    Engine, EngineContext, Environment, EnvironmentSpec, ExecRequest, Finding, Home,
-    IsolationLevel, ProcessInfo, Removal, ResourceUsage, Result, RunningProcess, root,
+    Engine, EngineContext, Environment, EnvironmentSpec, EnvironmentStatus, ExecRequest, Finding,
+    Home, IsolationLevel, ProcessInfo, Removal, ResourceUsage, Result, RunningProcess, root,
 };
 use rustix::process::{Pid, Signal};
 
@@ -35,8 +35,9 @@ impl DirectoryEngine {
         ctx: &dyn EngineContext,
         binds: Vec<PathBuf>,
     ) -> Result<()> {
-        let broken: Vec<String> = self
-            .validate(env)
+        // The root must be intact; the sandbox is what this makes (again, after `env stop`).
+        let (root, id) = (env.root.clone(), env.id.clone());
+        let broken: Vec<String> = blocking(move || Ok(root::check(&root, &id)))
             .await?
             .into_iter()
             .filter(|f| !f.ok)
@@ -159,6 +160,14 @@ impl Engine for DirectoryEngine {
         .await
     }
 
+    async fn pause(&self, env: &Environment) -> Result<()> {
+        sandbox::freeze(env, true).await
+    }
+
+    async fn resume(&self, env: &Environment) -> Result<()> {
+        sandbox::freeze(env, false).await
+    }
+
     async fn cleanup(&self, env: &Environment) -> Result<()> {
         self.entries.forget(env);
         sandbox::teardown(env).await?;
@@ -230,6 +239,17 @@ fn sandbox_findings(env: &Environment) -> Vec<Finding> {
     let Some(iso) = sandbox::isolation(env) else {
         return Vec::new();
     };
+    // Stopped (or never started): no cgroup, holder or network to find until `env start`.
+    if matches!(
+        env.status,
+        EnvironmentStatus::Created | EnvironmentStatus::Inactive
+    ) {
+        return vec![Finding {
+            check: "sandbox".into(),
+            ok: true,
+            detail: format!("none while {} (`ptest env start` makes it)", env.status),
+        }];
+    }
     let mut out = vec![Finding {
         check: "isolation".into(),
         ok: true,

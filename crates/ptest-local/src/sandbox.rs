@@ -245,6 +245,32 @@ pub async fn renew_overlay(env: &Environment) -> Result<()> {
     .await
 }
 
+/// Freezes or thaws every process of `env` through its cgroup's freezer.
+pub(crate) async fn freeze(env: &Environment, frozen: bool) -> Result<()> {
+    let action = if frozen { "pause" } else { "resume" };
+    let Some(cgroup) = open_cgroup(env) else {
+        return Err(Error::Unsupported {
+            name: env.name.to_string(),
+            action,
+            why: "it has no cgroup of its own (this host gave it none), so nothing can freeze \
+                  its processes"
+                .into(),
+        });
+    };
+    let name = env.name.to_string();
+    blocking(move || {
+        cgroup.freeze(frozen).map_err(|e| match e {
+            ptest_sandbox::Error::ControllerMissing { .. } => Error::Unsupported {
+                name,
+                action,
+                why: format!("{e} (the cgroup freezer)"),
+            },
+            e => sandbox_error("freeze the cgroup", e),
+        })
+    })
+    .await
+}
+
 /// ptest's own files in `root` ([`ptest_core::root::OWN`]) bound read-only over themselves,
 /// then `run/net/` read-write again; a root made before `run/net/` existed keeps it
 /// read-only.

@@ -377,6 +377,14 @@ impl Engine for VirtualenvEngine {
         self.dir.deactivate(env).await
     }
 
+    async fn pause(&self, env: &Environment) -> Result<()> {
+        self.dir.pause(env).await
+    }
+
+    async fn resume(&self, env: &Environment) -> Result<()> {
+        self.dir.resume(env).await
+    }
+
     async fn cleanup(&self, env: &Environment) -> Result<()> {
         self.dir.cleanup(env).await
     }

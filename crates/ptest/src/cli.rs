@@ -190,7 +190,7 @@ pub struct JsonArg {
 /// `ptest env ...`.
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
-    /// Create an environment and make it active.
+    /// Create an environment and make it active (`--no-start`: leave it created).
     Create(Box<CreateArgs>),
     /// List environments.
     #[command(alias = "ls")]
@@ -212,6 +212,20 @@ pub enum EnvCommand {
     /// Remove environments (their processes, their root, their record).
     #[command(alias = "remove")]
     Rm(RmArgs),
+    /// Stop an active or paused environment: its background processes and commands are
+    /// stopped, its holder or container released; root, venv, ports and record stay. Status
+    /// `inactive`; `env start` starts it again. Exit 3 from any other state.
+    Stop(NameArgs),
+    /// Start a created or stopped environment again: a new holder (or the container
+    /// started), then the background processes `env stop` stopped, started again. Exit 3 from
+    /// any other state.
+    Start(NameArgs),
+    /// Freeze every process of an active environment (the cgroup freezer; `docker pause`):
+    /// they keep their memory and ports, and nothing runs in it until `env resume`. Exit 3
+    /// where it cannot be frozen, saying why.
+    Pause(NameArgs),
+    /// Let a paused environment's processes run again.
+    Resume(NameArgs),
 }
 
 /// Arguments of `env create`.
@@ -281,6 +295,9 @@ pub struct CreateArgs {
     /// Apply what this host can and record what was dropped, instead of refusing.
     #[arg(long, help_heading = "Sandbox")]
     pub allow_degraded: bool,
+    /// Build it but start nothing in it: status `created` until `ptest env start`.
+    #[arg(long)]
+    pub no_start: bool,
     /// Lease a host port under this name (PTEST_PORT_<NAME> in every command), repeatable.
     #[arg(long = "port", value_name = "NAME")]
     pub ports: Vec<PortName>,

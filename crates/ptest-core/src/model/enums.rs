@@ -79,9 +79,11 @@ wire_enum! {
 wire_enum! {
     /// Where an environment is in its lifecycle.
     ///
-    /// Creation goes `initializing → created → activating → active`; removal goes
-    /// `deactivating → inactive → cleanup_start → cleaning → cleanup_complete`, after which the
-    /// record is deleted. A failed or interrupted step leaves `error`.
+    /// Creation goes `initializing → created → activating → active` (`env create --no-start`
+    /// stops at `created`); `env stop` goes `deactivating → inactive`, `env start` back through
+    /// `activating → active`; `env pause` makes it `paused` and `env resume` `active` again;
+    /// removal goes `deactivating → inactive → cleanup_start → cleaning → cleanup_complete`,
+    /// after which the record is deleted. A failed or interrupted step leaves `error`.
     EnvironmentStatus {
         /// The record exists; the engine is building the environment.
         Initializing => "initializing",
@@ -95,6 +97,9 @@ wire_enum! {
         Deactivating => "deactivating",
         /// Nothing runs in it any more; it still exists on disk.
         Inactive => "inactive",
+        /// Its processes are frozen (cgroup freezer, `docker pause`): they keep their memory
+        /// and ports and run on when it is resumed.
+        Paused => "paused",
         /// Removal has been decided.
         CleanupStart => "cleanup_start",
         /// The engine is deleting it.
@@ -209,6 +214,10 @@ wire_enum! {
         EnvironmentDeactivating => "environment_deactivating",
         /// Nothing runs in it any more.
         EnvironmentDeactivated => "environment_deactivated",
+        /// Its processes were frozen.
+        EnvironmentPaused => "environment_paused",
+        /// Its processes run again.
+        EnvironmentResumed => "environment_resumed",
         /// Removal started.
         EnvironmentCleanupStart => "environment_cleanup_start",
         /// Removal finished.
@@ -280,8 +289,8 @@ mod tests {
                 "never"
             ]
         );
-        assert_eq!(IsolationEvent::ALL.len(), 25);
-        assert_eq!(EnvironmentStatus::ALL.len(), 10);
+        assert_eq!(IsolationEvent::ALL.len(), 27);
+        assert_eq!(EnvironmentStatus::ALL.len(), 11);
     }
 
     #[test]

@@ -282,6 +282,15 @@ pub struct Environment {
     pub updated_at: Timestamp,
     /// When the `scheduled` policy lets `gc` remove it.
     pub expires_at: Option<Timestamp>,
+    /// When it last became active (created, or `env start`).
+    #[serde(default)]
+    pub activated_at: Option<Timestamp>,
+    /// When it was last stopped (`env stop`).
+    #[serde(default)]
+    pub deactivated_at: Option<Timestamp>,
+    /// When anything last happened to it (its last event: a command, a process, a package).
+    #[serde(default)]
+    pub last_activity: Option<Timestamp>,
     /// What went wrong, when `status` is `error`.
     pub error: Option<String>,
     /// Facts the engine recorded about what it built (interpreter, spec hash, container).

@@ -86,4 +86,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
         UNIQUE (env_id, network)
     );
     "#,
+    // 7: lifecycle times on the record (`env show`), set with the status or event that
+    // changes them.
+    r#"
+    ALTER TABLE environments ADD COLUMN activated_at TEXT;
+    ALTER TABLE environments ADD COLUMN deactivated_at TEXT;
+    ALTER TABLE environments ADD COLUMN last_activity TEXT;
+    "#,
 ];

@@ -54,7 +54,8 @@ pub struct Store {
 
 const ENV_COLUMNS: &str = "id, name, level, status, root, spec, created_at, updated_at, \
      expires_at, error, details, \
-     (SELECT json_group_object(name, port) FROM port_leases WHERE env_id = environments.id)";
+     (SELECT json_group_object(name, port) FROM port_leases WHERE env_id = environments.id), \
+     activated_at, deactivated_at, last_activity";
 const PROCESS_COLUMNS: &str =
     "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
 
@@ -209,6 +210,19 @@ impl Store {
                 .ctx("updating the environment's status")?;
             if changed == 0 {
                 return Err(Error::NotFound(env.name.to_string()));
+            }
+            let stamp = match (status, &event) {
+                (_, Some((IsolationEvent::EnvironmentActivated, _))) => Some("activated_at"),
+                (EnvironmentStatus::Inactive, _) => Some("deactivated_at"),
+                _ => None,
+            };
+            if let Some(column) = stamp {
+                execute(
+                    tx,
+                    &format!("UPDATE environments SET {column} = ?2 WHERE id = ?1"),
+                    params![env.id.as_str(), Timestamp::now().to_string()],
+                )
+                .ctx("stamping the environment's lifecycle")?;
             }
             event
                 .map(|(event, details)| env_event(tx, env, event, details))
@@ -823,6 +837,12 @@ pub(crate) fn env_event(
     event: IsolationEvent,
     details: serde_json::Value,
 ) -> Result<Event> {
+    execute(
+        tx,
+        "UPDATE environments SET last_activity = ?2 WHERE id = ?1",
+        params![env.id.as_str(), Timestamp::now().to_string()],
+    )
+    .ctx("stamping the environment's last activity")?;
     insert_event(
         tx,
         &EventRecord {
@@ -879,6 +899,12 @@ fn timestamp(row: &Row<'_>, col: usize) -> rusqlite::Result<Timestamp> {
     parsed(col, row.get::<_, String>(col)?.parse())
 }
 
+fn optional_timestamp(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Timestamp>> {
+    row.get::<_, Option<String>>(col)?
+        .map(|t| parsed(col, t.parse()))
+        .transpose()
+}
+
 fn env_from_row(row: &Row<'_>) -> rusqlite::Result<Environment> {
     let spec: EnvironmentSpec = parsed(5, serde_json::from_str(&row.get::<_, String>(5)?))?;
     Ok(Environment {
@@ -897,6 +923,9 @@ fn env_from_row(row: &Row<'_>) -> rusqlite::Result<Environment> {
         error: row.get(9)?,
         details: parsed(10, serde_json::from_str(&row.get::<_, String>(10)?))?,
         ports: parsed(11, serde_json::from_str(&row.get::<_, String>(11)?))?,
+        activated_at: optional_timestamp(row, 12)?,
+        deactivated_at: optional_timestamp(row, 13)?,
+        last_activity: optional_timestamp(row, 14)?,
     })
 }
 

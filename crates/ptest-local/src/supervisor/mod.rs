@@ -107,6 +107,42 @@ fn fresh(manager: &Manager, id: i64) -> Result<ServiceInfo> {
         .ok_or_else(|| Error::Usage(format!("process record {id} vanished")))
 }
 
+/// Starts again, each under a new supervisor, the background processes of `env` that `env
+/// stop` ended (the newest record of each name); returns their names. One that does not
+/// become ready again is an error naming it.
+pub async fn restart_stopped(
+    manager: &Manager,
+    env: &Environment,
+    exe: &Path,
+) -> Result<Vec<String>> {
+    let stopped_by_stop = Some(format!("killed: {}", ptest_core::STOPPED_REASON));
+    let mut newest: Vec<ServiceInfo> = Vec::new();
+    for s in manager.services(Some(env))? {
+        match newest.iter_mut().find(|n| n.name == s.name) {
+            Some(n) if n.process.id < s.process.id => *n = s,
+            Some(_) => {}
+            None => newest.push(s),
+        }
+    }
+    let mut started = Vec::new();
+    for s in newest {
+        if s.process.status.is_live() || s.note != stopped_by_stop {
+            continue;
+        }
+        match start(manager, env, s.spec.clone(), exe).await {
+            Ok(_) => started.push(s.name),
+            Err(StartFailure::Ptest(e)) => return Err(e),
+            Err(StartFailure::NotReady { name, reason, .. }) => {
+                return Err(Error::Usage(format!(
+                    "{} started, but its process {name:?} {reason}",
+                    env.name
+                )));
+            }
+        }
+    }
+    Ok(started)
+}
+
 /// Starts `spec` in `env` under a supervisor (`exe __supervise <id>`), and returns once it
 /// is ready (every readiness check passed) or fails with the tail of its output.
 pub async fn start(

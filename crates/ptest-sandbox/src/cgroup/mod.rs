@@ -649,6 +649,16 @@ impl Cgroup {
         Ok(pids)
     }
 
+    /// Freezes (`frozen`) or thaws every process of the group, and waits (2 s at most) until
+    /// the kernel says it is done: frozen processes keep their memory and open sockets and
+    /// run on when thawed. v1 needs the freezer controller mounted.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        match &self.imp {
+            Imp::V1(g) => g.freeze(frozen),
+            Imp::V2(g) => g.freeze(frozen),
+        }
+    }
+
     /// Kills every process in the group with SIGKILL and waits until the group is empty.
     ///
     /// v1 freezes the group first so nothing can fork while it is being killed (an empty group

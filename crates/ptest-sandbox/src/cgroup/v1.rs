@@ -206,20 +206,32 @@ impl CgroupV1 {
             return Ok(());
         }
         let primary = self.unique_dirs().into_iter().next().unwrap_or_default();
-        if let Some(freezer) = self.dir(Controller::Freezer) {
-            let state = freezer.join("freezer.state");
-            write_file(&state, "FROZEN")?;
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut backoff = Backoff::up_to(Duration::from_millis(2));
-            while super::read_string(&state)?.trim() != "FROZEN" && Instant::now() < deadline {
-                backoff.sleep();
-            }
+        if self.dir(Controller::Freezer).is_some() {
+            self.freeze(true)?;
             for pid in self.all_pids()? {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);
             }
-            write_file(&state, "THAWED")?;
+            self.freeze(false)?;
         }
         kill_until_empty(&primary, || self.all_pids())
+    }
+
+    pub(super) fn freeze(&self, frozen: bool) -> Result<()> {
+        let freezer = self
+            .dir(Controller::Freezer)
+            .ok_or(Error::ControllerMissing {
+                controller: "freezer",
+                reason: "mounted".into(),
+            })?;
+        let state = freezer.join("freezer.state");
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write_file(&state, want)?;
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut backoff = Backoff::up_to(Duration::from_millis(2));
+        while super::read_string(&state)?.trim() != want && Instant::now() < deadline {
+            backoff.sleep();
+        }
+        Ok(())
     }
 }
 

@@ -164,19 +164,27 @@ impl CgroupV2 {
         if kill.exists() {
             write_file(&kill, "1")?;
         } else {
-            let freeze = self.dir.join("cgroup.freeze");
-            write_file(&freeze, "1")?;
-            let events = self.dir.join("cgroup.events");
-            let deadline = Instant::now() + Duration::from_secs(2);
-            let mut backoff = Backoff::up_to(Duration::from_millis(2));
-            while read_keyed(&events, "frozen")? != Some(1) && Instant::now() < deadline {
-                backoff.sleep();
-            }
+            self.freeze(true)?;
             for pid in self.pids()? {
                 let _ = crate::sys::kill(pid, libc::SIGKILL);
             }
-            write_file(&freeze, "0")?;
+            self.freeze(false)?;
         }
         kill_until_empty(&self.dir, || self.pids())
+    }
+
+    pub(super) fn freeze(&self, frozen: bool) -> Result<()> {
+        write_file(
+            &self.dir.join("cgroup.freeze"),
+            if frozen { "1" } else { "0" },
+        )?;
+        let events = self.dir.join("cgroup.events");
+        let want = Some(u64::from(frozen));
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut backoff = Backoff::up_to(Duration::from_millis(2));
+        while read_keyed(&events, "frozen")? != want && Instant::now() < deadline {
+            backoff.sleep();
+        }
+        Ok(())
     }
 }

@@ -21,6 +21,10 @@ pub async fn run(manager: &Manager, cmd: EnvCommand) -> Result<ExitCode, Failure
         EnvCommand::Stats(args) => stats(manager, args).await,
         EnvCommand::Validate(args) => validate(manager, args).await,
         EnvCommand::Rm(args) => rm(manager, args).await,
+        EnvCommand::Stop(args) => transition(manager, args, Transition::Stop).await,
+        EnvCommand::Start(args) => transition(manager, args, Transition::Start).await,
+        EnvCommand::Pause(args) => transition(manager, args, Transition::Pause).await,
+        EnvCommand::Resume(args) => transition(manager, args, Transition::Resume).await,
     }
 }
 
@@ -95,7 +99,11 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         docker,
         overlay: None,
     };
-    let env = manager.create_environment(spec).await?;
+    let env = if args.no_start {
+        manager.create_environment_unstarted(spec).await?
+    } else {
+        manager.create_environment(spec).await?
+    };
     if args.json {
         output::json(&env);
     } else {
@@ -154,6 +162,15 @@ fn show(manager: &Manager, args: NameArgs) -> Result<ExitCode, Failure> {
         ("cleanup", env.spec.cleanup.to_string()),
         ("created", env.created_at.to_string()),
     ];
+    for (what, t) in [
+        ("activated", env.activated_at),
+        ("deactivated", env.deactivated_at),
+        ("last activity", env.last_activity),
+    ] {
+        if let Some(t) = t {
+            rows.push((what, t.to_string()));
+        }
+    }
     if let Some(t) = env.expires_at {
         rows.push(("expires", t.to_string()));
     }
@@ -490,4 +507,43 @@ async fn rm(manager: &Manager, args: RmArgs) -> Result<ExitCode, Failure> {
         None => ExitCode::SUCCESS,
         Some(w) => ExitCode::from(crate::exit_code(&w)),
     })
+}
+
+/// A lifecycle step asked for by `env stop|start|pause|resume`.
+#[derive(Debug, Clone, Copy)]
+enum Transition {
+    Stop,
+    Start,
+    Pause,
+    Resume,
+}
+
+/// Takes the environment through `step` and prints its new status (or it as JSON). `env
+/// start` then starts again the background processes `env stop` stopped.
+async fn transition(
+    manager: &Manager,
+    args: NameArgs,
+    step: Transition,
+) -> Result<ExitCode, Failure> {
+    let env = manager.get_environment(&args.name)?;
+    let env = match step {
+        Transition::Stop => manager.stop_environment(&env).await?,
+        Transition::Start => {
+            let env = manager.start_environment(&env).await?;
+            let exe = std::env::current_exe()
+                .map_err(|e| ptest_core::Error::io("finding", "the ptest executable", e))?;
+            for name in ptest_local::supervisor::restart_stopped(manager, &env, &exe).await? {
+                tracing::info!("started {name} again in {}", env.name);
+            }
+            env
+        }
+        Transition::Pause => manager.pause_environment(&env).await?,
+        Transition::Resume => manager.resume_environment(&env).await?,
+    };
+    if args.json {
+        output::json(&env);
+    } else {
+        println!("{} {}", env.name, env.status);
+    }
+    Ok(ExitCode::SUCCESS)
 }

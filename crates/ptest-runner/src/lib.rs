@@ -28,7 +28,7 @@
 //!    into per-test results (a missing or malformed one is a warning; the command's result
 //!    stands). A pytest suite reports each test as it ends through a plugin ptest writes
 //!    into the environment ([`Reporter::suite_progress`]); with `split = "pytest"` the same
-//!    plugin collects the tests once and each shard runs its share ([`split`]). Each shard
+//!    plugin keeps each shard's share of the tests ([`split`]). Each shard
 //!    records its start, end,
 //!    worker slot and its environment's peak memory and CPU time, read before the
 //!    environment goes. Environments go as their template's `cleanup` says ([`Disposal`]):

@@ -2,23 +2,24 @@
 //! ptest writes it into each `basic` and `virtualenv` environment's `tmp/.ptest/`, with a
 //! `dist-info` beside it whose `pytest11` entry point makes pytest load it, and puts that
 //! directory first on the suite's `PYTHONPATH`. A command that sets its own `PYTHONPATH` (or
-//! `PYTEST_DISABLE_PLUGIN_AUTOLOAD`) runs without it, never with an import error. It does
-//! three things, each through a file beside it:
+//! `PYTEST_DISABLE_PLUGIN_AUTOLOAD`) runs without it, never with an import error. It does two
+//! things, each through files beside it:
 //!
 //! - progress: writes "DONE TOTAL" as tests finish (at most five times a second), which the
 //!   runner reads while the suite's `run` command runs and hands to the [`crate::Reporter`];
-//! - collection, for `split = "pytest"`: with `PTEST_COLLECT_TO` set, writes every collected
-//!   test id, one a line, and runs none;
-//! - selection, for `split = "pytest"`: keeps only the test ids listed in the selection file
-//!   ptest wrote for the shard (when that file exists).
+//! - sharing, for `split = "pytest"`: each shard's pytest deals the tests it collected (after
+//!   `-k` and markers) out to the `PTEST_SHARDS` shards, longest first to the least loaded,
+//!   by the durations ptest wrote from the suite's history (unknown ones count as the mean),
+//!   in test id order so that every shard computes the same shares; it keeps its own share
+//!   and writes "KEPT COLLECTED", so that ptest knows it ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use ptest_core::beneath::Beneath;
 
 /// The plugin's module name.
-pub(crate) const PLUGIN: &str = "_ptest_plugin";
+const PLUGIN: &str = "_ptest_plugin";
 
 /// The plugin's directory, relative to the environment root.
 const DIR: &str = "tmp/.ptest";
@@ -29,23 +30,21 @@ const METADATA: &str = "Metadata-Version: 2.1\nName: _ptest_plugin\nVersion: 1.0
     Summary: ptest run's pytest plugin (progress, split = \"pytest\"), placed by ptest\n";
 const ENTRY_POINTS: &str = "[pytest11]\n_ptest_plugin = _ptest_plugin\n";
 
-/// The files beside the plugin: what it reports, what it collected, what it should run.
+/// The files beside the plugin: its progress, the durations ptest gives it, the share it kept.
 const PROGRESS: &str = "progress";
-const COLLECTED: &str = "collected";
-const SELECTED: &str = "selected";
+const DURATIONS: &str = "durations.json";
+const SHARED: &str = "shared";
 
-/// Most bytes of collected test ids ptest reads (about a million tests).
-const COLLECTED_MAX: u64 = 128 << 20;
+/// The plugin. A pytest-xdist worker neither reports nor shares (its controller does).
+const SOURCE: &str = r#""""ptest's pytest plugin: progress and split = "pytest" for ptest run."""
 
-/// The plugin. A pytest-xdist worker reports no progress (its controller does, for all).
-const SOURCE: &str = r#""""ptest's pytest plugin: progress, collection and selection for ptest run."""
-
+import json
 import os
 import time
 
 import pytest
 
-_state = {"done": 0, "total": 0, "written": 0.0}
+_state = {"done": 0, "total": 0, "written": 0.0, "kept": None}
 
 
 def _write(force=False):
@@ -66,26 +65,59 @@ def _worker(config):
     return hasattr(config, "workerinput")
 
 
+def _junit_key(nodeid):
+    """tests/test_x.py::TestA::test_f[1] as pytest's JUnit names it."""
+    parts = nodeid.split("::")
+    name = parts.pop()
+    classname = []
+    if parts:
+        path = parts[0][:-3] if parts[0].endswith(".py") else parts[0]
+        classname.append(path.replace("/", "."))
+    classname.extend(parts[1:])
+    return ".".join(classname) + "::" + name
+
+
+def _mine(ids, durations, shard, shards):
+    """This shard's ids: longest first to the least loaded shard, ties to the lowest."""
+    ids = sorted(ids)
+    known = [durations.get(_junit_key(i)) for i in ids]
+    found = [d for d in known if d is not None]
+    mean = sum(found) / len(found) if found else 1.0
+    weights = [mean if d is None else d for d in known]
+    loads = [0.0] * shards
+    mine = set()
+    for i in sorted(range(len(ids)), key=lambda i: (-weights[i], i)):
+        lightest = min(range(shards), key=lambda s: (loads[s], s))
+        loads[lightest] += weights[i]
+        if lightest == shard:
+            mine.add(ids[i])
+    return mine
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    collect_to = os.environ.get("PTEST_COLLECT_TO")
-    if collect_to:
-        with open(collect_to, "w") as f:
-            for item in items:
-                f.write(item.nodeid + "\n")
-        config.hook.pytest_deselected(items=list(items))
-        items[:] = []
+    path = os.environ.get("PTEST_SPLIT_FILE")
+    if not path or _worker(config):
         return
-    selected = os.environ.get("PTEST_SELECT_FILE")
-    if selected and os.path.exists(selected):
-        with open(selected) as f:
-            wanted = set(line.rstrip("\n") for line in f)
-        keep = [item for item in items if item.nodeid in wanted]
-        if len(keep) < len(items):
-            config.hook.pytest_deselected(
-                items=[item for item in items if item.nodeid not in wanted]
-            )
-            items[:] = keep
+    with open(path) as f:
+        durations = json.load(f)
+    shard = int(os.environ.get("PTEST_SHARD", "0"))
+    shards = int(os.environ.get("PTEST_SHARDS", "1"))
+    mine = _mine([item.nodeid for item in items], durations, shard, shards)
+    kept = [item for item in items if item.nodeid in mine]
+    dropped = [item for item in items if item.nodeid not in mine]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+    _state["kept"] = len(kept)
+    with open(os.path.join(os.path.dirname(path), "shared"), "w") as f:
+        f.write("%d %d\n" % (len(kept), len(items)))
+    items[:] = kept
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # A shard left without tests passes: the other shards run them.
+    if _state["kept"] == 0 and exitstatus == 5:
+        session.exitstatus = 0
 
 
 def pytest_collection_finish(session):
@@ -140,8 +172,7 @@ impl Plugin {
     }
 
     /// `PYTHONPATH` (the plugin's directory in front of what `vars`, or else ptest's own
-    /// environment, says), `PTEST_PROGRESS_FILE` and `PTEST_SELECT_FILE` for the suite's
-    /// commands.
+    /// environment, says) and `PTEST_PROGRESS_FILE` for the suite's commands.
     pub(crate) fn vars(&self, vars: &mut BTreeMap<String, String>) {
         let ours = self.root.join(DIR).display().to_string();
         let theirs = vars
@@ -155,18 +186,26 @@ impl Plugin {
         };
         vars.insert("PYTHONPATH".into(), path);
         vars.insert("PTEST_PROGRESS_FILE".into(), self.path(PROGRESS));
-        vars.insert("PTEST_SELECT_FILE".into(), self.path(SELECTED));
     }
 
-    /// The variable that makes a pytest run write its collected ids and run none.
-    pub(crate) fn collect_var(&self) -> (String, String) {
-        ("PTEST_COLLECT_TO".into(), self.path(COLLECTED))
+    /// Makes the suite's pytest keep only its shard's share of the tests, dealt by
+    /// `durations` (seconds by JUnit `classname::name`): writes them for the plugin and sets
+    /// `PTEST_SPLIT_FILE` in `vars`.
+    pub(crate) fn split(
+        &self,
+        durations: &HashMap<String, f64>,
+        vars: &mut BTreeMap<String, String>,
+    ) -> std::io::Result<()> {
+        let json = serde_json::to_vec(durations).map_err(std::io::Error::other)?;
+        self.dir()?.replace(Path::new(DURATIONS), &json, 0o644)?;
+        vars.insert("PTEST_SPLIT_FILE".into(), self.path(DURATIONS));
+        Ok(())
     }
 
-    /// Forgets what an earlier attempt reported and collected.
+    /// Forgets what an earlier attempt reported.
     pub(crate) fn reset(&self) {
         if let Ok(dir) = self.dir() {
-            for file in [PROGRESS, COLLECTED] {
+            for file in [PROGRESS, SHARED] {
                 let _ = dir.remove_file(Path::new(file));
             }
         }
@@ -175,29 +214,21 @@ impl Plugin {
     /// `(done, total)` as the plugin last wrote it; `None` before it wrote or when the file
     /// is not one it could have written.
     pub(crate) fn progress(&self) -> Option<(u64, u64)> {
-        let bytes = self.dir().ok()?.read(Path::new(PROGRESS), 64).ok()?;
+        self.pair(PROGRESS)
+    }
+
+    /// `(kept, collected)`: the share a split suite's pytest kept; `None` when the plugin
+    /// did not run.
+    pub(crate) fn shared(&self) -> Option<(u64, u64)> {
+        self.pair(SHARED)
+    }
+
+    /// The two numbers the plugin wrote to `file`.
+    fn pair(&self, file: &str) -> Option<(u64, u64)> {
+        let bytes = self.dir().ok()?.read(Path::new(file), 64).ok()?;
         let text = std::str::from_utf8(&bytes).ok()?;
-        let (done, total) = text.trim().split_once(' ')?;
-        Some((done.parse().ok()?, total.parse().ok()?))
-    }
-
-    /// The test ids a collecting run wrote, in collection order.
-    pub(crate) fn collected(&self) -> std::io::Result<Vec<String>> {
-        let bytes = self.dir()?.read(Path::new(COLLECTED), COLLECTED_MAX)?;
-        Ok(String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect())
-    }
-
-    /// Makes the suite's pytest run only `ids`.
-    pub(crate) fn select(&self, ids: &[String]) -> std::io::Result<()> {
-        let mut text = ids.join("\n");
-        text.push('\n');
-        Ok(self
-            .dir()?
-            .replace(Path::new(SELECTED), text.as_bytes(), 0o644)?)
+        let (a, b) = text.trim().split_once(' ')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
     }
 }
 
@@ -217,18 +248,6 @@ mod tests {
                 .unwrap()
                 .contains("pytest_runtest_logfinish")
         );
-        assert_eq!(plugin.progress(), None);
-        std::fs::write(root.path().join(DIR).join(PROGRESS), "12 300\n").unwrap();
-        assert_eq!(plugin.progress(), Some((12, 300)));
-        std::fs::write(root.path().join(DIR).join(COLLECTED), "a.py::t\nb.py::u\n").unwrap();
-        assert_eq!(plugin.collected().unwrap(), ["a.py::t", "b.py::u"]);
-        plugin.reset();
-        assert_eq!(plugin.progress(), None);
-        assert!(plugin.collected().is_err());
-        plugin.select(&["a.py::t".to_owned()]).unwrap();
-        let selected = std::fs::read_to_string(root.path().join(DIR).join(SELECTED)).unwrap();
-        assert_eq!(selected, "a.py::t\n");
-
         let entry = root
             .path()
             .join(DIR)
@@ -239,10 +258,22 @@ mod tests {
                 .unwrap()
                 .contains("[pytest11]")
         );
+        assert_eq!(plugin.progress(), None);
+        std::fs::write(root.path().join(DIR).join(PROGRESS), "12 300\n").unwrap();
+        std::fs::write(root.path().join(DIR).join(SHARED), "5 10\n").unwrap();
+        assert_eq!(plugin.progress(), Some((12, 300)));
+        assert_eq!(plugin.shared(), Some((5, 10)));
+        plugin.reset();
+        assert_eq!((plugin.progress(), plugin.shared()), (None, None));
+
         let mut vars = BTreeMap::from([("PYTHONPATH".to_owned(), "/mine".to_owned())]);
         plugin.vars(&mut vars);
         let ours = root.path().join(DIR).display().to_string();
         assert_eq!(vars["PYTHONPATH"], format!("{ours}:/mine"));
+        let durations = HashMap::from([("t::a".to_owned(), 1.5)]);
+        plugin.split(&durations, &mut vars).unwrap();
+        let written = std::fs::read_to_string(&vars["PTEST_SPLIT_FILE"]).unwrap();
+        assert_eq!(written, r#"{"t::a":1.5}"#);
     }
 
     #[test]

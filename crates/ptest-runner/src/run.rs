@@ -106,14 +106,14 @@ struct Shared {
     options: RunOptions,
     /// What an overlaid project hides (what a copy leaves out), found once per run.
     hidden: OnceCell<Result<Vec<PathBuf>, Arc<std::io::Error>>>,
-    /// Each split suite's shares of its tests, collected once per run.
-    splits: std::sync::Mutex<HashMap<String, Arc<Shares>>>,
+    /// Each split suite's test durations from its history, read once per run.
+    durations: std::sync::Mutex<HashMap<String, Arc<Durations>>>,
     /// The project's wheels, built once per run for templates that install it.
     wheels: crate::project_wheel::Wheels,
 }
 
-/// A split suite's tests, one list per shard, or why they could not be had.
-type Shares = OnceCell<Result<Arc<Vec<Vec<String>>>, String>>;
+/// Seconds per test (by JUnit `classname::name`) of a split suite's newest earlier run.
+type Durations = OnceCell<Arc<HashMap<String, f64>>>;
 
 impl Run {
     /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
@@ -169,7 +169,7 @@ impl Run {
             reporter: reporter.clone(),
             options: options.clone(),
             hidden: OnceCell::new(),
-            splits: std::sync::Mutex::default(),
+            durations: std::sync::Mutex::default(),
             wheels: crate::project_wheel::Wheels::default(),
         });
 
@@ -691,59 +691,30 @@ impl Attempt {
     }
 }
 
-/// The test ids of a split suite's shard, and how many there are in all: pytest collects
-/// them once per suite in the first shard to get here (running the suite's `run` as
-/// `collect`), and every shard takes its share of [`split::partition`].
-async fn share(
-    shared: &Shared,
-    suite: &Suite,
-    unit: &Unit,
-    env: &Environment,
-    plugin: &Plugin,
-    collect: ExecRequest,
-) -> Result<(Vec<String>, usize), String> {
+/// The durations a split suite's shards are balanced by, read from its history once per run.
+async fn durations(shared: &Shared, suite: &Suite) -> Arc<HashMap<String, f64>> {
     let cell = shared
-        .splits
+        .durations
         .lock()
         .expect("no panic while holding the lock")
         .entry(suite.name.clone())
         .or_default()
         .clone();
-    let shares = cell
-        .get_or_init(|| async {
-            shared
-                .manager
-                .execute_command(env, collect)
-                .await
-                .map_err(|e| format!("collecting the tests with pytest: {e}"))?;
-            let ids = plugin.collected().map_err(|e| {
-                format!(
-                    "split = \"pytest\": the run command wrote no test ids ({e}); it must \
-                     run pytest"
-                )
-            })?;
-            if ids.is_empty() {
-                return Err("split = \"pytest\": pytest collected no tests".to_owned());
-            }
-            let reports = shared.manager.home().path().join("reports");
-            let file = shared.project.file.display().to_string();
-            let durations = split::history(&reports, &file, &suite.name)
+    cell.get_or_init(|| async {
+        let reports = shared.manager.home().path().join("reports");
+        let file = shared.project.file.display().to_string();
+        let name = suite.name.clone();
+        let read = tokio::task::spawn_blocking(move || split::history(&reports, &file, &name));
+        Arc::new(
+            read.await
+                .ok()
+                .flatten()
                 .map(|h| h.cases)
-                .unwrap_or_default();
-            Ok(Arc::new(split::partition(
-                &ids,
-                unit.shards as usize,
-                &durations,
-            )))
-        })
-        .await
-        .clone()?;
-    let total = shares.iter().map(Vec::len).sum();
-    let mine = shares
-        .get(unit.shard.unwrap_or(0) as usize)
-        .cloned()
-        .unwrap_or_default();
-    Ok((mine, total))
+                .unwrap_or_default(),
+        )
+    })
+    .await
+    .clone()
 }
 
 /// One attempt: its number, and where its setup and run write their output (two files of
@@ -1001,9 +972,14 @@ async fn run_attempt(
     vars.insert("PTEST_PROJECT_DIR".into(), dir.display().to_string());
     vars.extend(shared.project.template(suite).env_vars.clone());
     vars.extend(suite.env_vars.clone());
+    // A split suite's shard: its pytest keeps its share of the tests (see `pytest_plugin`).
+    let splits = split::splits(suite, unit.shards) && output.plugin.is_some();
     if let Some(plugin) = &output.plugin {
         plugin.reset();
         plugin.vars(&mut vars);
+        if splits && let Err(e) = plugin.split(&*durations(shared, suite).await, &mut vars) {
+            return Attempt::errored(format!("writing the durations for split: {e}"));
+        }
     }
     let request = |command: &Command| ExecRequest {
         argv: argv_in(command, dir, in_workspace),
@@ -1071,28 +1047,6 @@ async fn run_attempt(
             Err(e) => Some(broken("setup", e)),
         },
     };
-    // A split suite's shard runs only its share of the tests pytest collects.
-    if outcome.is_none()
-        && split::splits(suite, unit.shards)
-        && let Some(plugin) = &output.plugin
-    {
-        let mut collect = request(&suite.run);
-        collect.env.push(plugin.collect_var());
-        outcome = match share(shared, suite, unit, env, plugin, collect).await {
-            Ok((ids, total)) if ids.is_empty() => Some(Attempt {
-                warnings: vec![format!(
-                    "no tests for this shard: {total} test(s) among {} shards",
-                    unit.shards
-                )],
-                ..Attempt::ended(SuiteStatus::Passed, None)
-            }),
-            Ok((ids, _)) => plugin
-                .select(&ids)
-                .err()
-                .map(|e| Attempt::errored(format!("writing the shard's test ids: {e}"))),
-            Err(reason) => Some(Attempt::errored(reason)),
-        };
-    }
     if outcome.is_none() {
         let run = exec(&suite.run);
         let ran = match &output.plugin {
@@ -1113,6 +1067,17 @@ async fn run_attempt(
         });
     }
     let mut outcome = outcome.expect("set above");
+    if splits
+        && outcome.result.is_some()
+        && let Some(plugin) = &output.plugin
+        && plugin.shared().is_none()
+    {
+        outcome.warnings.push(
+            "split = \"pytest\": ptest's pytest plugin did not run (the command does not run \
+             pytest, or sets its own PYTHONPATH), so this shard ran every test"
+                .to_owned(),
+        );
+    }
     if let Some((base, rel)) = &junit_path
         && outcome.result.is_some()
     {

@@ -142,14 +142,12 @@ fn defaults_table_is_accepted_and_paths_resolve_against_the_project() {
         Project::discover(&dir.path().join("nested/deeper")).unwrap()
     });
     let root = dir.path().display().to_string();
+    // `.` is the project under test, installed per suite from a wheel (not a package).
+    assert_eq!(project.templates["py"].install_project, Some(vec![]));
     let venv = project.templates["py"].virtualenv.clone().unwrap();
     assert_eq!(
         venv.packages,
-        [
-            root.clone(),
-            format!("-e {root}/sub"),
-            "requests==2.31".into()
-        ]
+        [format!("-e {root}/sub"), "requests==2.31".into()]
     );
     assert_eq!(venv.requirements, [dir.path().join("req.txt")]);
     assert_eq!(

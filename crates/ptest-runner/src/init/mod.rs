@@ -2,7 +2,7 @@
 //! the project already says about its tests. [`Inferred::in_dir`] reads `pyproject.toml` (does
 //! the project install itself, its test extras and dependency groups, pytest's configuration),
 //! `requirements*.txt`, `tox.ini` or `tox.toml` (each environment becomes a template and a
-//! suite that run the same: see [`tox`]) and `noxfile.py` (session names only: ptest does not
+//! suite that run the same) and `noxfile.py` (session names only: ptest does not
 //! run Python to read it); [`starter`] writes the file, and [`Inferred::found`] and
 //! [`Inferred::untranslated`] say what was taken from where and what was not.
 

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::convert;
-use crate::errors::{ConfigError, EngineError, IntoPy, NotReadyError, ProcessError, to_py};
+use crate::errors::{ConfigError, EngineError, NotReadyError, ProcessError, ToPyResult, to_py};
 use crate::manager::Shared;
 use crate::process::{Process, ProcessResult};
 use crate::{block, block_raw};

@@ -98,12 +98,12 @@ pub(crate) fn to_py(e: ptest_core::Error) -> PyErr {
     }
 }
 
-/// `?` for ptest results inside the bindings.
-pub(crate) trait IntoPy<T> {
+/// `.py_err()?` turns a ptest result into one Python understands.
+pub(crate) trait ToPyResult<T> {
     fn py_err(self) -> PyResult<T>;
 }
 
-impl<T> IntoPy<T> for ptest_core::Result<T> {
+impl<T> ToPyResult<T> for ptest_core::Result<T> {
     fn py_err(self) -> PyResult<T> {
         self.map_err(to_py)
     }

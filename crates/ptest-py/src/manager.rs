@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use crate::block;
 use crate::convert::{self, SpecArgs};
 use crate::environment::Environment;
-use crate::errors::{ConfigError, IntoPy};
+use crate::errors::{ConfigError, ToPyResult};
 
 /// What every object of one manager shares: the Rust manager and the `ptest` binary its
 /// supervisors run as.

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 
 use crate::block;
 use crate::convert;
-use crate::errors::{IntoPy, TimeoutError};
+use crate::errors::{TimeoutError, ToPyResult};
 use crate::manager::Shared;
 
 /// How a command ended, with its captured output (`ptest env exec --json`).

@@ -40,6 +40,37 @@ pub enum Error {
         current: u32,
     },
 
+    /// A quota (`quota.memory`, `level.docker.max_environments`, ...) would be exceeded.
+    #[error(
+        "quota {quota} reached: the environments that exist hold {used} of {limit}, and this \
+         one asks for {request}; remove some (`ptest env rm`) or raise {quota}"
+    )]
+    QuotaExceeded {
+        /// The configuration key.
+        quota: String,
+        /// What the existing environments hold.
+        used: String,
+        /// The quota.
+        limit: String,
+        /// What the new environment asks for.
+        request: String,
+    },
+
+    /// A quota is set on a resource, and the new environment has no limit on it (none given,
+    /// no default configured), so it cannot be counted.
+    #[error(
+        "quota {quota} is set, so every environment needs a {resource} limit: give one \
+         (`--{resource}`) or configure a default ({default_key})"
+    )]
+    QuotaNeedsLimit {
+        /// The quota's key.
+        quota: String,
+        /// The resource (`memory`, `cpus`, `disk`).
+        resource: &'static str,
+        /// The default to set (`level.basic.memory`).
+        default_key: String,
+    },
+
     /// The environment already holds a port under this name.
     #[error(
         "environment {env:?} already has a port named {name:?} ({port}); pick another name or release it"
@@ -226,6 +257,8 @@ impl Error {
             Error::NotFound(_)
             | Error::NameTaken(_)
             | Error::LimitReached { .. }
+            | Error::QuotaExceeded { .. }
+            | Error::QuotaNeedsLimit { .. }
             | Error::WrongState { .. }
             | Error::Unsupported { .. }
             | Error::Busy { .. }

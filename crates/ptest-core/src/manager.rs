@@ -235,6 +235,7 @@ impl Manager {
     }
 
     async fn create_with(&self, spec: EnvironmentSpec, start: bool) -> Result<Environment> {
+        let spec = self.with_level_defaults(spec)?;
         let engine = self.engine(spec.level)?.clone();
         engine.check(&spec)?;
         let id = EnvId::random();
@@ -278,9 +279,14 @@ impl Manager {
             deactivated_at: None,
             last_activity: None,
         };
-        let ev =
-            self.store
-                .insert_environment(&env, self.config.max_environments, &self.session)?;
+        let admission = crate::store::Admission {
+            max: self.config.max_environments,
+            level_max: self.config.level(env.level).max_environments,
+            quota: self.config.quota.clone(),
+        };
+        let ev = self
+            .store
+            .insert_environment(&env, &admission, &self.session)?;
         self.emit(ev);
         crate::failpoint::failpoint("create.recorded");
 
@@ -331,6 +337,37 @@ impl Manager {
         crate::failpoint::failpoint("create.activated");
         self.activated(&mut env)?;
         Ok(env)
+    }
+
+    /// `spec` with its level's default limits where it has none; refused where the level is
+    /// switched off, or a quota is set on a resource it still has no limit on.
+    fn with_level_defaults(&self, mut spec: EnvironmentSpec) -> Result<EnvironmentSpec> {
+        let level = self.config.level(spec.level);
+        if !level.enabled {
+            return Err(Error::Usage(format!(
+                "the {0} level is switched off by configuration (level.{0}.enabled = false)",
+                spec.level
+            )));
+        }
+        let limits = &mut spec.limits;
+        limits.memory = limits.memory.or(level.memory);
+        limits.cpus = limits.cpus.or(level.cpus);
+        limits.disk = limits.disk.or(level.disk);
+        let quota = &self.config.quota;
+        for (resource, quoted, limited) in [
+            ("memory", quota.memory.is_some(), limits.memory.is_some()),
+            ("cpus", quota.cpus.is_some(), limits.cpus.is_some()),
+            ("disk", quota.disk.is_some(), limits.disk.is_some()),
+        ] {
+            if quoted && !limited {
+                return Err(Error::QuotaNeedsLimit {
+                    quota: format!("quota.{resource}"),
+                    resource,
+                    default_key: format!("level.{}.{resource}", spec.level),
+                });
+            }
+        }
+        Ok(spec)
     }
 
     /// `activating`, then the engine's activation.

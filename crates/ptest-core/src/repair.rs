@@ -101,7 +101,11 @@ pub fn repair(home: &Home) -> Result<RepairReport> {
             deactivated_at: None,
             last_activity: None,
         };
-        store.insert_environment(&env, u32::MAX, "repair")?;
+        let admission = crate::store::Admission {
+            max: u32::MAX,
+            ..Default::default()
+        };
+        store.insert_environment(&env, &admission, "repair")?;
         let message = "recovered by `ptest doctor --repair` from its root; its record was lost \
                        with the damaged state database: remove it with `ptest env rm`";
         store.set_status(&env, EnvironmentStatus::Error, Some(message), false, None)?;

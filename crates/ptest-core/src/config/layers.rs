@@ -8,6 +8,7 @@ use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::{Deserialize, Serialize};
 
 use super::Config;
+use crate::model::IsolationLevel;
 
 /// Where a value came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -174,7 +175,15 @@ impl LoadedConfig {
             .into_iter()
             .map(|(k, _)| (k, Origin::Default))
             .collect();
-        let known: Vec<String> = origins.keys().cloned().collect();
+        let mut known: Vec<String> = origins.keys().cloned().collect();
+        // Keys without a default value are known too (`--config quota.memory=8G`).
+        known.extend(["quota.memory", "quota.cpus", "quota.disk"].map(String::from));
+        for level in IsolationLevel::ALL {
+            for key in ["max_environments", "memory", "cpus", "disk"] {
+                known.push(format!("level.{level}.{key}"));
+            }
+        }
+        known.sort();
 
         if let Some(path) = &sources.user_file {
             let table = read_layer(path, false)?;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration;
 use crate::model::{CleanupPolicy, IsolationLevel};
 use crate::ports::PortRange;
+use crate::size::ByteSize;
 
 pub use layers::{
     ConfigError, ConfigSources, Entry, FileError, LoadedConfig, Origin, validate_file,
@@ -28,6 +29,32 @@ pub struct Config {
     pub level: PerLevel,
     /// Port allocation.
     pub ports: PortsConfig,
+    /// Sums of limits over every environment of this home.
+    pub quota: QuotaConfig,
+}
+
+/// `[quota]`: the most the environments that exist may hold together, summed over their
+/// limits (an environment created without a limit counts its level's default limit; with no
+/// default either, it is refused). Checked in the store's transaction, as `max_environments`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Sum of memory limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Sum of CPU limits (cores).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Sum of disk limits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<ByteSize>,
+}
+
+impl QuotaConfig {
+    /// Whether any quota is set.
+    pub fn any(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.disk.is_some()
+    }
 }
 
 /// `[ports]`.
@@ -45,6 +72,7 @@ impl Default for Config {
             default_level: IsolationLevel::Basic,
             level: PerLevel::default(),
             ports: PortsConfig::default(),
+            quota: QuotaConfig::default(),
         }
     }
 }
@@ -87,6 +115,20 @@ pub struct LevelDefaults {
     /// Timeout of each command; `0s` means none.
     #[serde(with = "duration::text")]
     pub exec_timeout: Duration,
+    /// Whether environments of this level may be created (`false`: refused, exit 2).
+    pub enabled: bool,
+    /// How many environments of this level may exist at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_environments: Option<u32>,
+    /// Memory limit of an environment created without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// CPU limit (cores) of an environment created without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Disk limit of an environment created without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk: Option<ByteSize>,
 }
 
 impl Default for LevelDefaults {
@@ -95,6 +137,11 @@ impl Default for LevelDefaults {
             cleanup: CleanupPolicy::OnRequest,
             ttl: Duration::from_secs(3600),
             exec_timeout: Duration::ZERO,
+            enabled: true,
+            max_environments: None,
+            memory: None,
+            cpus: None,
+            disk: None,
         }
     }
 }

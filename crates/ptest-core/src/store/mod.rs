@@ -20,11 +20,12 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::error::{Error, Result, StoreContext};
 use crate::liveness::ProcessId;
 use crate::model::{
-    Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent, ProcessInfo,
+    Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent, Limits, ProcessInfo,
     ProcessStatus,
 };
 use crate::name::{EnvId, EnvName};
 use crate::ports::{PortLease, PortName, PortRange};
+use crate::size::ByteSize;
 
 pub use addresses::AddressLease;
 
@@ -130,7 +131,7 @@ impl Store {
     pub(crate) fn insert_environment(
         &self,
         env: &Environment,
-        max: u32,
+        admission: &Admission,
         session: &str,
     ) -> Result<Event> {
         let owner = ProcessId::current();
@@ -138,9 +139,11 @@ impl Store {
             let current: u32 = tx
                 .query_row("SELECT COUNT(*) FROM environments", [], |r| r.get(0))
                 .ctx("counting environments")?;
+            let max = admission.max;
             if current >= max {
                 return Err(Error::LimitReached { max, current });
             }
+            admission.check(tx, env)?;
             let taken: bool = tx
                 .query_row(
                     "SELECT EXISTS(SELECT 1 FROM environments WHERE name = ?1)",
@@ -822,6 +825,91 @@ fn finish_process(
     )
     .ctx("recording a process's end")?;
     env_event(tx, env, IsolationEvent::ProcessStopped, ended.details)
+}
+
+/// What a new environment must fit in: `max_environments`, its level's maximum, the quotas.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Admission {
+    /// `max_environments`.
+    pub max: u32,
+    /// `level.<L>.max_environments` of the new environment's level.
+    pub level_max: Option<u32>,
+    /// `[quota]`.
+    pub quota: crate::config::QuotaConfig,
+}
+
+impl Admission {
+    /// Refuses `env` when its level is full or its limits would take a sum past a quota,
+    /// counting what the environments in the store hold (in the caller's transaction).
+    fn check(&self, tx: &rusqlite::Transaction<'_>, env: &Environment) -> Result<()> {
+        if let Some(max) = self.level_max {
+            let of_level: u32 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM environments WHERE level = ?1",
+                    [env.level.as_str()],
+                    |r| r.get(0),
+                )
+                .ctx("counting environments")?;
+            if of_level >= max {
+                return Err(Error::QuotaExceeded {
+                    quota: format!("level.{}.max_environments", env.level),
+                    used: format!("{of_level} environments"),
+                    limit: max.to_string(),
+                    request: "one more".into(),
+                });
+            }
+        }
+        if !self.quota.any() {
+            return Ok(());
+        }
+        let (mut memory, mut cpus, mut disk) = (0u64, 0f64, 0u64);
+        let mut stmt = tx
+            .prepare_cached("SELECT json_extract(spec, '$.limits') FROM environments")
+            .ctx("summing limits")?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Option<String>>(0))
+            .ctx("summing limits")?;
+        for row in rows {
+            let Some(text) = row.ctx("summing limits")? else {
+                continue;
+            };
+            let limits: Limits = serde_json::from_str(&text).unwrap_or_default();
+            memory += limits.memory.map_or(0, |m| m.0);
+            cpus += limits.cpus.unwrap_or(0.0);
+            disk += limits.disk.map_or(0, |d| d.0);
+        }
+        let asked = &env.spec.limits;
+        let bytes = |b: u64| ByteSize(b).to_string();
+        let over = |quota: &str, used: String, limit: String, request: String| {
+            Err(Error::QuotaExceeded {
+                quota: quota.into(),
+                used,
+                limit,
+                request,
+            })
+        };
+        if let (Some(q), Some(m)) = (self.quota.memory, asked.memory)
+            && memory + m.0 > q.0
+        {
+            return over("quota.memory", bytes(memory), q.to_string(), m.to_string());
+        }
+        if let (Some(q), Some(c)) = (self.quota.cpus, asked.cpus)
+            && cpus + c > q + 1e-9
+        {
+            return over(
+                "quota.cpus",
+                format!("{cpus} cores"),
+                format!("{q}"),
+                format!("{c}"),
+            );
+        }
+        if let (Some(q), Some(d)) = (self.quota.disk, asked.disk)
+            && disk + d.0 > q.0
+        {
+            return over("quota.disk", bytes(disk), q.to_string(), d.to_string());
+        }
+        Ok(())
+    }
 }
 
 /// Runs one statement through the connection's statement cache: a `ptest` process runs the

@@ -131,19 +131,10 @@ struct Counts {
 }
 
 impl Counts {
+    /// The bar's message: running suites first (with a pytest suite's tests so far, the
+    /// part a narrow terminal must not cut), then the counts.
     fn message(&self) -> String {
-        let mut msg = format!(
-            "{} running, {} passed, {} failed",
-            self.running.len(),
-            self.passed + self.flaky,
-            self.failed
-        );
-        if self.flaky > 0 {
-            msg.push_str(&format!(" ({} flaky)", self.flaky));
-        }
-        if self.skipped > 0 {
-            msg.push_str(&format!(", {} skipped", self.skipped));
-        }
+        let mut msg = String::new();
         if !self.running.is_empty() {
             let names: Vec<String> = self
                 .running
@@ -154,10 +145,23 @@ impl Counts {
                     None => name.clone(),
                 })
                 .collect();
-            msg.push_str(&format!(": {}", names.join(", ")));
+            msg.push_str(&names.join(", "));
             if self.running.len() > 4 {
                 msg.push_str(", ...");
             }
+            msg.push_str(" | ");
+        }
+        msg.push_str(&format!(
+            "{} running, {} passed, {} failed",
+            self.running.len(),
+            self.passed + self.flaky,
+            self.failed
+        ));
+        if self.flaky > 0 {
+            msg.push_str(&format!(" ({} flaky)", self.flaky));
+        }
+        if self.skipped > 0 {
+            msg.push_str(&format!(", {} skipped", self.skipped));
         }
         msg
     }
@@ -300,7 +304,7 @@ mod tests {
         counts.progress.insert("unit".into(), (1200, 26921));
         assert_eq!(
             counts.message(),
-            "2 running, 0 passed, 0 failed: lint, unit 1200/26921"
+            "lint, unit 1200/26921 | 2 running, 0 passed, 0 failed"
         );
     }
 }

@@ -49,6 +49,10 @@ pub struct ExecRequest {
     pub timeout: Option<Duration>,
     /// Where output goes.
     pub output: OutputMode,
+    /// Working directory. As given to [`crate::Manager::execute_command`]: relative to the
+    /// workspace (or absolute, beneath the root); as handed to an engine: relative to the
+    /// root, checked to stay in it. `None`: the workspace.
+    pub cwd: Option<std::path::PathBuf>,
     /// Pass SIGINT, SIGTERM, SIGHUP and SIGQUIT that this program receives while the command
     /// runs on to the command's process group, and keep waiting for it: what a terminal's
     /// Ctrl-C or a CI runner's stop should reach. For command-line front ends; a library

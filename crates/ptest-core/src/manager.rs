@@ -676,6 +676,10 @@ impl Manager {
         if request.argv.is_empty() {
             return Err(Error::Usage("no command given".into()));
         }
+        let mut request = request;
+        if let Some(cwd) = &request.cwd {
+            request.cwd = Some(within_root(&env, cwd)?);
+        }
         let engine = self.engine(env.level)?;
         let timeout = request
             .timeout
@@ -1159,5 +1163,35 @@ async fn until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+/// `cwd` (relative to `env`'s workspace, or absolute) as a path relative to its root, worked
+/// out without touching the disk; a path that leads out of the root is refused.
+fn within_root(env: &Environment, cwd: &std::path::Path) -> Result<std::path::PathBuf> {
+    use std::path::Component;
+    let joined = env.workspace().join(cwd);
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for part in joined.components() {
+        match part {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::Normal(p) => parts.push(p),
+        }
+    }
+    let normal: std::path::PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    match normal.strip_prefix(&env.root) {
+        Ok(rel) => Ok(rel.to_owned()),
+        Err(_) => Err(Error::Usage(format!(
+            "--cwd {} leads out of environment {}'s root ({}); give a directory inside it, \
+             relative to its workspace",
+            cwd.display(),
+            env.name,
+            env.root.display()
+        ))),
     }
 }

@@ -33,7 +33,7 @@ use ptest_sandbox::watchdog::Watchdog;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::connection::{engine_error, message_of, status_of};
-use crate::container::{CONTAINER_WORKSPACE, command_env};
+use crate::container::{CONTAINER_ROOT, CONTAINER_WORKSPACE, command_env};
 
 type Output =
     Pin<Box<dyn Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>> + Send>>;
@@ -87,7 +87,10 @@ pub(crate) async fn spawn(
                 tty: Some(false),
                 env: Some(vars),
                 cmd: Some(request.argv.clone()),
-                working_dir: Some(CONTAINER_WORKSPACE.to_owned()),
+                working_dir: Some(match &request.cwd {
+                    Some(rel) => format!("{CONTAINER_ROOT}/{}", rel.display()),
+                    None => CONTAINER_WORKSPACE.to_owned(),
+                }),
                 ..CreateExecOptions::default()
             },
         )

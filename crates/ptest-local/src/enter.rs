@@ -69,7 +69,11 @@ pub(crate) fn spawn(
     let capture = Capture::start(request.argv.clone(), &env.root, exec_id.as_str());
     // Nothing is inherited by a pod command: pass ptest's environment, then the environment's
     // own variables, then the caller's.
-    let mut cmd = CommandSpec::new(request.argv.clone()).cwd(env.workspace());
+    let cwd = request
+        .cwd
+        .as_ref()
+        .map_or_else(|| env.workspace(), |rel| env.root.join(rel));
+    let mut cmd = CommandSpec::new(request.argv.clone()).cwd(cwd);
     cmd.env = std::env::vars_os().collect();
     // Each replaces an earlier value of its name (getenv would see only the first).
     for (name, value) in env.command_env().into_iter().chain(request.env) {

@@ -87,6 +87,9 @@ pub enum Command {
     /// Report which levels and features this host supports, and why not; with --repair,
     /// rebuild a damaged state database from the roots on the host.
     Doctor(DoctorArgs),
+    /// Summarize this home: environments by level and status, what the quotas hold, and
+    /// whether the holders and supervisors ptest keeps are alive.
+    Status(StatusArgs),
     /// Show or check the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -538,6 +541,17 @@ pub struct ListArgs {
     /// Only environments with this label, repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub labels: Vec<(String, String)>,
+    /// Only the environment whose root is this directory.
+    #[arg(long, value_name = "DIR")]
+    pub path: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -580,6 +594,10 @@ pub struct ExecArgs {
     /// Capture the output and print the result (exit code, stdout, stderr, times) as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Working directory, relative to the workspace (or absolute inside the root); one that
+    /// leads out of the root is refused (exit 2).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,

@@ -140,6 +140,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Events(args) => cmd::events::run(&manager, args).await,
         Command::Gc(args) => cmd::gc::run(&manager, args).await,
         Command::Doctor(args) => cmd::doctor::run(&manager, args),
+        Command::Status(args) => cmd::status::run(&manager, args),
         Command::Config(_)
         | Command::Completions { .. }
         | Command::Init(_)

@@ -200,3 +200,41 @@ fn a_container_stops_starts_pauses_and_resumes() {
         .success();
     t.ptest(["env", "rm", env]).assert().success();
 }
+
+/// Issue 19, item 5: `env exec --cwd` (relative to the workspace, refused out of the root),
+/// `env list --path`, `ptest status`.
+#[test]
+fn exec_cwd_list_path_and_status() {
+    let t = TestHome::new();
+    let made = t.json(["env", "create", "here"]);
+    let root = made["root"].as_str().unwrap().to_owned();
+    t.json(["env", "create", "there", "--no-start"]);
+    std::fs::create_dir_all(Path::new(&root).join("workspace/sub")).unwrap();
+    t.ptest(["env", "exec", "here", "--cwd", "sub", "--", "pwd"])
+        .assert()
+        .success()
+        .stdout(format!("{root}/workspace/sub\n"));
+    t.ptest(["env", "exec", "here", "--cwd", "../logs", "--", "pwd"])
+        .assert()
+        .success()
+        .stdout(format!("{root}/logs\n"));
+    for outside in ["../..", "/etc", "sub/../../../x"] {
+        t.ptest(["env", "exec", "here", "--cwd", outside, "--", "pwd"])
+            .assert()
+            .code(2)
+            .stderr(contains("leads out of environment here's root"));
+    }
+    let listed = t.json(["env", "list", "--path", &root]);
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["here"]);
+    let status = t.json(["status"]);
+    assert_eq!(status["environments"], 2, "{status}");
+    assert_eq!(status["by_level"]["basic"]["active"], 1, "{status}");
+    assert_eq!(status["by_level"]["basic"]["created"], 1, "{status}");
+    assert_eq!(status["holders"]["gone"], 0, "{status}");
+}

@@ -119,11 +119,16 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
 }
 
 fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
-    let envs = manager.list_environments(&EnvFilter {
+    let mut envs = manager.list_environments(&EnvFilter {
         level: args.level,
         status: args.status,
         labels: args.labels,
     })?;
+    if let Some(path) = &args.path {
+        let path =
+            std::path::absolute(path).map_err(|e| ptest_core::Error::io("resolving", path, e))?;
+        envs.retain(|e| e.root == path);
+    }
     if args.json {
         output::json(&envs);
         return Ok(ExitCode::SUCCESS);
@@ -347,6 +352,7 @@ async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
             OutputMode::Inherit
         },
         forward_signals: true,
+        cwd: args.cwd,
     };
     let result = manager.execute_command(&env, request).await?;
     if args.json {

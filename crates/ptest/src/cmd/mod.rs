@@ -11,3 +11,4 @@ pub mod pkg;
 pub mod port;
 pub mod proc;
 pub mod run;
+pub mod status;

@@ -23,10 +23,10 @@ pub struct Inferred {
     installable: bool,
     /// Test dependencies for the default Python template.
     test_deps: Vec<String>,
+    /// The extra that holds them (installed with the project as `.[test]`), when one does.
+    test_extra: Option<String>,
     /// Requirements files for the default Python template, relative to the directory.
     requirements: Vec<String>,
-    /// `pyproject.toml`, when it could be read.
-    pyproject: Option<Pyproject>,
     /// Translated tox environments.
     tox: Vec<ToxEnv>,
     /// What was taken from where, one line each.
@@ -91,12 +91,14 @@ impl Inferred {
             self.found
                 .push("pyproject.toml: the project installs itself (-e .)".to_owned());
         }
-        if let Some((from, deps)) = &p.test_deps {
+        if let Some(found) = p.test_deps {
             self.found.push(format!(
-                "pyproject.toml: test dependencies from {from}: {}",
-                deps.join(", ")
+                "pyproject.toml: test dependencies from {}: {}",
+                found.from,
+                found.deps.join(", ")
             ));
-            self.test_deps = deps.clone();
+            self.test_deps = found.deps;
+            self.test_extra = found.extra;
         }
         if p.pytest_config {
             self.found.push(
@@ -105,12 +107,11 @@ impl Inferred {
                     .to_owned(),
             );
         }
-        self.pyproject = Some(p);
     }
 
     fn take_tox(&mut self, file: &str, tox: Tox) {
         let mut envs = Vec::new();
-        for mut env in tox.envs {
+        for env in tox.envs {
             if env.commands.is_empty() {
                 self.untranslated.push(format!(
                     "{file}: environment {} has no command ptest could translate; left out",
@@ -118,23 +119,6 @@ impl Inferred {
                 ));
                 continue;
             }
-            let mut extra_deps = Vec::new();
-            // Extras come with the project: none where it is not installed.
-            let extras = if env.install.is_some() {
-                env.extras.as_slice()
-            } else {
-                &[]
-            };
-            for extra in extras {
-                match self.pyproject.as_ref().and_then(|p| p.extra(extra)) {
-                    Some(deps) => extra_deps.extend(deps.iter().cloned()),
-                    None => self.untranslated.push(format!(
-                        "{file}: extra {extra:?} of {} is not in pyproject.toml",
-                        env.name
-                    )),
-                }
-            }
-            env.deps.splice(0..0, extra_deps);
             envs.push(env);
         }
         self.untranslated
@@ -312,10 +296,14 @@ timeout = \"10m\"            # kills the suite's whole process tree
 /// A template and a pytest suite for a Python project without tox.
 fn python_suite(out: &mut String, inferred: &Inferred) {
     let mut packages = Vec::new();
-    if inferred.installable {
-        packages.push("-e .".to_owned());
+    match (&inferred.test_extra, inferred.installable) {
+        (Some(extra), true) => packages.push(format!("-e .[{extra}]")),
+        (None, true) => packages.push("-e .".to_owned()),
+        (_, false) => {}
     }
-    packages.extend(inferred.test_deps.iter().cloned());
+    if inferred.test_extra.is_none() || !inferred.installable {
+        packages.extend(inferred.test_deps.iter().cloned());
+    }
     let has_pytest = |deps: &[String]| {
         deps.iter().any(|d| {
             d.trim_start()
@@ -324,7 +312,7 @@ fn python_suite(out: &mut String, inferred: &Inferred) {
                 .is_some_and(|rest| !rest.starts_with(['-', '_']))
         })
     };
-    if !has_pytest(&packages) {
+    if !has_pytest(&packages) && !has_pytest(&inferred.test_deps) {
         packages.push("pytest".to_owned());
     }
     let requirements = if inferred.requirements.is_empty() {
@@ -360,9 +348,14 @@ timeout = \"10m\"            # kills the suite's whole process tree
 fn tox_suite(out: &mut String, env: &ToxEnv) {
     let name = suite_name(&env.name);
     let mut packages = Vec::new();
+    let extras = if env.extras.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", env.extras.join(","))
+    };
     match env.install {
-        Some(true) => packages.push("-e .".to_owned()),
-        Some(false) => packages.push(".".to_owned()),
+        Some(true) => packages.push(format!("-e .{extras}")),
+        Some(false) => packages.push(format!(".{extras}")),
         None => {}
     }
     packages.extend(env.deps.iter().cloned());
@@ -426,17 +419,13 @@ mod tests {
             ("requirements/tests.txt", "hypothesis\n"),
         ]);
         let text = starter(&inferred);
-        assert!(
-            text.contains(r#"packages = ["-e .", "pytest>=8", "pretend"]"#),
-            "{text}"
-        );
+        // The test extra comes with the project; pytest is in it.
+        assert!(text.contains(r#"packages = ["-e .[test]"]"#), "{text}");
         let project = parses(&text);
         assert_eq!(project.suites[0].env, "py");
-        let venv = project.templates["py"].virtualenv.clone().unwrap();
-        assert!(
-            venv.packages
-                .ends_with(&["pytest>=8".into(), "pretend".into()])
-        );
+        let template = &project.templates["py"];
+        assert_eq!(template.install_project, Some(vec!["test".to_owned()]));
+        let venv = template.virtualenv.clone().unwrap();
         assert_eq!(
             venv.requirements,
             [
@@ -471,7 +460,7 @@ mod tests {
         ]);
         let text = starter(&inferred);
         assert!(
-            text.contains(r#"packages = [".", "pretend", "pytest"]"#),
+            text.contains(r#"packages = [".[test]", "pytest"]"#),
             "{text}"
         );
         let project = parses(&text);
@@ -480,10 +469,8 @@ mod tests {
         let py = &project.templates["py311"];
         let venv = py.virtualenv.clone().unwrap();
         assert_eq!(venv.python.as_deref(), Some("3.11"));
-        assert!(
-            venv.packages
-                .ends_with(&["pretend".into(), "pytest".into()])
-        );
+        assert_eq!(venv.packages, ["pytest"]);
+        assert_eq!(py.install_project, Some(vec!["test".to_owned()]));
         assert_eq!(py.env_vars["MODE"], "\"a b\"");
         assert_eq!(project.suites[0].run.display(), "pytest {posargs}");
         assert_eq!(

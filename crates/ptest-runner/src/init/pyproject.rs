@@ -7,15 +7,24 @@ use toml::Value;
 /// Extras and dependency groups taken as the test dependencies, in this order of preference.
 const TEST_GROUPS: [&str; 5] = ["test", "tests", "testing", "dev", "develop"];
 
+/// A project's test dependencies.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TestDeps {
+    /// Where they are: `[dependency-groups] test`.
+    pub from: String,
+    /// The requirements.
+    pub deps: Vec<String>,
+    /// The extra they are (installed as `.[test]`), when they are one.
+    pub extra: Option<String>,
+}
+
 /// What `pyproject.toml` says.
 #[derive(Debug, Default)]
 pub(crate) struct Pyproject {
     /// A `[project]` table or a build system: `pip install .` works.
     pub installable: bool,
-    /// `[project.optional-dependencies]` by extra.
-    pub extras: Vec<(String, Vec<String>)>,
-    /// The test dependencies found, and where (`[dependency-groups] test`).
-    pub test_deps: Option<(String, Vec<String>)>,
+    /// The test dependencies found.
+    pub test_deps: Option<TestDeps>,
     /// `[tool.pytest.ini_options]` exists.
     pub pytest_config: bool,
 }
@@ -37,37 +46,31 @@ impl Pyproject {
             .unwrap_or_default();
         let groups = doc.get("dependency-groups").and_then(Value::as_table);
         let from_group = TEST_GROUPS.iter().find_map(|name| {
-            let deps = group(groups?, name, 0)?;
-            Some((format!("[dependency-groups] {name}"), deps))
+            Some(TestDeps {
+                from: format!("[dependency-groups] {name}"),
+                deps: group(groups?, name, 0)?,
+                extra: None,
+            })
         });
         let from_extra = || {
             TEST_GROUPS.iter().find_map(|name| {
                 let (_, deps) = extras.iter().find(|(extra, _)| extra == name)?;
-                Some((
-                    format!("[project.optional-dependencies] {name}"),
-                    deps.clone(),
-                ))
+                Some(TestDeps {
+                    from: format!("[project.optional-dependencies] {name}"),
+                    deps: deps.clone(),
+                    extra: Some((*name).to_owned()),
+                })
             })
         };
-        let test_deps = from_group.or_else(from_extra);
         Ok(Pyproject {
             installable: project.is_some() || doc.contains_key("build-system"),
-            extras,
-            test_deps,
+            test_deps: from_group.or_else(from_extra),
             pytest_config: doc
                 .get("tool")
                 .and_then(|t| t.get("pytest"))
                 .and_then(|t| t.get("ini_options"))
                 .is_some(),
         })
-    }
-
-    /// The dependencies of extra `name`.
-    pub(crate) fn extra(&self, name: &str) -> Option<&[String]> {
-        self.extras
-            .iter()
-            .find(|(extra, _)| extra == name)
-            .map(|(_, deps)| deps.as_slice())
     }
 }
 
@@ -119,20 +122,17 @@ mod tests {
         )
         .unwrap();
         assert!(p.installable && p.pytest_config);
-        let (from, deps) = p.test_deps.clone().unwrap();
-        assert_eq!(from, "[dependency-groups] dev");
-        assert_eq!(deps, ["ruff", "pytest>=8"]);
-        assert_eq!(p.extra("docs").unwrap(), ["sphinx"]);
+        let found = p.test_deps.clone().unwrap();
+        assert_eq!(found.from, "[dependency-groups] dev");
+        assert_eq!(found.deps, ["ruff", "pytest>=8"]);
+        assert_eq!(found.extra, None);
 
         let p = Pyproject::parse("[project.optional-dependencies]\ntesting = ['hypothesis']\n")
             .unwrap();
-        assert_eq!(
-            p.test_deps.unwrap(),
-            (
-                "[project.optional-dependencies] testing".to_owned(),
-                vec!["hypothesis".to_owned()]
-            )
-        );
+        let found = p.test_deps.unwrap();
+        assert_eq!(found.from, "[project.optional-dependencies] testing");
+        assert_eq!(found.deps, ["hypothesis"]);
+        assert_eq!(found.extra.as_deref(), Some("testing"));
         assert!(Pyproject::parse("[project").is_err());
     }
 }

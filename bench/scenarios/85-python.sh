@@ -8,10 +8,12 @@
 #    `DockerContainer(IMG).start()` + `.stop()` (Ryuk disabled: it needs a pulled image) and
 #    the Docker SDK's `containers.run(detach=True)` + `remove(force=True)` (the limit), all
 #    from one Python process, interleaved call by call. IMG: busybox-static FROM scratch.
-# Measures the work tree's python/ and crates/ptest-py even under --rev.
+# The wheel is built from the work tree, or from BENCH_SRC when set (with --rev:
+# BENCH_SRC=bench/target/rev-src bench/run --rev REV python).
 venv=$BENCH/.tools/py-venv
-bench_log "python: building the ptest-env wheel (release) and its venv"
-wheel=$(CARGO_TARGET_DIR=$BENCH/target "$BENCH/../scripts/build-wheel" --release | tail -n 1)
+src=${BENCH_SRC:-$BENCH/..}
+bench_log "python: building the ptest-env wheel (release) from $src and its venv"
+wheel=$(CARGO_TARGET_DIR=$BENCH/target "$src/scripts/build-wheel" --release | tail -n 1)
 if [[ ! -x $venv/bin/python ]]; then
     "$PY" -m venv "$venv"
 fi

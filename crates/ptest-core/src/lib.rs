@@ -39,6 +39,7 @@ pub mod limited_root;
 pub mod liveness;
 mod manager;
 pub mod model;
+pub mod monitor;
 mod name;
 pub mod ports;
 pub mod repair;

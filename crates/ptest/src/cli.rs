@@ -643,6 +643,14 @@ pub struct GcArgs {
     /// Also remove every `on_shutdown` environment (run this when the host shuts down).
     #[arg(long)]
     pub shutdown: bool,
+    /// Keep running: collect what is due every --interval (a `scheduled` environment soon
+    /// after its TTL) and watch the `[monitor]` thresholds, until SIGINT or SIGTERM. Prints
+    /// each removal as it happens (one JSON object per line with --json).
+    #[arg(long, conflicts_with = "shutdown")]
+    pub watch: bool,
+    /// How often --watch sweeps (e.g. 10s).
+    #[arg(long, value_parser = parse_duration, default_value = "10s", requires = "watch")]
+    pub interval: Duration,
     /// Print a JSON report.
     #[arg(long)]
     pub json: bool,

@@ -177,7 +177,17 @@ impl LoadedConfig {
             .collect();
         let mut known: Vec<String> = origins.keys().cloned().collect();
         // Keys without a default value are known too (`--config quota.memory=8G`).
-        known.extend(["quota.memory", "quota.cpus", "quota.disk"].map(String::from));
+        known.extend(
+            [
+                "quota.memory",
+                "quota.cpus",
+                "quota.disk",
+                "monitor.memory",
+                "monitor.disk",
+                "monitor.cpu",
+            ]
+            .map(String::from),
+        );
         for level in IsolationLevel::ALL {
             for key in ["max_environments", "memory", "cpus", "disk"] {
                 known.push(format!("level.{level}.{key}"));

@@ -31,6 +31,8 @@ pub struct Config {
     pub ports: PortsConfig,
     /// Sums of limits over every environment of this home.
     pub quota: QuotaConfig,
+    /// Thresholds that raise `resource_threshold_exceeded`.
+    pub monitor: crate::monitor::MonitorConfig,
 }
 
 /// `[quota]`: the most the environments that exist may hold together, summed over their
@@ -73,6 +75,7 @@ impl Default for Config {
             level: PerLevel::default(),
             ports: PortsConfig::default(),
             quota: QuotaConfig::default(),
+            monitor: crate::monitor::MonitorConfig::default(),
         }
     }
 }

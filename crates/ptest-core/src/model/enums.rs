@@ -256,6 +256,8 @@ wire_enum! {
         SnapshotDeleted => "snapshot_deleted",
         /// A step failed.
         ErrorOccurred => "error_occurred",
+        /// A reading crossed a `[monitor]` threshold of the environment's limits.
+        ResourceThresholdExceeded => "resource_threshold_exceeded",
     }
 }
 
@@ -289,7 +291,7 @@ mod tests {
                 "never"
             ]
         );
-        assert_eq!(IsolationEvent::ALL.len(), 27);
+        assert_eq!(IsolationEvent::ALL.len(), 28);
         assert_eq!(EnvironmentStatus::ALL.len(), 11);
     }
 

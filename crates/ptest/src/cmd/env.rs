@@ -379,8 +379,14 @@ async fn exec(manager: &Manager, args: ExecArgs) -> Result<ExitCode, Failure> {
 
 async fn stats(manager: &Manager, args: StatsArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.name)?;
+    // While watching, the environment's `[monitor]` thresholds are watched too.
+    let mut monitor = ptest_core::monitor::Monitor::default();
     loop {
         let usage = manager.resource_usage(&env).await?;
+        if args.watch {
+            let thresholds = manager.config().monitor.clone();
+            monitor.sample(manager, &thresholds, &env).await?;
+        }
         if args.json && args.watch {
             println!(
                 "{}",

@@ -1,0 +1,118 @@
+//! Issue 19, item 4: `ptest gc --watch` as a small daemon — it removes a `scheduled`
+//! environment after its TTL with no other help, and records `resource_threshold_exceeded`
+//! when a command fills an environment's memory past a `[monitor]` threshold.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::TestHome;
+
+/// A `gc --watch` in the background, stopped with SIGTERM (it must then exit 0).
+struct Watcher(std::process::Child);
+
+impl Watcher {
+    fn start(t: &TestHome, vars: &[(&str, &str)]) -> Watcher {
+        let mut cmd = t.std_command(["gc", "--watch", "--interval", "200ms"]);
+        cmd.envs(vars.iter().copied())
+            .stdout(std::process::Stdio::null());
+        Watcher(cmd.spawn().unwrap())
+    }
+
+    fn stop(mut self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "gc --watch ended with {status}");
+    }
+}
+
+/// Polls `done` every 100 ms for up to 20 s.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+#[test]
+fn gc_watch_removes_a_scheduled_environment_after_its_ttl() {
+    let t = TestHome::new();
+    t.ptest([
+        "env",
+        "create",
+        "brief",
+        "--cleanup",
+        "scheduled",
+        "--ttl",
+        "1s",
+        "--security",
+        "low",
+    ])
+    .assert()
+    .success();
+    t.ptest(["env", "create", "kept", "--security", "low"])
+        .assert()
+        .success();
+    let watcher = Watcher::start(&t, &[]);
+    assert!(
+        eventually(|| t.names() == ["kept"]),
+        "still there: {:?}",
+        t.names()
+    );
+    watcher.stop();
+}
+
+#[test]
+fn a_command_filling_memory_past_the_threshold_raises_an_event() {
+    let t = TestHome::new();
+    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
+    if !support::runnable(
+        (!missing.is_empty())
+            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
+    ) {
+        return;
+    }
+    t.ptest(["env", "create", "full", "--memory", "64M"])
+        .assert()
+        .success();
+    let watcher = Watcher::start(&t, &[("PTEST_MONITOR_MEMORY", "50%")]);
+    // 40M of tmpfs pages, charged to the environment's cgroup: 62% of its limit.
+    t.ptest([
+        "proc",
+        "start",
+        "full",
+        "--name",
+        "fill",
+        "--",
+        "sh",
+        "-c",
+        "head -c 40M /dev/zero > /dev/shm/fill && sleep 60",
+    ])
+    .assert()
+    .success();
+    let found = eventually(|| {
+        let out = t
+            .ptest(["events", "--env", "full", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            e["event"] == "resource_threshold_exceeded"
+                && e["details"]["resource"] == "memory"
+                && e["details"]["percent"].as_f64().unwrap() >= 50.0
+        })
+    });
+    watcher.stop();
+    assert!(found, "no resource_threshold_exceeded event");
+    t.ptest(["env", "rm", "--force", "full"]).assert().success();
+}

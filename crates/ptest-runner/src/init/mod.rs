@@ -220,6 +220,9 @@ const TEMPLATE_KEYS: &str = "\
 #                          # this directory; copy: a private copy; bind: the real tree
 ";
 
+/// Where a translated pytest command writes its JUnit file, in its workspace.
+const JUNIT: &str = "reports/ptest-junit.xml";
+
 /// `text` as a TOML string.
 fn quoted(text: &str) -> String {
     toml::Value::String(text.to_owned()).to_string()
@@ -375,12 +378,40 @@ fn tox_suite(out: &mut String, env: &ToxEnv) {
     if !env.env_vars.is_empty() {
         let _ = writeln!(out, "env_vars = {}", table(&env.env_vars));
     }
+    // pytest writes JUnit too, for per-test results and split's durations.
+    let mut junit = false;
+    let mut commands: Vec<String> = env
+        .commands
+        .iter()
+        .map(|c| {
+            let words: Vec<&str> = c.split_whitespace().take(3).collect();
+            let pytest = matches!(words.as_slice(), ["pytest" | "py.test", ..])
+                || words.starts_with(&["python", "-m", "pytest"]);
+            if pytest && !junit && !c.contains("--junitxml") && !c.contains("||") {
+                junit = true;
+                format!("{c} --junitxml={JUNIT}")
+            } else {
+                c.clone()
+            }
+        })
+        .collect();
+    if commands.iter().any(|c| c.contains(tox::ENVTMPDIR)) {
+        commands.insert(0, format!("mkdir -p \"{}\"", tox::ENVTMPDIR));
+    }
     let _ = write!(
         out,
-        "\n[[suite]]\nname = {}\nenv = {}\nrun = {}\ntimeout = \"10m\"\n",
+        "\n[[suite]]\nname = {}\nenv = {}\nrun = {}\n{}timeout = \"10m\"\n",
         quoted(&name),
         quoted(&name),
-        quoted(&env.commands.join(" && ")),
+        quoted(&commands.join(" && ")),
+        if junit {
+            format!(
+                "junit = {}\n# split = \"pytest\"          # shards share the tests\n",
+                quoted(JUNIT)
+            )
+        } else {
+            String::new()
+        },
     );
 }
 
@@ -472,7 +503,14 @@ mod tests {
         assert_eq!(venv.packages, ["pytest"]);
         assert_eq!(py.install_project, Some(vec!["test".to_owned()]));
         assert_eq!(py.env_vars["MODE"], "\"a b\"");
-        assert_eq!(project.suites[0].run.display(), "pytest {posargs}");
+        assert_eq!(
+            project.suites[0].run.display(),
+            "pytest {posargs} --junitxml=reports/ptest-junit.xml"
+        );
+        assert_eq!(
+            project.suites[0].junit.as_deref(),
+            Some(Path::new("reports/ptest-junit.xml"))
+        );
         assert_eq!(
             project.templates["lint"]
                 .virtualenv

@@ -39,6 +39,11 @@ pub(crate) struct Tox {
     pub untranslated: Vec<String>,
 }
 
+/// Where `{envtmpdir}` goes: a directory of its own under the environment's `TMPDIR` (tox
+/// empties it, and so may the command, as pytest's `--basetemp` does), made before the
+/// commands run.
+pub(crate) const ENVTMPDIR: &str = "$TMPDIR/envtmpdir";
+
 /// tox's substitutions that have a ptest counterpart; any other `{...}` is left out.
 fn substitute(text: &str, env: &str, untranslated: &mut Vec<String>) -> Option<String> {
     let out = text
@@ -46,7 +51,7 @@ fn substitute(text: &str, env: &str, untranslated: &mut Vec<String>) -> Option<S
         .replace("{toxinidir}", "$PTEST_PROJECT_DIR")
         .replace("{envpython}", "python")
         .replace("{envbindir}/", "")
-        .replace("{envtmpdir}", "$TMPDIR")
+        .replace("{envtmpdir}", ENVTMPDIR)
         .replace("{/}", "/");
     // `{posargs}` and `{posargs:DEFAULT}` mean the same in ptest; anything else does not.
     let mut rest = out.as_str();
@@ -71,8 +76,15 @@ fn command(line: String) -> String {
     }
 }
 
-/// `py311` → `3.11`, `py3` → `3`, `py39` → `3.9`; tox 4's `3.12` as it is.
+/// `py311` → `3.11`, `py3` → `3`, `py39` → `3.9`, `pypy310` → `pypy3.10`; tox 4's `3.12` as
+/// it is.
 fn python_of(factor: &str) -> Option<String> {
+    if let Some(pypy) = factor.strip_prefix("pypy") {
+        return Some(match python_of(&format!("py{pypy}")) {
+            Some(version) => format!("pypy{version}"),
+            None => "pypy3".to_owned(),
+        });
+    }
     let version = factor.split('.').count() == 2
         && factor
             .split('.')
@@ -424,6 +436,7 @@ commands = ruff check {envsitepackagesdir}
         assert_eq!(names, ["py310", "py311", "lint"]);
         let py311 = &tox.envs[1];
         assert_eq!(py311.python.as_deref(), Some("3.11"));
+        assert_eq!(python_of("pypy310").as_deref(), Some("pypy3.10"));
         assert_eq!(py311.deps, ["pytest>=8", "coverage"]);
         assert_eq!(tox.envs[0].deps, ["pytest>=8"]);
         assert_eq!(py311.requirements, ["requirements-test.txt"]);

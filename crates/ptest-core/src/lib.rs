@@ -35,6 +35,7 @@ mod engine;
 mod error;
 pub mod failpoint;
 mod home;
+pub mod hooks;
 pub mod limited_root;
 pub mod liveness;
 mod manager;
@@ -55,7 +56,8 @@ pub use engine::{
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;
 pub use manager::{
-    EnvFilter, GcOptions, Listener, Manager, Removal, RemoveOptions, STOPPED_REASON,
+    EnvFilter, EventFilter, GcOptions, Listener, ListenerId, Manager, Removal, RemoveOptions,
+    STOPPED_REASON, Subscription,
 };
 pub use model::*;
 pub use name::{EnvId, EnvName, InvalidName};

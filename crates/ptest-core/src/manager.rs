@@ -24,6 +24,70 @@ use crate::{Engine, root};
 /// A function called with every event this manager records.
 pub type Listener = Box<dyn Fn(&Event) + Send + Sync>;
 
+/// The handle of a listener, to remove it with [`Manager::remove_listener`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+/// Which events a listener or a [`Subscription`] gets.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only these kinds (all when empty).
+    pub events: Vec<IsolationEvent>,
+    /// Only events of the environment with this name or id.
+    pub env: Option<String>,
+}
+
+impl EventFilter {
+    fn matches(&self, event: &Event) -> bool {
+        (self.events.is_empty() || self.events.contains(&event.event))
+            && self.env.as_deref().is_none_or(|env| {
+                event.env_name.as_deref() == Some(env) || event.env_id.as_deref() == Some(env)
+            })
+    }
+}
+
+/// The persisted event log followed from a point on ([`Manager::subscribe`]): every event
+/// recorded into the home, by any process.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    filter: EventFilter,
+    after: i64,
+}
+
+impl Subscription {
+    /// The events recorded since the last call that the filter lets through (none yet:
+    /// empty); does not wait.
+    pub fn poll(&mut self, manager: &Manager) -> Result<Vec<Event>> {
+        let events = manager.store.events(&EventQuery {
+            after: Some(self.after),
+            ..Default::default()
+        })?;
+        if let Some(last) = events.last() {
+            self.after = last.id;
+        }
+        Ok(events
+            .into_iter()
+            .filter(|e| self.filter.matches(e))
+            .collect())
+    }
+
+    /// The next event the filter lets through, polling the log every 100 ms.
+    pub async fn next(&mut self, manager: &Manager) -> Result<Event> {
+        let mut pending = std::collections::VecDeque::new();
+        loop {
+            pending.extend(self.poll(manager)?);
+            if let Some(event) = pending.pop_front() {
+                // Put back what came with it: the log position already moved past them.
+                if let Some(first) = pending.front() {
+                    self.after = first.id - 1;
+                }
+                return Ok(event);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Which environments to list.
 #[derive(Debug, Clone, Default)]
 pub struct EnvFilter {
@@ -87,7 +151,8 @@ pub struct Manager {
     store: Store,
     config: Config,
     engines: EngineRegistry,
-    listeners: RwLock<Vec<Listener>>,
+    listeners: RwLock<Vec<(ListenerId, EventFilter, Listener)>>,
+    next_listener: std::sync::atomic::AtomicU64,
     session: String,
 }
 
@@ -105,6 +170,7 @@ impl Manager {
             config,
             engines,
             listeners: RwLock::new(Vec::new()),
+            next_listener: std::sync::atomic::AtomicU64::new(0),
             session: EnvId::random().to_string(),
         })
     }
@@ -140,22 +206,94 @@ impl Manager {
             .map(|e| (e.capabilities(), e.features()))
     }
 
-    /// Calls `listener` with every event this manager records from now on.
-    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) {
+    /// Calls `listener` with every event this manager records from now on; the handle
+    /// removes it ([`Manager::remove_listener`]). Events other processes record reach a
+    /// [`Subscription`] instead.
+    pub fn add_listener(&self, listener: impl Fn(&Event) + Send + Sync + 'static) -> ListenerId {
+        self.add_listener_for(EventFilter::default(), listener)
+    }
+
+    /// [`Manager::add_listener`] for the events `filter` lets through.
+    pub fn add_listener_for(
+        &self,
+        filter: EventFilter,
+        listener: impl Fn(&Event) + Send + Sync + 'static,
+    ) -> ListenerId {
+        let id = ListenerId(
+            self.next_listener
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        );
         self.listeners
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(listener));
+            .push((id, filter, Box::new(listener)));
+        id
+    }
+
+    /// Stops calling the listener `id`; whether it was there.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        let mut listeners = self.listeners.write().unwrap_or_else(|p| p.into_inner());
+        let before = listeners.len();
+        listeners.retain(|(l, _, _)| *l != id);
+        listeners.len() != before
+    }
+
+    /// A subscription to the persisted event log from now on (or after event `after`): it
+    /// sees what every process records into this home, not only this manager.
+    pub fn subscribe(&self, filter: EventFilter, after: Option<i64>) -> Result<Subscription> {
+        let after = match after {
+            Some(id) => id,
+            None => self
+                .store
+                .events(&EventQuery {
+                    limit: Some(1),
+                    ..Default::default()
+                })?
+                .last()
+                .map_or(0, |e| e.id),
+        };
+        Ok(Subscription { filter, after })
     }
 
     pub(crate) fn emit(&self, event: Event) {
-        for listener in self
+        for (_, filter, listener) in self
             .listeners
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            listener(&event);
+            if filter.matches(&event) {
+                listener(&event);
+            }
+        }
+        if self.config.hooks.is_empty() {
+            return;
+        }
+        let labels = || {
+            event
+                .env_id
+                .as_deref()
+                .and_then(|id| self.store.find(id).ok().flatten())
+                .map(|env| env.spec.labels.into_iter().collect())
+                .unwrap_or_default()
+        };
+        for (run, why) in crate::hooks::run(&self.config.hooks, &event, labels) {
+            let details = serde_json::json!({
+                "hook": run, "event": event.event, "event_id": event.id, "error": why,
+            });
+            let env = event
+                .env_id
+                .as_deref()
+                .and_then(|id| self.store.find(id).ok().flatten());
+            let recorded = self.store.append_event(&EventRecord {
+                event: IsolationEvent::HookFailed,
+                details,
+                env: env.as_ref().map(|e| (&e.id, &e.name)),
+            });
+            match recorded {
+                Ok(ev) => self.emit(ev),
+                Err(e) => tracing::warn!("could not record a failed hook: {e}"),
+            }
         }
     }
 

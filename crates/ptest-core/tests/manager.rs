@@ -322,3 +322,56 @@ async fn an_environment_without_an_isolation_record_runs_commands_on_the_host() 
     );
     m.cleanup(&env, RemoveOptions::default()).await.unwrap();
 }
+
+/// Issue 19, item 2: a listener filtered by event and environment, removed by its handle;
+/// a subscription that follows the persisted log sees what another manager (another process,
+/// for the store) records.
+#[tokio::test]
+async fn filtered_listeners_are_removable_and_subscriptions_see_other_managers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (manager(tmp.path(), 100), manager(tmp.path(), 100));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let id = a.add_listener_for(
+        EventFilter {
+            events: vec![IsolationEvent::EnvironmentActivated],
+            env: Some("one".into()),
+        },
+        move |e| sink.lock().unwrap().push(e.env_name.clone().unwrap()),
+    );
+    let mut sub = a
+        .subscribe(
+            EventFilter {
+                events: vec![IsolationEvent::EnvironmentCreated],
+                env: None,
+            },
+            None,
+        )
+        .unwrap();
+    let one = a.create_environment(spec("one")).await.unwrap();
+    a.create_environment(spec("two")).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["one"]);
+    assert!(a.remove_listener(id));
+    assert!(!a.remove_listener(id));
+    a.cleanup(&one, RemoveOptions::default()).await.unwrap();
+    a.create_environment(spec("one")).await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "a removed listener was called"
+    );
+
+    // Recorded by the other manager, seen through the log.
+    b.create_environment(spec("three")).await.unwrap();
+    let names: Vec<String> = sub
+        .poll(&a)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.env_name.unwrap())
+        .collect();
+    assert_eq!(names, ["one", "two", "one", "three"]);
+    assert!(sub.poll(&a).unwrap().is_empty());
+    b.create_environment(spec("four")).await.unwrap();
+    let next = sub.next(&a).await.unwrap();
+    assert_eq!(next.env_name.as_deref(), Some("four"));
+}

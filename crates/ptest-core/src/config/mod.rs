@@ -33,6 +33,8 @@ pub struct Config {
     pub quota: QuotaConfig,
     /// Thresholds that raise `resource_threshold_exceeded`.
     pub monitor: crate::monitor::MonitorConfig,
+    /// Commands run on events (`[[hooks]]`).
+    pub hooks: Vec<crate::hooks::HookConfig>,
 }
 
 /// `[quota]`: the most the environments that exist may hold together, summed over their
@@ -76,6 +78,7 @@ impl Default for Config {
             ports: PortsConfig::default(),
             quota: QuotaConfig::default(),
             monitor: crate::monitor::MonitorConfig::default(),
+            hooks: Vec::new(),
         }
     }
 }

@@ -258,6 +258,8 @@ wire_enum! {
         ErrorOccurred => "error_occurred",
         /// A reading crossed a `[monitor]` threshold of the environment's limits.
         ResourceThresholdExceeded => "resource_threshold_exceeded",
+        /// A `[[hooks]]` command failed, timed out or could not start.
+        HookFailed => "hook_failed",
     }
 }
 
@@ -291,7 +293,7 @@ mod tests {
                 "never"
             ]
         );
-        assert_eq!(IsolationEvent::ALL.len(), 28);
+        assert_eq!(IsolationEvent::ALL.len(), 29);
         assert_eq!(EnvironmentStatus::ALL.len(), 11);
     }
 

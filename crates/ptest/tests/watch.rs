@@ -116,3 +116,47 @@ fn a_command_filling_memory_past_the_threshold_raises_an_event() {
     assert!(found, "no resource_threshold_exceeded event");
     t.ptest(["env", "rm", "--force", "full"]).assert().success();
 }
+
+/// A background process's supervisor watches the thresholds too: no `gc --watch` needed.
+#[test]
+fn a_supervisor_records_the_threshold_its_own_process_crosses() {
+    let t = TestHome::new();
+    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
+    if !support::runnable(
+        (!missing.is_empty())
+            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
+    ) {
+        return;
+    }
+    t.ptest(["env", "create", "self", "--memory", "64M"])
+        .assert()
+        .success();
+    t.ptest([
+        "proc",
+        "start",
+        "self",
+        "--name",
+        "fill",
+        "--",
+        "sh",
+        "-c",
+        "head -c 40M /dev/zero > /dev/shm/fill && sleep 60",
+    ])
+    .env("PTEST_MONITOR_MEMORY", "50%")
+    .assert()
+    .success();
+    let found = eventually(|| {
+        let out = t
+            .ptest(["events", "--env", "self", "--json"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.contains("\"resource_threshold_exceeded\""))
+    });
+    assert!(
+        found,
+        "no resource_threshold_exceeded event from the supervisor"
+    );
+    t.ptest(["env", "rm", "--force", "self"]).assert().success();
+}

@@ -272,6 +272,21 @@ impl Error {
         }
     }
 
+    /// This error, as the `level` engine's: an engine built on another (virtualenv on the
+    /// directory engine) says which level failed, not which it delegated to.
+    pub fn at_level(self, level: IsolationLevel) -> Self {
+        match self {
+            Error::Engine {
+                action, message, ..
+            } => Error::Engine {
+                level,
+                action,
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// An I/O error with what was being done and where.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

@@ -3,16 +3,8 @@
 
 /// The kernel's start time of `pid` in clock ticks since boot, or `None` when it is gone.
 pub fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    let mut fields = after_comm.split_whitespace();
-    // Field 3 (state) is first here; field 22 (starttime) is 19 further on.
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
+    let stat = ptest_sandbox::procfs::stat(pid as i32).ok()??;
+    (!stat.is_dead()).then_some(stat.start_time)
 }
 
 /// A process as `PID:START_TICKS`, which names it for as long as it lives and never another.

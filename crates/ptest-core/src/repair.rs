@@ -1,6 +1,6 @@
 //! `ptest doctor --repair`: a new state database built from what is on the host, for a home
 //! whose `state.db` is missing, empty, truncated or not a database
-//! ([`crate::store::check_intact`] refuses to work on one). The damaged file is kept aside,
+//! (`store::check_intact` refuses to work on one). The damaged file is kept aside,
 //! never overwritten; every root under `envs/` whose marker names its directory becomes a
 //! record again, so that `ptest env rm` can remove it with everything found by its id (its
 //! cgroup and the holder in it, its tmpfs, its network link, its container at the next `gc`).

@@ -315,10 +315,10 @@ pub(crate) async fn kill(docker: &Docker, container: &str, process: &ProcessInfo
         .await
         .map_err(|e| engine_error("kill a command", e))?;
     let mut denied = Vec::new();
-    if let Err(e) = signal_group(pid) {
-        if e == rustix::io::Errno::PERM {
-            denied.push(pid);
-        }
+    if let Err(e) = signal_group(pid)
+        && e == rustix::io::Errno::PERM
+    {
+        denied.push(pid);
     }
     for &child in &tree {
         if let Err(rustix::io::Errno::PERM) = signal_one(child) {
@@ -422,10 +422,7 @@ fn descendants(root: u32) -> Vec<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name: state, ppid, ...
-    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-    fields.nth(1)?.parse().ok()
+    Some(ptest_sandbox::procfs::stat(pid as i32).ok()??.ppid)
 }
 
 /// The pid of host process `pid` in its innermost PID namespace (the container's).

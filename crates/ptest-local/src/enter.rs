@@ -227,13 +227,7 @@ async fn wait_in_pod(child: SpawnedChild, entry: &Entry, marker: &str) -> Result
 
 /// The session of `pid` as our `/proc` shows it.
 fn session_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name: state, ppid, pgrp, session.
-    stat[stat.rfind(')')? + 2..]
-        .split_whitespace()
-        .nth(3)?
-        .parse()
-        .ok()
+    Some(ptest_sandbox::procfs::stat(pid).ok()??.session)
 }
 
 /// Whether `pid`'s environment holds `var` (`NAME=value`).

@@ -33,17 +33,14 @@ pub(crate) fn scan(id: &str) -> Vec<Found> {
 }
 
 fn read_stat(pid: u32) -> Option<Found> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
-    // After the command name: state is field 3, so field n sits at index n - 3.
-    if fields.first() == Some(&"Z") {
+    let stat = ptest_sandbox::procfs::stat(pid as i32).ok()??;
+    if stat.state == b'Z' {
         return None;
     }
-    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
     let page = rustix::param::page_size() as u64;
     Some(Found {
         pid,
-        cpu_ticks: field(14)? + field(15)?,
-        rss: field(24)? * page,
+        cpu_ticks: stat.utime + stat.stime,
+        rss: stat.rss_pages * page,
     })
 }

@@ -78,6 +78,11 @@ pub(crate) fn python_error(action: &'static str, e: ptest_python::Error) -> Erro
     }
 }
 
+/// The directory engine's error as this level's.
+fn virtualenv(e: Error) -> Error {
+    e.at_level(IsolationLevel::Virtualenv)
+}
+
 /// Requirements of a spec: its packages, then the lines of its requirements files.
 fn requirements(spec: &ptest_core::VirtualenvSpec) -> Result<Vec<String>> {
     let mut out = spec.packages.clone();
@@ -171,7 +176,7 @@ impl Engine for VirtualenvEngine {
     }
 
     async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
-        self.dir.create(env, ctx).await?;
+        self.dir.create(env, ctx).await.map_err(virtualenv)?;
         let spec = env.spec.virtualenv.clone().unwrap_or_default();
         let request: PythonRequest = spec
             .python
@@ -318,6 +323,7 @@ impl Engine for VirtualenvEngine {
         self.dir
             .activate_with(env, ctx, base.into_iter().chain(installer).collect())
             .await
+            .map_err(virtualenv)
     }
 
     async fn spawn(
@@ -337,15 +343,15 @@ impl Engine for VirtualenvEngine {
         ];
         vars.append(&mut request.env);
         request.env = vars;
-        self.dir.spawn(env, request).await
+        self.dir.spawn(env, request).await.map_err(virtualenv)
     }
 
     async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
-        self.dir.kill(env, process).await
+        self.dir.kill(env, process).await.map_err(virtualenv)
     }
 
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
-        let mut findings = self.dir.validate(env).await?;
+        let mut findings = self.dir.validate(env).await.map_err(virtualenv)?;
         let venv = Venv::open(&venv_path(env));
         findings.push(Finding {
             check: "venv".into(),
@@ -374,23 +380,23 @@ impl Engine for VirtualenvEngine {
     }
 
     async fn deactivate(&self, env: &Environment) -> Result<()> {
-        self.dir.deactivate(env).await
+        self.dir.deactivate(env).await.map_err(virtualenv)
     }
 
     async fn pause(&self, env: &Environment) -> Result<()> {
-        self.dir.pause(env).await
+        self.dir.pause(env).await.map_err(virtualenv)
     }
 
     async fn resume(&self, env: &Environment) -> Result<()> {
-        self.dir.resume(env).await
+        self.dir.resume(env).await.map_err(virtualenv)
     }
 
     async fn cleanup(&self, env: &Environment) -> Result<()> {
-        self.dir.cleanup(env).await
+        self.dir.cleanup(env).await.map_err(virtualenv)
     }
 
     async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
-        self.dir.resource_usage(env).await
+        self.dir.resource_usage(env).await.map_err(virtualenv)
     }
 }
 

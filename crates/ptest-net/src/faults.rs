@@ -189,7 +189,7 @@ impl fmt::Display for Bandwidth {
             ("mbit", 1_000_000),
             ("kbit", 1_000),
         ] {
-            if bits >= size && bits % size == 0 {
+            if bits >= size && bits.is_multiple_of(size) {
                 return write!(f, "{}{unit}", bits / size);
             }
         }

@@ -106,14 +106,11 @@ struct Shared {
     options: RunOptions,
     /// What an overlaid project hides (what a copy leaves out), found once per run.
     hidden: OnceCell<Result<Vec<PathBuf>, Arc<std::io::Error>>>,
-    /// Each split suite's test durations from its history, read once per run.
-    durations: std::sync::Mutex<HashMap<String, Arc<Durations>>>,
+    /// Each split suite's history, read once per run.
+    histories: std::sync::Mutex<HashMap<String, Arc<OnceCell<Arc<split::History>>>>>,
     /// The project's wheels, built once per run for templates that install it.
     wheels: crate::project_wheel::Wheels,
 }
-
-/// Seconds per test (by JUnit `classname::name`) of a split suite's newest earlier run.
-type Durations = OnceCell<Arc<HashMap<String, f64>>>;
 
 impl Run {
     /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
@@ -169,7 +166,7 @@ impl Run {
             reporter: reporter.clone(),
             options: options.clone(),
             hidden: OnceCell::new(),
-            durations: std::sync::Mutex::default(),
+            histories: std::sync::Mutex::default(),
             wheels: crate::project_wheel::Wheels::default(),
         });
 
@@ -554,16 +551,16 @@ async fn run_in_env(
         && (matches!(disposal, Disposal::Keep(_)) || shared.options.keep_failed && failed);
     // Disposal::EndOfRun goes with the rest when the run ends (see `sweep`).
     report.env_kept = keep;
-    if !keep && (interrupted.is_some() || disposal != Disposal::EndOfRun) {
-        if let Err(e) = shared
+    if !keep
+        && (interrupted.is_some() || disposal != Disposal::EndOfRun)
+        && let Err(e) = shared
             .manager
             .cleanup(&env, RemoveOptions { force: true })
             .await
-        {
-            tracing::warn!("could not remove environment {}: {e}", env.name);
-            if report.status.is_success() {
-                return error(report, &format!("removing environment {}", env.name), &e);
-            }
+    {
+        tracing::warn!("could not remove environment {}: {e}", env.name);
+        if report.status.is_success() {
+            return error(report, &format!("removing environment {}", env.name), &e);
         }
     }
     report
@@ -691,10 +688,10 @@ impl Attempt {
     }
 }
 
-/// The durations a split suite's shards are balanced by, read from its history once per run.
-async fn durations(shared: &Shared, suite: &Suite) -> Arc<HashMap<String, f64>> {
+/// The history a split suite's shards are balanced by, read once per run.
+async fn history(shared: &Shared, suite: &Suite) -> Arc<split::History> {
     let cell = shared
-        .durations
+        .histories
         .lock()
         .expect("no panic while holding the lock")
         .entry(suite.name.clone())
@@ -705,13 +702,7 @@ async fn durations(shared: &Shared, suite: &Suite) -> Arc<HashMap<String, f64>> 
         let file = shared.project.file.display().to_string();
         let name = suite.name.clone();
         let read = tokio::task::spawn_blocking(move || split::history(&reports, &file, &name));
-        Arc::new(
-            read.await
-                .ok()
-                .flatten()
-                .map(|h| h.cases)
-                .unwrap_or_default(),
-        )
+        Arc::new(read.await.ok().flatten().unwrap_or_default())
     })
     .await
     .clone()
@@ -977,7 +968,7 @@ async fn run_attempt(
     if let Some(plugin) = &output.plugin {
         plugin.reset();
         plugin.vars(&mut vars);
-        if splits && let Err(e) = plugin.split(&*durations(shared, suite).await, &mut vars) {
+        if splits && let Err(e) = plugin.split(&*history(shared, suite).await, &mut vars) {
             return Attempt::errored(format!("writing the durations for split: {e}"));
         }
     }

@@ -60,7 +60,7 @@ mod error;
 pub mod landlock;
 mod overlay;
 mod pod;
-mod procfs;
+pub mod procfs;
 mod rlimit;
 pub mod seccomp;
 mod spawn;

@@ -384,10 +384,9 @@ mod tests {
     fn gone(pid: u32) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let state = stat.rsplit(')').next().unwrap_or_default().trim_start();
-            if stat.is_empty() || state.starts_with('Z') {
-                return true;
+            match crate::procfs::stat(pid as i32) {
+                Ok(Some(stat)) if !stat.is_dead() => {}
+                _ => return true,
             }
             std::thread::sleep(Duration::from_millis(20));
         }

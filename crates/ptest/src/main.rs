@@ -26,7 +26,7 @@ enum Failure {
     Diagnostic(miette::Report),
 }
 
-/// ptest's own exit codes (DESIGN.md): 2 usage or config, 3 state, 125 internal.
+/// ptest's own exit codes (README "Exit codes"): 2 usage or config, 3 state, 125 internal.
 fn exit_code(failure: &Failure) -> u8 {
     match failure {
         Failure::Config(_) | Failure::Diagnostic(_) => 2,

@@ -37,24 +37,13 @@ fn of_pids(service: &ServiceInfo, pids: Vec<u32>) -> Option<ProcessStats> {
     let mut stats = ProcessStats::default();
     let mut cpu_ticks = 0u64;
     for pid in pids {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Ok(Some(stat)) = ptest_sandbox::procfs::stat(pid as i32) else {
             continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        // Field n of stat(5) sits at index n - 3 after the command name.
-        let field = |n: usize| {
-            fields
-                .get(n - 3)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
         };
         stats.processes += 1;
-        cpu_ticks += field(14) + field(15);
-        stats.threads += field(20);
-        stats.rss_bytes += field(24) * page;
+        cpu_ticks += stat.utime + stat.stime;
+        stats.threads += stat.threads;
+        stats.rss_bytes += stat.rss_pages * page;
         stats.open_fds += std::fs::read_dir(format!("/proc/{pid}/fd"))
             .map(|d| d.count() as u64)
             .unwrap_or(0);

@@ -9,14 +9,17 @@
 //!   runner reads while the suite's `run` command runs and hands to the [`crate::Reporter`];
 //! - sharing, for `split = "pytest"`: each shard's pytest deals the tests it collected (after
 //!   `-k` and markers) out to the `PTEST_SHARDS` shards, longest first to the least loaded,
-//!   by the durations ptest wrote from the suite's history (unknown ones count as the mean),
+//!   by the durations ptest wrote from the suite's history (unknown ones count as the mean,
+//!   and each test also as the suite's per-test overhead),
 //!   in test id order so that every shard computes the same shares; it keeps its own share
 //!   and writes "KEPT COLLECTED", so that ptest knows it ran.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use ptest_core::beneath::Beneath;
+
+use crate::split::History;
 
 /// The plugin's module name.
 const PLUGIN: &str = "_ptest_plugin";
@@ -77,13 +80,15 @@ def _junit_key(nodeid):
     return ".".join(classname) + "::" + name
 
 
-def _mine(ids, durations, shard, shards):
+def _mine(ids, history, shard, shards):
     """This shard's ids: longest first to the least loaded shard, ties to the lowest."""
     ids = sorted(ids)
-    known = [durations.get(_junit_key(i)) for i in ids]
+    cases = history.get("cases", {})
+    overhead = history.get("overhead", 0.0)
+    known = [cases.get(_junit_key(i)) for i in ids]
     found = [d for d in known if d is not None]
     mean = sum(found) / len(found) if found else 1.0
-    weights = [mean if d is None else d for d in known]
+    weights = [(mean if d is None else d) + overhead for d in known]
     loads = [0.0] * shards
     mine = set()
     for i in sorted(range(len(ids)), key=lambda i: (-weights[i], i)):
@@ -100,10 +105,10 @@ def pytest_collection_modifyitems(session, config, items):
     if not path or _worker(config):
         return
     with open(path) as f:
-        durations = json.load(f)
+        history = json.load(f)
     shard = int(os.environ.get("PTEST_SHARD", "0"))
     shards = int(os.environ.get("PTEST_SHARDS", "1"))
-    mine = _mine([item.nodeid for item in items], durations, shard, shards)
+    mine = _mine([item.nodeid for item in items], history, shard, shards)
     kept = [item for item in items if item.nodeid in mine]
     dropped = [item for item in items if item.nodeid not in mine]
     if dropped:
@@ -188,15 +193,14 @@ impl Plugin {
         vars.insert("PTEST_PROGRESS_FILE".into(), self.path(PROGRESS));
     }
 
-    /// Makes the suite's pytest keep only its shard's share of the tests, dealt by
-    /// `durations` (seconds by JUnit `classname::name`): writes them for the plugin and sets
-    /// `PTEST_SPLIT_FILE` in `vars`.
+    /// Makes the suite's pytest keep only its shard's share of the tests, dealt by its
+    /// `history`: writes it for the plugin and sets `PTEST_SPLIT_FILE` in `vars`.
     pub(crate) fn split(
         &self,
-        durations: &HashMap<String, f64>,
+        history: &History,
         vars: &mut BTreeMap<String, String>,
     ) -> std::io::Result<()> {
-        let json = serde_json::to_vec(durations).map_err(std::io::Error::other)?;
+        let json = serde_json::to_vec(history).map_err(std::io::Error::other)?;
         self.dir()?.replace(Path::new(DURATIONS), &json, 0o644)?;
         vars.insert("PTEST_SPLIT_FILE".into(), self.path(DURATIONS));
         Ok(())
@@ -236,6 +240,7 @@ impl Plugin {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn the_plugin_goes_beneath_the_root_and_its_files_are_read_back() {
@@ -270,10 +275,17 @@ mod tests {
         plugin.vars(&mut vars);
         let ours = root.path().join(DIR).display().to_string();
         assert_eq!(vars["PYTHONPATH"], format!("{ours}:/mine"));
-        let durations = HashMap::from([("t::a".to_owned(), 1.5)]);
-        plugin.split(&durations, &mut vars).unwrap();
+        let history = History {
+            total: 2.0,
+            cases: HashMap::from([("t::a".to_owned(), 1.5)]),
+            overhead: 0.5,
+        };
+        plugin.split(&history, &mut vars).unwrap();
         let written = std::fs::read_to_string(&vars["PTEST_SPLIT_FILE"]).unwrap();
-        assert_eq!(written, r#"{"t::a":1.5}"#);
+        assert_eq!(
+            written,
+            r#"{"total":2.0,"cases":{"t::a":1.5},"overhead":0.5}"#
+        );
     }
 
     #[test]

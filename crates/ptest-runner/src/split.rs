@@ -19,13 +19,17 @@ const HISTORY_RUNS: usize = 10;
 /// a shard costs an environment and a pytest start-up, worth it for seconds of tests only.
 const AUTO_SECONDS_PER_SHARD: f64 = 2.0;
 
-/// What the newest earlier run of a suite says.
-#[derive(Debug, Default)]
+/// What the newest earlier run of a suite says; what ptest's pytest plugin deals tests by.
+#[derive(Debug, Default, serde::Serialize)]
 pub(crate) struct History {
     /// Its shards' durations added up, in seconds.
     pub total: f64,
-    /// Seconds per test, by [`junit_key`].
+    /// Seconds per test, by JUnit `classname::name`.
     pub cases: HashMap<String, f64>,
+    /// Seconds per test the suite spent beyond its tests' own times (pytest's start-up,
+    /// collection and reporting), spread over its tests: thousands of quick tests weigh more
+    /// than their times say.
+    pub overhead: f64,
 }
 
 /// The newest earlier run of `suite` in `project_file` among the reports under `reports`;
@@ -68,6 +72,10 @@ pub(crate) fn history(reports: &Path, project_file: &str, suite: &str) -> Option
                 }
             }
         }
+        let own: f64 = history.cases.values().sum();
+        if !history.cases.is_empty() {
+            history.overhead = ((history.total - own) / history.cases.len() as f64).max(0.0);
+        }
         return Some(history);
     }
     None
@@ -103,10 +111,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn history_spreads_what_tests_do_not_account_for_over_them() {
+        let reports = tempfile::tempdir().unwrap();
+        let report = crate::report::tests::report(serde_json::json!({
+            "name": "unit", "status": "passed", "attempts": 1, "duration": 10.0,
+            "test_cases": [
+                {"name": "a", "classname": "t", "status": "passed", "duration": 1.0,
+                 "message": null},
+                {"name": "b", "classname": "t", "status": "passed", "duration": 3.0,
+                 "message": null}
+            ]
+        }));
+        std::fs::create_dir(reports.path().join("r1")).unwrap();
+        std::fs::write(reports.path().join("r1/report.json"), report.to_json()).unwrap();
+        let h = history(reports.path(), "p", "unit").unwrap();
+        assert_eq!((h.total, h.cases["t::b"], h.overhead), (10.0, 3.0, 3.0));
+        assert!(history(reports.path(), "other", "unit").is_none());
+        assert!(history(reports.path(), "p", "lint").is_none());
+    }
+
+    #[test]
     fn auto_takes_a_shard_per_two_seconds_of_history_up_to_the_cores() {
         let h = |total| History {
             total,
-            cases: HashMap::new(),
+            ..History::default()
         };
         assert_eq!(auto_shards(None, 4), 4);
         assert_eq!(auto_shards(Some(&h(1.3)), 4), 1);

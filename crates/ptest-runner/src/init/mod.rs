@@ -142,8 +142,8 @@ impl Inferred {
     }
 }
 
-/// `requirements*.txt`, `*-requirements.txt` and `requirements/*.txt` for tests or
-/// development (not documentation), sorted.
+/// `requirements*.txt`, `*-requirements.txt`, `requirements/*.txt` for tests or development
+/// (not documentation) and `tests/requirements*.txt`, sorted.
 fn requirement_files(dir: &Path) -> Vec<String> {
     let names = |sub: &str| -> Vec<String> {
         std::fs::read_dir(dir.join(sub))
@@ -165,6 +165,15 @@ fn requirement_files(dir: &Path) -> Vec<String> {
             .filter(|n| n.contains("test") || n.contains("dev"))
             .map(|n| format!("requirements/{n}")),
     );
+    // A test directory's own requirements (packaging keeps its test dependencies there).
+    for sub in ["tests", "test"] {
+        out.extend(
+            names(sub)
+                .into_iter()
+                .filter(|n| n.starts_with("requirements"))
+                .map(|n| format!("{sub}/{n}")),
+        );
+    }
     out.sort();
     out
 }
@@ -448,6 +457,7 @@ mod tests {
             ("requirements-test.txt", "coverage\n"),
             ("requirements/docs.txt", "sphinx\n"),
             ("requirements/tests.txt", "hypothesis\n"),
+            ("tests/requirements.txt", "pretend\n"),
         ]);
         let text = starter(&inferred);
         // The test extra comes with the project; pytest is in it.
@@ -461,7 +471,8 @@ mod tests {
             venv.requirements,
             [
                 std::path::PathBuf::from("/p/requirements-test.txt"),
-                std::path::PathBuf::from("/p/requirements/tests.txt")
+                std::path::PathBuf::from("/p/requirements/tests.txt"),
+                std::path::PathBuf::from("/p/tests/requirements.txt")
             ]
         );
         assert!(

@@ -28,6 +28,7 @@
 //! ```
 
 pub mod beneath;
+mod blocking;
 pub mod captured;
 pub mod config;
 pub mod duration;
@@ -49,6 +50,7 @@ pub mod services;
 mod size;
 mod store;
 
+pub use blocking::blocking;
 pub use config::Config;
 pub use engine::{
     Engine, EngineContext, EngineRegistry, ExecRequest, Finding, OutputMode, RunningProcess,

@@ -11,6 +11,7 @@ use bollard::query_parameters::{
     StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use ptest_core::blocking;
 use ptest_core::{
     Engine, EngineContext, Environment, EnvironmentSpec, Error, ExecRequest, Finding,
     IsolationEvent, IsolationLevel, NetworkMode, ProcessInfo, ResourceUsage, Result,
@@ -629,10 +630,4 @@ fn yes_no(v: Option<bool>) -> &'static str {
         Some(false) => "no",
         None => "unknown",
     }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| engine_error("work on the environment root", e))?
 }

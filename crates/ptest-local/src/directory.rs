@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use ptest_core::blocking;
 use ptest_core::{
     Engine, EngineContext, Environment, EnvironmentSpec, EnvironmentStatus, ExecRequest, Finding,
     Home, IsolationLevel, ProcessInfo, Removal, ResourceUsage, Result, RunningProcess, root,
@@ -224,14 +225,6 @@ impl Engine for DirectoryEngine {
         })
         .await
     }
-}
-
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .expect("blocking filesystem work does not panic")
 }
 
 /// Whether the sandbox recorded for `env` is still there.

@@ -30,7 +30,7 @@ use ptest_core::{
 use ptest_sandbox::bridge::{self, Hub, Subnet};
 use serde::{Deserialize, Serialize};
 
-use crate::directory::blocking;
+use ptest_core::blocking;
 
 /// The key of the environment's details that holds its [`BridgeState`].
 const DETAIL: &str = "network";

@@ -14,8 +14,8 @@ use ptest_python::{
 };
 use serde_json::json;
 
-use crate::directory::blocking;
 use crate::virtualenv::{installed_event, installer_for, probes_for, python_error, venv_path};
+use ptest_core::blocking;
 
 /// Numbers the installs of this process, for the names of their directories in `run/`.
 static BATCHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

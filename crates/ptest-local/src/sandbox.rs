@@ -18,8 +18,8 @@ use ptest_sandbox::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::directory::blocking;
 use crate::isolation::{CGROUP_PARENT, HostCaps, Isolation, resolve};
+use ptest_core::blocking;
 
 /// Where an environment's holder is, recorded in its details as `sandbox`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

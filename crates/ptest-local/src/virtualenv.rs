@@ -18,7 +18,7 @@ use ptest_python::{
 use serde_json::json;
 
 use crate::DirectoryEngine;
-use crate::directory::blocking;
+use ptest_core::blocking;
 
 /// Where an environment's venv lives inside its root.
 pub fn venv_path(env: &Environment) -> PathBuf {

@@ -20,6 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::pod::Pod;
 use crate::sys;
+use crate::sys::cpath;
 
 /// An overlayfs: `lower` shown read-only, writes landing in `upper`, mounted at `target`
 /// inside a pod.
@@ -76,7 +77,7 @@ impl Pod {
         }
         hide(overlay)?;
         let mount = detached_overlay(overlay)?;
-        let target = cpath("overlay target", &overlay.target)?;
+        let target = cpath(&overlay.target)?;
         let fd = mount.as_raw_fd();
         self.in_mount_namespace(
             &format!("mount overlay on {}", overlay.target.display()),
@@ -88,7 +89,7 @@ impl Pod {
     /// still using it keep it until they let go (`MNT_DETACH`).
     pub fn unmount(&self, target: &Path) -> Result<()> {
         check_path("unmount target", target)?;
-        let target_c = cpath("unmount target", target)?;
+        let target_c = cpath(target)?;
         self.in_mount_namespace(&format!("unmount {}", target.display()), || {
             sys::umount2(&target_c, libc::MNT_DETACH)
         })
@@ -222,13 +223,6 @@ fn check_path(what: &'static str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn cpath(what: &'static str, path: &Path) -> Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::InvalidSpec {
-        what,
-        reason: format!("{} contains a NUL byte", path.display()),
-    })
-}
-
 /// Creates the whiteouts of `overlay.hide` in its upper directory.
 fn hide(overlay: &Overlay) -> Result<()> {
     let io_err = |call: &str, path: &Path, e: io::Error| {
@@ -272,7 +266,7 @@ fn hide(overlay: &Overlay) -> Result<()> {
                 Err(e) => return Err(io_err("mkdir", &upper, e)),
             }
         }
-        let whiteout = cpath("overlay hide", &overlay.upper.join(rel))?;
+        let whiteout = cpath(overlay.upper.join(rel))?;
         // SAFETY: whiteout is a NUL-terminated path; a 0/0 character device is overlayfs's
         // whiteout.
         if unsafe { libc::mknod(whiteout.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) } < 0 {
@@ -314,7 +308,7 @@ fn detached_overlay(overlay: &Overlay) -> Result<OwnedFd> {
         ("upperdir", &overlay.upper),
         ("workdir", &overlay.work),
     ] {
-        let (key_c, value) = (CString::new(key).expect("no NUL"), cpath("overlay", path)?);
+        let (key_c, value) = (CString::new(key).expect("no NUL"), cpath(path)?);
         // SAFETY: both strings are NUL-terminated and outlive the call.
         let r = unsafe {
             libc::syscall(

@@ -318,12 +318,7 @@ const READ_ONLY: u64 = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MO
 /// (`CAP_MKNOD`, as in Docker) but never open one there.
 const WRITABLE: u64 = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
 
-fn cpath(p: impl AsRef<OsStr>) -> Result<CString> {
-    CString::new(p.as_ref().as_bytes()).map_err(|_| Error::InvalidSpec {
-        what: "path",
-        reason: format!("{:?} contains a NUL byte", p.as_ref()),
-    })
-}
+use crate::sys::cpath;
 
 fn under(prefix: &str, path: &Path) -> Result<CString> {
     let mut bytes = prefix.as_bytes().to_vec();
@@ -1149,8 +1144,7 @@ impl Pod {
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         let pidfd = match sys::pidfd_open(self.holder_pid) {
-            // SAFETY: pidfd_open returned a new descriptor that nothing else owns.
-            Ok(fd) => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+            Ok(fd) => Some(fd),
             Err(libc::ESRCH) => return Ok(()),
             Err(_) => None,
         };

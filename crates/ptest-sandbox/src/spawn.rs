@@ -268,15 +268,12 @@ impl SpawnedChild {
     /// relay (`pidfd_open`, Linux 5.3+).
     pub fn exit_fd(&self) -> Result<OwnedFd> {
         match &self.via {
-            Via::Relay => {
-                // SAFETY: pidfd_open takes a pid and flags; on success it returns a new fd we own.
-                let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.pid, 0) };
-                if fd < 0 {
-                    return Err(Error::last_os(format!("pidfd_open {}", self.pid)));
-                }
-                // SAFETY: fd is a freshly created descriptor owned by nobody else.
-                Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-            }
+            Via::Relay => crate::sys::pidfd_open(self.pid).map_err(|e| {
+                Error::syscall(
+                    format!("pidfd_open {}", self.pid),
+                    std::io::Error::from_raw_os_error(e),
+                )
+            }),
             Via::Holder(conn) => conn.try_clone(),
         }
     }

@@ -1001,10 +1001,22 @@ pub(crate) fn memfd(name: &CStr) -> Result<RawFd, Errno> {
 
 /// `pidfd_open(2)` (Linux 5.3+): a descriptor that names process `pid` for as long as it is
 /// open, immune to pid reuse, and becomes readable when the process ends.
-pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<RawFd, Errno> {
+pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
     // SAFETY: pidfd_open takes a pid and flags; on success it returns a new fd the caller owns.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    check_long(fd).map(|fd| fd as RawFd)
+    let fd = check_long(fd)? as RawFd;
+    // SAFETY: the kernel just made `fd`; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `path` as a C string for a system call; a path with a NUL byte is refused.
+pub(crate) fn cpath(path: impl AsRef<std::ffi::OsStr>) -> crate::Result<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = path.as_ref();
+    std::ffi::CString::new(path.as_bytes()).map_err(|_| crate::Error::InvalidSpec {
+        what: "path",
+        reason: format!("{path:?} contains a NUL byte"),
+    })
 }
 
 /// `pidfd_send_signal(2)`: signals exactly the process `pidfd` names.

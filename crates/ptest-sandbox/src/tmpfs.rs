@@ -7,10 +7,10 @@
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::sys::cpath;
 
 /// Limits of a tmpfs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,13 +30,6 @@ pub struct MountEntry {
     pub fstype: String,
     /// The source (for a tmpfs: the name given at mount time).
     pub source: String,
-}
-
-fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::InvalidSpec {
-        what: "path",
-        reason: format!("{} contains a NUL byte", p.display()),
-    })
 }
 
 /// Mounts a tmpfs named `source` with `limits` on the existing directory `target` (mode 0755,

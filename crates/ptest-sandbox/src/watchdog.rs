@@ -62,7 +62,8 @@ impl Watchdog {
             .ok_or_else(|| {
                 Error::syscall("pidfd_open", io::Error::from_raw_os_error(libc::EINVAL))
             })?;
-        let pidfd = owned(sys::pidfd_open(target), "pidfd_open")?;
+        let pidfd = sys::pidfd_open(target)
+            .map_err(|e| Error::syscall("pidfd_open", io::Error::from_raw_os_error(e)))?;
         // SAFETY: getpgid takes a pid and touches no memory.
         let pgid = unsafe { libc::getpgid(target) };
         // A leader's group is killed along; any other group is not the target's own.

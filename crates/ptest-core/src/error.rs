@@ -24,6 +24,11 @@ pub enum Error {
     #[error("no environment named {0:?} (see `ptest env list`)")]
     NotFound(String),
 
+    /// Something other than an environment is not there (a package, a port lease); the text
+    /// says what and where.
+    #[error("{0}")]
+    Missing(String),
+
     /// The name is already used.
     #[error("an environment named {0:?} already exists; pick another name or remove it first")]
     NameTaken(String),
@@ -255,6 +260,7 @@ impl Error {
             Error::InvalidName(_) | Error::Usage(_) | Error::Root { .. } => ErrorKind::Usage,
             Error::LevelUnavailable { .. } => ErrorKind::Usage,
             Error::NotFound(_)
+            | Error::Missing(_)
             | Error::NameTaken(_)
             | Error::LimitReached { .. }
             | Error::QuotaExceeded { .. }

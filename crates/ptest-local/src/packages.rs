@@ -193,8 +193,8 @@ impl<'a> Packages<'a> {
             .iter()
             .find(|n| !installed.iter().any(|d| &&d.name == n))
         {
-            return Err(Error::NotFound(format!(
-                "{missing} (package not installed in {}; see `ptest pkg list {}`)",
+            return Err(Error::Missing(format!(
+                "package {missing} is not installed in {}; see `ptest pkg list {}`",
                 self.env.name, self.env.name
             )));
         }
@@ -298,7 +298,12 @@ impl<'a> Packages<'a> {
     pub fn show(&self, name: &str) -> Result<Distribution> {
         ptest_python::show(&self.venv, name)
             .map_err(|e| python_error("read metadata", e))?
-            .ok_or_else(|| Error::NotFound(format!("{name} (package in {})", self.env.name)))
+            .ok_or_else(|| {
+                Error::Missing(format!(
+                    "package {name} is not installed in {}; see `ptest pkg list {}`",
+                    self.env.name, self.env.name
+                ))
+            })
     }
 
     /// `name==version` lines.

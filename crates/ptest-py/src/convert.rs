@@ -1,10 +1,10 @@
 //! Python values to ptest's types, checked where ptest checks them: a spec goes through the
 //! same serde validation as a `ptest.toml` template (limits, names, ports, rules).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use ptest_core::{Environment, EnvironmentSpec, IsolationLevel};
+use ptest_core::{EnvironmentSpec, IsolationLevel};
 use pyo3::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -36,54 +36,6 @@ pub(crate) fn argv(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
         return Err(ConfigError::new_err("no command given"));
     }
     Ok(argv)
-}
-
-/// `cwd` as a path relative to the workspace, refused when it leaves the root (as `env exec
-/// --cwd`): a relative path is the workspace's, an absolute one must lie under the root.
-pub(crate) fn cwd_in_root(env: &Environment, cwd: &Path) -> PyResult<String> {
-    let relative = if cwd.is_absolute() {
-        let inside = cwd.strip_prefix(&env.root).map_err(|_| {
-            ConfigError::new_err(format!(
-                "cwd {} is outside the environment's root {}",
-                cwd.display(),
-                env.root.display()
-            ))
-        })?;
-        Path::new("..").join(inside)
-    } else {
-        cwd.to_owned()
-    };
-    // Depth below the root: the workspace is 1 deep; never above 0.
-    let mut depth: i32 = 1;
-    for part in relative.components() {
-        match part {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => depth = -1,
-        }
-        if depth < 0 {
-            return Err(ConfigError::new_err(format!(
-                "cwd {} leaves the environment's root",
-                cwd.display()
-            )));
-        }
-    }
-    Ok(relative.to_string_lossy().into_owned())
-}
-
-/// Wraps `argv` so it runs in `dir` (relative to the workspace, the command's working
-/// directory at every level): the engines take no working directory of their own yet.
-pub(crate) fn in_dir(dir: String, argv: Vec<String>) -> Vec<String> {
-    let mut wrapped = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        r#"cd -- "$1" || exit 125; shift; exec "$@""#.to_owned(),
-        "sh".to_owned(),
-        dir,
-    ];
-    wrapped.extend(argv);
-    wrapped
 }
 
 /// What `create_environment` was given.

@@ -142,11 +142,9 @@ impl Environment {
         check: bool,
     ) -> PyResult<ProcessResult> {
         let record = self.record();
-        let mut argv = convert::argv(cmd)?;
-        if let Some(cwd) = cwd {
-            argv = convert::in_dir(convert::cwd_in_root(&record, &cwd)?, argv);
-        }
-        let mut request = ExecRequest::new(argv);
+        let mut request = ExecRequest::new(convert::argv(cmd)?);
+        // Checked by the manager as for `env exec --cwd`: out of the root is refused.
+        request.cwd = cwd;
         request.env = env.unwrap_or_default().into_iter().collect();
         request.timeout = convert::duration(timeout)?;
         let shared = self.shared.clone();

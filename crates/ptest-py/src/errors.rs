@@ -79,15 +79,18 @@ pub(crate) fn to_py(e: ptest_core::Error) -> PyErr {
     use ptest_core::Error as E;
     let msg = e.to_string();
     match e {
-        E::NotFound(_) | E::NoProcess { .. } => NotFoundError::new_err(msg),
+        E::NotFound(_) | E::Missing(_) | E::NoProcess { .. } => NotFoundError::new_err(msg),
         E::InvalidName(_) | E::Usage(_) | E::Root { .. } | E::LevelUnavailable { .. } => {
             ConfigError::new_err(msg)
         }
-        E::LimitReached { .. } | E::PortsExhausted { .. } | E::AddressesExhausted { .. } => {
-            LimitReachedError::new_err(msg)
-        }
+        E::LimitReached { .. }
+        | E::QuotaExceeded { .. }
+        | E::QuotaNeedsLimit { .. }
+        | E::PortsExhausted { .. }
+        | E::AddressesExhausted { .. } => LimitReachedError::new_err(msg),
         E::NameTaken(_)
         | E::WrongState { .. }
+        | E::Unsupported { .. }
         | E::Busy { .. }
         | E::PortTaken { .. }
         | E::ProcessNameTaken { .. }

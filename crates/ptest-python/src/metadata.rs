@@ -130,8 +130,11 @@ fn parse_headers(text: &str) -> Vec<(String, String)> {
 /// `.dist-info` without readable `Name`/`Version` is skipped with a warning, as pip skips it.
 pub fn installed(venv: &Venv) -> Result<Vec<Distribution>> {
     let site_packages = venv.site_packages();
-    let names = crate::regular::subdirs(venv.root(), site_packages)
-        .map_err(Error::io("listing", site_packages))?;
+    // pip removes an emptied `site-packages` when it uninstalls the last distribution.
+    let names = match crate::regular::subdirs(venv.root(), site_packages) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        other => other.map_err(Error::io("listing", site_packages))?,
+    };
     let mut dists = Vec::new();
     for name in names {
         let path = site_packages.join(name);

@@ -935,7 +935,17 @@ fn every_operation_meets_links_fifos_sparse_files_and_swaps_without_harm() {
 /// port whose faults are listed.
 fn prepare(t: &TestHome, env: &str, touched: &Touched) {
     let setup: &[&str] = match touched.op {
-        ["proc", "logs", ..] => &["proc", "start", env, "--name", "r", "--", "echo", "r"],
+        ["proc", "logs", ..] => &[
+            "proc",
+            "start",
+            env,
+            "--name",
+            "r",
+            "--",
+            "sh",
+            "-c",
+            "echo r; sleep 30",
+        ],
         ["net", ..] => &["port", "alloc", env, "http"],
         _ => return,
     };

@@ -117,3 +117,21 @@ fn install_project_works_with_pip_when_uv_is_not_on_path() {
     imported_from_the_environment(&report, &dir);
     assert!(t.names().is_empty());
 }
+
+/// `pip = true`: suites that run `python -m pip` find it, in uv-built venvs too.
+#[test]
+fn pip_true_puts_pip_into_the_venv() {
+    let t = TestHome::new();
+    let dir = t.dir.path().join("pipproj");
+    std::fs::create_dir_all(&dir).unwrap();
+    // pip itself comes from PyPI (cached after the first time).
+    std::fs::write(
+        dir.join("ptest.toml"),
+        "[env.t]\npip = true\n\n[[suite]]\nname = \"unit\"\nenv = \"t\"\n\
+         run = \"python -m pip --version\"\n",
+    )
+    .unwrap();
+    let report = run(&t, &dir, &std::env::var("PATH").unwrap());
+    let out = report["suites"][0]["stdout_tail"].as_str().unwrap();
+    assert!(out.starts_with("pip "), "{out}");
+}

@@ -542,7 +542,10 @@ impl Store {
                 .optional()
                 .ctx("releasing a port")?;
             let port = port.ok_or_else(|| {
-                Error::NotFound(format!("{name} (port of environment {})", env.name))
+                Error::Missing(format!(
+                    "environment {} holds no port named {name}; see `ptest port list`",
+                    env.name
+                ))
             })?;
             let event = env_event(
                 tx,

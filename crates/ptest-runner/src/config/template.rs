@@ -106,6 +106,10 @@ pub struct EnvTemplateConfig {
     /// environment.
     #[serde(default)]
     pub install_project: bool,
+    /// Put pip into the venv (uv makes venvs without it), for suites that run
+    /// `python -m pip`: installed like any other package, so part of the template's hash.
+    #[serde(default)]
+    pub pip: bool,
 }
 
 /// A template's `python`: one interpreter, or a matrix of them.
@@ -212,6 +216,7 @@ impl EnvTemplate {
         });
         let python_keys = python.is_some()
             || install_project.is_some()
+            || c.pip
             || !c.packages.is_empty()
             || !c.requirements.is_empty()
             || !c.constraints.is_empty()
@@ -228,6 +233,7 @@ impl EnvTemplate {
                 packages: packages
                     .iter()
                     .map(|p| resolve_requirement(p, dir))
+                    .chain(c.pip.then(|| "pip".to_owned()))
                     .collect(),
                 requirements: c.requirements.iter().map(|p| dir.join(p)).collect(),
                 constraints: c.constraints.iter().map(|p| dir.join(p)).collect(),

@@ -2,14 +2,14 @@
 //! whose Python surface (`ptest/__init__.py`, stubs, the pytest plugin) lives in `python/`.
 //!
 //! A thin layer over the same [`ptest_core::Manager`] and `$PTEST_HOME` as the CLI: what
-//! Python creates, `ptest env list` shows. Main types: [`manager::Manager`] (opens a home with
-//! every engine of this build), [`environment::Environment`] (exec, ports, packages, stats,
-//! removal), [`process::Process`] (a background process under a `ptest __supervise`
-//! supervisor), [`process::ProcessResult`]. Errors become the exception classes of
-//! [`errors`], one per ptest error kind.
+//! Python creates, `ptest env list` shows. Main types: `manager::Manager` (opens a home with
+//! every engine of this build), `environment::Environment` (exec, ports, packages, stats,
+//! removal), `process::Process` (a background process under a `ptest __supervise`
+//! supervisor), `process::ProcessResult`. Errors become the exception classes of
+//! `errors`, one per ptest error kind.
 //!
 //! Every call that blocks releases the GIL and runs its future on one shared tokio runtime
-//! ([`block`]), so Python threads create and use environments at the same time. Supervisors
+//! (`block`), so Python threads create and use environments at the same time. Supervisors
 //! are `ptest` processes: inside Python `current_exe` is the interpreter, so the Python
 //! package tells the manager where the wheel's `ptest` binary is (`exe`, or `PTEST_EXE`).
 

@@ -461,7 +461,7 @@ pub fn remove_link(name: &str) -> Result<()> {
 const HOLDER_VAR: &str = "PTEST_BRIDGE_HUB";
 
 /// Holders of hubs with uplink `uplink` other than `except` (the recorded one): left by a
-/// creator that died between starting and recording them. Found by their [`HOLDER_VAR`].
+/// creator that died between starting and recording them. Found by their `HOLDER_VAR`.
 pub fn stray_holders(uplink: &str, except: Option<(i32, u64)>) -> Vec<(i32, u64)> {
     let needle = format!("{HOLDER_VAR}={uplink}");
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -50,7 +50,7 @@ const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
 const SCOPE_ABI: u32 = 6;
 
 /// Whether the kernel can keep a process from abstract Unix sockets made outside its Landlock
-/// domain ([`Ruleset::abstract_sockets_scoped`]), or why not.
+/// domain (`Ruleset::abstract_sockets_scoped`), or why not.
 pub fn abstract_socket_scope() -> std::result::Result<(), String> {
     match abi_version()? {
         abi if abi >= SCOPE_ABI => Ok(()),

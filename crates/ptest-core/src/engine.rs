@@ -13,12 +13,10 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::home::Home;
-use crate::manager::Removal;
 use crate::model::{
-    Environment, EnvironmentSpec, IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult,
-    ResourceUsage,
+    AddressLease, Environment, EnvironmentSpec, IsolationEvent, IsolationLevel, ProcessInfo,
+    ProcessResult, Removal, ResourceUsage,
 };
-use crate::store::AddressLease;
 
 /// Where a command's output goes.
 #[derive(Debug, Clone, Default)]

@@ -58,11 +58,11 @@ pub use engine::{
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;
 pub use manager::{
-    EnvFilter, EventFilter, GcOptions, Listener, ListenerId, Manager, Removal, RemoveOptions,
+    EnvFilter, EventFilter, GcOptions, Listener, ListenerId, Manager, RemoveOptions,
     STOPPED_REASON, Subscription,
 };
 pub use model::*;
 pub use name::{EnvId, EnvName, InvalidName};
 pub use ports::{PortLease, PortName, PortRange};
 pub use size::ByteSize;
-pub use store::{AddressLease, EventQuery, Store};
+pub use store::{EventQuery, Store};

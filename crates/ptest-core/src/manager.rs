@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
-use serde::Serialize;
 
 use crate::config::Config;
 use crate::engine::{EngineContext, EngineRegistry, ExecRequest, Finding, RunningProcess};
@@ -14,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::model::{
     CleanupPolicy, Environment, EnvironmentSpec, EnvironmentStatus as S, Event, IsolationEvent,
-    IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, ResourceUsage,
+    IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, Removal, ResourceUsage,
 };
 use crate::name::EnvId;
 use crate::ports::{PortLease, PortName};
@@ -123,22 +122,6 @@ pub struct RemoveOptions {
 pub struct GcOptions {
     /// Remove `on_shutdown` environments of every session (a host shutting down).
     pub shutdown: bool,
-}
-
-/// One thing done by `gc`, `remove_all` or `shutdown`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Removal {
-    /// The environment's (or host object's) name.
-    pub name: String,
-    /// The environment's id.
-    pub id: String,
-    /// What was done: `removed` (an environment or a host object), `reclaimed` (ports) or
-    /// `repaired` (a record whose process died unwatched).
-    pub action: &'static str,
-    /// Why it was chosen.
-    pub reason: String,
-    /// `None` when done, else what went wrong.
-    pub error: Option<String>,
 }
 
 /// Why `env stop` ended an environment's processes, as their records and events say: what
@@ -1248,7 +1231,7 @@ impl EngineContext for Recorder<'_> {
         self.manager.lease_address(self.env, network, candidates)
     }
 
-    fn address_leases(&self, network: &str) -> Result<Vec<crate::store::AddressLease>> {
+    fn address_leases(&self, network: &str) -> Result<Vec<crate::model::AddressLease>> {
         self.manager.store.address_leases(Some(network), None)
     }
 }

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::manager::{Manager, Removal};
+use crate::manager::Manager;
+use crate::model::Removal;
 use crate::model::{
     Environment, IsolationEvent, IsolationLevel, ProcessStatus, ServiceInfo, ServiceSpec,
 };

@@ -102,6 +102,9 @@ fn a_truncated_state_db_is_reported() {
     let (t, db, bytes) = home_with_environments();
     let _saved = Saved::new(&db);
     std::fs::write(&db, &bytes[..bytes.len() / 2]).unwrap();
+    // Pages cut from the file but still in the WAL are not lost (a checkpoint held back by
+    // readers leaves the file short for a while): only without them is it damage.
+    let _ = std::fs::remove_file(format!("{}-wal", db.display()));
     refused(&t, &db, "is truncated");
 }
 

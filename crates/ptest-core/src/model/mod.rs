@@ -5,8 +5,10 @@ mod enums;
 mod environment;
 mod event;
 pub mod image_ref;
+mod lease;
 pub mod limit_range;
 mod process;
+mod removal;
 mod service;
 mod socket;
 
@@ -20,6 +22,8 @@ pub use environment::{
     ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;
+pub use lease::AddressLease;
 pub use process::{ProcessInfo, ProcessResult};
+pub use removal::Removal;
 pub use service::{ProcessStats, Readiness, RestartPolicy, ServiceInfo, ServiceSpec};
 pub use socket::ExposedSocket;

@@ -9,21 +9,8 @@ use rusqlite::params;
 
 use super::{Store, env_event, execute};
 use crate::error::{Error, Result, StoreContext};
-use crate::model::{Environment, Event, IsolationEvent};
-use crate::name::{EnvId, EnvName};
-
-/// An address an environment holds on a network.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct AddressLease {
-    /// The network (its name on the host).
-    pub network: String,
-    /// The address.
-    pub address: Ipv4Addr,
-    /// The environment holding it.
-    pub env_id: EnvId,
-    /// Its name.
-    pub env_name: EnvName,
-}
+use crate::model::{AddressLease, Environment, Event, IsolationEvent};
+use crate::name::EnvId;
 
 impl Store {
     /// Leases to `env` the first of `candidates` that no environment holds on `network`,

@@ -176,3 +176,32 @@ impl Monitor {
         Ok(recorded)
     }
 }
+
+/// How often [`while_watching`] samples.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Awaits `work` (a command of `env`, a background process); meanwhile, where `[monitor]`
+/// thresholds are set, samples `env` every 2 s. What the supervisors and `ptest run` use, so
+/// that whatever runs long in an environment is watched.
+pub async fn while_watching<T>(
+    manager: &Manager,
+    env: &Environment,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let thresholds = manager.config().monitor.clone();
+    if !thresholds.any() {
+        return work.await;
+    }
+    let mut monitor = Monitor::default();
+    tokio::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(WATCH_EVERY) => {
+                if let Err(e) = monitor.sample(manager, &thresholds, env).await {
+                    tracing::warn!("could not sample {} against its thresholds: {e}", env.name);
+                }
+            }
+        }
+    }
+}

@@ -982,9 +982,8 @@ async fn run_attempt(
     let exec = |command: &Command| {
         let request = request(command);
         async move {
-            shared
-                .manager
-                .execute_command(env, request)
+            let manager = &shared.manager;
+            ptest_core::monitor::while_watching(manager, env, manager.execute_command(env, request))
                 .await
                 .map(|r| output.with_tails(r))
         }

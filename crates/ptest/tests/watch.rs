@@ -160,3 +160,33 @@ fn a_supervisor_records_the_threshold_its_own_process_crosses() {
     );
     t.ptest(["env", "rm", "--force", "self"]).assert().success();
 }
+
+/// `ptest run` watches its suites' environments too.
+#[test]
+fn a_suite_filling_memory_past_the_threshold_raises_an_event_in_ptest_run() {
+    let t = TestHome::new();
+    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
+    if !support::runnable(
+        (!missing.is_empty())
+            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
+    ) {
+        return;
+    }
+    let dir = t.dir.path().join("filling");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ptest.toml"),
+        "[env.small]\nlimits = { memory = \"64M\" }\n\n[[suite]]\nname = \"fill\"\nenv = \"small\"\n\
+         run = \"head -c 40M /dev/zero > /dev/shm/fill && sleep 5\"\n",
+    )
+    .unwrap();
+    t.ptest(["run", "--project", dir.to_str().unwrap()])
+        .env("PTEST_MONITOR_MEMORY", "50%")
+        .assert()
+        .success();
+    let out = t.ptest(["events", "--json"]).output().unwrap();
+    let found = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .any(|l| l.contains("\"resource_threshold_exceeded\""));
+    assert!(found, "no resource_threshold_exceeded event from ptest run");
+}

@@ -491,35 +491,6 @@ fn log_pipe(
     Ok((w, pump))
 }
 
-/// How often a supervisor samples its environment against the `[monitor]` thresholds.
-const MONITOR_EVERY: Duration = Duration::from_secs(2);
-
-/// Waits for `wait`; meanwhile, where `[monitor]` thresholds are set, samples the
-/// environment every [`MONITOR_EVERY`]: a supervisor is one of the long-lived processes that
-/// watch them.
-async fn wait_watching(
-    manager: &Manager,
-    env: &Environment,
-    wait: impl std::future::Future<Output = Result<ptest_core::ProcessResult>>,
-) -> Result<ptest_core::ProcessResult> {
-    let thresholds = manager.config().monitor.clone();
-    if !thresholds.any() {
-        return wait.await;
-    }
-    let mut monitor = ptest_core::monitor::Monitor::default();
-    tokio::pin!(wait);
-    loop {
-        tokio::select! {
-            result = &mut wait => return result,
-            () = tokio::time::sleep(MONITOR_EVERY) => {
-                if let Err(e) = monitor.sample(manager, &thresholds, env).await {
-                    tracing::warn!("could not sample {} against its thresholds: {e}", env.name);
-                }
-            }
-        }
-    }
-}
-
 async fn run_loop(
     manager: &Manager,
     env: &Environment,
@@ -546,7 +517,8 @@ async fn run_loop(
         if let Err(e) = write_pid_file(run_dir, &spec.name, pid) {
             tracing::warn!("not writing the pid file of {}: {e}", spec.name);
         }
-        let result = wait_watching(manager, env, process.wait()).await?;
+        // A supervisor is one of the long-lived processes that watch the thresholds.
+        let result = ptest_core::monitor::while_watching(manager, env, process.wait()).await?;
         // Whatever of the tree is left (daemons that left its process group) goes with it.
         let env_id = env.id.clone();
         let _ = tokio::task::spawn_blocking(move || kill_marked(&env_id, id)).await;

@@ -112,6 +112,25 @@ impl Project {
         // Templates with a `python` list: their entries, each a template `NAME[LABEL]`.
         let mut matrices: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, config) in parsed.env {
+            if let Some(image) = &config.image
+                && let Err(why) = ptest_core::model::image_ref::check(image.get_ref())
+            {
+                return Err(err(Some(image.span()), why, None));
+            }
+            let container = config
+                .image
+                .as_ref()
+                .map(Spanned::span)
+                .or_else(|| config.build.as_ref().map(Spanned::span));
+            if let (Some(span), Some(level)) = (container, config.level)
+                && level != ptest_core::IsolationLevel::Docker
+            {
+                return Err(err(
+                    Some(span),
+                    format!("image and build are for level = \"docker\", not \"{level}\""),
+                    Some("remove level (image or build implies docker) or set level = \"docker\""),
+                ));
+            }
             if let Some(mode) = &config.project
                 && *mode.get_ref() == ProjectMode::Overlay
                 && let Some(why) = overlay_impossible(&config)
@@ -406,7 +425,8 @@ fn matrix_problem(versions: &[String]) -> Option<String> {
 /// Why a template's environments can never have a project overlay, whatever the host: a
 /// docker level, or security `low`.
 fn overlay_impossible(config: &EnvTemplateConfig) -> Option<&'static str> {
-    if config.level == Some(ptest_core::IsolationLevel::Docker) {
+    let container = config.image.is_some() || config.build.is_some();
+    if container || config.level == Some(ptest_core::IsolationLevel::Docker) {
         Some("a docker container has its workspace bind-mounted, not overlaid")
     } else if config.security == Some(ptest_core::SecurityLevel::Low) {
         Some("security \"low\" shares the host's")

@@ -106,6 +106,13 @@ pub struct EnvTemplateConfig {
     /// environment.
     #[serde(default)]
     pub install_project: bool,
+    /// Image of a `docker` environment (as `env create --image`); implies `level = "docker"`.
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
+    /// Directory with a Dockerfile, relative to the project, built into the image of a
+    /// `docker` environment (as `env create --build`); implies `level = "docker"`.
+    #[serde(default)]
+    pub build: Option<Spanned<PathBuf>>,
     /// Put pip into the venv (uv makes venvs without it), for suites that run
     /// `python -m pip`: installed like any other package, so part of the template's hash.
     #[serde(default)]
@@ -141,6 +148,8 @@ pub struct EnvTemplate {
     pub level: IsolationLevel,
     /// Python settings of a `virtualenv` environment.
     pub virtualenv: Option<VirtualenvSpec>,
+    /// The container of a `docker` environment.
+    pub docker: Option<ptest_core::DockerSpec>,
     /// Resource limits.
     pub limits: Limits,
     /// Network mode.
@@ -178,6 +187,7 @@ impl EnvTemplate {
             name: "basic".into(),
             level: IsolationLevel::Basic,
             virtualenv: None,
+            docker: None,
             limits: Limits::default(),
             network: None,
             allow: Vec::new(),
@@ -222,10 +232,17 @@ impl EnvTemplate {
             || !c.constraints.is_empty()
             || !c.find_links.is_empty()
             || c.no_index;
-        let level = c.level.unwrap_or(if python_keys {
+        let container = c.image.is_some() || c.build.is_some();
+        let level = c.level.unwrap_or(if container {
+            IsolationLevel::Docker
+        } else if python_keys {
             IsolationLevel::Virtualenv
         } else {
             IsolationLevel::Basic
+        });
+        let docker = container.then(|| ptest_core::DockerSpec {
+            image: c.image.as_ref().map(|i| i.get_ref().clone()),
+            build: c.build.as_ref().map(|b| dir.join(b.get_ref())),
         });
         let virtualenv =
             (python_keys || level == IsolationLevel::Virtualenv).then(|| VirtualenvSpec {
@@ -255,6 +272,7 @@ impl EnvTemplate {
             name: name.to_owned(),
             level,
             virtualenv,
+            docker,
             limits: c.limits,
             network: c.network,
             allow: c.allow,
@@ -284,6 +302,7 @@ impl EnvTemplate {
         spec.expose_sockets = self.expose_sockets.clone();
         spec.security = self.security;
         spec.virtualenv = self.virtualenv.clone();
+        spec.docker = self.docker.clone();
         spec.ports = self.ports.clone();
         spec
     }

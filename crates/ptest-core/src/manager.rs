@@ -522,7 +522,7 @@ impl Manager {
     /// Starts a `created` or `inactive` environment again (`env start`): the engine activates
     /// it as at creation (a new holder, the container started); its ports are still its own.
     /// Background processes are not started again here: that takes a supervisor (see
-    /// `ptest_local::supervisor::restart_stopped`). A failed start leaves it `error`.
+    /// `ptest_supervisor::restart_stopped`). A failed start leaves it `error`.
     pub async fn start_environment(&self, env: &Environment) -> Result<Environment> {
         let mut env = self.get_environment(env.id.as_str())?;
         if !matches!(env.status, S::Created | S::Inactive) {

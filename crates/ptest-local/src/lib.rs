@@ -15,9 +15,8 @@
 //! [`VirtualenvEngine`] adds a Python venv at `<root>/venv` (uv or pip, one shared cache,
 //! templates reused by spec hash); [`Packages`] installs into it and reads its metadata.
 //!
-//! [`supervisor`] runs background processes (logs, restarts, readiness): under a `ptest
-//! __supervise` process of their own, or, for a Rust program that lives on, on a task of that
-//! program ([`supervisor::Service`], with an example there).
+//! Background processes (logs, restarts, readiness) are `ptest-supervisor`'s, for every
+//! engine.
 
 mod capture;
 mod directory;
@@ -28,7 +27,6 @@ mod packages;
 mod procscan;
 mod quota;
 mod sandbox;
-pub mod supervisor;
 mod virtualenv;
 
 pub use directory::DirectoryEngine;

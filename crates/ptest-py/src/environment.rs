@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use ptest_core::{EnvironmentStatus, ExecRequest, PortName, RemoveOptions, ServiceSpec};
 use ptest_local::Packages;
-use ptest_local::supervisor::{self, StartFailure};
+use ptest_supervisor::StartFailure;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
@@ -217,7 +217,7 @@ impl Environment {
         let record = self.record();
         let shared = self.shared.clone();
         let started = block_raw(py, async move {
-            supervisor::start(&shared.manager, &record, spec, &exe).await
+            ptest_supervisor::start(&shared.manager, &record, spec, &exe).await
         })?;
         match started {
             Ok(info) => Ok(Process::new(self.shared.clone(), self.record(), info)),

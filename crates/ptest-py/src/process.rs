@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ptest_core::{ProcessStatus, ServiceInfo};
-use ptest_local::supervisor::{self, Signal};
+use ptest_supervisor::Signal;
 use pyo3::prelude::*;
 
 use crate::block;
@@ -195,7 +195,7 @@ impl Process {
         let timeout = convert::duration(timeout)?.unwrap_or(Duration::from_secs(10));
         let (shared, env, name) = (self.shared.clone(), self.env.clone(), self.info().name);
         let info = block(py, async move {
-            supervisor::stop(&shared.manager, &env, &name, Signal::TERM, timeout).await
+            ptest_supervisor::stop(&shared.manager, &env, &name, Signal::TERM, timeout).await
         })?;
         let code = returncode(&info);
         *self.info.lock().expect("not poisoned") = info;
@@ -209,7 +209,7 @@ impl Process {
         let limit = convert::duration(timeout)?.unwrap_or(Duration::from_secs(u64::MAX / 4));
         let (shared, id) = (self.shared.clone(), self.info().process.id);
         let ended = block(py, async move {
-            supervisor::wait_end(&shared.manager, id, limit).await
+            ptest_supervisor::wait_end(&shared.manager, id, limit).await
         })?;
         match ended {
             Some(info) => {
@@ -231,7 +231,7 @@ impl Process {
     fn logs(&self, lines: Option<usize>) -> PyResult<(String, String)> {
         let info = self.info();
         let read = |path: &std::path::Path| {
-            supervisor::tail(&self.env.root, path, lines)
+            ptest_supervisor::tail(&self.env.root, path, lines)
                 .map_err(|e| crate::errors::EngineError::new_err(e.to_string()))
         };
         Ok((read(&info.stdout_log)?, read(&info.stderr_log)?))

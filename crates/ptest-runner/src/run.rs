@@ -1162,15 +1162,15 @@ async fn start_services(
                 timeout: service.ready_timeout.unwrap_or(Duration::from_secs(60)),
             },
         };
-        match ptest_local::supervisor::start(&shared.manager, env, spec, exe).await {
+        match ptest_supervisor::start(&shared.manager, env, spec, exe).await {
             Ok(_) => {}
-            Err(ptest_local::supervisor::StartFailure::NotReady { reason, tail, .. }) => {
+            Err(ptest_supervisor::StartFailure::NotReady { reason, tail, .. }) => {
                 return Err(format!(
                     "service {:?} {reason}; its last output:\n{tail}",
                     service.name
                 ));
             }
-            Err(ptest_local::supervisor::StartFailure::Ptest(e)) => {
+            Err(ptest_supervisor::StartFailure::Ptest(e)) => {
                 return Err(format!("service {:?}: {e}", service.name));
             }
         }
@@ -1182,11 +1182,11 @@ async fn start_services(
 /// should not keep serving).
 async fn stop_services(shared: &Shared, suite: &Suite, env: &Environment) {
     for service in &suite.services {
-        let stopped = ptest_local::supervisor::stop(
+        let stopped = ptest_supervisor::stop(
             &shared.manager,
             env,
             &service.name,
-            ptest_local::supervisor::Signal::TERM,
+            ptest_supervisor::Signal::TERM,
             Duration::from_secs(10),
         )
         .await;

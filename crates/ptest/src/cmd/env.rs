@@ -544,7 +544,7 @@ async fn transition(
             let env = manager.start_environment(&env).await?;
             let exe = std::env::current_exe()
                 .map_err(|e| ptest_core::Error::io("finding", "the ptest executable", e))?;
-            for name in ptest_local::supervisor::restart_stopped(manager, &env, &exe).await? {
+            for name in ptest_supervisor::restart_stopped(manager, &env, &exe).await? {
                 tracing::info!("started {name} again in {}", env.name);
             }
             env

@@ -20,8 +20,8 @@ use ptest_core::{
     NetworkMode, PortName, ProcessStatus, Readiness, RestartPolicy, SecurityLevel, ServiceInfo,
     ServiceSpec,
 };
-use ptest_local::supervisor::{self, StartFailure};
 use ptest_net::{Bandwidth, ControlFile, Faults, ProxyConfig};
+use ptest_supervisor::StartFailure;
 use serde::Serialize;
 
 use crate::Failure;
@@ -349,7 +349,7 @@ async fn start_proxy(
     };
     let exe =
         std::env::current_exe().map_err(|e| Error::io("finding", "the ptest executable", e))?;
-    match supervisor::start(manager, env, spec, &exe).await {
+    match ptest_supervisor::start(manager, env, spec, &exe).await {
         // Another `net fault` on this port started it meanwhile.
         Ok(_) | Err(StartFailure::Ptest(Error::ProcessNameTaken { .. })) => Ok(()),
         Err(StartFailure::Ptest(e)) => Err(e.into()),
@@ -381,7 +381,11 @@ async fn wait_applied(
     }
     let tail = proxy_service(&manager.services(Some(env))?, port)
         .map(|s| {
-            supervisor::tail_or_refusal(&env.root, &s.stderr_log, Some(supervisor::FAILURE_TAIL))
+            ptest_supervisor::tail_or_refusal(
+                &env.root,
+                &s.stderr_log,
+                Some(ptest_supervisor::FAILURE_TAIL),
+            )
         })
         .unwrap_or_default();
     Err(Error::Engine {

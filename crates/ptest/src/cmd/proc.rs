@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ptest_core::{EnvName, Error, Manager, Readiness, RestartPolicy, ServiceSpec};
-use ptest_local::supervisor::{self, Follower, Signal, StartFailure};
+use ptest_supervisor::{Follower, Signal, StartFailure};
 
 use crate::Failure;
 use crate::output::{self, Table};
@@ -176,7 +176,7 @@ pub async fn run(manager: &Manager, cmd: ProcCommand) -> Result<ExitCode, Failur
 
 /// `ptest __supervise ID`: owns background process record ID until it ends for good.
 pub async fn supervise(manager: &Manager, id: i64) -> Result<ExitCode, Failure> {
-    supervisor::supervise(manager, id).await?;
+    ptest_supervisor::supervise(manager, id).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -223,7 +223,7 @@ fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
         .map(|e| manager.get_environment(e))
         .transpose()?;
     let mut services = manager.services(env.as_ref())?;
-    supervisor::read_all_stats(&mut services);
+    ptest_supervisor::read_all_stats(&mut services);
     if args.json {
         output::json(&services);
         return Ok(ExitCode::SUCCESS);
@@ -279,7 +279,7 @@ async fn logs(manager: &Manager, args: LogsArgs) -> Result<ExitCode, Failure> {
     .collect();
     let mut followers = Vec::new();
     for (i, (path, _)) in streams.iter().enumerate() {
-        let text = supervisor::tail(&env.root, path, args.tail).map_err(Error::from)?;
+        let text = ptest_supervisor::tail(&env.root, path, args.tail).map_err(Error::from)?;
         if i == 0 && !args.stderr {
             print!("{text}");
         } else {
@@ -320,7 +320,7 @@ async fn logs(manager: &Manager, args: LogsArgs) -> Result<ExitCode, Failure> {
 
 async fn stop(manager: &Manager, args: StopArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.env)?;
-    let s = supervisor::stop(manager, &env, &args.name, args.signal, args.timeout).await?;
+    let s = ptest_supervisor::stop(manager, &env, &args.name, args.signal, args.timeout).await?;
     if args.json {
         output::json(&s);
     } else {
@@ -333,7 +333,7 @@ async fn wait(manager: &Manager, args: WaitArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.env)?;
     let s = manager.service(&env, &args.name)?;
     let timeout = args.timeout.unwrap_or(Duration::from_secs(u64::MAX / 4));
-    match supervisor::wait_end(manager, s.process.id, timeout).await? {
+    match ptest_supervisor::wait_end(manager, s.process.id, timeout).await? {
         None => Ok(ExitCode::from(124)),
         Some(s) => Ok(ExitCode::from(
             match (s.process.exit_code, s.process.signal) {
@@ -347,7 +347,7 @@ async fn wait(manager: &Manager, args: WaitArgs) -> Result<ExitCode, Failure> {
 
 async fn restart(manager: &Manager, args: StopArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.env)?;
-    let old = supervisor::stop(manager, &env, &args.name, args.signal, args.timeout).await?;
+    let old = ptest_supervisor::stop(manager, &env, &args.name, args.signal, args.timeout).await?;
     let exe = std::env::current_exe()
         .map_err(|e| ptest_core::Error::io("finding", "the ptest executable", e))?;
     start_again(manager, &env, old.spec, &exe, args.json).await
@@ -360,7 +360,7 @@ async fn start_again(
     exe: &std::path::Path,
     json: bool,
 ) -> Result<ExitCode, Failure> {
-    match supervisor::start(manager, env, spec, exe).await {
+    match ptest_supervisor::start(manager, env, spec, exe).await {
         Ok(s) => {
             if json {
                 output::json(&s);

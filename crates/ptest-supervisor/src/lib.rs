@@ -25,7 +25,7 @@
 //! # use std::sync::Arc;
 //! # use std::time::Duration;
 //! # use ptest_core::*;
-//! # use ptest_local::supervisor::{Service, Signal};
+//! # use ptest_supervisor::{Service, Signal};
 //! # async fn demo(manager: Arc<Manager>, env: Environment) -> Result<(), Box<dyn std::error::Error>> {
 //! let spec = ServiceSpec {
 //!     name: "web".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ptest_core::services::marked_pids;
 use ptest_core::*;
-use ptest_local::supervisor::{Service, Signal};
+use ptest_supervisor::{Service, Signal};
 
 fn manager(home: &std::path::Path) -> Arc<Manager> {
     let mut engines = EngineRegistry::new();

@@ -396,10 +396,10 @@ fn spawn_into_destroyed_pod_fails_clearly() {
 /// Re-run by `killing_the_caller_kills_the_command` in a child process: attaches to the pod
 /// given in the environment, spawns `sleep`, reports, then waits to be killed.
 #[test]
+#[ignore = "helper: run in a child process by killing_the_caller_kills_the_command"]
 fn pdeathsig_helper() {
-    let Ok(spec) = std::env::var("PTEST_SANDBOX_HELPER_POD") else {
-        return;
-    };
+    let spec = std::env::var("PTEST_SANDBOX_HELPER_POD")
+        .expect("run by killing_the_caller_kills_the_command, which names the pod");
     let (pid, start) = spec.split_once(':').expect("pid:start");
     let pod = Pod::attach(
         pid.parse().expect("pid"),
@@ -425,6 +425,7 @@ fn killing_the_caller_kills_the_command() {
         .args([
             "--exact",
             "pdeathsig_helper",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -74,6 +74,17 @@ impl ExecRequest {
     }
 }
 
+/// Why an engine mounts no project overlay for a spec ([`Engine::overlay_refusal`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayRefusal {
+    /// Why, as a clause ("security low shares the host's mount namespace").
+    pub reason: String,
+    /// Never for such a spec, whatever the host (a container, security `low`): a caller that
+    /// did not ask for an overlay copies the project without a word. `false`: this host
+    /// cannot, which is worth a warning.
+    pub by_design: bool,
+}
+
 /// A command that has been spawned and is running.
 #[async_trait]
 pub trait RunningProcess: Send {
@@ -165,6 +176,26 @@ pub trait Engine: Send + Sync {
     /// Stops what [`Engine::activate`] started. [`Engine::activate`] may be called again
     /// afterwards (`env start`).
     async fn deactivate(&self, env: &Environment) -> Result<()>;
+
+    /// Why this engine would mount no project overlay on the workspace of an environment
+    /// made from `spec` (`ptest run`'s `project = "overlay"`), or `None` when it would.
+    fn overlay_refusal(&self, spec: &EnvironmentSpec) -> Option<OverlayRefusal> {
+        Some(OverlayRefusal {
+            reason: format!("a {} environment has no project overlay", spec.level),
+            by_design: true,
+        })
+    }
+
+    /// Gives the overlaid workspace of `env` an empty upper layer again (a retry starts from
+    /// the project as it is). Where an overlay was mounted, an engine that can mount one
+    /// does this too.
+    async fn renew_overlay(&self, env: &Environment) -> Result<()> {
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "renew the overlay of",
+            why: format!("the {} level mounts no overlay", env.level),
+        })
+    }
 
     /// Freezes every process of the environment: they keep their memory and open ports and
     /// run on at [`Engine::resume`]. `Err(`[`crate::Error::Unsupported`]`)` where the engine or

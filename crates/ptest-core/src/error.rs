@@ -141,6 +141,14 @@ pub enum Error {
         why: String,
     },
 
+    /// The project overlay could not be mounted on the workspace (its directory on a
+    /// filesystem overlayfs refuses as a layer, or a root it refuses as the upper one).
+    #[error("the project overlay could not be mounted: {reason}")]
+    Overlay {
+        /// What the kernel or the engine said.
+        reason: String,
+    },
+
     /// Processes still run in the environment.
     #[error(
         "environment {name:?} has {} running process(es) ({}); stop them or use --force",
@@ -274,7 +282,10 @@ impl Error {
             | Error::NoProcess { .. }
             | Error::ProcessNameTaken { .. }
             | Error::StoreDamaged { .. } => ErrorKind::State,
-            Error::Engine { .. } | Error::Store { .. } | Error::Io { .. } => ErrorKind::Internal,
+            Error::Engine { .. }
+            | Error::Overlay { .. }
+            | Error::Store { .. }
+            | Error::Io { .. } => ErrorKind::Internal,
         }
     }
 

@@ -53,7 +53,8 @@ mod store;
 pub use blocking::blocking;
 pub use config::Config;
 pub use engine::{
-    Engine, EngineContext, EngineRegistry, ExecRequest, Finding, OutputMode, RunningProcess,
+    Engine, EngineContext, EngineRegistry, ExecRequest, Finding, OutputMode, OverlayRefusal,
+    RunningProcess,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

@@ -597,6 +597,25 @@ impl Manager {
         Ok(env)
     }
 
+    /// Why the engine of `spec`'s level would mount no project overlay for it (see
+    /// [`Engine::overlay_refusal`]).
+    pub fn overlay_refusal(&self, spec: &EnvironmentSpec) -> Option<crate::OverlayRefusal> {
+        match self.engine(spec.level) {
+            Ok(engine) => engine.overlay_refusal(spec),
+            Err(e) => Some(crate::OverlayRefusal {
+                reason: e.to_string(),
+                by_design: true,
+            }),
+        }
+    }
+
+    /// Gives `env`'s overlaid workspace an empty upper layer (from its stored record, which
+    /// says where its sandbox is).
+    pub async fn renew_overlay(&self, env: &Environment) -> Result<()> {
+        let env = self.get_environment(env.id.as_str())?;
+        self.engine(env.level)?.renew_overlay(&env).await
+    }
+
     fn wrong_state(&self, env: &Environment, action: &'static str, hint: &str) -> Error {
         Error::WrongState {
             name: env.name.to_string(),

@@ -165,6 +165,14 @@ impl Engine for DirectoryEngine {
         sandbox::freeze(env, true).await
     }
 
+    fn overlay_refusal(&self, spec: &EnvironmentSpec) -> Option<ptest_core::OverlayRefusal> {
+        sandbox::overlay_refusal(spec)
+    }
+
+    async fn renew_overlay(&self, env: &Environment) -> Result<()> {
+        sandbox::renew_overlay(env).await
+    }
+
     async fn resume(&self, env: &Environment) -> Result<()> {
         sandbox::freeze(env, false).await
     }

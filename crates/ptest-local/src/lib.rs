@@ -31,5 +31,4 @@ mod virtualenv;
 
 pub use directory::DirectoryEngine;
 pub use packages::Packages;
-pub use sandbox::{overlay_failed, overlay_refusal, renew_overlay};
 pub use virtualenv::{VirtualenvEngine, venv_path};

@@ -150,22 +150,12 @@ fn build(env: &Environment, iso: &Isolation, binds: Vec<PathBuf>) -> Result<Sand
     Ok(state)
 }
 
-/// What an engine error says when the overlay could not be mounted (see [`overlay_failed`]).
-const MOUNT_OVERLAY: &str = "mount the overlay on workspace/";
-
+/// The failure to mount an environment's overlay, told apart from any other reason it could
+/// not be made: a caller can then copy the project instead.
 fn overlay_error(e: ptest_sandbox::Error) -> Error {
-    Error::Engine {
-        level: IsolationLevel::Basic,
-        action: MOUNT_OVERLAY,
-        message: e.to_string(),
+    Error::Overlay {
+        reason: e.to_string(),
     }
-}
-
-/// Whether `error` is the failure to mount an environment's overlay (its directory on a
-/// filesystem overlayfs refuses as a layer, or a root overlayfs refuses as the upper one), as
-/// opposed to any other reason an environment could not be made.
-pub fn overlay_failed(error: &Error) -> bool {
-    matches!(error, Error::Engine { action, .. } if *action == MOUNT_OVERLAY)
 }
 
 /// The overlay `env`'s spec asks for, with its layers in the root.
@@ -183,20 +173,22 @@ fn overlay(env: &Environment) -> Option<Overlay> {
 /// Why an environment made from `spec` would not get a pod, so no overlay, on this host
 /// (security `low`, or no namespaces); `None` when it would, or when `spec` is refused for
 /// another reason (which creating it reports).
-pub fn overlay_refusal(spec: &EnvironmentSpec) -> Option<String> {
+pub(crate) fn overlay_refusal(spec: &EnvironmentSpec) -> Option<ptest_core::OverlayRefusal> {
     let host = HostCaps::get();
     let iso = resolve(spec, host).ok()?;
     if iso.pod {
         return None;
     }
-    Some(match &host.namespaces {
-        Err(why) if spec.security != Some(SecurityLevel::Low) => {
-            format!("this host cannot make namespaces ({why})")
-        }
-        _ => format!(
-            "security {} shares the host's mount namespace",
-            iso.security
-        ),
+    let low = spec.security == Some(SecurityLevel::Low);
+    Some(ptest_core::OverlayRefusal {
+        reason: match &host.namespaces {
+            Err(why) if !low => format!("this host cannot make namespaces ({why})"),
+            _ => format!(
+                "security {} shares the host's mount namespace",
+                iso.security
+            ),
+        },
+        by_design: low,
     })
 }
 
@@ -205,7 +197,8 @@ pub(crate) fn check_overlay(spec: &EnvironmentSpec) -> Result<()> {
     match (&spec.overlay, overlay_refusal(spec)) {
         (Some(_), Some(why)) => Err(Error::Usage(format!(
             "an overlaid workspace is mounted inside the environment's own mount namespace, \
-             and {why}; use security medium or higher"
+             and {}; use security medium or higher",
+            why.reason
         ))),
         _ => Ok(()),
     }
@@ -215,7 +208,7 @@ pub(crate) fn check_overlay(spec: &EnvironmentSpec) -> Result<()> {
 /// from the pod, its layer directories deleted and made again, and a new overlay mounted, so
 /// the workspace shows the lower directory as it is (a retry starts clean). A process still
 /// using the old overlay (a daemon left by an earlier command) keeps what it had open.
-pub async fn renew_overlay(env: &Environment) -> Result<()> {
+pub(crate) async fn renew_overlay(env: &Environment) -> Result<()> {
     let Some(overlay) = overlay(env) else {
         return Err(Error::Usage(format!(
             "environment {} has no overlaid workspace",

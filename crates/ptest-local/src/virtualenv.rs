@@ -387,6 +387,14 @@ impl Engine for VirtualenvEngine {
         self.dir.pause(env).await.map_err(virtualenv)
     }
 
+    fn overlay_refusal(&self, spec: &EnvironmentSpec) -> Option<ptest_core::OverlayRefusal> {
+        self.dir.overlay_refusal(spec)
+    }
+
+    async fn renew_overlay(&self, env: &Environment) -> Result<()> {
+        self.dir.renew_overlay(env).await.map_err(virtualenv)
+    }
+
     async fn resume(&self, env: &Environment) -> Result<()> {
         self.dir.resume(env).await.map_err(virtualenv)
     }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use ptest_core::{
     EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Labels, Manager,
-    OutputMode, OverlaySpec, ProcessResult, RemoveOptions, SecurityLevel,
+    OutputMode, OverlaySpec, ProcessResult, RemoveOptions,
 };
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
@@ -585,14 +585,13 @@ async fn create(
         }
     };
     let asked = template.project;
-    let mode = asked.unwrap_or(
-        if template.level == IsolationLevel::Docker || template.security == Some(SecurityLevel::Low)
-        {
-            ProjectMode::Copy
-        } else {
-            ProjectMode::Overlay
-        },
-    );
+    // Where the engine never overlays (a container, security low), a copy without a word.
+    let never = manager.overlay_refusal(&spec).is_some_and(|r| r.by_design);
+    let mode = asked.unwrap_or(if never {
+        ProjectMode::Copy
+    } else {
+        ProjectMode::Overlay
+    });
     if mode != ProjectMode::Overlay {
         return plain(spec, mode).await;
     }
@@ -608,7 +607,7 @@ async fn create(
         }),
         ..spec.clone()
     };
-    if let Some(why) = ptest_local::overlay_refusal(&overlaid) {
+    if let Some(why) = manager.overlay_refusal(&overlaid).map(|r| r.reason) {
         if asked.is_some() {
             return Err((
                 String::new(),
@@ -623,11 +622,11 @@ async fn create(
     }
     match manager.create_environment(overlaid).await {
         Ok(env) => Ok((env, ProjectMode::Overlay)),
-        Err(e) if asked.is_none() && ptest_local::overlay_failed(&e) => {
+        Err(e @ ptest_core::Error::Overlay { .. }) if asked.is_none() => {
             warnings.push(copied(&e));
             plain(spec, ProjectMode::Copy).await
         }
-        Err(e) if ptest_local::overlay_failed(&e) => Err((
+        Err(e @ ptest_core::Error::Overlay { .. }) => Err((
             " with the project overlaid (project = \"copy\" copies it instead)".into(),
             e,
         )),
@@ -895,11 +894,10 @@ async fn attempts(
 /// Gives `env`'s overlaid workspace an empty upper layer, as its stored record says where its
 /// sandbox is (the record returned at creation predates what the engine noted).
 async fn renew_overlay(manager: &Manager, env: &Environment) -> Result<(), String> {
-    let renewed = match manager.get_environment(env.id.as_str()) {
-        Ok(stored) => ptest_local::renew_overlay(&stored).await,
-        Err(e) => Err(e),
-    };
-    renewed.map_err(|e| format!("renewing the project's overlay: {e}"))
+    manager
+        .renew_overlay(env)
+        .await
+        .map_err(|e| format!("renewing the project's overlay: {e}"))
 }
 
 /// Copies the project into the workspace of the environment root `root`. On a retry the

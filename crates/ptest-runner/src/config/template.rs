@@ -63,6 +63,15 @@ pub struct EnvTemplateConfig {
     /// Install from `find_links` only.
     #[serde(default)]
     pub no_index: bool,
+    /// The package index to use instead of PyPI (as `env create --index-url`).
+    #[serde(default)]
+    pub index_url: Option<String>,
+    /// More package indexes (as `--extra-index-url`).
+    #[serde(default)]
+    pub extra_index_urls: Vec<String>,
+    /// Use nothing from the network (as `--offline`).
+    #[serde(default)]
+    pub offline: bool,
     /// Resource limits, passed to the engine (which refuses what it cannot apply).
     #[serde(default)]
     pub limits: Limits,
@@ -266,6 +275,9 @@ impl EnvTemplate {
                     })
                     .collect(),
                 no_index: c.no_index,
+                index_url: c.index_url.clone(),
+                extra_index_urls: c.extra_index_urls.clone(),
+                offline: c.offline,
                 ..VirtualenvSpec::default()
             });
         Self {
@@ -387,6 +399,26 @@ pub(crate) fn resolve_requirement(requirement: &str, dir: &Path) -> String {
         format!("-e {target}")
     } else {
         target
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    /// A template sets every package source the CLI can (they once drifted apart).
+    #[test]
+    fn a_template_takes_the_package_sources_env_create_takes() {
+        let c: EnvTemplateConfig = toml::from_str(
+            "packages = ['a']\nindex_url = 'https://i.example/simple'\n\
+             extra_index_urls = ['https://j.example/simple']\noffline = true\n",
+        )
+        .expect("parses");
+        let t = EnvTemplate::from_config("t", c, None, Path::new("/p"));
+        let venv = t.virtualenv.expect("venv");
+        assert_eq!(venv.index_url.as_deref(), Some("https://i.example/simple"));
+        assert_eq!(venv.extra_index_urls, ["https://j.example/simple"]);
+        assert!(venv.offline);
     }
 }
 

@@ -14,7 +14,8 @@ use crate::error::{Error, Result, tail};
 use crate::interpreter::find_on_path;
 use crate::metadata::{Distribution, installed};
 use crate::probe_cache::ProbeCache;
-use crate::requirement::{PackageName, Requirement};
+use crate::requirement::{PackageName, Requirement, VersionOrUrl};
+use crate::specifier::Operator;
 use crate::venv::Venv;
 use crate::venv_link::VenvLink;
 
@@ -268,8 +269,79 @@ impl Installer {
     /// resolves against that interpreter, downloads (through the shared cache) and builds
     /// sdists and local projects. What it returns is what [`Installer::offline_command`]
     /// installs from inside the sandbox, with no network.
+    ///
+    /// A request that only names exact pins (`name==1.0`, no files, paths or URLs) gives the
+    /// same wheels every time: what it fetched is kept (`<cache>/fetched/`, the wheels in
+    /// `<cache>/wheelhouse/`, ptest's own) and handed out again without starting pip.
     pub fn fetch(&self, python: &Path, request: &InstallRequest, into: &Path) -> Result<Fetched> {
         check_requirements(request)?;
+        let memo = self.pinned_memo(python, request);
+        if let Some(wheels) = memo.as_ref().and_then(|m| m.recall()) {
+            return Ok(Fetched {
+                wheels,
+                top_level: Vec::new(),
+            });
+        }
+        let fetched = self.fetch_with_pip(python, request, into)?;
+        if let Some(memo) = memo
+            && let Err(e) = memo.keep(&fetched.wheels)
+        {
+            tracing::warn!("not keeping what was fetched for next time: {e}");
+        }
+        Ok(fetched)
+    }
+
+    /// Where the wheels of `request` are remembered, when it names only exact pins.
+    fn pinned_memo(&self, python: &Path, request: &InstallRequest) -> Option<FetchMemo> {
+        let pinned = |text: &String| {
+            !looks_like_path_or_url(text)
+                && Requirement::parse(text).is_ok_and(|r| {
+                    r.marker.is_none()
+                        && matches!(&r.version_or_url, VersionOrUrl::Specifiers(s)
+                            if s.iter().count() == 1
+                                && s.iter().all(|v| v.operator() == Operator::Equal))
+                })
+        };
+        let plain = request.requirement_files.is_empty()
+            && request.constraint_files.is_empty()
+            && request.extra_args.is_empty()
+            && !request.upgrade
+            && !request.requirements.is_empty();
+        if !plain || !request.requirements.iter().all(pinned) {
+            return None;
+        }
+        use sha2::{Digest, Sha256};
+        let mut key = Sha256::new();
+        key.update(python.as_os_str().as_encoded_bytes());
+        let mut reqs = request.requirements.clone();
+        reqs.sort();
+        let index = (
+            &request.index_url,
+            &request.extra_index_urls,
+            &request.find_links,
+        );
+        key.update(format!(
+            "{reqs:?}{index:?}{}{}{}",
+            request.no_deps, request.no_index, request.offline
+        ));
+        let key: String = key
+            .finalize()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Some(FetchMemo {
+            list: self.cache_dir.join("fetched").join(key),
+            wheelhouse: self.cache_dir.join("wheelhouse"),
+        })
+    }
+
+    fn fetch_with_pip(
+        &self,
+        python: &Path,
+        request: &InstallRequest,
+        into: &Path,
+    ) -> Result<Fetched> {
         let pip_tool = |dir: &Path| {
             let mut c = Command::new(python);
             c.args(["-m", "pip", "wheel", "--no-input", "--wheel-dir"])
@@ -557,6 +629,49 @@ pub struct Fetched {
     pub wheels: Vec<PathBuf>,
     /// File names, under `local/`, of the wheels built from local paths and URLs.
     pub top_level: Vec<OsString>,
+}
+
+/// What an exactly pinned request fetched: its wheels' names in `list`, the wheels in
+/// `wheelhouse` (both ptest's own, under the installer's cache).
+struct FetchMemo {
+    list: PathBuf,
+    wheelhouse: PathBuf,
+}
+
+impl FetchMemo {
+    /// The wheels fetched for this request before, if every one is still there.
+    fn recall(&self) -> Option<Vec<PathBuf>> {
+        let text = std::fs::read_to_string(&self.list).ok()?;
+        let wheels: Vec<PathBuf> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|name| self.wheelhouse.join(name))
+            .collect();
+        (!wheels.is_empty() && wheels.iter().all(|w| w.is_file())).then_some(wheels)
+    }
+
+    /// Keeps `wheels` (linked, or copied, into the wheelhouse) and their names.
+    fn keep(&self, wheels: &[PathBuf]) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.wheelhouse)?;
+        let mut names = String::new();
+        for wheel in wheels {
+            let Some(name) = wheel.file_name() else {
+                continue;
+            };
+            let kept = self.wheelhouse.join(name);
+            if !kept.exists() && std::fs::hard_link(wheel, &kept).is_err() {
+                std::fs::copy(wheel, &kept)?;
+            }
+            names.push_str(&name.to_string_lossy());
+            names.push('\n');
+        }
+        let dir = self.list.parent().expect("the list lives in fetched/");
+        std::fs::create_dir_all(dir)?;
+        // Written aside and renamed: a concurrent reader sees the old list or the whole new one.
+        let aside = self.list.with_extension(format!("{}", std::process::id()));
+        std::fs::write(&aside, names)?;
+        std::fs::rename(aside, &self.list)
+    }
 }
 
 /// Requirements are parsed before any tool runs, so a typo fails with its position.

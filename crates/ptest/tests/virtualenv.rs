@@ -692,3 +692,41 @@ fn the_environment_python_runs_at_every_security_level() {
         assert_eq!(out, "False\n", "at {level}");
     }
 }
+
+/// An install that names only exact pins is fetched once: the same request later takes the
+/// wheels ptest kept, and starts no pip (here its package source is gone by then).
+#[test]
+fn an_exactly_pinned_install_is_fetched_once() {
+    let t = TestHome::new();
+    let house = t.dir.path().join("house");
+    std::fs::create_dir_all(&house).unwrap();
+    for wheel in std::fs::read_dir(wheels::wheelhouse()).unwrap() {
+        let wheel = wheel.unwrap().path();
+        std::fs::copy(&wheel, house.join(wheel.file_name().unwrap())).unwrap();
+    }
+    let house_arg = house.display().to_string();
+    let install = |env: &str| {
+        t.ptest([
+            "pkg",
+            "install",
+            env,
+            "--no-index",
+            "--find-links",
+            &house_arg,
+            "ptdemo-a==1.0",
+        ])
+        .assert()
+    };
+    for env in ["first", "second"] {
+        t.ptest(["env", "create", env, "--level", "virtualenv"])
+            .assert()
+            .success();
+    }
+    install("first").success();
+    std::fs::remove_dir_all(&house).unwrap();
+    install("second").success();
+    assert_eq!(
+        stdout(&mut t.ptest(["pkg", "freeze", "second"])),
+        "ptdemo-a==1.0\nptdemo-b==2.1\n"
+    );
+}

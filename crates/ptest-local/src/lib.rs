@@ -8,7 +8,7 @@
 //! pod's holder forks it, or on the host a relay process does (in the cgroup, if there is
 //! one), and ends the command's process group when the caller dies. What leaves the group
 //! without a pod is found again through the `PTEST_ENV_ID` it carries (`procscan`). A spec's
-//! `overlay` is mounted on `workspace/` inside the pod ([`renew_overlay`] replaces its upper
+//! `overlay` is mounted on `workspace/` inside the pod (`Engine::renew_overlay` replaces its upper
 //! layer with an empty one). With `--network bridge` the pod is then plugged into its home's
 //! bridge, with an address leased in the store and its `--allow` rules (`network`).
 //!

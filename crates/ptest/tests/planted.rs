@@ -439,23 +439,13 @@ fn run_suite(
 #[test]
 fn a_workspace_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_reset() {
     let t = TestHome::new();
-    for security in levels(&t) {
-        let r = run_suite(
-            &t,
-            "ws",
-            security,
-            "project = \"copy\"",
-            r#"cd / && rm -rf "$PTEST_ENV_ROOT/workspace" && ln -s "$CANARY" "$PTEST_ENV_ROOT/workspace"; exit 1"#,
-            "retries = 1",
-        );
-        assert_eq!(r.code, Some(1), "at {security}: {:?}", r.texts);
-        let report: serde_json::Value = serde_json::from_str(&r.texts[2]).unwrap();
-        assert_eq!(
-            report["suites"][0]["attempts"], 2,
-            "at {security}: {report}"
-        );
-        r.canary.untouched(security);
-    }
+    retried_after_a_swap(
+        &t,
+        &levels(&t),
+        "ws",
+        "project = \"copy\"",
+        r#"cd / && rm -rf "$PTEST_ENV_ROOT/workspace" && ln -s "$CANARY" "$PTEST_ENV_ROOT/workspace"; exit 1"#,
+    );
 }
 
 /// The retry of an overlaid suite renews its layers: `overlay/` swapped for a link to a host
@@ -464,15 +454,21 @@ fn a_workspace_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_reset() {
 #[test]
 fn an_overlay_dir_swapped_for_a_host_dir_link_is_not_emptied_by_the_retry_renewal() {
     let t = TestHome::new();
-    for security in levels(&t).into_iter().filter(|l| *l != "low") {
-        let r = run_suite(
-            &t,
-            "layers",
-            security,
-            "project = \"overlay\"",
-            r#"cd "$PTEST_ENV_ROOT" && mv overlay overlay.old && ln -s "$CANARY" overlay; exit 1"#,
-            "retries = 1",
-        );
+    let sandboxed: Vec<&str> = levels(&t).into_iter().filter(|l| *l != "low").collect();
+    retried_after_a_swap(
+        &t,
+        &sandboxed,
+        "layers",
+        "project = \"overlay\"",
+        r#"cd "$PTEST_ENV_ROOT" && mv overlay overlay.old && ln -s "$CANARY" overlay; exit 1"#,
+    );
+}
+
+/// At each of `levels`, a suite of `template` runs `swap` and fails; its retry (the second
+/// attempt) must leave the canary untouched.
+fn retried_after_a_swap(t: &TestHome, levels: &[&str], name: &str, template: &str, swap: &str) {
+    for &security in levels {
+        let r = run_suite(t, name, security, template, swap, "retries = 1");
         assert_eq!(r.code, Some(1), "at {security}: {:?}", r.texts);
         let report: serde_json::Value = serde_json::from_str(&r.texts[2]).unwrap();
         assert_eq!(

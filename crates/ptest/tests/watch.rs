@@ -32,6 +32,16 @@ impl Watcher {
     }
 }
 
+/// Whether this host makes pods with a memory limit (their `/dev/shm` counts against it); a
+/// skip (a failure under `PTEST_REQUIRE_ALL=1`) when not.
+fn pods_with_memory_limits(t: &TestHome) -> bool {
+    let missing = support::missing_features(t, &["namespaces", "cgroups"]);
+    support::runnable(
+        (!missing.is_empty())
+            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
+    )
+}
+
 /// Polls `done` every 100 ms for up to 20 s.
 fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -75,11 +85,7 @@ fn gc_watch_removes_a_scheduled_environment_after_its_ttl() {
 #[test]
 fn a_command_filling_memory_past_the_threshold_raises_an_event() {
     let t = TestHome::new();
-    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
-    if !support::runnable(
-        (!missing.is_empty())
-            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
-    ) {
+    if !pods_with_memory_limits(&t) {
         return;
     }
     t.ptest(["env", "create", "full", "--memory", "64M"])
@@ -121,11 +127,7 @@ fn a_command_filling_memory_past_the_threshold_raises_an_event() {
 #[test]
 fn a_supervisor_records_the_threshold_its_own_process_crosses() {
     let t = TestHome::new();
-    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
-    if !support::runnable(
-        (!missing.is_empty())
-            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
-    ) {
+    if !pods_with_memory_limits(&t) {
         return;
     }
     t.ptest(["env", "create", "self", "--memory", "64M"])
@@ -165,11 +167,7 @@ fn a_supervisor_records_the_threshold_its_own_process_crosses() {
 #[test]
 fn a_suite_filling_memory_past_the_threshold_raises_an_event_in_ptest_run() {
     let t = TestHome::new();
-    let missing = support::missing_features(&t, &["namespaces", "cgroups"]);
-    if !support::runnable(
-        (!missing.is_empty())
-            .then(|| format!("a pod's /dev/shm and memory limit need: {missing:?}")),
-    ) {
+    if !pods_with_memory_limits(&t) {
         return;
     }
     let dir = t.dir.path().join("filling");

@@ -42,6 +42,24 @@ fn pods_with_memory_limits(t: &TestHome) -> bool {
     )
 }
 
+/// What fills 40M of a pod's `/dev/shm` (tmpfs pages, charged to the environment's cgroup:
+/// 62% of a 64M limit) and stays.
+const FILL: &str = "head -c 40M /dev/zero > /dev/shm/fill && sleep 60";
+
+/// Whether the event log (of `env`, or of every environment) holds a memory
+/// `resource_threshold_exceeded` at or above 50%.
+fn memory_threshold_recorded(t: &TestHome, env: Option<&str>) -> bool {
+    let mut args = vec!["events", "--json"];
+    args.extend(env.map(|e| ["--env", e]).into_iter().flatten());
+    let out = t.ptest(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        e["event"] == "resource_threshold_exceeded"
+            && e["details"]["resource"] == "memory"
+            && e["details"]["percent"].as_f64().unwrap() >= 50.0
+    })
+}
+
 /// Polls `done` every 100 ms for up to 20 s.
 fn eventually(mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -94,30 +112,11 @@ fn a_command_filling_memory_past_the_threshold_raises_an_event() {
     let watcher = Watcher::start(&t, &[("PTEST_MONITOR_MEMORY", "50%")]);
     // 40M of tmpfs pages, charged to the environment's cgroup: 62% of its limit.
     t.ptest([
-        "proc",
-        "start",
-        "full",
-        "--name",
-        "fill",
-        "--",
-        "sh",
-        "-c",
-        "head -c 40M /dev/zero > /dev/shm/fill && sleep 60",
+        "proc", "start", "full", "--name", "fill", "--", "sh", "-c", FILL,
     ])
     .assert()
     .success();
-    let found = eventually(|| {
-        let out = t
-            .ptest(["events", "--env", "full", "--json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
-            let e: serde_json::Value = serde_json::from_str(l).unwrap();
-            e["event"] == "resource_threshold_exceeded"
-                && e["details"]["resource"] == "memory"
-                && e["details"]["percent"].as_f64().unwrap() >= 50.0
-        })
-    });
+    let found = eventually(|| memory_threshold_recorded(&t, Some("full")));
     watcher.stop();
     assert!(found, "no resource_threshold_exceeded event");
     t.ptest(["env", "rm", "--force", "full"]).assert().success();
@@ -134,28 +133,12 @@ fn a_supervisor_records_the_threshold_its_own_process_crosses() {
         .assert()
         .success();
     t.ptest([
-        "proc",
-        "start",
-        "self",
-        "--name",
-        "fill",
-        "--",
-        "sh",
-        "-c",
-        "head -c 40M /dev/zero > /dev/shm/fill && sleep 60",
+        "proc", "start", "self", "--name", "fill", "--", "sh", "-c", FILL,
     ])
     .env("PTEST_MONITOR_MEMORY", "50%")
     .assert()
     .success();
-    let found = eventually(|| {
-        let out = t
-            .ptest(["events", "--env", "self", "--json"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .any(|l| l.contains("\"resource_threshold_exceeded\""))
-    });
+    let found = eventually(|| memory_threshold_recorded(&t, Some("self")));
     assert!(
         found,
         "no resource_threshold_exceeded event from the supervisor"
@@ -182,9 +165,8 @@ fn a_suite_filling_memory_past_the_threshold_raises_an_event_in_ptest_run() {
         .env("PTEST_MONITOR_MEMORY", "50%")
         .assert()
         .success();
-    let out = t.ptest(["events", "--json"]).output().unwrap();
-    let found = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|l| l.contains("\"resource_threshold_exceeded\""));
-    assert!(found, "no resource_threshold_exceeded event from ptest run");
+    assert!(
+        memory_threshold_recorded(&t, None),
+        "no resource_threshold_exceeded event from ptest run"
+    );
 }

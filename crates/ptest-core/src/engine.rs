@@ -85,6 +85,18 @@ pub struct OverlayRefusal {
     pub by_design: bool,
 }
 
+/// What a level's environments let callers above the engines do: the runner and the CLI ask
+/// this instead of naming levels ([`Engine::traits`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EngineTraits {
+    /// Commands see the environment's root at its host path, so a file ptest writes beneath
+    /// the root is found inside by that same path (`ptest run` places its pytest plugin so).
+    pub root_at_host_path: bool,
+    /// ptest's fault proxy can serve the environment's ports from its network namespace
+    /// (`ptest net`).
+    pub network_faults: bool,
+}
+
 /// A command that has been spawned and is running.
 #[async_trait]
 pub trait RunningProcess: Send {
@@ -141,6 +153,11 @@ pub trait Engine: Send + Sync {
     /// What the engine needs from this host, for `ptest doctor`: the level is available when
     /// every one of these holds.
     fn capabilities(&self) -> Vec<Finding>;
+
+    /// What callers may count on from this level's environments; nothing by default.
+    fn traits(&self) -> EngineTraits {
+        EngineTraits::default()
+    }
 
     /// Optional features (sandboxing, limits) and whether this host offers them; a missing
     /// feature does not make the level unavailable, asking for it is an error.

@@ -300,6 +300,17 @@ impl Manager {
             })
     }
 
+    /// What `level`'s environments let a caller do (see [`crate::EngineTraits`]).
+    pub fn traits(&self, level: IsolationLevel) -> Result<crate::EngineTraits> {
+        Ok(self.engine(level)?.traits())
+    }
+
+    /// The engines it runs environments with (a project's templates are checked by them
+    /// before a run).
+    pub fn engines(&self) -> &EngineRegistry {
+        &self.engines
+    }
+
     /// Moves `env` to `status`, logging `event`; `owned` marks a multi-step change in progress.
     fn step(
         &self,

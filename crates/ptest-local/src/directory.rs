@@ -60,6 +60,14 @@ impl Engine for DirectoryEngine {
         IsolationLevel::Basic
     }
 
+    fn traits(&self) -> ptest_core::EngineTraits {
+        // A pod binds the root at its own path; without one the command is on the host.
+        ptest_core::EngineTraits {
+            root_at_host_path: true,
+            network_faults: true,
+        }
+    }
+
     fn capabilities(&self) -> Vec<Finding> {
         let me = rustix::process::getpid();
         let pidfd = rustix::process::pidfd_open(me, rustix::process::PidfdFlags::empty());

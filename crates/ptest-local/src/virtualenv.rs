@@ -111,6 +111,10 @@ impl Engine for VirtualenvEngine {
         IsolationLevel::Virtualenv
     }
 
+    fn traits(&self) -> ptest_core::EngineTraits {
+        self.dir.traits()
+    }
+
     fn capabilities(&self) -> Vec<Finding> {
         let mut out = self.dir.capabilities();
         let python = Interpreter::find_cached(&PythonRequest::Default, &probes_for(&self.cache));

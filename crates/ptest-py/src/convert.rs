@@ -102,9 +102,7 @@ impl SpecArgs {
             || self.index_url.is_some();
         let level: IsolationLevel = match &self.level {
             Some(l) => parse(l)?,
-            None if wants_docker => IsolationLevel::Docker,
-            None if wants_python => IsolationLevel::Virtualenv,
-            None => config.default_level,
+            None => IsolationLevel::implied(wants_docker, wants_python, config.default_level),
         };
         let mut spec = Map::new();
         spec.insert("name".into(), json!(self.name));
@@ -145,7 +143,7 @@ impl SpecArgs {
         spec.insert("allow_degraded".into(), json!(self.allow_degraded));
         spec.insert("ports".into(), json!(self.ports));
         spec.insert("allow".into(), json!(self.allow));
-        if wants_python || level == IsolationLevel::Virtualenv {
+        if wants_python {
             spec.insert(
                 "virtualenv".into(),
                 json!({

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ptest_core::{
-    EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Labels, Manager,
-    OutputMode, OverlaySpec, ProcessResult, RemoveOptions,
+    EnvFilter, EnvName, Environment, EnvironmentSpec, ExecRequest, Labels, Manager, OutputMode,
+    OverlaySpec, ProcessResult, RemoveOptions,
 };
 use tokio::sync::{OnceCell, watch};
 use tokio::task::JoinSet;
@@ -493,12 +493,17 @@ async fn run_in_env(
     report.env_name = Some(env.name.to_string());
     // Where the root keeps its path inside (not in a container), pytest suites report each
     // test as it ends.
-    let plugin = match template.level {
-        IsolationLevel::Basic | IsolationLevel::Virtualenv => Plugin::install(&env.root)
-            .inspect_err(|e| tracing::debug!("no pytest plugin in {}: {e}", env.name))
-            .ok(),
-        _ => None,
-    };
+    let sees_root = shared
+        .manager
+        .traits(template.level)
+        .is_ok_and(|t| t.root_at_host_path);
+    let plugin = sees_root
+        .then(|| {
+            Plugin::install(&env.root)
+                .inspect_err(|e| tracing::debug!("no pytest plugin in {}: {e}", env.name))
+                .ok()
+        })
+        .flatten();
 
     let already = *stop.borrow();
     let interrupted = if let Some(s) = already {

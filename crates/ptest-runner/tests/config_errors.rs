@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ptest_runner::{Project, ProjectError, ProjectMode};
 
@@ -11,7 +12,25 @@ fn error_of(text: &str) -> (usize, usize, String, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ptest.toml");
     std::fs::write(&file, text).unwrap();
-    let err = Project::load(dir.path()).unwrap_err();
+    where_refused(&file, Project::load(dir.path()).unwrap_err())
+}
+
+/// Loads `text` as a ptest.toml, which parses, and returns where ptest's engines refuse it.
+fn engine_error_of(text: &str) -> (usize, usize, String, Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ptest.toml");
+    std::fs::write(&file, text).unwrap();
+    let home = ptest_core::Home::at(dir.path().join("home"));
+    let mut engines = ptest_core::EngineRegistry::new();
+    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+    engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
+    engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+    let project = Project::load(dir.path()).unwrap();
+    where_refused(&file, project.check_engines(&engines).unwrap_err())
+}
+
+/// (line, column, message, help) of a refusal of `file`.
+fn where_refused(file: &Path, err: ProjectError) -> (usize, usize, String, Option<String>) {
     assert_eq!(err.kind(), ptest_core::ErrorKind::Usage);
     let ProjectError::File(e) = &err else {
         panic!("{err:?}")
@@ -97,11 +116,11 @@ fn an_overlay_where_no_sandbox_can_be_is_refused_with_the_way_out() {
             "low",
         ),
         (
-            "[env.o]\nproject = \"overlay\"\nlevel = \"docker\"\n",
+            "[env.o]\nproject = \"overlay\"\nimage = \"busybox:1\"\n",
             "docker",
         ),
     ] {
-        let (line, column, message, help) = error_of(toml);
+        let (line, column, message, help) = engine_error_of(toml);
         assert_eq!((line, column), (2, 11), "{message}");
         assert!(
             message.contains("project = \"overlay\"") && message.contains(why),
@@ -109,7 +128,7 @@ fn an_overlay_where_no_sandbox_can_be_is_refused_with_the_way_out() {
         );
         assert!(help.unwrap().contains("project = \"copy\""), "{message}");
     }
-    // Without a reason known from the file, it parses: the host decides at run time.
+    // Without a reason known from the file, the host decides at run time.
     let text = "[env.o]\nproject = \"overlay\"\n";
     let project = Project::parse(Path::new("/p/ptest.toml"), Path::new("/p"), text).unwrap();
     assert_eq!(project.templates["o"].project, Some(ProjectMode::Overlay));
@@ -256,4 +275,25 @@ depends_on = ["unit"]
     };
     assert_eq!(plan(&["unit"]), ["unit[py3.11]", "unit[pypy3.10]"]);
     assert_eq!(plan(&["unit[pypy3.10]"]), ["unit[pypy3.10]"]);
+}
+
+#[test]
+fn what_only_an_engine_judges_is_refused_where_it_is_written() {
+    // An image on a level that runs none: at the template's table.
+    let (line, _, message, _) =
+        engine_error_of("[env.box]\nlevel = \"basic\"\nimage = \"busybox:1\"\n");
+    assert_eq!(line, 1, "{message}");
+    assert!(
+        message.contains("\"box\"") && message.contains("another level"),
+        "{message}"
+    );
+    // A split whose plugin a container's commands would not see: at the `split` key.
+    let (line, column, message, _) = engine_error_of(
+        "[env.box]\nimage = \"busybox:1\"\n\n[[suite]]\nname = \"unit\"\nenv = \"box\"\nrun = \"pytest\"\nparallel = 2\nsplit = \"pytest\"\n",
+    );
+    assert_eq!((line, column), (9, 9), "{message}");
+    assert!(
+        message.contains("split = \"pytest\"") && message.contains("docker"),
+        "{message}"
+    );
 }

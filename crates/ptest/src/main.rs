@@ -95,13 +95,19 @@ fn load_config(cli: &Cli) -> Result<LoadedConfig, ConfigError> {
     LoadedConfig::load(&sources)
 }
 
+/// Every engine this build has, for environments in `home`.
+fn engines(home: &Home) -> EngineRegistry {
+    let mut engines = EngineRegistry::new();
+    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+    engines.register(Arc::new(ptest_local::VirtualenvEngine::new(home)));
+    engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+    engines
+}
+
 /// Opens the manager on `$PTEST_HOME` with every engine this build has.
 fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
     let home = Home::from_env()?;
-    let mut engines = EngineRegistry::new();
-    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
-    engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
-    engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+    let engines = engines(&home);
     Ok(Manager::open(home, config, engines)?)
 }
 
@@ -112,7 +118,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Command::Config(cmd) = &cli.command {
-        return cmd::config::run(cmd, || load_config(&cli));
+        return cmd::config::run(
+            cmd,
+            || load_config(&cli),
+            || Ok(engines(&Home::from_env()?)),
+        );
     }
     if let Command::Init(args) = &cli.command {
         return cmd::init::run(args);

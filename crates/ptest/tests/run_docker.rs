@@ -51,6 +51,6 @@ fn image_with_another_level_is_refused_where_it_is_written() {
     t.ptest(["run", "--project", dir.to_str().unwrap()])
         .assert()
         .code(2)
-        .stderr(contains("image and build are for level = \"docker\""))
-        .stderr(contains("ptest.toml:3"));
+        .stderr(contains("settings of another level"))
+        .stderr(contains("ptest.toml:1"));
 }

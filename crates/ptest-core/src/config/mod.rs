@@ -73,7 +73,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             max_environments: 100,
-            default_level: IsolationLevel::Basic,
+            default_level: IsolationLevel::default(),
             level: PerLevel::default(),
             ports: PortsConfig::default(),
             quota: QuotaConfig::default(),

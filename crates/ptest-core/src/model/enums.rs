@@ -76,6 +76,28 @@ wire_enum! {
     }
 }
 
+/// The plainest level, taken when nothing asks for another.
+impl Default for IsolationLevel {
+    fn default() -> Self {
+        Self::Basic
+    }
+}
+
+impl IsolationLevel {
+    /// The level a spec calls for when it names none: a container's image or build means
+    /// `docker`, Python settings mean `virtualenv`, anything else `default` (the configured
+    /// one). One rule for `env create`, `ptest.toml` templates and the Python API.
+    pub fn implied(container: bool, python: bool, default: Self) -> Self {
+        if container {
+            Self::Docker
+        } else if python {
+            Self::Virtualenv
+        } else {
+            default
+        }
+    }
+}
+
 wire_enum! {
     /// Where an environment is in its lifecycle.
     ///

@@ -52,7 +52,22 @@ pub struct Project {
     pub templates: BTreeMap<String, EnvTemplate>,
     /// Suites in file order.
     pub suites: Vec<Suite>,
+    /// Where what the engines judge was written, for [`Project::check_engines`].
+    #[serde(skip)]
+    written: std::sync::Arc<Written>,
 }
+
+/// The file's text and where each part that only an engine can judge stands in it.
+#[derive(Debug, Default, PartialEq)]
+struct Written {
+    text: String,
+    /// Per template (a matrix's entries each): its `[env.NAME]` key and its `project` key.
+    templates: BTreeMap<String, (Span, Option<Span>)>,
+    /// Per `split` key: the template its suite runs in, and the key.
+    splits: Vec<(String, Span)>,
+}
+
+type Span = std::ops::Range<usize>;
 
 impl Project {
     /// Finds `ptest.toml` in `start` or the nearest parent that has one, and loads it.
@@ -108,7 +123,13 @@ impl Project {
         })?;
 
         let mut templates = BTreeMap::new();
-        templates.insert("basic".to_owned(), EnvTemplate::default_basic());
+        let mut written = Written {
+            text: text.to_owned(),
+            ..Written::default()
+        };
+        let default = EnvTemplate::default_template();
+        let default_name = default.name.clone();
+        templates.insert(default_name.clone(), default);
         // Templates with a `python` list: their entries, each a template `NAME[LABEL]`.
         let mut matrices: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, config) in parsed.env {
@@ -117,33 +138,14 @@ impl Project {
             {
                 return Err(err(Some(image.span()), why, None));
             }
-            let container = config
-                .image
-                .as_ref()
-                .map(Spanned::span)
-                .or_else(|| config.build.as_ref().map(Spanned::span));
-            if let (Some(span), Some(level)) = (container, config.level)
-                && level != ptest_core::IsolationLevel::Docker
-            {
-                return Err(err(
-                    Some(span),
-                    format!("image and build are for level = \"docker\", not \"{level}\""),
-                    Some("remove level (image or build implies docker) or set level = \"docker\""),
-                ));
-            }
-            if let Some(mode) = &config.project
-                && *mode.get_ref() == ProjectMode::Overlay
-                && let Some(why) = overlay_impossible(&config)
-            {
-                return Err(err(
-                    Some(mode.span()),
-                    format!(
-                        "project = \"overlay\" needs the environment's own mount namespace, \
-                         and {why}"
-                    ),
-                    Some("use project = \"copy\" (a private copy per suite)"),
-                ));
-            }
+            let spans = (
+                name.span(),
+                config
+                    .project
+                    .as_ref()
+                    .filter(|m| *m.get_ref() == ProjectMode::Overlay)
+                    .map(Spanned::span),
+            );
             if let Some(policy) = &config.cleanup
                 && config.keep
                 && matches!(
@@ -179,6 +181,7 @@ impl Project {
                             Some(python.clone()),
                             dir,
                         );
+                        written.templates.insert(variant.clone(), spans.clone());
                         templates.insert(variant, template);
                     }
                     matrices.insert(name.into_inner(), versions.clone());
@@ -186,10 +189,12 @@ impl Project {
                 Some((_, PythonKey::One(python))) => {
                     let template =
                         EnvTemplate::from_config(name.get_ref(), config, Some(python.clone()), dir);
+                    written.templates.insert(name.get_ref().clone(), spans);
                     templates.insert(name.into_inner(), template);
                 }
                 None => {
                     let template = EnvTemplate::from_config(name.get_ref(), config, None, dir);
+                    written.templates.insert(name.get_ref().clone(), spans);
                     templates.insert(name.into_inner(), template);
                 }
             }
@@ -248,7 +253,7 @@ impl Project {
                     ));
                 }
                 Some(env) => env.get_ref().clone(),
-                None => "basic".to_owned(),
+                None => default_name.clone(),
             };
             let (shards, auto_shards) = match config.parallel.as_ref().map(Spanned::get_ref) {
                 Some(Parallel::Count(n)) => (n.get(), false),
@@ -264,25 +269,18 @@ impl Project {
                 None if config.split.is_some() => (cores(), true),
                 None => (1, false),
             };
-            if let Some(split) = &config.split
-                && templates
-                    .get(&env)
-                    .or_else(|| {
-                        matrices
-                            .get(&env)
-                            .and_then(|v| v.first())
-                            .and_then(|p| templates.get(&format!("{env}[{}]", python_label(p))))
-                    })
-                    .is_some_and(|t| t.level == ptest_core::IsolationLevel::Docker)
-            {
-                return Err(err(
-                    Some(split.span()),
-                    "split = \"pytest\" needs a basic or virtualenv environment (ptest's \
-                     pytest plugin is placed at the root's own path, which a container does \
-                     not see)"
-                        .into(),
-                    None,
-                ));
+            if let Some(split) = &config.split {
+                let entries = matrices.get(&env).map_or_else(
+                    || vec![env.clone()],
+                    |v| {
+                        v.iter()
+                            .map(|p| format!("{env}[{}]", python_label(p)))
+                            .collect()
+                    },
+                );
+                written
+                    .splits
+                    .extend(entries.into_iter().map(|t| (t, split.span())));
             }
             let suite = Suite {
                 name: name.clone(),
@@ -376,7 +374,89 @@ impl Project {
             file: file.to_owned(),
             templates,
             suites,
+            written: std::sync::Arc::new(written),
         })
+    }
+
+    /// Asks each template's engine what only it can judge, pointing at the key it refuses:
+    /// whether it can make the template's environments at all (an image on a level that runs
+    /// none, a requirements file missing), an asked-for `project = "overlay"` that it never
+    /// mounts, and a `split = "pytest"` whose plugin its commands would not see. Called
+    /// once the engines are known, before anything is made.
+    pub fn check_engines(&self, engines: &ptest_core::EngineRegistry) -> Result<(), ProjectError> {
+        let written = &self.written;
+        let err = |span: Option<Span>, message: String, help: &str| {
+            ProjectError::File(Box::new(ProjectFileError::at(
+                &self.file,
+                written.text.clone(),
+                span,
+                message,
+                Some(help.to_owned()),
+            )))
+        };
+        let engine = |name: &str| {
+            let template = &self.templates[name];
+            let span = written.templates.get(name).map(|s| s.0.clone());
+            match engines.get(template.level) {
+                Some(engine) => Ok((template, engine)),
+                None => Err(err(
+                    span,
+                    format!("this ptest has no {} engine", template.level),
+                    "choose another level for the template",
+                )),
+            }
+        };
+        for name in self.templates.keys() {
+            let (template, engine) = engine(name)?;
+            let (table, project) = written.templates.get(name).cloned().unzip();
+            let spec = template.spec(
+                ptest_core::EnvName::new("check").expect("valid"),
+                Default::default(),
+            );
+            if let Err(e) = engine.check(&spec) {
+                return Err(err(
+                    table,
+                    format!("environment template {name:?}: {e}"),
+                    "change the template's keys to what its level takes",
+                ));
+            }
+            let overlaid = ptest_core::EnvironmentSpec {
+                overlay: Some(ptest_core::OverlaySpec {
+                    lower: self.dir.clone(),
+                    hide: Vec::new(),
+                }),
+                ..spec
+            };
+            if let Some(span) = project.flatten()
+                && let Some(why) = engine.overlay_refusal(&overlaid).filter(|r| r.by_design)
+            {
+                return Err(err(
+                    Some(span),
+                    format!(
+                        "project = \"overlay\" needs the environment's own mount namespace, \
+                         and {}",
+                        why.reason
+                    ),
+                    "use project = \"copy\" (a private copy per suite)",
+                ));
+            }
+        }
+        for (name, span) in &written.splits {
+            let (template, engine) = engine(name)?;
+            if !engine.traits().root_at_host_path {
+                return Err(err(
+                    Some(span.clone()),
+                    format!(
+                        "split = \"pytest\" needs ptest's pytest plugin, placed in the root at \
+                         its host path, and commands of a {} environment do not see it there",
+                        template.level
+                    ),
+                    "use a template whose environments see their root at its own path, or \
+                     parallel without split",
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The suite named `name`.
@@ -420,19 +500,6 @@ fn matrix_problem(versions: &[String]) -> Option<String> {
         }
     }
     None
-}
-
-/// Why a template's environments can never have a project overlay, whatever the host: a
-/// docker level, or security `low`.
-fn overlay_impossible(config: &EnvTemplateConfig) -> Option<&'static str> {
-    let container = config.image.is_some() || config.build.is_some();
-    if container || config.level == Some(ptest_core::IsolationLevel::Docker) {
-        Some("a docker container has its workspace bind-mounted, not overlaid")
-    } else if config.security == Some(ptest_core::SecurityLevel::Low) {
-        Some("security \"low\" shares the host's")
-    } else {
-        None
-    }
 }
 
 fn find_cycle(suites: &[Suite]) -> Option<Vec<String>> {

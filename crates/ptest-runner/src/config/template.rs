@@ -189,12 +189,12 @@ pub struct EnvTemplate {
 }
 
 impl EnvTemplate {
-    /// The template of suites that name no `env`: a `basic` environment, the project seen
-    /// as the default [`ProjectMode`] says.
-    pub fn default_basic() -> Self {
+    /// The template of suites that name no `env`: an environment of the default level,
+    /// named after it, the project seen as the default [`ProjectMode`] says.
+    pub fn default_template() -> Self {
         Self {
-            name: "basic".into(),
-            level: IsolationLevel::Basic,
+            name: IsolationLevel::default().to_string(),
+            level: IsolationLevel::default(),
             virtualenv: None,
             docker: None,
             limits: Limits::default(),
@@ -242,44 +242,39 @@ impl EnvTemplate {
             || !c.find_links.is_empty()
             || c.no_index;
         let container = c.image.is_some() || c.build.is_some();
-        let level = c.level.unwrap_or(if container {
-            IsolationLevel::Docker
-        } else if python_keys {
-            IsolationLevel::Virtualenv
-        } else {
-            IsolationLevel::Basic
+        let level = c.level.unwrap_or_else(|| {
+            IsolationLevel::implied(container, python_keys, IsolationLevel::default())
         });
         let docker = container.then(|| ptest_core::DockerSpec {
             image: c.image.as_ref().map(|i| i.get_ref().clone()),
             build: c.build.as_ref().map(|b| dir.join(b.get_ref())),
         });
-        let virtualenv =
-            (python_keys || level == IsolationLevel::Virtualenv).then(|| VirtualenvSpec {
-                python,
-                packages: packages
-                    .iter()
-                    .map(|p| resolve_requirement(p, dir))
-                    .chain(c.pip.then(|| "pip".to_owned()))
-                    .collect(),
-                requirements: c.requirements.iter().map(|p| dir.join(p)).collect(),
-                constraints: c.constraints.iter().map(|p| dir.join(p)).collect(),
-                find_links: c
-                    .find_links
-                    .iter()
-                    .map(|l| {
-                        if l.contains("://") {
-                            l.clone()
-                        } else {
-                            dir.join(l).display().to_string()
-                        }
-                    })
-                    .collect(),
-                no_index: c.no_index,
-                index_url: c.index_url.clone(),
-                extra_index_urls: c.extra_index_urls.clone(),
-                offline: c.offline,
-                ..VirtualenvSpec::default()
-            });
+        let virtualenv = python_keys.then(|| VirtualenvSpec {
+            python,
+            packages: packages
+                .iter()
+                .map(|p| resolve_requirement(p, dir))
+                .chain(c.pip.then(|| "pip".to_owned()))
+                .collect(),
+            requirements: c.requirements.iter().map(|p| dir.join(p)).collect(),
+            constraints: c.constraints.iter().map(|p| dir.join(p)).collect(),
+            find_links: c
+                .find_links
+                .iter()
+                .map(|l| {
+                    if l.contains("://") {
+                        l.clone()
+                    } else {
+                        dir.join(l).display().to_string()
+                    }
+                })
+                .collect(),
+            no_index: c.no_index,
+            index_url: c.index_url.clone(),
+            extra_index_urls: c.extra_index_urls.clone(),
+            offline: c.offline,
+            ..VirtualenvSpec::default()
+        });
         Self {
             name: name.to_owned(),
             level,

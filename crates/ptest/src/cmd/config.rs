@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use ptest_core::EngineRegistry;
 use ptest_core::config::{ConfigError, LoadedConfig, validate_file};
 
 use ptest_runner::{PROJECT_FILE, Project, ProjectError, Run, Selection};
@@ -12,8 +13,13 @@ use crate::output::{self, Table};
 
 /// Checks a project the way `ptest run --list` does: its file (templates, suites, limits with
 /// their ranges) and the plan of every suite (dependencies, cycles, services' ports).
-fn validate_project(project: Result<Project, ProjectError>) -> Result<(), Failure> {
-    let project = project.map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+fn validate_project(
+    project: Result<Project, ProjectError>,
+    engines: &EngineRegistry,
+) -> Result<(), Failure> {
+    let diagnostic = |e| Failure::Diagnostic(miette::Report::new(e));
+    let project = project.map_err(diagnostic)?;
+    project.check_engines(engines).map_err(diagnostic)?;
     Run::new(project, &Selection::default())
         .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
     Ok(())
@@ -23,6 +29,7 @@ fn validate_project(project: Result<Project, ProjectError>) -> Result<(), Failur
 pub fn run(
     cmd: &ConfigCommand,
     load: impl FnOnce() -> Result<LoadedConfig, ConfigError>,
+    engines: impl FnOnce() -> Result<EngineRegistry, Failure>,
 ) -> Result<ExitCode, Failure> {
     match cmd {
         ConfigCommand::Show(args) => {
@@ -44,7 +51,7 @@ pub fn run(
         ConfigCommand::Validate { file: Some(file) } => {
             validate_file(file)?;
             if file.file_name() == Some(PROJECT_FILE.as_ref()) {
-                validate_project(Project::load(file))?;
+                validate_project(Project::load(file), &engines()?)?;
             }
             println!("{}: ok", file.display());
         }
@@ -53,7 +60,7 @@ pub fn run(
             let cwd = std::env::current_dir().unwrap_or_default();
             match Project::discover(&cwd) {
                 Err(ProjectError::NotFound { .. }) => {}
-                found => validate_project(found)?,
+                found => validate_project(found, &engines()?)?,
             }
             println!("configuration ok");
         }

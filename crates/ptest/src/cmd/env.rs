@@ -35,12 +35,8 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         || !args.constraints.is_empty()
         || args.index.given();
     let wants_docker = args.image.is_some() || args.build.is_some();
-    let level = args.level.unwrap_or(if wants_docker {
-        IsolationLevel::Docker
-    } else if wants_python {
-        IsolationLevel::Virtualenv
-    } else {
-        manager.config().default_level
+    let level = args.level.unwrap_or_else(|| {
+        IsolationLevel::implied(wants_docker, wants_python, manager.config().default_level)
     });
     let docker = wants_docker.then(|| DockerSpec {
         image: args.image,
@@ -55,9 +51,8 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
             })
             .collect()
     };
-    let virtualenv = (wants_python || level == IsolationLevel::Virtualenv).then_some(());
-    let virtualenv = match virtualenv {
-        Some(()) => Some(VirtualenvSpec {
+    let virtualenv = if wants_python {
+        Some(VirtualenvSpec {
             python: args.python,
             packages: args.packages,
             requirements: absolute(args.requirements)?,
@@ -68,8 +63,9 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
             extra_index_urls: args.index.extra_index_url.clone(),
             offline: args.index.offline,
             project: None,
-        }),
-        None => None,
+        })
+    } else {
+        None
     };
     let defaults = manager.config().level(level);
     let spec = EnvironmentSpec {

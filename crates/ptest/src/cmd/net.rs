@@ -16,9 +16,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use ptest_core::beneath::Beneath;
 use ptest_core::{
-    ByteSize, EnvFilter, Environment, EnvironmentStatus, Error, IsolationLevel, Manager,
-    NetworkMode, PortName, ProcessStatus, Readiness, RestartPolicy, SecurityLevel, ServiceInfo,
-    ServiceSpec,
+    ByteSize, EnvFilter, Environment, EnvironmentStatus, Error, Manager, NetworkMode, PortName,
+    ProcessStatus, Readiness, RestartPolicy, SecurityLevel, ServiceInfo, ServiceSpec,
 };
 use ptest_net::{Bandwidth, ControlFile, Faults, ProxyConfig};
 use ptest_supervisor::StartFailure;
@@ -188,7 +187,7 @@ fn isolation<T: serde::de::DeserializeOwned>(env: &Environment, key: &str) -> Op
 }
 
 /// Refuses environments a proxy cannot serve, with the reason.
-fn check_can_proxy(env: &Environment) -> Result<(), Error> {
+fn check_can_proxy(manager: &Manager, env: &Environment) -> Result<(), Error> {
     if env.status != EnvironmentStatus::Active {
         return Err(Error::WrongState {
             name: env.name.to_string(),
@@ -197,13 +196,17 @@ fn check_can_proxy(env: &Environment) -> Result<(), Error> {
             hint: None,
         });
     }
-    if !matches!(
-        env.level,
-        IsolationLevel::Basic | IsolationLevel::Virtualenv
-    ) {
+    if !manager.traits(env.level)?.network_faults {
+        let able: Vec<&str> = manager
+            .levels()
+            .into_iter()
+            .filter(|l| manager.traits(*l).is_ok_and(|t| t.network_faults))
+            .map(|l| l.as_str())
+            .collect();
         return Err(Error::Usage(format!(
-            "network faults on {} environments are not in this build (basic and virtualenv only)",
-            env.level
+            "network faults on {} environments are not in this build ({} only)",
+            env.level,
+            able.join(" and ")
         )));
     }
     if isolation::<NetworkMode>(env, "network") == Some(NetworkMode::None) {
@@ -251,7 +254,7 @@ fn proxy_service(services: &[ServiceInfo], port: &PortName) -> Option<ServiceInf
 
 async fn fault(manager: &Manager, args: FaultArgs) -> Result<ExitCode, Failure> {
     let env = manager.get_environment(&args.env)?;
-    check_can_proxy(&env)?;
+    check_can_proxy(manager, &env)?;
     let port = args.port;
     let Some(&upstream_port) = env.ports.get(&port) else {
         let known: Vec<&str> = env.ports.keys().map(PortName::as_str).collect();

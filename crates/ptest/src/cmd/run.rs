@@ -28,6 +28,9 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
         None => Project::discover(&cwd),
     }
     .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    project
+        .check_engines(manager.engines())
+        .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
     let jobs = RunOptions {
         jobs: args.jobs.unwrap_or(0),
         ..RunOptions::default()

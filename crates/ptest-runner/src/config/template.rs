@@ -240,7 +240,10 @@ impl EnvTemplate {
             || !c.requirements.is_empty()
             || !c.constraints.is_empty()
             || !c.find_links.is_empty()
-            || c.no_index;
+            || c.no_index
+            || c.index_url.is_some()
+            || !c.extra_index_urls.is_empty()
+            || c.offline;
         let container = c.image.is_some() || c.build.is_some();
         let level = c.level.unwrap_or_else(|| {
             IsolationLevel::implied(container, python_keys, IsolationLevel::default())
@@ -414,6 +417,12 @@ mod index_tests {
         assert_eq!(venv.index_url.as_deref(), Some("https://i.example/simple"));
         assert_eq!(venv.extra_index_urls, ["https://j.example/simple"]);
         assert!(venv.offline);
+        // A package source alone, with nothing to install yet, makes a virtualenv too.
+        let c: EnvTemplateConfig =
+            toml::from_str("index_url = 'https://i.example/simple'").expect("parses");
+        let t = EnvTemplate::from_config("t", c, None, Path::new("/p"));
+        assert_eq!(t.level, IsolationLevel::Virtualenv);
+        assert!(t.virtualenv.is_some_and(|v| v.index_url.is_some()));
     }
 }
 

@@ -78,6 +78,9 @@ pub struct EnvironmentSpec {
     /// Settings of the `docker` level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerSpec>,
+    /// Settings of the `kubernetes` level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSpec>,
     /// A host directory shown in `workspace/` through a copy-on-write layer, so that commands
     /// can write to it while it stays as it was (ptest runs a project this way). Needs a
     /// sandboxed `basic` or `virtualenv` environment (security `medium` and above).
@@ -230,6 +233,21 @@ pub struct DockerSpec {
     pub build: Option<PathBuf>,
 }
 
+/// The pod of a `kubernetes` environment and where it goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// Image the pod runs (the cluster's nodes must be able to pull it); a valid reference.
+    #[serde(default, deserialize_with = "super::image_ref::deserialize_checked")]
+    pub image: Option<String>,
+    /// Namespace of the pod; the kubeconfig context's namespace (else `default`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Kubeconfig context; the current context when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
 impl EnvironmentSpec {
     /// A spec at `level` with the `on_request` policy and nothing else set.
     pub fn new(level: IsolationLevel) -> Self {
@@ -250,6 +268,7 @@ impl EnvironmentSpec {
             expose_sockets: Vec::new(),
             virtualenv: None,
             docker: None,
+            kubernetes: None,
             overlay: None,
         }
     }

@@ -18,8 +18,8 @@ pub use enums::{
     ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
-    DockerSpec, Environment, EnvironmentSpec, Labels, Limits, NetworkMode, OverlaySpec,
-    ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
+    DockerSpec, Environment, EnvironmentSpec, KubernetesSpec, Labels, Limits, NetworkMode,
+    OverlaySpec, ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;
 pub use lease::AddressLease;

@@ -93,6 +93,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
         allow_degraded: args.allow_degraded,
         virtualenv,
         docker,
+        kubernetes: None,
         overlay: None,
     };
     let env = if args.no_start {

@@ -1,0 +1,43 @@
+//! ptest's `kubernetes` level: every environment is one pod on a Kubernetes cluster, reached
+//! through [kube] with the types of [k8s_openapi]. [`KubernetesEngine`] implements
+//! [`ptest_core::Engine`]; the manager drives it.
+//!
+//! A typical life: `check` refuses what a pod cannot apply (a process or file-count limit, a
+//! host socket, the host network) and a spec without an image. `create` finds the cluster
+//! ([`connect`]: the kubeconfig's context, or in-cluster), records the namespace for `gc`
+//! ([`gc::Targets`]), makes the environment's root on this host (its `logs/` keep what
+//! overflows a command's captured output) and, where the network is limited, the
+//! NetworkPolicy ([`policy`]). `activate` creates the pod ([`pod`]: labels `ptest.env`,
+//! `ptest.home`, `ptest.run`; requests and limits; a security context per level; an emptyDir
+//! workspace; `activeDeadlineSeconds` from the TTL) and waits for it to be Ready, surfacing
+//! the scheduler's and kubelet's reasons when it is not ([`ready`]). `spawn` runs a command
+//! through the exec subresource, stdout and stderr apart, its exit code from the status
+//! channel; `kill` kills its tree in the pod ([`exec`]). `deactivate` deletes the pod;
+//! `cleanup` the pod, the policy and the root. `collect_garbage` deletes pods, services and
+//! network policies labelled with this home whose environment is gone, and never anything
+//! unlabelled. The API server's refusals become errors naming what to change
+//! ([`api_error`]).
+//!
+//! Everything sent to the cluster is built by pure functions ([`manifest::Manifests`]), which
+//! is also what `env create --dry-run -o yaml` prints ([`KubernetesEngine::dry_run`]).
+//!
+//! Not done yet: the port-forward that would make `PTEST_PORT_<NAME>` reach a pod's port from
+//! this host (the port is a container port; `kubectl port-forward` reaches it), copying the
+//! project into a pod for `ptest run`, and `ptest run --resume`.
+
+mod api_error;
+pub mod connect;
+mod doctor;
+mod engine;
+pub mod exec;
+pub mod gc;
+pub mod labels;
+pub mod manifest;
+pub mod metrics;
+pub mod pod;
+pub mod policy;
+pub mod ready;
+
+pub use connect::Cluster;
+pub use engine::{KubernetesEngine, READY_TIMEOUT};
+pub use manifest::Manifests;

@@ -1,0 +1,274 @@
+//! Making the holder: [`Pod::create`] forks the first child (new session, cgroup, user
+//! namespace when not root, the other namespaces), which forks the holder; the holder runs
+//! the planned view ([`super::view`]) and starts serving commands ([`crate::zygote`]). Both
+//! report over one pipe: the holder's pid, then readiness or the step that failed.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::userns::{UserNsSetup, check_user_namespaces};
+use super::view::build_ops;
+use super::{NetworkMode, Pod, PodSpec};
+use crate::error::{Error, Result};
+use crate::landlock::{self, Ruleset};
+use crate::procfs;
+use crate::sys;
+use crate::zygote::Zygote;
+
+/// Record tags on the readiness pipe (12-byte records: tag, a, b).
+const TAG_PID: u32 = 1;
+const TAG_READY: u32 = 2;
+const TAG_ERROR: u32 = 3;
+
+/// Fixed steps of the first child and the holder, numbered after the ops.
+const STEP_NAMES: [&str; 8] = [
+    "setsid",
+    "join cgroup",
+    "unshare user namespace",
+    "write uid/gid map",
+    "unshare namespaces",
+    "fork holder",
+    "listen for commands on /dev/.ptest/exec.sock",
+    "scope abstract Unix sockets (Landlock)",
+];
+
+fn record(fd: RawFd, tag: u32, a: i32, b: i32) {
+    let mut rec = [0u8; 12];
+    rec[..4].copy_from_slice(&tag.to_le_bytes());
+    rec[4..8].copy_from_slice(&a.to_le_bytes());
+    rec[8..].copy_from_slice(&b.to_le_bytes());
+    let _ = sys::write_all(fd, &rec);
+}
+
+fn fail(fd: RawFd, step: usize, errno: sys::Errno) -> ! {
+    record(fd, TAG_ERROR, step as i32, errno);
+    sys::exit(1)
+}
+
+impl Pod {
+    /// Creates the holder and waits until its namespaces and filesystem view are ready.
+    ///
+    /// Blocks for the set-up (a few milliseconds). Safe to call from a multi-threaded program:
+    /// the children run only precomputed async-signal-safe system calls. A holder that dies
+    /// during its set-up without reporting why (seen now and then under load) is started
+    /// again, twice at most; a set-up step that fails is reported at once.
+    pub fn create(spec: &PodSpec) -> Result<Pod> {
+        let mut attempt = 1;
+        loop {
+            match Pod::create_once(spec) {
+                Err(Error::HolderDiedEarly) if attempt < 3 => {
+                    tracing::warn!(attempt, "pod holder died during set-up; starting it again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt of [`Pod::create`].
+    fn create_once(spec: &PodSpec) -> Result<Pod> {
+        let ops = build_ops(spec)?;
+        // SAFETY: geteuid cannot fail.
+        let need_userns = unsafe { libc::geteuid() } != 0;
+        let userns = if need_userns {
+            check_user_namespaces()?;
+            Some(UserNsSetup::new()?)
+        } else {
+            None
+        };
+        let mut flags =
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+        if spec.network != NetworkMode::Host {
+            flags |= libc::CLONE_NEWNET;
+        }
+        let cgroup_fds: Vec<OwnedFd> = match &spec.cgroup {
+            Some(cg) => cg
+                .procs_files()
+                .into_iter()
+                .map(|file| {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .open(&file)
+                        .map(OwnedFd::from)
+                        .map_err(|source| Error::CgroupIo {
+                            action: "open",
+                            path: file,
+                            source,
+                        })
+                })
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        let devnull: OwnedFd = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(|e| Error::syscall("open /dev/null", e))?
+            .into();
+        let mut pipe = [0; 2];
+        // SAFETY: pipe is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(Error::last_os("pipe2"));
+        }
+        // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
+        let (mut reader, writer) =
+            unsafe { (File::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        // The holder keeps only the pipe and the cgroup files; every other inherited descriptor
+        // is closed (it would otherwise hold the caller's sockets and files open for its whole
+        // life). Compute the gaps before fork.
+        let scope = if spec.scope_abstract_sockets {
+            Some(Ruleset::abstract_sockets_scoped()?)
+        } else {
+            None
+        };
+        let mut keep: Vec<RawFd> = cgroup_fds.iter().map(AsRawFd::as_raw_fd).collect();
+        keep.push(writer.as_raw_fd());
+        keep.extend(scope.as_ref().map(|r| r.as_fd().as_raw_fd()));
+        keep.sort_unstable();
+        let mut gaps: Vec<(RawFd, RawFd)> = Vec::new();
+        let mut next = 3;
+        for &fd in &keep {
+            if fd > next {
+                gaps.push((next, fd - 1));
+            }
+            next = next.max(fd + 1);
+        }
+        let first_free = next;
+        let n_ops = ops.len();
+        let zygote = Zygote::new().map_err(|e| {
+            Error::syscall(
+                "map the pod holder's buffers",
+                io::Error::from_raw_os_error(e),
+            )
+        })?;
+
+        let pid =
+            sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
+        if pid == 0 {
+            // First child: async-signal-safe calls only from here on.
+            let w = writer.as_raw_fd();
+            let _ = sys::dup2(devnull.as_raw_fd(), 0);
+            let _ = sys::dup2(devnull.as_raw_fd(), 1);
+            let _ = sys::dup2(devnull.as_raw_fd(), 2);
+            for &(lo, hi) in &gaps {
+                for fd in lo..=hi {
+                    sys::close(fd);
+                }
+            }
+            sys::close_from(first_free);
+            sys::reset_signals();
+            if let Err(e) = sys::setsid() {
+                fail(w, n_ops, e);
+            }
+            for fd in &cgroup_fds {
+                if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
+                    fail(w, n_ops + 1, e);
+                }
+                sys::close(fd.as_raw_fd());
+            }
+            if let Some(u) = &userns {
+                if let Err(e) = sys::unshare(libc::CLONE_NEWUSER) {
+                    fail(w, n_ops + 2, e);
+                }
+                if let Err(e) = u.apply() {
+                    fail(w, n_ops + 3, e);
+                }
+            }
+            if let Err(e) = sys::unshare(flags) {
+                fail(w, n_ops + 4, e);
+            }
+            let holder = match sys::fork() {
+                Ok(h) => h,
+                Err(e) => fail(w, n_ops + 5, e),
+            };
+            if holder != 0 {
+                record(w, TAG_PID, holder, 0);
+                sys::exit(0);
+            }
+            // The holder: PID 1 of the new PID namespace.
+            for (i, op) in ops.iter().enumerate() {
+                if let Err(e) = op.run() {
+                    fail(w, i, e);
+                }
+            }
+            if let Some(ruleset) = &scope {
+                if let Err(e) = landlock::restrict_self(ruleset.as_fd().as_raw_fd()) {
+                    fail(w, n_ops + 7, e);
+                }
+                sys::close(ruleset.as_fd().as_raw_fd());
+            }
+            sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
+            let (listener, signals) = match Zygote::listen() {
+                Ok(fds) => fds,
+                Err(e) => fail(w, n_ops + 6, e),
+            };
+            record(w, TAG_READY, 0, 0);
+            sys::close(w);
+            zygote.serve(listener, signals);
+        }
+        drop(zygote);
+        drop(scope);
+        drop(writer);
+        drop(devnull);
+        drop(cgroup_fds);
+        let first_child = pid;
+        let mut holder = None;
+        let mut outcome: Option<Result<()>> = None;
+        let mut rec = [0u8; 12];
+        while outcome.is_none() {
+            match reader.read_exact(&mut rec) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    outcome = Some(Err(Error::syscall("read pod readiness pipe", e)));
+                    break;
+                }
+            }
+            let tag = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
+            let a = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            let b = i32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+            match tag {
+                TAG_PID => holder = Some(a),
+                TAG_READY => outcome = Some(Ok(())),
+                _ => {
+                    let step = a as usize;
+                    let step = match ops.get(step) {
+                        Some(op) => op.describe(),
+                        None => STEP_NAMES
+                            .get(step - n_ops.min(step))
+                            .copied()
+                            .unwrap_or("unknown")
+                            .to_owned(),
+                    };
+                    outcome = Some(Err(Error::HolderSetup {
+                        step,
+                        source: io::Error::from_raw_os_error(b),
+                    }));
+                }
+            }
+        }
+        let _ = sys::waitpid(first_child, 0);
+        let outcome = outcome.unwrap_or(Err(Error::HolderDiedEarly));
+        let holder = match (outcome, holder) {
+            (Ok(()), Some(h)) => h,
+            (Ok(()), None) => return Err(Error::HolderDiedEarly),
+            (Err(e), h) => {
+                if let Some(h) = h {
+                    let _ = sys::kill(h, libc::SIGKILL);
+                }
+                return Err(e);
+            }
+        };
+        let stat = procfs::stat(holder)
+            .map_err(|e| Error::syscall(format!("read /proc/{holder}/stat"), e))?
+            .ok_or(Error::HolderGone { pid: holder })?;
+        tracing::debug!(holder, root = %spec.root.display(), "pod ready");
+        Ok(Pod {
+            holder_pid: holder,
+            start_time: stat.start_time,
+            cgroup: spec.cgroup.clone(),
+        })
+    }
+}

@@ -1,9 +1,9 @@
 //! Thin wrappers over the raw system calls this crate makes.
 //!
 //! Everything here is async-signal-safe: no allocation, no locks, only system calls and stack
-//! buffers. That is what lets [`crate::pod`] and [`crate::spawn`] call these functions between
-//! `fork` and `execve` in a child of a multi-threaded program. Errors are plain `errno` values;
-//! the parent side turns them into [`std::io::Error`]s.
+//! buffers. That is what lets [`crate::pod`], [`crate::launch`] and [`crate::relay`] call
+//! these functions between `fork` and `execve` in a child of a multi-threaded program. Errors
+//! are plain `errno` values; the parent side turns them into [`std::io::Error`]s.
 
 use std::ffi::CStr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

@@ -40,14 +40,13 @@ use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
 use crate::capability::Capabilities;
+use crate::command::{CommandSpec, ExitStatus};
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
+use crate::launch::{self, Launch, Step, Strings, read_verdict};
 use crate::pod::Pod;
 use crate::rlimit::Rlimits;
 use crate::seccomp::{Filter, Profile};
-use crate::spawn::{
-    self, CommandSpec, ExitStatus, Launch, SpawnedChild, Step, Strings, read_verdict,
-};
 use crate::sys::{self, Errno, ZeroPages};
 
 /// Where the holder listens, as the pod sees it. Commands see the file too; the holder
@@ -167,8 +166,9 @@ fn is_open(fd: RawFd) -> bool {
     unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
 }
 
-/// Runs `spec` in `pod` through its holder (see the module docs).
-pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
+/// Runs `spec` in `pod` through its holder (see the module docs): the command's pid, in the
+/// caller's PID namespace, and the connection its end is reported on.
+pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> {
     let holder = pod.holder_pid();
     let strings = Strings::new(spec)?;
     let mut flags = 0;
@@ -292,9 +292,9 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<SpawnedChild> {
                 .sender
                 .filter(|&pid| pid > 0)
                 .ok_or_else(|| bad_reply(holder))?;
-            Ok(SpawnedChild::from_holder(pid, Connection::new(sock)))
+            Ok((pid, Connection::new(sock)))
         }
-        Some(FAILED) => Err(spawn::spawn_error(
+        Some(FAILED) => Err(launch::spawn_error(
             &strings.program,
             word(reply, 4),
             word(reply, 8) as i32,
@@ -457,7 +457,7 @@ impl Zygote {
             .into_boxed_slice(),
             seccomp: Filter::new(Profile::Strict),
             seccomp_container: Filter::new(Profile::Container),
-            last_cap: spawn::last_cap().ok(),
+            last_cap: launch::last_cap().ok(),
             stack: ZeroPages::new(STACK)?,
         })
     }

@@ -28,9 +28,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::Cgroup;
+use crate::child::SpawnedChild;
+use crate::command::CommandSpec;
 use crate::error::{Error, Result};
 use crate::procfs;
-use crate::spawn::{CommandSpec, SpawnedChild};
 use crate::sys::{self, cpath};
 use crate::zygote;
 use view::check_absolute;
@@ -118,7 +119,8 @@ impl Pod {
     /// A holder that is gone, or whose pid now names another process, is found when
     /// connecting ([`Error::HolderGone`]): no check comes before.
     pub fn spawn(&self, cmd: &CommandSpec) -> Result<SpawnedChild> {
-        zygote::spawn(self, cmd)
+        let (pid, connection) = zygote::spawn(self, cmd)?;
+        Ok(SpawnedChild::from_holder(pid, connection))
     }
 
     /// Tears the pod down: SIGKILLs the holder, PID 1 of the pod's PID namespace, so the

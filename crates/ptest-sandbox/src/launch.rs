@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::landlock;
 use crate::rlimit::Rlimits;
 use crate::seccomp::Filter;
+use crate::step_pipe::StepWriter;
 use crate::sys;
 
 /// Steps reported back when a child fails before `execve`.
@@ -76,8 +77,14 @@ impl Step {
     }
 }
 
-/// The error for a child that failed at step number `step` (as [`fail`] wrote it) with
-/// `errno`.
+impl From<Step> for u32 {
+    fn from(step: Step) -> u32 {
+        step as u32
+    }
+}
+
+/// The error for a child that failed at step number `step` (as its [`StepWriter`] reported
+/// it) with `errno`.
 pub(crate) fn spawn_error(program: &str, step: u32, errno: sys::Errno) -> Error {
     let step = Step::ALL
         .get(step as usize)
@@ -88,37 +95,6 @@ pub(crate) fn spawn_error(program: &str, step: u32, errno: sys::Errno) -> Error 
         step: step.name(),
         source: io::Error::from_raw_os_error(errno),
     }
-}
-
-/// Writes a failure record (step, errno) to the status pipe and exits with 127.
-pub(crate) fn fail(err_fd: RawFd, step: Step, errno: sys::Errno) -> ! {
-    let mut rec = [0u8; 8];
-    rec[..4].copy_from_slice(&(step as u32).to_le_bytes());
-    rec[4..].copy_from_slice(&errno.to_le_bytes());
-    let _ = sys::write_all(err_fd, &rec);
-    sys::exit(127)
-}
-
-/// Reads a child's verdict from the read end of its status pipe: `None` at end-of-file (the
-/// write end closed by `execve`), else the step number and errno [`fail`] wrote.
-/// Async-signal-safe.
-pub(crate) fn read_verdict(
-    fd: RawFd,
-) -> std::result::Result<Option<(u32, sys::Errno)>, sys::Errno> {
-    let mut rec = [0u8; 8];
-    let mut got = 0;
-    while got < rec.len() {
-        match sys::read(fd, &mut rec[got..])? {
-            0 => break,
-            n => got += n,
-        }
-    }
-    if got == 0 {
-        return Ok(None);
-    }
-    let step = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-    let errno = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-    Ok(Some((step, errno)))
 }
 
 /// A command's strings, checked and NUL-terminated: what is sent to a pod holder, or pointed
@@ -241,11 +217,11 @@ pub(crate) struct Launch<'a> {
 
 impl Launch<'_> {
     /// In the child that becomes the command: everything from the parent-death signal to
-    /// `execve`. Async-signal-safe. A failing step is reported on `err_fd` (see [`fail`]).
-    pub(crate) fn exec(&self, err_fd: RawFd) -> ! {
+    /// `execve`. Async-signal-safe. A failing step is reported on `report`.
+    pub(crate) fn exec(&self, report: &StepWriter) -> ! {
         if let Some(parent) = self.die_with {
             if let Err(e) = sys::set_pdeathsig(libc::SIGKILL) {
-                fail(err_fd, Step::Pdeathsig, e);
+                report.fail(Step::Pdeathsig, e);
             }
             if sys::getppid() != parent {
                 // The parent died before the death signal was armed.
@@ -253,7 +229,7 @@ impl Launch<'_> {
             }
         }
         if let Err(e) = sys::setpgid_self() {
-            fail(err_fd, Step::Setpgid, e);
+            report.fail(Step::Setpgid, e);
         }
         sys::reset_signals();
         // Move the sources out of the way first so that dup2 onto 0..2 cannot clobber a source
@@ -263,7 +239,7 @@ impl Launch<'_> {
             if let Some(fd) = src {
                 match sys::dup_above(*fd, 10) {
                     Ok(copy) => moved[i] = Some(copy),
-                    Err(e) => fail(err_fd, Step::Stdio, e),
+                    Err(e) => report.fail(Step::Stdio, e),
                 }
             }
         }
@@ -271,37 +247,37 @@ impl Launch<'_> {
             if let Some(fd) = copy
                 && let Err(e) = sys::dup2(*fd, i as RawFd)
             {
-                fail(err_fd, Step::Stdio, e);
+                report.fail(Step::Stdio, e);
             }
         }
         sys::cloexec_from(3);
         if let Err(e) = sys::chdir(self.cwd) {
-            fail(err_fd, Step::Chdir, e);
+            report.fail(Step::Chdir, e);
         }
         if let Err(e) = self.rlimits.apply() {
-            fail(err_fd, Step::Rlimits, e);
+            report.fail(Step::Rlimits, e);
         }
         if self.no_new_privs
             && let Err(e) = sys::set_no_new_privs()
         {
-            fail(err_fd, Step::NoNewPrivs, e);
+            report.fail(Step::NoNewPrivs, e);
         }
         // Landlock and seccomp while CAP_SYS_ADMIN may still be held (a filter without
         // no_new_privs needs it), then the capabilities: nothing after that but execve.
         if let Some(ruleset) = self.landlock
             && let Err(e) = landlock::restrict_self(ruleset)
         {
-            fail(err_fd, Step::Landlock, e);
+            report.fail(Step::Landlock, e);
         }
         if let Some(filter) = self.seccomp
             && let Err(e) = filter.install()
         {
-            fail(err_fd, Step::Seccomp, e);
+            report.fail(Step::Seccomp, e);
         }
         if let Some((keep, last)) = self.caps
             && let Err(e) = sys::limit_capabilities(keep.mask(), last)
         {
-            fail(err_fd, Step::DropCaps, e);
+            report.fail(Step::DropCaps, e);
         }
         let mut err = libc::ENOENT;
         let mut saw_eacces = false;
@@ -318,7 +294,7 @@ impl Launch<'_> {
         if saw_eacces && (err == libc::ENOENT || err == libc::ENOTDIR) {
             err = libc::EACCES;
         }
-        fail(err_fd, Step::Execve, err)
+        report.fail(Step::Execve, err)
     }
 }
 

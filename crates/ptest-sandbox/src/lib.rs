@@ -67,6 +67,7 @@ pub mod procfs;
 mod relay;
 mod rlimit;
 pub mod seccomp;
+mod step_pipe;
 mod sys;
 pub mod tmpfs;
 pub mod watchdog;

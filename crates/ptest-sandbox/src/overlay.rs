@@ -11,7 +11,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -19,6 +19,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::pod::Pod;
+use crate::step_pipe::step_pipe;
 use crate::sys;
 use crate::sys::cpath;
 
@@ -129,47 +130,36 @@ impl Pod {
                 pid: self.holder_pid(),
             });
         }
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints for pipe2 to fill.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(Error::last_os("pipe2"));
-        }
-        // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
-        let (mut reader, writer) =
-            unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let (ns_fd, root_fd, w) = (ns.as_raw_fd(), root.as_raw_fd(), writer.as_raw_fd());
+        let (reader, writer) = step_pipe()?;
+        let (ns_fd, root_fd) = (ns.as_raw_fd(), root.as_raw_fd());
         let pid =
             sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
         if pid == 0 {
             // Child of a possibly multi-threaded program: async-signal-safe calls only.
-            let report = |step: u32, e: sys::Errno| -> ! {
-                let mut rec = [0u8; 8];
-                rec[..4].copy_from_slice(&step.to_le_bytes());
-                rec[4..].copy_from_slice(&e.to_le_bytes());
-                let _ = sys::write_all(w, &rec);
-                sys::exit(1)
-            };
             if let Err(e) = sys::setns(ns_fd, libc::CLONE_NEWNS) {
-                report(0, e);
+                writer.fail(0u32, e);
             }
             if let Err(e) = sys::fchdir(root_fd).and_then(|()| sys::chroot(c".")) {
-                report(1, e);
+                writer.fail(1u32, e);
             }
             if let Err(e) = action() {
-                report(2, e);
+                writer.fail(2u32, e);
             }
             sys::exit(0);
         }
         drop(writer);
-        let mut rec = [0u8; 8];
-        let got = read_full(&mut reader, &mut rec);
+        let report = reader.next();
         let _ = sys::waitpid(pid, 0);
-        match got.map_err(|e| Error::syscall("read the mount child's status pipe", e))? {
-            0 => Ok(()),
-            _ => {
-                let step = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]) as usize;
-                let errno = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-                let call = match STEPS.get(step) {
+        let report = report.map_err(|e| {
+            Error::syscall(
+                "read the mount child's status pipe",
+                io::Error::from_raw_os_error(e),
+            )
+        })?;
+        match report {
+            None => Ok(()),
+            Some((step, errno)) => {
+                let call = match STEPS.get(step as usize) {
                     Some(before) => format!("{what}: {before}"),
                     None => what.to_owned(),
                 };
@@ -177,20 +167,6 @@ impl Pod {
             }
         }
     }
-}
-
-/// Reads until `buf` is full or end-of-file; the bytes read.
-fn read_full(reader: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match reader.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 fn check_path(what: &'static str, path: &Path) -> Result<()> {

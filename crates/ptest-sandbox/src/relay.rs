@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::capability::Capabilities;
@@ -15,9 +15,10 @@ use crate::child::SpawnedChild;
 use crate::command::CommandSpec;
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
-use crate::launch::{Launch, Step, Strings, fail, last_cap, read_verdict, spawn_error};
+use crate::launch::{Launch, Step, Strings, last_cap, spawn_error};
 use crate::rlimit::Rlimits;
 use crate::seccomp::Filter;
+use crate::step_pipe::{StepReader, StepWriter, step_pipe};
 use crate::sys;
 
 /// Everything a relay and its command need, built before `fork`.
@@ -88,10 +89,10 @@ impl Prepared {
     }
 
     /// In the child: join the cgroup by writing our pid to each `cgroup.procs`.
-    fn join_cgroup(&self, err_fd: RawFd) {
+    fn join_cgroup(&self, report: &StepWriter) {
         for fd in &self.cgroup_fds {
             if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
-                fail(err_fd, Step::JoinCgroup, e);
+                report.fail(Step::JoinCgroup, e);
             }
         }
     }
@@ -114,16 +115,10 @@ impl Prepared {
     }
 }
 
-fn error_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let (r, w) =
-        sys::pipe().map_err(|e| Error::syscall("pipe2", io::Error::from_raw_os_error(e)))?;
-    // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
-    unsafe { Ok((OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w))) }
-}
-
 /// Waits for the relay's verdict: end-of-file means the command's `execve` succeeded.
-fn collect(program: &str, relay: i32, reader: OwnedFd) -> Result<SpawnedChild> {
-    let verdict = read_verdict(reader.as_raw_fd())
+fn collect(program: &str, relay: i32, reader: StepReader) -> Result<SpawnedChild> {
+    let verdict = reader
+        .next()
         .map_err(|e| Error::syscall("read spawn status pipe", io::Error::from_raw_os_error(e)))?;
     match verdict {
         None => Ok(SpawnedChild::from_relay(relay)),
@@ -141,12 +136,12 @@ fn collect(program: &str, relay: i32, reader: OwnedFd) -> Result<SpawnedChild> {
 /// caller and the command.
 pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<SpawnedChild> {
     let prepared = Prepared::new(spec, cgroup)?;
-    let (reader, writer) = error_pipe()?;
+    let (reader, writer) = step_pipe()?;
     let caller = sys::getpid();
     let pid = sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
     if pid == 0 {
         // Relay ("middle") process: async-signal-safe calls only from here on.
-        let err_fd = writer.as_raw_fd();
+        let report = &writer;
         sys::reset_signals();
         if prepared.die_with_parent {
             // The relay learns of its caller's death by a signal it can catch, so that it
@@ -154,28 +149,29 @@ pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<Sp
             // `end_command_group`).
             sys::set_handler(RELAY_DEATH_SIGNAL, end_command_group);
             if let Err(e) = sys::set_pdeathsig(RELAY_DEATH_SIGNAL) {
-                fail(err_fd, Step::Pdeathsig, e);
+                report.fail(Step::Pdeathsig, e);
             }
             if sys::getppid() != caller {
                 sys::exit(137);
             }
         }
-        prepared.join_cgroup(err_fd);
+        prepared.join_cgroup(report);
         let relay_pid = sys::getpid();
         let child = match sys::fork() {
             Ok(c) => c,
-            Err(e) => fail(err_fd, Step::Fork, e),
+            Err(e) => report.fail(Step::Fork, e),
         };
         if child == 0 {
-            prepared.launch(relay_pid).exec(err_fd);
+            prepared.launch(relay_pid).exec(report);
         }
         // The relay never execs, so its CLOEXEC copies of the caller's descriptors would stay
         // open as long as the command runs: a file another thread of the caller was writing
         // at fork time would stay open for writing, and running it fails with ETXTBSY.
         // Closed before the status pipe (the caller goes on at its end-of-file), which is
         // closed last in case it is numbered below 3.
+        let report = OwnedFd::from(writer).into_raw_fd();
         sys::close_from(3);
-        sys::close(err_fd);
+        sys::close(report);
         GRANDCHILD.store(child, Ordering::Relaxed);
         for sig in FORWARDED {
             sys::set_handler(sig, forward_signal);

@@ -43,10 +43,11 @@ use crate::capability::Capabilities;
 use crate::command::{CommandSpec, ExitStatus};
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
-use crate::launch::{self, Launch, Step, Strings, read_verdict};
+use crate::launch::{self, Launch, Step, Strings};
 use crate::pod::Pod;
 use crate::rlimit::Rlimits;
 use crate::seccomp::{Filter, Profile};
+use crate::step_pipe::raw_step_pipe;
 use crate::sys::{self, Errno, ZeroPages};
 
 /// Where the holder listens, as the pod sees it. Commands see the file too; the holder
@@ -708,20 +709,14 @@ impl Zygote {
             // The holder is the parent; its death ends the pod's PID namespace anyway.
             die_with: None,
         };
-        let (reader, writer) = sys::pipe().map_err(|e| (Step::Fork as u32, e))?;
+        let (reader, writer) = raw_step_pipe().map_err(|e| (Step::Fork as u32, e))?;
         // The holder maps everything its creator had mapped: copying that for a fork would
         // cost more than the command's own start.
-        let pid = match sys::vfork_on(&mut self.stack, || launch.exec(writer)) {
-            Ok(pid) => pid,
-            Err(e) => {
-                sys::close(reader);
-                sys::close(writer);
-                return Err((Step::Fork as u32, e));
-            }
-        };
-        sys::close(writer);
-        let verdict = read_verdict(reader);
-        sys::close(reader);
+        let pid = sys::vfork_on(&mut self.stack, || launch.exec(&writer))
+            .map_err(|e| (Step::Fork as u32, e))?;
+        drop(writer);
+        let verdict = reader.next();
+        drop(reader);
         match verdict {
             Ok(None) => Ok((pid, flags)),
             Ok(Some(failure)) => {

@@ -1,11 +1,12 @@
 //! Making the holder: [`Pod::create`] forks the first child (new session, cgroup, user
 //! namespace when not root, the other namespaces), which forks the holder; the holder runs
 //! the planned view ([`super::view`]) and starts serving commands ([`crate::zygote`]). Both
-//! report over one pipe: the holder's pid, then readiness or the step that failed.
+//! report over one [`crate::step_pipe`]: the holder's pid, then readiness or the step that
+//! failed.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use super::userns::{UserNsSetup, check_user_namespaces};
 use super::view::build_ops;
@@ -13,13 +14,15 @@ use super::{NetworkMode, Pod, PodSpec};
 use crate::error::{Error, Result};
 use crate::landlock::{self, Ruleset};
 use crate::procfs;
+use crate::step_pipe::step_pipe;
 use crate::sys;
 use crate::zygote::Zygote;
 
-/// Record tags on the readiness pipe (12-byte records: tag, a, b).
-const TAG_PID: u32 = 1;
-const TAG_READY: u32 = 2;
-const TAG_ERROR: u32 = 3;
+/// Records on the step pipe that are not failures (every other step number names the op, or
+/// the fixed step, that failed): the holder's pid, sent by the first child...
+const HOLDER_PID: u32 = u32::MAX;
+/// ...and the holder's readiness.
+const READY: u32 = u32::MAX - 1;
 
 /// Fixed steps of the first child and the holder, numbered after the ops.
 const STEP_NAMES: [&str; 8] = [
@@ -32,19 +35,6 @@ const STEP_NAMES: [&str; 8] = [
     "listen for commands on /dev/.ptest/exec.sock",
     "scope abstract Unix sockets (Landlock)",
 ];
-
-fn record(fd: RawFd, tag: u32, a: i32, b: i32) {
-    let mut rec = [0u8; 12];
-    rec[..4].copy_from_slice(&tag.to_le_bytes());
-    rec[4..8].copy_from_slice(&a.to_le_bytes());
-    rec[8..].copy_from_slice(&b.to_le_bytes());
-    let _ = sys::write_all(fd, &rec);
-}
-
-fn fail(fd: RawFd, step: usize, errno: sys::Errno) -> ! {
-    record(fd, TAG_ERROR, step as i32, errno);
-    sys::exit(1)
-}
 
 impl Pod {
     /// Creates the holder and waits until its namespaces and filesystem view are ready.
@@ -106,14 +96,7 @@ impl Pod {
             .open("/dev/null")
             .map_err(|e| Error::syscall("open /dev/null", e))?
             .into();
-        let mut pipe = [0; 2];
-        // SAFETY: pipe is a valid array of two ints for pipe2 to fill.
-        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-            return Err(Error::last_os("pipe2"));
-        }
-        // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
-        let (mut reader, writer) =
-            unsafe { (File::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+        let (reader, writer) = step_pipe()?;
         // The holder keeps only the pipe and the cgroup files; every other inherited descriptor
         // is closed (it would otherwise hold the caller's sockets and files open for its whole
         // life). Compute the gaps before fork.
@@ -135,7 +118,7 @@ impl Pod {
             next = next.max(fd + 1);
         }
         let first_free = next;
-        let n_ops = ops.len();
+        let n_ops = ops.len() as u32;
         let zygote = Zygote::new().map_err(|e| {
             Error::syscall(
                 "map the pod holder's buffers",
@@ -147,7 +130,7 @@ impl Pod {
             sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
         if pid == 0 {
             // First child: async-signal-safe calls only from here on.
-            let w = writer.as_raw_fd();
+            let report = &writer;
             let _ = sys::dup2(devnull.as_raw_fd(), 0);
             let _ = sys::dup2(devnull.as_raw_fd(), 1);
             let _ = sys::dup2(devnull.as_raw_fd(), 2);
@@ -159,52 +142,52 @@ impl Pod {
             sys::close_from(first_free);
             sys::reset_signals();
             if let Err(e) = sys::setsid() {
-                fail(w, n_ops, e);
+                report.fail(n_ops, e);
             }
             for fd in &cgroup_fds {
                 if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
-                    fail(w, n_ops + 1, e);
+                    report.fail(n_ops + 1, e);
                 }
                 sys::close(fd.as_raw_fd());
             }
             if let Some(u) = &userns {
                 if let Err(e) = sys::unshare(libc::CLONE_NEWUSER) {
-                    fail(w, n_ops + 2, e);
+                    report.fail(n_ops + 2, e);
                 }
                 if let Err(e) = u.apply() {
-                    fail(w, n_ops + 3, e);
+                    report.fail(n_ops + 3, e);
                 }
             }
             if let Err(e) = sys::unshare(flags) {
-                fail(w, n_ops + 4, e);
+                report.fail(n_ops + 4, e);
             }
             let holder = match sys::fork() {
                 Ok(h) => h,
-                Err(e) => fail(w, n_ops + 5, e),
+                Err(e) => report.fail(n_ops + 5, e),
             };
             if holder != 0 {
-                record(w, TAG_PID, holder, 0);
+                report.send(HOLDER_PID, holder);
                 sys::exit(0);
             }
             // The holder: PID 1 of the new PID namespace.
             for (i, op) in ops.iter().enumerate() {
                 if let Err(e) = op.run() {
-                    fail(w, i, e);
+                    report.fail(i as u32, e);
                 }
             }
             if let Some(ruleset) = &scope {
                 if let Err(e) = landlock::restrict_self(ruleset.as_fd().as_raw_fd()) {
-                    fail(w, n_ops + 7, e);
+                    report.fail(n_ops + 7, e);
                 }
                 sys::close(ruleset.as_fd().as_raw_fd());
             }
             sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
             let (listener, signals) = match Zygote::listen() {
                 Ok(fds) => fds,
-                Err(e) => fail(w, n_ops + 6, e),
+                Err(e) => report.fail(n_ops + 6, e),
             };
-            record(w, TAG_READY, 0, 0);
-            sys::close(w);
+            report.send(READY, 0);
+            drop(writer);
             zygote.serve(listener, signals);
         }
         drop(zygote);
@@ -215,36 +198,33 @@ impl Pod {
         let first_child = pid;
         let mut holder = None;
         let mut outcome: Option<Result<()>> = None;
-        let mut rec = [0u8; 12];
         while outcome.is_none() {
-            match reader.read_exact(&mut rec) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            let (step, value) = match reader.next() {
+                Ok(Some(record)) => record,
+                Ok(None) => break,
                 Err(e) => {
-                    outcome = Some(Err(Error::syscall("read pod readiness pipe", e)));
+                    outcome = Some(Err(Error::syscall(
+                        "read pod readiness pipe",
+                        io::Error::from_raw_os_error(e),
+                    )));
                     break;
                 }
-            }
-            let tag = u32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]);
-            let a = i32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
-            let b = i32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
-            match tag {
-                TAG_PID => holder = Some(a),
-                TAG_READY => outcome = Some(Ok(())),
+            };
+            match step {
+                HOLDER_PID => holder = Some(value),
+                READY => outcome = Some(Ok(())),
                 _ => {
-                    let step = a as usize;
-                    let step = match ops.get(step) {
+                    let step = match ops.get(step as usize) {
                         Some(op) => op.describe(),
                         None => STEP_NAMES
-                            .get(step - n_ops.min(step))
+                            .get((step - n_ops.min(step)) as usize)
                             .copied()
                             .unwrap_or("unknown")
                             .to_owned(),
                     };
                     outcome = Some(Err(Error::HolderSetup {
                         step,
-                        source: io::Error::from_raw_os_error(b),
+                        source: io::Error::from_raw_os_error(value),
                     }));
                 }
             }

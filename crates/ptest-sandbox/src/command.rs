@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use crate::capability::Capabilities;
@@ -36,10 +36,11 @@ impl Stdio {
         Ok(Stdio::Fd(f.into()))
     }
 
-    pub(crate) fn raw(&self) -> Option<RawFd> {
+    /// The descriptor to put in place, if any.
+    pub(crate) fn fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Stdio::Inherit => None,
-            Stdio::Fd(fd) => Some(fd.as_raw_fd()),
+            Stdio::Fd(fd) => Some(fd.as_fd()),
         }
     }
 }

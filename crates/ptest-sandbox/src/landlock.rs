@@ -243,9 +243,9 @@ impl AsFd for Ruleset {
 /// In the child: enforces the ruleset `ruleset` (a [`Ruleset`]'s descriptor, or a copy passed
 /// to a pod holder) on this thread and what it `execve`s. Async-signal-safe. Needs
 /// no_new_privs (or `CAP_SYS_ADMIN`).
-pub(crate) fn restrict_self(ruleset: RawFd) -> std::result::Result<(), sys::Errno> {
-    // SAFETY: one system call on an open descriptor.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, 0u32) };
+pub(crate) fn restrict_self(ruleset: BorrowedFd<'_>) -> std::result::Result<(), sys::Errno> {
+    // SAFETY: one system call on an open (borrowed) descriptor, no pointer.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset.as_raw_fd(), 0u32) };
     if r < 0 { Err(sys::errno()) } else { Ok(()) }
 }
 

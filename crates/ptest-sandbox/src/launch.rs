@@ -10,7 +10,7 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fs;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::capability::Capabilities;
@@ -203,13 +203,13 @@ pub(crate) struct Launch<'a> {
     pub(crate) envp: &'a [*const libc::c_char],
     pub(crate) cwd: &'a CStr,
     /// Descriptors to become 0, 1 and 2; `None` keeps what the child has.
-    pub(crate) stdio: [Option<RawFd>; 3],
+    pub(crate) stdio: [Option<BorrowedFd<'a>>; 3],
     pub(crate) rlimits: Rlimits,
     pub(crate) no_new_privs: bool,
     /// The capabilities to keep and `cap_last_cap`, when they are to be limited.
     pub(crate) caps: Option<(Capabilities, u32)>,
     /// A Landlock ruleset descriptor to enforce.
-    pub(crate) landlock: Option<RawFd>,
+    pub(crate) landlock: Option<BorrowedFd<'a>>,
     pub(crate) seccomp: Option<&'a Filter>,
     /// Arm `PR_SET_PDEATHSIG` (SIGKILL) against this parent pid.
     pub(crate) die_with: Option<libc::pid_t>,
@@ -237,17 +237,21 @@ impl Launch<'_> {
         let mut moved = [None; 3];
         for (i, src) in self.stdio.iter().enumerate() {
             if let Some(fd) = src {
-                match sys::dup_above(*fd, 10) {
+                match sys::dup_above(fd.as_fd(), 10) {
                     Ok(copy) => moved[i] = Some(copy),
                     Err(e) => report.fail(Step::Stdio, e),
                 }
             }
         }
         for (i, copy) in moved.iter().enumerate() {
-            if let Some(fd) = copy
-                && let Err(e) = sys::dup2(*fd, i as RawFd)
-            {
-                report.fail(Step::Stdio, e);
+            if let Some(fd) = copy {
+                // SAFETY: the copy was made just above and is this child's own (close-on-exec,
+                // left open until execve); 0..2 belong to nothing else in a child about to exec.
+                let moved = unsafe { BorrowedFd::borrow_raw(*fd) };
+                // SAFETY: as just said, nothing else in this child uses descriptor `i`.
+                if let Err(e) = unsafe { sys::dup2(moved, i as RawFd) } {
+                    report.fail(Step::Stdio, e);
+                }
             }
         }
         sys::cloexec_from(3);

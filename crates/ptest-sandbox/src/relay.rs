@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use crate::capability::Capabilities;
@@ -22,12 +22,12 @@ use crate::step_pipe::{StepReader, StepWriter, step_pipe};
 use crate::sys;
 
 /// Everything a relay and its command need, built before `fork`.
-struct Prepared {
+struct Prepared<'a> {
     strings: Strings,
     candidate_ptrs: Vec<*const libc::c_char>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
-    stdio: [Option<RawFd>; 3],
+    stdio: [Option<BorrowedFd<'a>>; 3],
     rlimits: Rlimits,
     no_new_privs: bool,
     caps: Option<(Capabilities, u32)>,
@@ -47,8 +47,8 @@ fn pointers(strings: &[CString], terminated: bool) -> Vec<*const libc::c_char> {
     ptrs
 }
 
-impl Prepared {
-    fn new(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<Prepared> {
+impl<'a> Prepared<'a> {
+    fn new(spec: &'a CommandSpec, cgroup: Option<&Cgroup>) -> Result<Prepared<'a>> {
         let strings = Strings::new(spec)?;
         let mut cgroup_fds = Vec::new();
         if let Some(cg) = cgroup {
@@ -69,7 +69,7 @@ impl Prepared {
             argv_ptrs: pointers(&strings.argv, true),
             envp_ptrs: pointers(&strings.envp, true),
             strings,
-            stdio: [spec.stdin.raw(), spec.stdout.raw(), spec.stderr.raw()],
+            stdio: [spec.stdin.fd(), spec.stdout.fd(), spec.stderr.fd()],
             rlimits: spec.rlimits,
             no_new_privs: spec.wants_no_new_privs(),
             landlock: spec
@@ -108,7 +108,7 @@ impl Prepared {
             rlimits: self.rlimits,
             no_new_privs: self.no_new_privs,
             caps: self.caps,
-            landlock: self.landlock.as_ref().map(|r| r.as_fd().as_raw_fd()),
+            landlock: self.landlock.as_ref().map(|r| r.as_fd()),
             seccomp: self.seccomp.as_ref(),
             die_with: self.die_with_parent.then_some(relay),
         }
@@ -170,8 +170,12 @@ pub fn spawn_in_cgroup(spec: &CommandSpec, cgroup: Option<&Cgroup>) -> Result<Sp
         // Closed before the status pipe (the caller goes on at its end-of-file), which is
         // closed last in case it is numbered below 3.
         let report = OwnedFd::from(writer).into_raw_fd();
-        sys::close_from(3);
-        sys::close(report);
+        // SAFETY: the relay never returns to the code owning its descriptors (it ends in
+        // `relay`), and the status pipe's write end is its own (taken from `writer`).
+        unsafe {
+            sys::close_from(3);
+            sys::close(report);
+        }
         GRANDCHILD.store(child, Ordering::Relaxed);
         for sig in FORWARDED {
             sys::set_handler(sig, forward_signal);

@@ -6,7 +6,7 @@
 //! are plain `errno` values; the parent side turns them into [`std::io::Error`]s.
 
 use std::ffi::CStr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
 /// An `errno` value.
@@ -41,10 +41,16 @@ pub(crate) fn fork() -> Result<libc::pid_t, Errno> {
 /// `clone(CLONE_VM | CLONE_VFORK)`, as `posix_spawn` does: runs `child` on `stack` in this
 /// process's memory and returns its pid once it has called `execve` or ended. No page tables
 /// are copied, which makes it several times cheaper than `fork` for a process with much
-/// memory mapped. `child` must only make system calls: it writes to the parent's memory
-/// (errno included) while the parent is suspended, and must end in `execve` or `_exit`
-/// (returning would exit with its value, too, but after running on a borrowed stack).
-pub(crate) fn vfork_on<F: FnOnce() -> libc::c_int>(
+/// memory mapped.
+///
+/// # Safety
+///
+/// `child` runs in this process's memory while the parent is suspended: it must only make
+/// system calls on memory prepared beforehand (no allocation, no locks, nothing that drops a
+/// value the parent still uses; its writes, errno included, land in the parent's memory), and
+/// it must end in `execve` or `_exit` (returning would exit with its value too, but after
+/// running on a borrowed stack).
+pub(crate) unsafe fn vfork_on<F: FnOnce() -> libc::c_int>(
     stack: &mut [u8],
     child: F,
 ) -> Result<libc::pid_t, Errno> {
@@ -72,9 +78,16 @@ pub(crate) fn vfork_on<F: FnOnce() -> libc::c_int>(
 }
 
 /// Types whose all-zero bit pattern is a valid value (so [`ZeroPages`] can hold them).
-pub(crate) trait Zeroable: Copy {}
-impl Zeroable for u8 {}
-impl Zeroable for *const libc::c_char {}
+///
+/// # Safety
+///
+/// An implementor must be valid when every byte of it is zero: [`ZeroPages`] hands out
+/// references to zero-filled memory as values of the type without writing one first.
+pub(crate) unsafe trait Zeroable: Copy {}
+// SAFETY: every bit pattern is a valid u8.
+unsafe impl Zeroable for u8 {}
+// SAFETY: all-zero is the null pointer, a valid raw pointer value.
+unsafe impl Zeroable for *const libc::c_char {}
 
 /// `len` zeroed values in anonymous memory straight from the kernel (`mmap`): pages that cost
 /// nothing until touched, whatever state malloc's heap is in. A large `calloc` in a process
@@ -159,8 +172,13 @@ pub(crate) fn write_all(fd: RawFd, mut buf: &[u8]) -> Result<(), Errno> {
 }
 
 /// `close(2)`, ignoring errors.
-pub(crate) fn close(fd: RawFd) {
-    // SAFETY: closing an fd the caller owns; errors (EBADF) are harmless here.
+///
+/// # Safety
+///
+/// The caller owns `fd` and nothing uses it afterwards: a raw descriptor it made or received,
+/// or, in a forked child that never returns to the code owning it, any descriptor.
+pub(crate) unsafe fn close(fd: RawFd) {
+    // SAFETY: the caller gives `fd` up (see above); errors (EBADF) are harmless here.
     unsafe { libc::close(fd) };
 }
 
@@ -400,7 +418,8 @@ pub(crate) fn touch(path: &CStr) -> Result<(), Errno> {
             Err(e)
         };
     }
-    close(fd);
+    // SAFETY: `fd` was opened above and is used no more.
+    unsafe { close(fd) };
     Ok(())
 }
 
@@ -470,20 +489,26 @@ pub(crate) fn loopback_up() -> Result<(), Errno> {
             // SAFETY: as above.
             check(unsafe { libc::ioctl(sock, SIOCSIFFLAGS, &mut req as *mut IfReqFlags) })
         });
-    close(sock);
+    // SAFETY: `sock` was made above and is used no more.
+    unsafe { close(sock) };
     result.map(drop)
 }
 
-/// `dup2(2)`.
-pub(crate) fn dup2(from: RawFd, to: RawFd) -> Result<(), Errno> {
-    // SAFETY: no pointers involved.
-    check(unsafe { libc::dup2(from, to) }).map(drop)
+/// `dup2(2)`: `to` becomes a copy of `from`, closing what `to` was.
+///
+/// # Safety
+///
+/// Nothing else owns or uses `to` (what it named is closed under its owner's feet): the
+/// standard descriptors of a forked child that is about to exec or never returns.
+pub(crate) unsafe fn dup2(from: BorrowedFd<'_>, to: RawFd) -> Result<(), Errno> {
+    // SAFETY: `from` is open (borrowed); the caller gives `to` up (see above).
+    check(unsafe { libc::dup2(from.as_raw_fd(), to) }).map(drop)
 }
 
-/// Duplicates `fd` to a number ≥ `min`, with close-on-exec set.
-pub(crate) fn dup_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
-    // SAFETY: no pointers involved.
-    check(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) })
+/// Duplicates `fd` to a number ≥ `min`, with close-on-exec set: a descriptor the caller owns.
+pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: F_DUPFD_CLOEXEC only makes a new descriptor; `fd` is open (borrowed).
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })
 }
 
 /// Marks every fd from `first` upwards close-on-exec (`close_range(2)`, Linux 5.11+).
@@ -501,22 +526,49 @@ pub(crate) fn cloexec_from(first: RawFd) {
     };
 }
 
-/// Closes every fd from `first` upwards (`close_range(2)`), falling back to a loop.
-pub(crate) fn close_from(first: RawFd) {
-    // SAFETY: no pointers involved.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            0 as libc::c_uint,
-        )
-    };
-    if ret < 0 {
-        for fd in first..4096 {
-            close(fd);
+/// Closes every fd from `first` upwards.
+///
+/// # Safety
+///
+/// Nothing uses those descriptors afterwards: a forked child that never returns to the code
+/// owning them.
+pub(crate) unsafe fn close_from(first: RawFd) {
+    // SAFETY: the caller gives those descriptors up (see above).
+    unsafe { close_all_but(first, &[]) }
+}
+
+/// Closes every fd from `first` upwards except those in `keep` (ascending), one
+/// `close_range(2)` per gap, falling back to a loop where the kernel lacks it (before 5.9).
+///
+/// # Safety
+///
+/// As for [`close_from`]: nothing uses the closed descriptors afterwards.
+pub(crate) unsafe fn close_all_but(first: RawFd, keep: &[RawFd]) {
+    let close_range = |first: RawFd, last: libc::c_uint| {
+        // SAFETY: no pointers involved; the caller gives these descriptors up.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                last,
+                0 as libc::c_uint,
+            )
+        };
+        if ret < 0 {
+            for fd in first..=last.min(4095) as RawFd {
+                // SAFETY: as above.
+                unsafe { close(fd) };
+            }
         }
+    };
+    let mut next = first;
+    for &fd in keep {
+        if fd > next {
+            close_range(next, (fd - 1) as libc::c_uint);
+        }
+        next = next.max(fd + 1);
     }
+    close_range(next, libc::c_uint::MAX);
 }
 
 /// `setrlimit(2)` with soft = hard = `value`.
@@ -919,6 +971,7 @@ pub(crate) fn recv_message(
                             out.fds[out.fd_count] = got;
                             out.fd_count += 1;
                         } else {
+                            // A descriptor the kernel just gave this process, used no more.
                             close(got);
                             out.truncated = true;
                         }
@@ -1020,12 +1073,12 @@ pub(crate) fn cpath(path: impl AsRef<std::ffi::OsStr>) -> crate::Result<std::ffi
 }
 
 /// `pidfd_send_signal(2)`: signals exactly the process `pidfd` names.
-pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: libc::c_int) -> Result<(), Errno> {
-    // SAFETY: no info struct is passed (NULL), flags 0; pidfd is a descriptor the caller holds.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> Result<(), Errno> {
+    // SAFETY: no info struct is passed (NULL), flags 0; pidfd is open (borrowed).
     let ret = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
-            pidfd,
+            pidfd.as_raw_fd(),
             sig,
             ptr::null::<libc::siginfo_t>(),
             0,

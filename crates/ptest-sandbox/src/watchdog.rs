@@ -20,8 +20,15 @@
 //! Everything the child runs is async-signal-safe system calls on stack buffers (no
 //! allocation, no locks), so a multi-threaded caller (a tokio runtime) may create watchdogs.
 
+use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags, RawDir};
+use rustix::io::fcntl_dupfd_cloexec;
+use rustix::pipe::{PipeFlags, pipe_with};
+use rustix::process::{Pid, getpgid};
 
 use crate::error::{Error, Result};
 use crate::sys;
@@ -64,23 +71,14 @@ impl Watchdog {
             })?;
         let pidfd = sys::pidfd_open(target)
             .map_err(|e| Error::syscall("pidfd_open", io::Error::from_raw_os_error(e)))?;
-        // SAFETY: getpgid takes a pid and touches no memory.
-        let pgid = unsafe { libc::getpgid(target) };
         // A leader's group is killed along; any other group is not the target's own.
-        let leads_group = pgid == target;
-        let (read_end, write_end) = {
-            let (r, w) = sys::pipe()
-                .map_err(|e| Error::syscall("pipe2", io::Error::from_raw_os_error(e)))?;
-            // SAFETY: both fds were just created by pipe2 and nothing else owns them.
-            unsafe { (OwnedFd::from_raw_fd(r), OwnedFd::from_raw_fd(w)) }
-        };
-        let null = owned(
-            // SAFETY: the path is a NUL-terminated literal.
-            sys_result(unsafe {
-                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC)
-            }),
-            "open /dev/null",
-        )?;
+        let leads_group = Pid::from_raw(target)
+            .and_then(|pid| getpgid(Some(pid)).ok())
+            .is_some_and(|pgid| pgid.as_raw_nonzero().get() == target);
+        let (read_end, write_end) = pipe_with(PipeFlags::CLOEXEC)
+            .map_err(|e| Error::syscall("pipe2", io::Error::from(e)))?;
+        let null = rustix::fs::open(c"/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| Error::syscall("open /dev/null", io::Error::from(e)))?;
         // Above the standard descriptors, so that pointing those at /dev/null in the child
         // cannot overwrite them (a caller with stdin closed gets fd 0 from pipe2).
         let keep = [
@@ -89,9 +87,9 @@ impl Watchdog {
             above_stdio(null)?,
         ];
         let guarded = Guarded {
-            read_end: keep[0].as_raw_fd(),
-            pidfd: keep[1].as_raw_fd(),
-            null: keep[2].as_raw_fd(),
+            read_end: keep[0].as_fd(),
+            pidfd: keep[1].as_fd(),
+            null: keep[2].as_fd(),
             target,
             leads_group,
         };
@@ -135,28 +133,35 @@ impl Drop for Watchdog {
 }
 
 /// What the forked watchdog needs, prepared before `fork`.
-struct Guarded {
-    read_end: RawFd,
-    pidfd: RawFd,
-    null: RawFd,
+struct Guarded<'a> {
+    read_end: BorrowedFd<'a>,
+    pidfd: BorrowedFd<'a>,
+    null: BorrowedFd<'a>,
     target: libc::pid_t,
     leads_group: bool,
 }
 
-impl Guarded {
+impl Guarded<'_> {
     /// The watchdog's whole life, in the forked child.
     fn watch(&self) -> ! {
         sys::reset_signals();
         // Out of the caller's process group: a terminal's signals are for the caller.
         let _ = sys::setpgid_self();
-        for fd in 0..3 {
-            let _ = sys::dup2(self.null, fd);
-        }
         // Only the read end and the pidfd stay open: a copy of the caller's write end of
         // another watchdog (forked by another thread) would keep that one from seeing EOF.
-        close_all_but(&[self.read_end, self.pidfd]);
+        let mut keep = [self.read_end.as_raw_fd(), self.pidfd.as_raw_fd()];
+        keep.sort_unstable();
+        // SAFETY: the watchdog never returns to the code owning its descriptors (it ends in
+        // `exit` below); all it uses are the two it keeps and /dev/null, which is above the
+        // standard descriptors it replaces and is used before it is closed.
+        unsafe {
+            for fd in 0..3 {
+                let _ = sys::dup2(self.null, fd);
+            }
+            sys::close_all_but(3, &keep);
+        }
         let mut byte = [0u8; 1];
-        let disarmed = matches!(sys::read(self.read_end, &mut byte), Ok(n) if n > 0);
+        let disarmed = matches!(sys::read(self.read_end.as_raw_fd(), &mut byte), Ok(n) if n > 0);
         if !disarmed {
             self.kill_tree();
         }
@@ -207,67 +212,38 @@ impl Guarded {
 }
 
 /// One pass over `/proc`: every process whose parent is among `tree[..found]` and that is not
-/// there yet is stopped and added. Returns the new count.
+/// there yet is stopped and added. Returns the new count. No allocation: rustix is given C
+/// strings and a stack buffer for the directory entries.
 fn descendants(tree: &mut [libc::pid_t; MAX_TREE], mut found: usize) -> usize {
-    // SAFETY: the path is a NUL-terminated literal.
-    let proc = unsafe {
-        libc::open(
-            c"/proc".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if proc < 0 {
+    let Ok(proc) = rustix::fs::open(
+        c"/proc",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
         return found;
-    }
-    let mut entries = [0u8; 4096];
-    'read: loop {
-        // SAFETY: entries is a writable buffer of entries.len() bytes for getdents64 to fill.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                proc,
-                entries.as_mut_ptr(),
-                entries.len(),
-            )
+    };
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    let mut entries = RawDir::new(&proc, &mut buf);
+    while let Some(Ok(entry)) = entries.next() {
+        let name = entry.file_name().to_bytes_with_nul();
+        let Some(pid) = parse_pid(name) else {
+            continue;
         };
-        if n <= 0 {
-            break;
+        if tree[..found].contains(&pid) {
+            continue;
         }
-        let mut offset = 0;
-        while offset < n as usize {
-            // linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name.
-            let Some(record) = entries.get(offset..n as usize) else {
-                break 'read;
-            };
-            let Some(&[lo, hi]) = record.get(16..18) else {
-                break 'read;
-            };
-            let reclen = u16::from_ne_bytes([lo, hi]) as usize;
-            if reclen == 0 {
-                break 'read;
-            }
-            let name = record.get(19..reclen.min(record.len())).unwrap_or_default();
-            offset += reclen;
-            let Some(pid) = parse_pid(name) else {
-                continue;
-            };
-            if tree[..found].contains(&pid) {
-                continue;
-            }
-            match parent_of(proc, name) {
-                Some(ppid) if tree[..found].contains(&ppid) => {
-                    let _ = sys::kill(pid, libc::SIGSTOP);
-                    tree[found] = pid;
-                    found += 1;
-                    if found == MAX_TREE {
-                        break 'read;
-                    }
+        match parent_of(proc.as_fd(), name) {
+            Some(ppid) if tree[..found].contains(&ppid) => {
+                let _ = sys::kill(pid, libc::SIGSTOP);
+                tree[found] = pid;
+                found += 1;
+                if found == MAX_TREE {
+                    break;
                 }
-                _ => {}
             }
+            _ => {}
         }
     }
-    sys::close(proc);
     found
 }
 
@@ -287,21 +263,19 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
 /// The parent pid of the process whose `/proc` entry is `name` (NUL-terminated), from its
 /// `stat`: the field after the state, which follows the last `)` (the command name in
 /// parentheses may hold anything).
-fn parent_of(proc: RawFd, name: &[u8]) -> Option<libc::pid_t> {
+fn parent_of(proc: BorrowedFd<'_>, name: &[u8]) -> Option<libc::pid_t> {
     let mut path = [0u8; 32];
     let len = name.iter().position(|b| *b == 0)?;
     let suffix = b"/stat\0";
     path.get_mut(..len)?.copy_from_slice(&name[..len]);
     path.get_mut(len..len + suffix.len())?
         .copy_from_slice(suffix);
-    // SAFETY: path is NUL-terminated (the suffix ends in NUL) and proc is an open directory.
-    let fd = unsafe { libc::openat(proc, path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return None;
-    }
+    let path = CStr::from_bytes_until_nul(&path).ok()?;
+    let fd =
+        rustix::fs::openat(proc, path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
     let mut stat = [0u8; 1024];
-    let read = sys::read(fd, &mut stat);
-    sys::close(fd);
+    let read = sys::read(fd.as_raw_fd(), &mut stat);
+    drop(fd);
     let stat = stat.get(..read.ok()?)?;
     let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
     // " S PPID ...": skip the state, read the number.
@@ -315,42 +289,13 @@ fn parent_of(proc: RawFd, name: &[u8]) -> Option<libc::pid_t> {
     parse_pid(&terminated)
 }
 
-/// Closes every descriptor from 3 up except those in `keep` (`close_range(2)` over the gaps).
-fn close_all_but(keep: &[RawFd; 2]) {
-    let (low, high) = if keep[0] < keep[1] {
-        (keep[0], keep[1])
-    } else {
-        (keep[1], keep[0])
-    };
-    let close_range = |first: RawFd, last: libc::c_uint| {
-        if first as libc::c_uint <= last {
-            // SAFETY: no pointers involved; closes descriptors this process owns.
-            unsafe {
-                libc::syscall(libc::SYS_close_range, first as libc::c_uint, last, 0);
-            }
-        }
-    };
-    close_range(3, (low - 1) as libc::c_uint);
-    close_range(low + 1, (high - 1) as libc::c_uint);
-    close_range(high + 1, libc::c_uint::MAX);
-}
-
 /// `fd` itself when it is above the standard descriptors, else a close-on-exec copy that is.
 fn above_stdio(fd: OwnedFd) -> Result<OwnedFd> {
     if fd.as_raw_fd() > 2 {
         return Ok(fd);
     }
-    owned(sys::dup_above(fd.as_raw_fd(), 3), "fcntl(F_DUPFD_CLOEXEC)")
-}
-
-fn owned(fd: std::result::Result<RawFd, sys::Errno>, call: &str) -> Result<OwnedFd> {
-    let fd = fd.map_err(|e| Error::syscall(call, io::Error::from_raw_os_error(e)))?;
-    // SAFETY: `fd` was just returned by the kernel as a new descriptor nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn sys_result(ret: libc::c_int) -> std::result::Result<RawFd, sys::Errno> {
-    if ret < 0 { Err(sys::errno()) } else { Ok(ret) }
+    fcntl_dupfd_cloexec(&fd, 3)
+        .map_err(|e| Error::syscall("fcntl(F_DUPFD_CLOEXEC)", io::Error::from(e)))
 }
 
 #[cfg(test)]

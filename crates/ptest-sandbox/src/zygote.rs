@@ -34,7 +34,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -191,7 +191,8 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> 
     for (i, stdio) in [&spec.stdin, &spec.stdout, &spec.stderr].iter().enumerate() {
         // Inherit: the caller's own descriptor, when it has one.
         let fd = stdio
-            .raw()
+            .fd()
+            .map(|fd| fd.as_raw_fd())
             .or_else(|| is_open(i as RawFd).then_some(i as RawFd));
         if let Some(fd) = fd {
             fds.push(fd);
@@ -316,9 +317,12 @@ fn unexpected(action: impl Into<String>) -> Error {
     )
 }
 
+/// Closes the descriptors that came with a message (none is expected, or they have served).
 fn close_received(got: &sys::Received) {
     for &fd in &got.fds[..got.fd_count] {
-        sys::close(fd);
+        // SAFETY: the kernel gave these descriptors to this process with the message; nothing
+        // else holds them, and they are used no more.
+        unsafe { sys::close(fd) };
     }
 }
 
@@ -637,7 +641,10 @@ impl Zygote {
         let mut take = || {
             let fd = fds.get(taken).copied().ok_or(refused(libc::EINVAL));
             taken += 1;
-            fd
+            // SAFETY: a descriptor received with the request: the holder's own, open until
+            // `readable` closes it after this returns (the command's child has exec'd or
+            // ended by then).
+            fd.map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
         };
         let mut stdio = [None; 3];
         for (i, slot) in stdio.iter_mut().enumerate() {
@@ -652,7 +659,7 @@ impl Zygote {
         };
         let len = if flags & PAYLOAD_FD != 0 {
             let memfd = take()?;
-            HEADER + sys::pread_all(memfd, &mut self.buf[HEADER..]).map_err(refused)?
+            HEADER + sys::pread_all(memfd.as_raw_fd(), &mut self.buf[HEADER..]).map_err(refused)?
         } else {
             got.len
         };
@@ -712,7 +719,10 @@ impl Zygote {
         let (reader, writer) = raw_step_pipe().map_err(|e| (Step::Fork as u32, e))?;
         // The holder maps everything its creator had mapped: copying that for a fork would
         // cost more than the command's own start.
-        let pid = sys::vfork_on(&mut self.stack, || launch.exec(&writer))
+        // SAFETY: `Launch::exec` only makes system calls on memory prepared before (the request
+        // parsed in place, the filters, this stack), drops nothing, and ends in `execve` or
+        // `_exit`.
+        let pid = unsafe { sys::vfork_on(&mut self.stack, || launch.exec(&writer)) }
             .map_err(|e| (Step::Fork as u32, e))?;
         drop(writer);
         let verdict = reader.next();
@@ -754,7 +764,9 @@ impl Zygote {
 
     /// Closes client `i`'s connection and frees its slot.
     fn remove(&mut self, i: usize, n: &mut usize) {
-        sys::close(self.clients[i].fd);
+        // SAFETY: the connection is the holder's own (accepted in `admit`), and its slot is
+        // overwritten below: nothing uses the descriptor again.
+        unsafe { sys::close(self.clients[i].fd) };
         *n -= 1;
         self.clients[i] = self.clients[*n];
     }

@@ -97,9 +97,9 @@ impl Pod {
             .map_err(|e| Error::syscall("open /dev/null", e))?
             .into();
         let (reader, writer) = step_pipe()?;
-        // The holder keeps only the pipe and the cgroup files; every other inherited descriptor
-        // is closed (it would otherwise hold the caller's sockets and files open for its whole
-        // life). Compute the gaps before fork.
+        // The holder keeps only the pipe, the cgroup files and the Landlock scope; every other
+        // inherited descriptor is closed (it would otherwise hold the caller's sockets and
+        // files open for its whole life). Sorted before fork.
         let scope = if spec.scope_abstract_sockets {
             Some(Ruleset::abstract_sockets_scoped()?)
         } else {
@@ -109,15 +109,6 @@ impl Pod {
         keep.push(writer.as_raw_fd());
         keep.extend(scope.as_ref().map(|r| r.as_fd().as_raw_fd()));
         keep.sort_unstable();
-        let mut gaps: Vec<(RawFd, RawFd)> = Vec::new();
-        let mut next = 3;
-        for &fd in &keep {
-            if fd > next {
-                gaps.push((next, fd - 1));
-            }
-            next = next.max(fd + 1);
-        }
-        let first_free = next;
         let n_ops = ops.len() as u32;
         let zygote = Zygote::new().map_err(|e| {
             Error::syscall(
@@ -131,15 +122,14 @@ impl Pod {
         if pid == 0 {
             // First child: async-signal-safe calls only from here on.
             let report = &writer;
-            let _ = sys::dup2(devnull.as_raw_fd(), 0);
-            let _ = sys::dup2(devnull.as_raw_fd(), 1);
-            let _ = sys::dup2(devnull.as_raw_fd(), 2);
-            for &(lo, hi) in &gaps {
-                for fd in lo..=hi {
-                    sys::close(fd);
+            // SAFETY: this child never returns to the code owning its descriptors (it exits or
+            // becomes the holder); it replaces its standard ones and closes all it does not keep.
+            unsafe {
+                for fd in 0..3 {
+                    let _ = sys::dup2(devnull.as_fd(), fd);
                 }
+                sys::close_all_but(3, &keep);
             }
-            sys::close_from(first_free);
             sys::reset_signals();
             if let Err(e) = sys::setsid() {
                 report.fail(n_ops, e);
@@ -148,7 +138,9 @@ impl Pod {
                 if let Err(e) = sys::write_own_pid(fd.as_raw_fd()) {
                     report.fail(n_ops + 1, e);
                 }
-                sys::close(fd.as_raw_fd());
+                // SAFETY: this child never drops `cgroup_fds` (dropping the vector would free
+                // memory); the file is used no more.
+                unsafe { sys::close(fd.as_raw_fd()) };
             }
             if let Some(u) = &userns {
                 if let Err(e) = sys::unshare(libc::CLONE_NEWUSER) {
@@ -175,11 +167,12 @@ impl Pod {
                     report.fail(i as u32, e);
                 }
             }
-            if let Some(ruleset) = &scope {
-                if let Err(e) = landlock::restrict_self(ruleset.as_fd().as_raw_fd()) {
+            if let Some(ruleset) = scope {
+                if let Err(e) = landlock::restrict_self(ruleset.as_fd()) {
                     report.fail(n_ops + 7, e);
                 }
-                sys::close(ruleset.as_fd().as_raw_fd());
+                // A descriptor only: dropping it frees nothing.
+                drop(ruleset);
             }
             sys::set_signal_mask(&[libc::SIGCHLD], libc::SIG_BLOCK);
             let (listener, signals) = match Zygote::listen() {

@@ -22,7 +22,7 @@ pub use spec::{Bind, HostView, NetworkMode, PodSpec, Scratch};
 
 use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -167,7 +167,7 @@ impl Pod {
             }
             return Ok(());
         };
-        match sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL) {
+        match sys::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL) {
             Ok(()) | Err(libc::ESRCH) => {}
             Err(e) => {
                 return Err(Error::syscall(

@@ -3,6 +3,11 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::os::fd::AsRawFd;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::{getgid, getuid};
 
 use crate::error::{Error, Result};
 use crate::sys::{self, cpath};
@@ -31,8 +36,7 @@ pub(super) struct UserNsSetup {
 
 impl UserNsSetup {
     pub(super) fn new() -> Result<UserNsSetup> {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
         Ok(UserNsSetup {
             files: [
                 (cpath("/proc/self/setgroups")?, b"deny".to_vec()),
@@ -51,19 +55,18 @@ impl UserNsSetup {
     /// In the child: write the maps. Async-signal-safe.
     pub(super) fn apply(&self) -> std::result::Result<(), sys::Errno> {
         for (path, content) in &self.files {
-            // SAFETY: path is NUL-terminated; the fd is closed below.
-            let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-            if fd < 0 {
-                let e = sys::errno();
+            // A C string path: rustix passes it as is, without allocating.
+            let fd = match rustix::fs::open(
+                path.as_c_str(),
+                OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
                 // setgroups is missing on kernels before 3.19; the maps still work there.
-                if e == libc::ENOENT && path.as_bytes().ends_with(b"setgroups") {
-                    continue;
-                }
-                return Err(e);
-            }
-            let r = sys::write_all(fd, content);
-            sys::close(fd);
-            r?;
+                Err(Errno::NOENT) if path.as_bytes().ends_with(b"setgroups") => continue,
+                Err(e) => return Err(e.raw_os_error()),
+            };
+            sys::write_all(fd.as_raw_fd(), content)?;
         }
         Ok(())
     }

@@ -388,6 +388,55 @@ mod tests {
         assert!(e.contains("container not running"), "{e}");
     }
 
+    /// Runs [`KILL_TREE`] here, on this host's processes, as it runs in a pod.
+    #[test]
+    fn kill_tree_kills_the_command_its_group_and_descendants_that_left_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("exec.pid");
+        let pids = dir.path().join("pids");
+        // The wrapper's way: record the pid, then become the command. The command starts
+        // a child, a grandchild in a session of its own, and waits.
+        let script = format!(
+            "echo $$ > {pf}; exec sh -c 'sleep 300 & (setsid sleep 300 & echo $! > {p}; wait) & wait'",
+            pf = pid_file.display(),
+            p = pids.display()
+        );
+        let mut command = std::process::Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(pids.exists() && pid_file.exists()) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the tree never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let escaped: i32 = std::fs::read_to_string(&pids)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let status = std::process::Command::new("sh")
+            .args(["-c", KILL_TREE, "sh"])
+            .arg(&pid_file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let ended = command.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&ended),
+            Some(9)
+        );
+        // The grandchild that left the group is gone too (a zombie at most, until reaped).
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let state = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap_or_default();
+        assert!(state.is_empty() || state.contains(") Z "), "{state}");
+        assert!(!pid_file.exists());
+    }
+
     #[test]
     fn the_wrapper_gets_cwd_variables_and_command_in_order() {
         let mut request = ExecRequest::new(["python", "-c", "print(1)"]);

@@ -84,10 +84,11 @@ pub struct Seen {
 /// Takes the next request from `server` (failing when none comes) and what answers it.
 pub async fn next(server: &mut ApiServer) -> (Seen, SendResponse<Response<Body>>) {
     let mut server = pin!(server);
-    let (request, send) = server
-        .next_request()
-        .await
-        .expect("ptest made no further request");
+    let (request, send) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), server.next_request())
+            .await
+            .expect("ptest made no request within 10s")
+            .expect("ptest made no further request");
     let (parts, body) = request.into_parts();
     let bytes = body.collect_bytes().await.unwrap();
     let query = parts.uri.query().unwrap_or_default();
@@ -170,4 +171,59 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8(out).unwrap()
+}
+
+/// A manager on a fresh home whose kubernetes engine reaches `cluster`, waiting `ready` for
+/// pods; the home's directory goes with the returned guard.
+pub fn manager(
+    cluster: Cluster,
+    ready: std::time::Duration,
+) -> (ptest_core::Manager, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let engine =
+        ptest_kube::KubernetesEngine::with_cluster(home.path(), cluster).ready_timeout(ready);
+    let mut engines = ptest_core::EngineRegistry::new();
+    engines.register(std::sync::Arc::new(engine));
+    let manager = ptest_core::Manager::open(
+        ptest_core::Home::at(home.path()),
+        ptest_core::Config::default(),
+        engines,
+    )
+    .unwrap();
+    (manager, home)
+}
+
+/// `pod` (as ptest sent it) as the API server returns it: with a version, a uid and a status
+/// of `phase` with these conditions and container statuses.
+pub fn with_status(
+    pod: &serde_json::Value,
+    version: &str,
+    phase: &str,
+    conditions: serde_json::Value,
+    containers: serde_json::Value,
+) -> serde_json::Value {
+    let mut pod = pod.clone();
+    pod["metadata"]["resourceVersion"] = version.into();
+    pod["metadata"]["uid"] = "5f0c3f8e-2b1a-4c47-9a7e-0d1f2e3c4b5a".into();
+    pod["status"] = serde_json::json!({
+        "phase": phase,
+        "conditions": conditions,
+        "containerStatuses": containers,
+        "qosClass": "BestEffort",
+    });
+    pod
+}
+
+/// A watch event of `kind` (`ADDED`, `MODIFIED`, `DELETED`) for `object`.
+pub fn event(kind: &str, object: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({ "type": kind, "object": object })
+}
+
+/// Fails if ptest makes another request within a moment.
+pub async fn no_more_requests(server: &mut ApiServer) {
+    let mut server = pin!(server);
+    let next = tokio::time::timeout(std::time::Duration::from_millis(200), server.next_request());
+    if let Ok(Some((request, _))) = next.await {
+        panic!("unexpected request: {} {}", request.method(), request.uri());
+    }
 }

@@ -1,0 +1,149 @@
+//! The engine end to end on a real cluster: kind, k3s or any, named by
+//! `PTEST_TEST_KUBECONFIG` (a kubeconfig file; its current context, or
+//! `PTEST_TEST_CONTEXT`), in the context's namespace, with `PTEST_TEST_IMAGE` (default
+//! `busybox:1.36`, which the nodes must be able to pull). See CONTRIBUTING.md.
+//!
+//! CI has no cluster, so without `PTEST_TEST_KUBECONFIG` these tests print why and pass,
+//! even under `PTEST_REQUIRE_ALL=1`: the README lists the level as "verified against: none in
+//! CI", and these are how a contributor with a cluster verifies it.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use ptest_core::{
+    EngineRegistry, EnvFilter, ExecRequest, Home, IsolationLevel, KubernetesSpec, Manager,
+    RemoveOptions,
+};
+use ptest_kube::connect::Lookup;
+use ptest_kube::{Cluster, KubernetesEngine};
+
+/// The cluster to test against, or `None` (having said why) when none is configured.
+async fn cluster() -> Option<Cluster> {
+    let Some(kubeconfig) = std::env::var_os("PTEST_TEST_KUBECONFIG") else {
+        eprintln!(
+            "SKIPPED: no cluster: set PTEST_TEST_KUBECONFIG to a kubeconfig file to run the \
+             kubernetes engine against it (not required under PTEST_REQUIRE_ALL: CI has none)"
+        );
+        return None;
+    };
+    let lookup = Lookup {
+        kubeconfig: Some(kubeconfig),
+        ..Lookup::default()
+    };
+    let context = std::env::var("PTEST_TEST_CONTEXT").ok();
+    let (config, context) = lookup.config(context.as_deref()).await.unwrap();
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config).unwrap();
+    Some(Cluster::new(client, &server, &context))
+}
+
+fn manager(cluster: Cluster, home: &std::path::Path) -> Manager {
+    let mut engines = EngineRegistry::new();
+    engines.register(std::sync::Arc::new(KubernetesEngine::with_cluster(
+        home, cluster,
+    )));
+    Manager::open(Home::at(home), ptest_core::Config::default(), engines).unwrap()
+}
+
+fn spec(name: &str) -> ptest_core::EnvironmentSpec {
+    let mut spec = ptest_core::EnvironmentSpec::new(IsolationLevel::Kubernetes)
+        .name(ptest_core::EnvName::new(name).unwrap());
+    spec.kubernetes = Some(KubernetesSpec {
+        image: Some(std::env::var("PTEST_TEST_IMAGE").unwrap_or_else(|_| "busybox:1.36".into())),
+        ..KubernetesSpec::default()
+    });
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_runs_commands_and_leaves_nothing_when_removed() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let m = manager(cluster.clone(), home.path());
+    let env = m.create_environment(spec("e2e")).await.unwrap();
+    let namespace = env.details["namespace"].as_str().unwrap().to_owned();
+    let pod_name = env.details["pod"].as_str().unwrap().to_owned();
+
+    let result = m
+        .execute_command(
+            &env,
+            ExecRequest::new(["sh", "-c", "echo out; echo err >&2; pwd; exit 3"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, Some(3));
+    assert_eq!(result.stdout, "out\n/workspace\n");
+    assert_eq!(result.stderr, "err\n");
+
+    // The timeout kills the command's tree in the pod: nothing of it is left running.
+    let slow =
+        ExecRequest::new(["sh", "-c", "sleep 300 & sleep 301"]).timeout(Duration::from_secs(2));
+    let result = m.execute_command(&env, slow).await.unwrap();
+    assert!(result.timed_out);
+    let left = m
+        .execute_command(
+            &env,
+            ExecRequest::new(["sh", "-c", "ps -o args | grep -c '^sleep 30[01]' || true"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(left.stdout.trim(), "0", "{left:?}");
+
+    let findings = m.validate(&env).await.unwrap();
+    assert!(findings.iter().all(|f| f.ok), "{findings:?}");
+
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+    assert!(
+        m.list_environments(&EnvFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    let pods: kube::Api<Pod> = kube::Api::namespaced(cluster.client.clone(), &namespace);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while pods.get_opt(&pod_name).await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pod {pod_name} still there"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    // Nothing of this home's is left for gc either.
+    let removed = m.gc(ptest_core::GcOptions::default()).await.unwrap();
+    assert!(removed.is_empty(), "{removed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_namespace_and_a_missing_image_leave_nothing() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let m = manager(cluster.clone(), home.path());
+    let mut no_namespace = spec("nons");
+    no_namespace.kubernetes.as_mut().unwrap().namespace = Some("ptest-no-such-namespace".into());
+    let e = m.create_environment(no_namespace).await.unwrap_err();
+    assert_eq!(e.kind(), ptest_core::ErrorKind::State, "{e}");
+
+    let mut no_image = spec("noimage");
+    no_image.kubernetes.as_mut().unwrap().image = Some("ptest.invalid/no-such-image:0".into());
+    let e = m.create_environment(no_image).await.unwrap_err();
+    assert!(
+        e.to_string().contains("ptest.invalid/no-such-image:0"),
+        "{e}"
+    );
+    assert!(
+        m.list_environments(&EnvFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        m.gc(ptest_core::GcOptions::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

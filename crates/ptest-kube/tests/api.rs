@@ -152,117 +152,99 @@ async fn create_posts_the_pod_and_waits_until_it_is_ready() {
     assert!(env.root.join(".ptest-env").exists());
 }
 
-#[tokio::test]
-async fn an_image_that_cannot_be_pulled_is_named_and_nothing_is_left() {
+/// Creates `spec` while the API server reports the new pod with `phase`, `conditions` and
+/// `containers`, and then, where `hang` says so, keeps a second watch open until ptest's time
+/// is up; the pod must then be deleted and nothing else asked. Returns the error and checks
+/// that nothing is recorded.
+async fn fails_to_start(
+    spec: ptest_core::EnvironmentSpec,
+    ready: Duration,
+    phase: &str,
+    conditions: serde_json::Value,
+    containers: serde_json::Value,
+    hang: bool,
+) -> ptest_core::Error {
     let (cluster, mut server) = mock_cluster();
-    let (manager, home) = manager(cluster, Duration::from_secs(30));
+    let (manager, home) = manager(cluster, ready);
     let server = async {
         let (name, pod) = expect_pod_created(&mut server).await;
         let send = expect_watch(&mut server, &name, "100").await;
-        answer_events(
-            send,
-            &[event(
-                "MODIFIED",
-                &with_status(
-                    &pod,
-                    "101",
-                    "Pending",
-                    json!([{"type": "PodScheduled", "status": "True"}]),
-                    waiting(
-                        "ImagePullBackOff",
-                        "Back-off pulling image \"busybox:1.36\": ErrImagePull: failed to pull and unpack image",
-                    ),
-                ),
-            )],
-        );
+        let reported = with_status(&pod, "101", phase, conditions, containers);
+        answer_events(send, &[event("MODIFIED", &reported)]);
+        // The server ends a watch; ptest watches again from the last version it saw.
+        let _open = if hang {
+            Some(expect_watch(&mut server, &name, "101").await)
+        } else {
+            None
+        };
         expect_pod_deleted(&mut server, &name).await;
         no_more_requests(&mut server).await;
     };
-    let e = create(&manager, named("web"), server).await.unwrap_err();
+    let e = create(&manager, spec, server).await.unwrap_err();
+    nothing_recorded(&manager, home.path());
+    e
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_is_named_and_nothing_is_left() {
+    let e = fails_to_start(
+        named("web"),
+        Duration::from_secs(30),
+        "Pending",
+        json!([{"type": "PodScheduled", "status": "True"}]),
+        waiting(
+            "ImagePullBackOff",
+            "Back-off pulling image \"busybox:1.36\": ErrImagePull: failed to pull and unpack image",
+        ),
+        false,
+    )
+    .await;
     let text = e.to_string();
     assert!(text.contains("ImagePullBackOff"), "{text}");
     assert!(text.contains("image busybox:1.36"), "{text}");
     assert_eq!(e.kind(), ErrorKind::Usage);
-    nothing_recorded(&manager, home.path());
 }
 
 #[tokio::test]
 async fn an_unschedulable_pod_says_why_when_the_wait_ends() {
-    let (cluster, mut server) = mock_cluster();
-    let (manager, home) = manager(cluster, Duration::from_millis(500));
-    let server = async {
-        let (name, pod) = expect_pod_created(&mut server).await;
-        let send = expect_watch(&mut server, &name, "100").await;
-        answer_events(
-            send,
-            &[event(
-                "MODIFIED",
-                &with_status(
-                    &pod,
-                    "101",
-                    "Pending",
-                    json!([{
-                        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                        "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
-                    }]),
-                    json!([]),
-                ),
-            )],
-        );
-        // The server ends a watch; ptest watches again from the last version and is still
-        // waiting when its time is up.
-        let _pending = expect_watch(&mut server, &name, "101").await;
-        expect_pod_deleted(&mut server, &name).await;
-        no_more_requests(&mut server).await;
-    };
-    let text = create(&manager, named("web"), server)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = fails_to_start(
+        named("web"),
+        Duration::from_millis(500),
+        "Pending",
+        json!([{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient memory. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+        }]),
+        json!([]),
+        true,
+    )
+    .await;
+    let text = e.to_string();
     assert!(text.contains("Unschedulable"), "{text}");
     assert!(text.contains("3 Insufficient memory"), "{text}");
-    nothing_recorded(&manager, home.path());
 }
 
 #[tokio::test]
 async fn an_oom_killed_container_names_its_memory_limit() {
-    let (cluster, mut server) = mock_cluster();
-    let (manager, home) = manager(cluster, Duration::from_secs(30));
     let mut spec = named("web");
     spec.limits.memory = Some(ptest_core::ByteSize(8 << 20));
-    let server = async {
-        let (name, pod) = expect_pod_created(&mut server).await;
-        assert_eq!(
-            pod["spec"]["containers"][0]["resources"]["limits"]["memory"],
-            "8388608"
-        );
-        let send = expect_watch(&mut server, &name, "100").await;
-        answer_events(
-            send,
-            &[event(
-                "MODIFIED",
-                &with_status(
-                    &pod,
-                    "101",
-                    "Failed",
-                    json!([{"type": "Ready", "status": "False", "reason": "PodFailed"}]),
-                    json!([{
-                        "name": "env", "image": "busybox:1.36", "imageID": "", "ready": false,
-                        "restartCount": 0,
-                        "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
-                    }]),
-                ),
-            )],
-        );
-        expect_pod_deleted(&mut server, &name).await;
-    };
-    let text = create(&manager, spec, server)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = fails_to_start(
+        spec,
+        Duration::from_secs(30),
+        "Failed",
+        json!([{"type": "Ready", "status": "False", "reason": "PodFailed"}]),
+        json!([{
+            "name": "env", "image": "busybox:1.36", "imageID": "", "ready": false,
+            "restartCount": 0,
+            "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}
+        }]),
+        false,
+    )
+    .await;
+    let text = e.to_string();
     assert!(text.contains("OOMKilled"), "{text}");
+    // The limit as sent (`resources.limits.memory` of the pod ptest created).
     assert!(text.contains("memory limit 8388608"), "{text}");
-    nothing_recorded(&manager, home.path());
 }
 
 #[tokio::test]

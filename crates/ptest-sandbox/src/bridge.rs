@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
 use crate::procfs;
+use crate::sys;
 
 /// The bridge's name inside every hub.
 const BRIDGE: &str = "br0";
@@ -234,10 +235,9 @@ impl Hub {
             .write(true)
             .open(&path)
             .map_err(|e| Error::syscall(format!("open {}", path.display()), e))?;
-        // SAFETY: flock(2) on a descriptor this function owns; released when it is closed.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-            return Err(Error::last_os(format!("flock {}", path.display())));
-        }
+        // Released when the file is closed.
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| Error::syscall(format!("flock {}", path.display()), e.into()))?;
         let subnet = free_subnet(candidates).ok_or_else(|| Error::InvalidSpec {
             what: "hub subnet",
             reason: "every candidate overlaps a route of this host".into(),
@@ -488,12 +488,9 @@ pub fn kill_holder(holder: i32, start_time: u64) {
         .flatten()
         .is_some_and(|s| s.start_time == start_time)
     {
-        // SAFETY: kill(2) and waitpid(2) on a pid whose start time was just checked.
-        unsafe {
-            libc::kill(holder, libc::SIGKILL);
-            // Reaped here if this process started it; elsewhere its parent (or init) does.
-            libc::waitpid(holder, std::ptr::null_mut(), 0);
-        }
+        let _ = sys::kill(holder, libc::SIGKILL);
+        // Reaped here if this process started it; elsewhere its parent (or init) does.
+        let _ = sys::waitpid(holder, 0);
     }
 }
 
@@ -515,10 +512,9 @@ fn spawn_holder(uplink: &str) -> Result<(i32, u64)> {
     // SAFETY: only async-signal-safe calls (setsid, unshare) between fork and exec.
     unsafe {
         command.pre_exec(|| {
-            if libc::setsid() < 0 || libc::unshare(libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
+            sys::setsid()
+                .and_then(|()| sys::unshare(libc::CLONE_NEWNET))
+                .map_err(std::io::Error::from_raw_os_error)
         });
     }
     let child = command.spawn().map_err(|e| Error::Spawn {

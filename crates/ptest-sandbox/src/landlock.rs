@@ -7,6 +7,9 @@
 //! `landlock_restrict_self` before `execve`. The access rights handled are those of the
 //! kernel's ABI version (best effort, explicitly: [`abi_version`] says which; ABI 1 cannot
 //! allow renames across directories, ABI 2 adds them, 3 truncation, 5 device ioctls).
+//!
+//! The three Landlock system calls are made with `libc::syscall`: rustix has no wrapper for
+//! them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;

@@ -9,13 +9,20 @@
 //! Replacing a layer ([`Pod::unmount`], then [`Pod::mount_overlay`] on fresh directories)
 //! never changes a layer under a mounted overlay, which overlayfs does not allow.
 
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
+use rustix::io::Errno;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
+    fsconfig_set_string, fsmount, fsopen, move_mount,
+};
 
 use crate::error::{Error, Result};
 use crate::pod::Pod;
@@ -79,10 +86,10 @@ impl Pod {
         hide(overlay)?;
         let mount = detached_overlay(overlay)?;
         let target = cpath(&overlay.target)?;
-        let fd = mount.as_raw_fd();
+        let fd = mount.as_fd();
         self.in_mount_namespace(
             &format!("mount overlay on {}", overlay.target.display()),
-            || move_mount(fd, &target),
+            || move_detached(fd, &target),
         )
     }
 
@@ -242,14 +249,17 @@ fn hide(overlay: &Overlay) -> Result<()> {
                 Err(e) => return Err(io_err("mkdir", &upper, e)),
             }
         }
-        let whiteout = cpath(overlay.upper.join(rel))?;
-        // SAFETY: whiteout is a NUL-terminated path; a 0/0 character device is overlayfs's
-        // whiteout.
-        if unsafe { libc::mknod(whiteout.as_ptr(), libc::S_IFCHR, libc::makedev(0, 0)) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(io_err("mknod (whiteout)", &overlay.upper.join(rel), e));
-            }
+        // A 0/0 character device is overlayfs's whiteout.
+        let whiteout = overlay.upper.join(rel);
+        match mknodat(
+            CWD,
+            cpath(&whiteout)?.as_c_str(),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            makedev(0, 0),
+        ) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(io_err("mknod (whiteout)", &whiteout, e.into())),
         }
     }
     for (dir, meta) in made {
@@ -269,79 +279,39 @@ fn hide(overlay: &Overlay) -> Result<()> {
 
 /// The overlay as a detached mount (not attached anywhere yet), made in this namespace.
 fn detached_overlay(overlay: &Overlay) -> Result<OwnedFd> {
-    let fail =
-        |call: &str| Error::last_os(format!("{call} (overlay of {})", overlay.lower.display()));
-    let name = c"overlay";
-    // SAFETY: name is NUL-terminated; the returned fd is owned below.
-    let fs_fd = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), libc::FSOPEN_CLOEXEC) };
-    if fs_fd < 0 {
-        return Err(fail("fsopen"));
-    }
-    // SAFETY: fsopen returned a new fd nobody else owns.
-    let fs_fd = unsafe { OwnedFd::from_raw_fd(fs_fd as RawFd) };
+    let fail = |call: &str, e: Errno| {
+        Error::syscall(
+            format!("{call} (overlay of {})", overlay.lower.display()),
+            io::Error::from(e),
+        )
+    };
+    let fs_fd = fsopen(c"overlay", FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| fail("fsopen", e))?;
     for (key, path) in [
         ("lowerdir", &overlay.lower),
         ("upperdir", &overlay.upper),
         ("workdir", &overlay.work),
     ] {
-        let (key_c, value) = (CString::new(key).expect("no NUL"), cpath(path)?);
-        // SAFETY: both strings are NUL-terminated and outlive the call.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs_fd.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
-                key_c.as_ptr(),
-                value.as_ptr(),
-                0,
-            )
-        };
-        if r < 0 {
-            return Err(fail(&format!("fsconfig {key}={}", path.display())));
-        }
+        fsconfig_set_string(&fs_fd, key, cpath(path)?.as_c_str())
+            .map_err(|e| fail(&format!("fsconfig {key}={}", path.display()), e))?;
     }
-    // SAFETY: plain integers; no pointers.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs_fd.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(fail("create the overlay"));
-    }
-    // SAFETY: plain integers.
-    let mnt = unsafe {
-        libc::syscall(
-            libc::SYS_fsmount,
-            fs_fd.as_raw_fd(),
-            libc::FSMOUNT_CLOEXEC,
-            0,
-        )
-    };
-    if mnt < 0 {
-        return Err(fail("fsmount"));
-    }
-    // SAFETY: fsmount returned a new fd nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(mnt as RawFd) })
+    fsconfig_create(&fs_fd).map_err(|e| fail("create the overlay", e))?;
+    fsmount(
+        &fs_fd,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )
+    .map_err(|e| fail("fsmount", e))
 }
 
-/// `move_mount(2)` of the detached mount `fd` onto `target`. Async-signal-safe.
-fn move_mount(fd: RawFd, target: &CString) -> std::result::Result<(), sys::Errno> {
-    // SAFETY: the empty path and target are NUL-terminated and outlive the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            fd,
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            libc::MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    };
-    if r < 0 { Err(sys::errno()) } else { Ok(()) }
+/// `move_mount(2)` of the detached mount `fd` onto `target`. Async-signal-safe: rustix is
+/// given C strings, which it passes as they are.
+fn move_detached(fd: BorrowedFd<'_>, target: &CStr) -> std::result::Result<(), sys::Errno> {
+    move_mount(
+        fd,
+        c"",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| e.raw_os_error())
 }

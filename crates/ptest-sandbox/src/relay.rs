@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use crate::capability::Capabilities;
 use crate::cgroup::Cgroup;
 use crate::child::SpawnedChild;
-use crate::command::CommandSpec;
+use crate::command::{CommandSpec, ExitStatus};
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
 use crate::launch::{Launch, Step, Strings, last_cap, spawn_error};
@@ -231,13 +231,14 @@ const FORWARDED: [libc::c_int; 6] = [
 
 /// Ends the relay process the way the command ended.
 fn relay(status: i32) -> ! {
-    if libc::WIFSIGNALED(status) {
-        let sig = libc::WTERMSIG(status);
-        // No core dump from the relay, whatever the signal.
-        let _ = sys::setrlimit(libc::RLIMIT_CORE, 0);
-        sys::reset_signals();
-        let _ = sys::kill(sys::getpid(), sig);
-        sys::exit(128 + sig);
+    match ExitStatus::from_raw(status) {
+        ExitStatus::Signaled(sig) => {
+            // No core dump from the relay, whatever the signal.
+            let _ = sys::setrlimit(libc::RLIMIT_CORE, 0);
+            sys::reset_signals();
+            let _ = sys::kill(sys::getpid(), sig);
+            sys::exit(128 + sig)
+        }
+        ExitStatus::Exited(code) => sys::exit(code),
     }
-    sys::exit(libc::WEXITSTATUS(status))
 }

@@ -128,13 +128,11 @@ pub fn available() -> std::result::Result<(), String> {
             std::env::consts::ARCH
         ));
     }
-    // SAFETY: PR_GET_SECCOMP takes no pointer; it returns the mode or fails with EINVAL when
-    // the kernel has no seccomp.
-    let mode = unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) };
-    if mode < 0 {
+    // Fails with EINVAL when the kernel has no seccomp.
+    if let Err(e) = rustix::thread::secure_computing_mode() {
         return Err(format!(
             "the kernel has no seccomp (prctl PR_GET_SECCOMP: {})",
-            io::Error::last_os_error()
+            io::Error::from(e)
         ));
     }
     Ok(())
@@ -229,7 +227,8 @@ impl Filter {
 
     /// In the child: installs the filter for this thread and what it `execve`s.
     /// Async-signal-safe (one `prctl` on memory prepared before `fork`). Needs no_new_privs
-    /// (or `CAP_SYS_ADMIN`).
+    /// (or `CAP_SYS_ADMIN`). A raw `prctl`: rustix's `set_secure_computing_mode` cannot pass
+    /// a filter program.
     pub(crate) fn install(&self) -> std::result::Result<(), sys::Errno> {
         let prog = libc::sock_fprog {
             len: self.program.len() as u16,

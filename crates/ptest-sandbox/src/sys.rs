@@ -511,6 +511,12 @@ pub(crate) fn dup_above(fd: BorrowedFd<'_>, min: RawFd) -> Result<RawFd, Errno> 
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })
 }
 
+/// Whether `fd` is open in this process (a number, not a borrowed descriptor: it may not be).
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only reads the descriptor's flags; a closed number is EBADF.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
 /// Marks every fd from `first` upwards close-on-exec (`close_range(2)`, Linux 5.11+).
 /// Errors are ignored: this is defence in depth, the crate's own fds are already CLOEXEC.
 pub(crate) fn cloexec_from(first: RawFd) {

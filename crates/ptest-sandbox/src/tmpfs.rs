@@ -9,6 +9,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use rustix::mount::{MountFlags, UnmountFlags, mount};
+
 use crate::error::{Error, Result};
 use crate::sys::cpath;
 
@@ -52,23 +54,19 @@ pub fn mount_tmpfs(target: &Path, source: &str, limits: TmpfsLimits) -> Result<(
         c"tmpfs",
         CString::new(data).expect("no NUL in numbers"),
     );
-    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-    let r = unsafe {
-        libc::mount(
-            s.as_ptr(),
-            t.as_ptr(),
-            fstype.as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            d.as_ptr().cast(),
+    mount(
+        s.as_c_str(),
+        t.as_c_str(),
+        fstype,
+        MountFlags::NOSUID | MountFlags::NODEV,
+        d.as_c_str(),
+    )
+    .map_err(|e| {
+        Error::syscall(
+            format!("mount tmpfs on {}", target.display()),
+            io::Error::from(e),
         )
-    };
-    if r < 0 {
-        return Err(Error::last_os(format!(
-            "mount tmpfs on {}",
-            target.display()
-        )));
-    }
-    Ok(())
+    })
 }
 
 /// The mount whose mount point is exactly `target` (the topmost, if several), from
@@ -99,12 +97,8 @@ pub fn mounts_beneath(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Detaches the mount on `target` (lazily: still-open files keep it alive until closed).
 pub fn unmount(target: &Path) -> Result<()> {
     let t = cpath(target)?;
-    // SAFETY: t is a NUL-terminated path.
-    if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } < 0 {
-        let e = io::Error::last_os_error();
-        return Err(Error::syscall(format!("unmount {}", target.display()), e));
-    }
-    Ok(())
+    rustix::mount::unmount(t.as_c_str(), UnmountFlags::DETACH)
+        .map_err(|e| Error::syscall(format!("unmount {}", target.display()), e.into()))
 }
 
 /// Decodes the octal escapes (`\040` for a space) mountinfo uses in paths.

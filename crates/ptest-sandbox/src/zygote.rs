@@ -161,12 +161,6 @@ fn encode(spec: &CommandSpec, strings: &Strings, flags: u32, stdio_mask: u32) ->
     out
 }
 
-/// Whether `fd` is open in this process.
-fn is_open(fd: RawFd) -> bool {
-    // SAFETY: F_GETFD only reads the descriptor's flags.
-    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
-}
-
 /// Runs `spec` in `pod` through its holder (see the module docs): the command's pid, in the
 /// caller's PID namespace, and the connection its end is reported on.
 pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> {
@@ -193,7 +187,7 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> 
         let fd = stdio
             .fd()
             .map(|fd| fd.as_raw_fd())
-            .or_else(|| is_open(i as RawFd).then_some(i as RawFd));
+            .or_else(|| sys::is_open(i as RawFd).then_some(i as RawFd));
         if let Some(fd) = fd {
             fds.push(fd);
             stdio_mask |= 1 << i;

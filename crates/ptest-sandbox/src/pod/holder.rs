@@ -59,8 +59,7 @@ impl Pod {
     /// One attempt of [`Pod::create`].
     fn create_once(spec: &PodSpec) -> Result<Pod> {
         let ops = build_ops(spec)?;
-        // SAFETY: geteuid cannot fail.
-        let need_userns = unsafe { libc::geteuid() } != 0;
+        let need_userns = !rustix::process::geteuid().is_root();
         let userns = if need_userns {
             check_user_namespaces()?;
             Some(UserNsSetup::new()?)

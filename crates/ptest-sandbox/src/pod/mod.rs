@@ -247,13 +247,9 @@ impl Pod {
                         io::Error::from_raw_os_error(e),
                     )
                 })?;
-            // SAFETY: statfs is plain data, filled by fstatfs below.
-            let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-            // SAFETY: fd is an open descriptor and st a valid statfs to fill.
-            if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } < 0 {
-                return Err(Error::last_os("fstatfs"));
-            }
-            if st.f_type == libc::TMPFS_MAGIC {
+            let st = rustix::fs::fstatfs(&fd)
+                .map_err(|e| Error::syscall("fstatfs", io::Error::from(e)))?;
+            if st.f_type == libc::TMPFS_MAGIC as _ {
                 used += (st.f_blocks - st.f_bfree) as u64 * st.f_bsize as u64;
             }
         }

@@ -136,23 +136,7 @@ impl Ruleset {
         let attr = RulesetAttr {
             handled_access_fs: handled,
         };
-        // SAFETY: attr is a valid landlock_ruleset_attr prefix of the size given (the kernel
-        // accepts a smaller struct and treats the missing fields as zero).
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                &attr as *const RulesetAttr,
-                std::mem::size_of::<RulesetAttr>(),
-                0u32,
-            )
-        };
-        if fd < 0 {
-            return Err(Error::last_os("landlock_create_ruleset"));
-        }
-        // SAFETY: fd is a new descriptor owned by nobody else.
-        let ruleset = Ruleset {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
-        };
+        let ruleset = Ruleset::create(&attr)?;
         let read = EXECUTE | READ_FILE | READ_DIR;
         for path in &rules.read_only {
             ruleset.allow(path, view_root, read & handled)?;
@@ -177,12 +161,19 @@ impl Ruleset {
             handled_access_net: 0,
             scoped: SCOPE_ABSTRACT_UNIX_SOCKET,
         };
-        // SAFETY: attr is a valid landlock_ruleset_attr prefix of the size given.
+        Ruleset::create(&attr)
+    }
+
+    /// `landlock_create_ruleset` with `attr`, a prefix of the kernel's
+    /// `landlock_ruleset_attr` (the kernel accepts a smaller struct and treats the missing
+    /// fields as zero).
+    fn create<A>(attr: &A) -> Result<Ruleset> {
+        // SAFETY: attr points at size_of::<A>() readable bytes for the duration of the call.
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_landlock_create_ruleset,
-                &attr as *const ScopedRulesetAttr,
-                std::mem::size_of::<ScopedRulesetAttr>(),
+                attr as *const A,
+                std::mem::size_of::<A>(),
                 0u32,
             )
         };
@@ -190,9 +181,8 @@ impl Ruleset {
             return Err(Error::last_os("landlock_create_ruleset"));
         }
         // SAFETY: fd is a new descriptor owned by nobody else.
-        Ok(Ruleset {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(Ruleset { fd })
     }
 
     fn allow(&self, path: &Path, view_root: Option<&Path>, access: u64) -> Result<()> {

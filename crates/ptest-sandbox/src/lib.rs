@@ -52,6 +52,8 @@
 //! (briefly): call them from a dedicated thread, not from an async task.
 
 #![cfg(target_os = "linux")]
+// Every `unsafe` block says why it holds (`// SAFETY:`); the workspace denies warnings.
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod bridge;
 mod capability;

@@ -193,7 +193,8 @@ pub(crate) fn last_cap() -> Result<u32> {
 
 /// What the child that becomes the command does between `fork` and `execve`, over memory
 /// prepared before `fork`: what a relay prepared ([`crate::relay`]), or a request the pod
-/// holder parsed in place. Every pointer points at a NUL-terminated string that outlives the child's `execve`.
+/// holder parsed in place. Every pointer points at a NUL-terminated string that outlives the
+/// child's `execve`.
 pub(crate) struct Launch<'a> {
     /// Paths to `execve` in turn.
     pub(crate) candidates: &'a [*const libc::c_char],

@@ -44,7 +44,6 @@ use crate::command::{CommandSpec, ExitStatus};
 use crate::error::{Error, Result};
 use crate::landlock::Ruleset;
 use crate::launch::{self, Launch, Step, Strings};
-use crate::pod::Pod;
 use crate::rlimit::Rlimits;
 use crate::seccomp::{Filter, Profile};
 use crate::step_pipe::raw_step_pipe;
@@ -161,10 +160,15 @@ fn encode(spec: &CommandSpec, strings: &Strings, flags: u32, stdio_mask: u32) ->
     out
 }
 
-/// Runs `spec` in `pod` through its holder (see the module docs): the command's pid, in the
-/// caller's PID namespace, and the connection its end is reported on.
-pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> {
-    let holder = pod.holder_pid();
+/// Runs `spec` through the pod holder `holder` (see the module docs): the command's pid, in
+/// the caller's PID namespace, and the connection its end is reported on. `holder_alive`
+/// says whether the holder still runs (same pid, same start time), to tell a holder that is
+/// gone from one that failed.
+pub(crate) fn spawn(
+    holder: i32,
+    holder_alive: impl Fn() -> bool,
+    spec: &CommandSpec,
+) -> Result<(i32, Connection)> {
     let strings = Strings::new(spec)?;
     let mut flags = 0;
     for (on, flag) in [
@@ -201,7 +205,7 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> 
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
                 .open(&root_path)
-                .map_err(|e| match pod.is_alive() {
+                .map_err(|e| match holder_alive() {
                     true => Error::syscall(format!("open {root_path}"), e),
                     false => Error::HolderGone { pid: holder },
                 })?;
@@ -238,7 +242,7 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> 
     let path = format!("/proc/{holder}/root{}", SOCKET.to_string_lossy());
     let cpath = CString::new(path.as_str()).expect("a path built from numbers has no NUL");
     if let Err(e) = sys::connect(sock.as_raw_fd(), &cpath) {
-        if !pod.is_alive() {
+        if !holder_alive() {
             return Err(Error::HolderGone { pid: holder });
         }
         // A live holder without a socket was made before holders started commands.
@@ -257,7 +261,7 @@ pub(crate) fn spawn(pod: &Pod, spec: &CommandSpec) -> Result<(i32, Connection)> 
     // process started at the recorded time: not another pod's holder on a reused pid.
     let listener =
         sys::peer_pid(sock.as_raw_fd()).map_err(|e| syscall_error("getsockopt SO_PEERCRED", e))?;
-    if !pod.is_alive() {
+    if !holder_alive() {
         return Err(Error::HolderGone { pid: holder });
     }
     if listener != holder {
@@ -484,7 +488,7 @@ impl Zygote {
     }
 
     /// The holder's life after set-up: serve requests and reap every child (it is PID 1 of
-    /// the pod), forever. Dies only by SIGKILL (from the cgroup kill or [`Pod::destroy`]); as
+    /// the pod), forever. Dies only by SIGKILL (from the cgroup kill or [`crate::Pod::destroy`]); as
     /// PID 1 of its namespace it ignores other signals. Async-signal-safe.
     pub(crate) fn serve(mut self, listener: RawFd, signals: RawFd) -> ! {
         let mut n = 0;

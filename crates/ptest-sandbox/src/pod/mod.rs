@@ -119,7 +119,7 @@ impl Pod {
     /// A holder that is gone, or whose pid now names another process, is found when
     /// connecting ([`Error::HolderGone`]): no check comes before.
     pub fn spawn(&self, cmd: &CommandSpec) -> Result<SpawnedChild> {
-        let (pid, connection) = zygote::spawn(self, cmd)?;
+        let (pid, connection) = zygote::spawn(self.holder_pid, || self.is_alive(), cmd)?;
         Ok(SpawnedChild::from_holder(pid, connection))
     }
 

@@ -362,17 +362,13 @@ impl Engine for KubernetesEngine {
             match self.clusters.get(target.context.as_deref()).await {
                 Ok(cluster) => out
                     .extend(gc::reap(&cluster, &target.namespace, &self.home_hash, live_ids).await),
-                Err(e) => out.push(Removal {
-                    name: format!(
-                        "{} in context {}",
-                        target.namespace,
-                        target.context.as_deref().unwrap_or("(current)")
-                    ),
-                    id: String::new(),
-                    action: "removed",
-                    reason: "orphaned kubernetes objects of this home".into(),
-                    error: Some(e.to_string()),
-                }),
+                // No kubeconfig (or context) any more: as for an unreachable cluster, there
+                // is nothing this machine can look at.
+                Err(e) => tracing::warn!(
+                    "gc skipped namespace {} of context {}: {e}",
+                    target.namespace,
+                    target.context.as_deref().unwrap_or("(current)")
+                ),
             }
         }
         out

@@ -88,6 +88,8 @@ impl Targets {
 }
 
 /// Deletes what `home` labelled in `namespace` of `cluster` for environments not in `live`.
+/// A cluster that cannot be reached is skipped with a warning, as the docker level skips a
+/// missing engine: `ptest gc` is no failure on a machine cut off from a cluster it once used.
 pub(crate) async fn reap(
     cluster: &Cluster,
     namespace: &str,
@@ -95,12 +97,16 @@ pub(crate) async fn reap(
     live: &[String],
 ) -> Vec<Removal> {
     let mut out = Vec::new();
-    reap_kind::<Pod>(cluster, namespace, home, live, "pods", &mut out).await;
+    let reachable = reap_kind::<Pod>(cluster, namespace, home, live, "pods", &mut out).await;
+    if !reachable {
+        return out;
+    }
     reap_kind::<Service>(cluster, namespace, home, live, "services", &mut out).await;
     reap_kind::<NetworkPolicy>(cluster, namespace, home, live, "networkpolicies", &mut out).await;
     out
 }
 
+/// Reaps one kind of object; `false` when the cluster could not be reached.
 async fn reap_kind<K>(
     cluster: &Cluster,
     namespace: &str,
@@ -108,7 +114,8 @@ async fn reap_kind<K>(
     live: &[String],
     resource: &'static str,
     out: &mut Vec<Removal>,
-) where
+) -> bool
+where
     K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
     K::DynamicType: Default,
 {
@@ -129,14 +136,19 @@ async fn reap_kind<K>(
     {
         Ok(list) => list.items,
         Err(e) => {
+            let error = list.error(e, namespace, cluster);
+            if matches!(error, Error::LevelUnavailable { .. }) {
+                tracing::warn!("gc skipped namespace {namespace}: {error}");
+                return false;
+            }
             out.push(Removal {
                 name: format!("{resource} in {namespace}"),
                 id: String::new(),
                 action: "removed",
                 reason: format!("orphaned kubernetes {resource} of this home"),
-                error: Some(list.error(e, namespace, cluster).to_string()),
+                error: Some(error.to_string()),
             });
-            return;
+            return true;
         }
     };
     for object in objects {
@@ -158,6 +170,7 @@ async fn reap_kind<K>(
             error,
         });
     }
+    true
 }
 
 /// The environment id of an object to delete: this home's label and an environment that is

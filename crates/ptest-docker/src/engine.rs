@@ -26,6 +26,11 @@ use crate::container::{
 use crate::gc::{self, Reaped};
 use crate::{exec, image, network};
 
+/// The key of [`ptest_core::Environment::details`] holding what the container's image runs by
+/// itself (entrypoint then command, as strings): its containers run `sleep` instead, and
+/// `ptest run` runs this in a service container that names no command of its own.
+pub const IMAGE_COMMAND: &str = "image_command";
+
 /// The uid and gid `high` and `strict` containers run as; their writable directories of the
 /// root are handed to it.
 const UNPRIVILEGED_ID: u32 = 65534;
@@ -341,6 +346,8 @@ impl Engine for DockerEngine {
         // The image first: a missing one leaves nothing behind.
         let image = image::resolve(docker, &docker_spec, &self.home_hash).await?;
         ctx.note("image", serde_json::json!(image))?;
+        let command = image::command(docker, &image).await?;
+        ctx.note(IMAGE_COMMAND, serde_json::json!(command))?;
         let (root_path, id) = (env.root.clone(), env.id.clone());
         let unprivileged = effective_security(&env.spec) >= SecurityLevel::High;
         let limits = limited_root::limits(&env.spec, 0);

@@ -55,6 +55,23 @@ pub(crate) async fn resolve(docker: &Docker, spec: &DockerSpec, home: &str) -> R
     }
 }
 
+/// What `image` runs by itself: its entrypoint followed by its command (empty when it names
+/// neither). ptest's containers run `sleep` instead; a caller that wants the image's own
+/// program (a service container) runs this.
+pub(crate) async fn command(docker: &Docker, image: &str) -> Result<Vec<String>> {
+    let inspected = docker
+        .inspect_image(image)
+        .await
+        .map_err(|e| engine_error("inspect an image", format!("{image}: {e}")))?;
+    let config = inspected.config.unwrap_or_default();
+    Ok(config
+        .entrypoint
+        .unwrap_or_default()
+        .into_iter()
+        .chain(config.cmd.unwrap_or_default())
+        .collect())
+}
+
 /// Whether `image` exists on the engine.
 async fn exists(docker: &Docker, image: &str) -> Result<bool> {
     match docker.inspect_image(image).await {

@@ -31,5 +31,5 @@ mod image;
 mod network;
 
 pub use container::{CONTAINER_ROOT, CONTAINER_WORKSPACE, LABEL_ENV, LABEL_HOME, LABEL_NAME};
-pub use engine::DockerEngine;
+pub use engine::{DockerEngine, IMAGE_COMMAND};
 pub use gc::{ObjectKind, Reaped};

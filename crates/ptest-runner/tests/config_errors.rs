@@ -108,6 +108,79 @@ fn a_service_key_that_does_not_exist_points_at_it() {
     assert!(message.contains("ready_prot"), "{message} at {column}");
 }
 
+/// A suite `s` with one `[[suite.services]]` table of `keys` (from line 5 on).
+fn service(keys: &str) -> String {
+    format!("[[suite]]\nname = \"s\"\nrun = \"true\"\n\n[[suite.services]]\nname = \"db\"\n{keys}")
+}
+
+#[test]
+fn container_service_mistakes_point_at_their_key() {
+    // (keys after `name = "db"` on line 6, the line and column refused, words of the message)
+    let cases = [
+        (
+            "image = \"redis:7\"\nbuild = \"docker\"\n",
+            (8, 9),
+            "both `image` and `build`",
+        ),
+        ("image = \"Redis:7\"\n", (7, 9), "Redis"),
+        (
+            "run = \"redis-server\"\nports = [6379]\n",
+            (8, 9),
+            "`ports` are a container service's",
+        ),
+        (
+            "image = \"redis:7\"\nports = [6379, 6379]\n",
+            (8, 9),
+            "listed twice",
+        ),
+        (
+            "ready_port = \"5432\"\n",
+            (6, 8),
+            "no `run`, `image` or `build`",
+        ),
+        ("image = \"redis:7\"\nports = [70000]\n", (8, 10), "70000"),
+    ];
+    for (keys, at, words) in cases {
+        let (line, column, message, _) = error_of(&service(keys));
+        assert_eq!((line, column), at, "{keys}: {message}");
+        assert!(message.contains(words), "{keys}: {message}");
+    }
+    // A container service's name becomes a host name and PTEST_PORT_<NAME>.
+    let text = "[[suite]]\nname = \"s\"\nrun = \"true\"\n\n[[suite.services]]\nname = \"Db.1\"\nimage = \"redis:7\"\n";
+    let (line, column, message, _) = error_of(text);
+    assert_eq!((line, column), (6, 8), "{message}");
+    assert!(message.contains("[a-z][a-z0-9_-]*"), "{message}");
+    // Two services of one name.
+    let text = format!(
+        "{}\n[[suite.services]]\nname = \"db\"\nrun = \"true\"\n",
+        service("run = \"true\"\n")
+    );
+    let (line, _, message, _) = error_of(&text);
+    assert_eq!(line, 10, "{message}");
+    assert!(message.contains("two services named \"db\""), "{message}");
+}
+
+#[test]
+fn a_container_service_without_a_docker_engine_is_refused_at_its_image() {
+    let text = service("image = \"redis:7\"\nports = [6379]\n");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ptest.toml");
+    std::fs::write(&file, &text).unwrap();
+    let home = ptest_core::Home::at(dir.path().join("home"));
+    let mut engines = ptest_core::EngineRegistry::new();
+    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+    engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
+    let project = Project::load(dir.path()).unwrap();
+    let (line, column, message, help) =
+        where_refused(&file, project.check_engines(&engines).unwrap_err());
+    assert_eq!((line, column), (7, 9), "{message}");
+    assert!(message.contains("no docker engine"), "{message}");
+    assert!(help.unwrap().contains("run = "), "{message}");
+    // With one, the same file passes.
+    engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+    project.check_engines(&engines).unwrap();
+}
+
 #[test]
 fn an_overlay_where_no_sandbox_can_be_is_refused_with_the_way_out() {
     for (toml, why) in [

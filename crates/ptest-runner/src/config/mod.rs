@@ -18,7 +18,7 @@ use toml::Spanned;
 
 pub use command::Command;
 pub(crate) use command::quote;
-pub use service::Service;
+pub use service::{Service, ServiceConfig, ServiceContainer};
 pub use suite::{MAX_SUITE_NAME, Parallel, Split, Suite, SuiteConfig};
 use template::python_label;
 pub use template::{Disposal, EnvTemplate, EnvTemplateConfig, ProjectMode, PythonKey};
@@ -65,6 +65,8 @@ struct Written {
     templates: BTreeMap<String, (Span, Option<Span>)>,
     /// Per `split` key: the template its suite runs in, and the key.
     splits: Vec<(String, Span)>,
+    /// Per container service: its container and where its image is named.
+    containers: Vec<(ServiceContainer, Span)>,
 }
 
 type Span = std::ops::Range<usize>;
@@ -216,18 +218,22 @@ impl Project {
                     Some("suite names must be unique"),
                 ));
             }
-            let mut service_names = std::collections::BTreeSet::new();
+            let mut services = Vec::new();
             for service in &config.services {
-                if service.run.is_empty() || !service_names.insert(service.name.clone()) {
+                let checked = service
+                    .check(name, dir)
+                    .map_err(|(message, span, help)| err(Some(span), message, Some(help)))?;
+                if services.iter().any(|s: &Service| s.name == checked.name) {
                     return Err(err(
-                        Some(config.name.span()),
-                        format!(
-                            "service {:?} of suite {name:?} has an empty `run` or a name used twice",
-                            service.name
-                        ),
-                        Some("each service needs a unique name and a command"),
+                        Some(service.name.span()),
+                        format!("suite {name:?} has two services named {:?}", checked.name),
+                        Some("each service of a suite needs a name of its own"),
                     ));
                 }
+                if let (Some(container), Some(span)) = (&checked.container, service.image_span()) {
+                    written.containers.push((container.clone(), span));
+                }
+                services.push(checked);
             }
             if config.run.get_ref().is_empty() {
                 return Err(err(
@@ -302,7 +308,7 @@ impl Project {
                     .map(|d| d.get_ref().clone())
                     .collect(),
                 env_vars: config.env_vars.clone(),
-                services: config.services.clone(),
+                services,
             };
             let Some(versions) = matrices.get(&env) else {
                 suites.push(suite);
@@ -438,6 +444,21 @@ impl Project {
                         why.reason
                     ),
                     "use project = \"copy\" (a private copy per suite)",
+                ));
+            }
+        }
+        for (container, span) in &written.containers {
+            let spec = container.spec(None);
+            let refused = match engines.get(spec.level) {
+                None => Some(format!("this ptest has no {} engine", spec.level)),
+                Some(engine) => engine.check(&spec).err().map(|e| e.to_string()),
+            };
+            if let Some(why) = refused {
+                return Err(err(
+                    Some(span.clone()),
+                    format!("a container service cannot run here: {why}"),
+                    "run the service as a process (run = \"COMMAND\") or use a ptest with \
+                     the docker level",
                 ));
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::service::Service;
+use super::service::{Service, ServiceConfig};
 use toml::Spanned;
 
 use super::Command;
@@ -56,9 +56,10 @@ pub struct SuiteConfig {
     /// Extra variables for every command of the suite.
     #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
-    /// Background services started before `setup`, stopped after `teardown`.
+    /// Services started before `setup`, stopped after `teardown`: background processes in
+    /// the suite's environment, or containers of their own.
     #[serde(default)]
-    pub services: Vec<Service>,
+    pub services: Vec<ServiceConfig>,
 }
 
 /// `parallel`: a shard count or `"auto"`.

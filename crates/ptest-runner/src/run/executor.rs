@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use ptest_core::{
-    EnvName, Environment, EnvironmentSpec, ExecRequest, Labels, Manager, OutputMode, OverlaySpec,
+    EnvName, Environment, EnvironmentSpec, ExecRequest, Manager, OutputMode, OverlaySpec,
     ProcessResult, RemoveOptions,
 };
 use tokio::sync::watch;
@@ -23,8 +23,8 @@ use crate::report::{AttemptReport, ErrorClass, SuiteReport, SuiteStatus, TestCas
 use crate::split;
 use ptest_core::beneath::{self, Beneath};
 
-use super::services::{start_services, stop_services};
-use super::{RUN_LABEL, Shared, Stop, TAIL_BYTES, TAIL_LINES, Unit, base_report, error, stopped};
+use super::services::Services;
+use super::{Shared, Stop, TAIL_BYTES, TAIL_LINES, Unit, base_report, error, stopped};
 
 /// One suite shard, start to end, in worker slot `slot`.
 pub(super) async fn run_unit(
@@ -61,16 +61,7 @@ async fn run_in_env(
         Ok(n) => n,
         Err(e) => return error(report, "naming the environment", &e),
     };
-    let mut labels = Labels::new();
-    labels.insert(RUN_LABEL.into(), shared.run_id.clone());
-    labels.insert(
-        ptest_core::RUN_OWNER_LABEL.into(),
-        ptest_core::liveness::ProcessId::current().to_string(),
-    );
-    labels.insert("ptest.suite".into(), unit.suite.clone());
-    if let Some(shard) = unit.shard {
-        labels.insert("ptest.shard".into(), shard.to_string());
-    }
+    let labels = unit.labels(&shared.run_id);
     let disposal = template.disposal(shared.options.keep);
     let mut spec = template.spec(env_name, labels);
     if let (Some(extras), Some(venv)) = (&template.install_project, spec.virtualenv.as_mut()) {
@@ -599,6 +590,11 @@ async fn run_attempt(
             return Attempt::errored(format!("writing the durations for split: {e}"));
         }
     }
+    // Services first: a container service's ports are in `vars` for every command after.
+    let mut services = Services::default();
+    let services_started = services
+        .start(shared, unit, env, dir, in_workspace, &mut vars)
+        .await;
     let request = |command: &Command| ExecRequest {
         argv: argv_in(command, dir, in_workspace),
         env: vars.clone().into_iter().collect(),
@@ -651,10 +647,7 @@ async fn run_attempt(
         // only the name goes, beneath its directory.
         let _ = Beneath::open(base).and_then(|b| b.remove_file(rel));
     }
-    let mut outcome = start_services(shared, suite, env, dir, in_workspace, &vars)
-        .await
-        .err()
-        .map(Attempt::errored);
+    let mut outcome = services_started.err().map(Attempt::errored);
     outcome = match (outcome, &suite.setup) {
         (Some(failed), _) => Some(failed),
         (None, None) => None,
@@ -730,7 +723,8 @@ async fn run_attempt(
             Err(e) => tracing::warn!("teardown of {} failed: {e}", suite.name),
         }
     }
-    stop_services(shared, suite, env).await;
+    services.stop(shared, suite, env).await;
+    outcome.warnings.append(&mut services.warnings);
     outcome
 }
 

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ptest_core::Manager;
+use ptest_core::{Labels, Manager};
 use tokio::sync::{OnceCell, watch};
 
 use crate::config::Project;
@@ -88,6 +88,24 @@ struct Unit {
     suite: String,
     shard: Option<u32>,
     shards: u32,
+}
+
+impl Unit {
+    /// The labels of the environments it makes: the run's (`ptest.run`), the process running
+    /// it (`ptest.run.owner`, for `gc`), its suite and shard.
+    fn labels(&self, run_id: &str) -> Labels {
+        let mut labels = Labels::new();
+        labels.insert(RUN_LABEL.into(), run_id.to_owned());
+        labels.insert(
+            ptest_core::RUN_OWNER_LABEL.into(),
+            ptest_core::liveness::ProcessId::current().to_string(),
+        );
+        labels.insert("ptest.suite".into(), self.suite.clone());
+        if let Some(shard) = self.shard {
+            labels.insert("ptest.shard".into(), shard.to_string());
+        }
+        labels
+    }
 }
 
 struct Shared {

@@ -48,6 +48,7 @@ impl Manager {
         engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
         engines.register(Arc::new(ptest_local::VirtualenvEngine::new(&home)));
         engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+        engines.register(Arc::new(ptest_kube::KubernetesEngine::new(home.path())));
         let manager =
             crate::unlocked(|| ptest_core::Manager::open(home, config, engines)).py_err()?;
         let exe = exe.or_else(|| std::env::var_os("PTEST_EXE").map(PathBuf::from));

@@ -328,8 +328,8 @@ pub struct CreateArgs {
     pub constraints: Vec<PathBuf>,
     #[command(flatten)]
     pub index: IndexArgs,
-    /// Image for a docker environment (must exist locally or be pullable); implies --level
-    /// docker.
+    /// Image for a docker environment (must exist locally or be pullable; implies --level
+    /// docker), or for a kubernetes one (the cluster's nodes must be able to pull it).
     #[arg(
         long,
         value_name = "IMAGE",
@@ -342,6 +342,28 @@ pub struct CreateArgs {
     /// content hash, reused while unchanged); implies --level docker.
     #[arg(long, value_name = "DIR", help_heading = "Docker")]
     pub build: Option<PathBuf>,
+    /// Namespace of a kubernetes environment (default: the kubeconfig context's, else
+    /// `default`); implies --level kubernetes.
+    #[arg(long, value_name = "NS", help_heading = "Kubernetes", value_parser = parse_dns_label)]
+    pub namespace: Option<String>,
+    /// Kubeconfig context of a kubernetes environment (default: the current context; the
+    /// kubeconfig is KUBECONFIG, else ~/.kube/config); implies --level kubernetes.
+    #[arg(long, value_name = "CONTEXT", help_heading = "Kubernetes")]
+    pub context: Option<String>,
+    /// Print what a kubernetes environment would be made of (its pod and network policy) and
+    /// make nothing: no cluster is asked, nothing is recorded.
+    #[arg(long, help_heading = "Kubernetes")]
+    pub dry_run: bool,
+    /// With --dry-run: how to print the manifests (yaml, the only format).
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "FORMAT",
+        help_heading = "Kubernetes",
+        requires = "dry_run",
+        value_parser = ["yaml"]
+    )]
+    pub output: Option<String>,
     /// Print the environment as JSON.
     #[arg(long)]
     pub json: bool,
@@ -677,6 +699,24 @@ fn parse_network(s: &str) -> Result<NetworkMode, String> {
         _ => Err(format!(
             "unknown network mode {s:?}; expected host, loopback, none or bridge"
         )),
+    }
+}
+
+/// A Kubernetes namespace name (a DNS label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, 63 at most).
+fn parse_dns_label(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "invalid namespace {s:?}: lowercase letters, digits and '-', at most 63, starting \
+             and ending with a letter or digit"
+        ))
     }
 }
 

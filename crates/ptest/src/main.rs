@@ -79,8 +79,10 @@ fn init_logging(verbose: u8) {
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PTEST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // kube's client logs each failed connection as an error of its own; ptest's error says it.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PTEST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},kube_client::client::builder=off"))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -101,6 +103,7 @@ fn engines(home: &Home) -> EngineRegistry {
     engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
     engines.register(Arc::new(ptest_local::VirtualenvEngine::new(home)));
     engines.register(Arc::new(ptest_docker::DockerEngine::new(home.path())));
+    engines.register(Arc::new(ptest_kube::KubernetesEngine::new(home.path())));
     engines
 }
 

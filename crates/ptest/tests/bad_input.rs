@@ -107,12 +107,96 @@ fn unknown_level_and_values_are_usage_errors() {
         .assert()
         .code(2)
         .stderr(contains("KEY=VALUE"));
-    // A level this build has no engine for says so instead of pretending.
+    // The kubernetes level says what it needs: an image, then a cluster (where it looked).
     t.ptest(["env", "create", "x", "--level", "kubernetes"])
         .assert()
         .code(2)
-        .stderr(contains("kubernetes level is not available"));
+        .stderr(contains("needs an image"));
+    t.ptest([
+        "env",
+        "create",
+        "x",
+        "--namespace",
+        "ci",
+        "--image",
+        "busybox:1.36",
+    ])
+    .assert()
+    .code(2)
+    .stderr(contains("no kubeconfig").and(contains(".kube/config")));
+    t.ptest([
+        "env",
+        "create",
+        "x",
+        "--level",
+        "docker",
+        "--namespace",
+        "ci",
+    ])
+    .assert()
+    .code(2)
+    .stderr(contains("for the kubernetes level"));
     assert!(t.names().is_empty());
+}
+
+#[test]
+fn a_kubernetes_dry_run_prints_the_manifests_and_records_nothing() {
+    let t = TestHome::new();
+    let out = t
+        .ptest([
+            "env",
+            "create",
+            "web",
+            "--level",
+            "kubernetes",
+            "--image",
+            "busybox:1.36",
+            "--namespace",
+            "ci",
+            "--memory",
+            "64M",
+            "--network",
+            "loopback",
+            "--dry-run",
+            "-o",
+            "yaml",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let yaml = String::from_utf8(out).unwrap();
+    assert!(yaml.starts_with("apiVersion: v1\nkind: Pod\n"), "{yaml}");
+    assert!(yaml.contains("  name: ptest-web-"), "{yaml}");
+    assert!(yaml.contains("  namespace: ci\n"), "{yaml}");
+    assert!(yaml.contains("memory: \"67108864\""), "{yaml}");
+    assert!(yaml.contains("kind: NetworkPolicy"), "{yaml}");
+    assert!(t.names().is_empty());
+    // Only yaml, and only with --dry-run.
+    t.ptest([
+        "env",
+        "create",
+        "web",
+        "--level",
+        "kubernetes",
+        "-o",
+        "json",
+        "--dry-run",
+    ])
+    .assert()
+    .code(2);
+    t.ptest([
+        "env",
+        "create",
+        "web",
+        "--level",
+        "kubernetes",
+        "-o",
+        "yaml",
+    ])
+    .assert()
+    .code(2);
 }
 
 #[test]

@@ -143,6 +143,31 @@ impl KubernetesEngine {
         Ok((cluster, namespace))
     }
 
+    /// Waits (up to the ready timeout) until pod `name` no longer exists.
+    async fn wait_gone(&self, cluster: &Cluster, namespace: &str, name: &str) -> Result<()> {
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        loop {
+            match api.get_opt(name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok(Some(_)) => {
+                    return Err(Error::Engine {
+                        level: IsolationLevel::Kubernetes,
+                        action: "create the pod",
+                        message: format!(
+                            "{namespace}/{name} exists and was still there after {}s",
+                            self.ready_timeout.as_secs()
+                        ),
+                    });
+                }
+                Err(e) => return Err(GET_POD.error(e, namespace, cluster)),
+            }
+        }
+    }
+
     /// Records where `env`'s objects are, once the cluster has made one: what `cleanup`
     /// deletes from.
     fn note_target(ctx: &dyn EngineContext, cluster: &Cluster, namespace: &str) -> Result<()> {
@@ -208,10 +233,19 @@ impl Engine for KubernetesEngine {
         let image = manifest::image(&env.spec)?;
         let pod = crate::pod::pod(env, image, &namespace, &self.home_hash);
         let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &namespace);
-        let created = api
-            .create(&PostParams::default(), &pod)
-            .await
-            .map_err(|e| CREATE_POD.error(e, &namespace, &cluster))?;
+        let created = match api.create(&PostParams::default(), &pod).await {
+            Ok(created) => created,
+            // The pod `env stop` deleted is still terminating (its grace period): once it is
+            // gone, make the new one.
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                self.wait_gone(&cluster, &namespace, &object_name(env))
+                    .await?;
+                api.create(&PostParams::default(), &pod)
+                    .await
+                    .map_err(|e| CREATE_POD.error(e, &namespace, &cluster))?
+            }
+            Err(e) => return Err(CREATE_POD.error(e, &namespace, &cluster)),
+        };
         Self::note_target(ctx, &cluster, &namespace)?;
         ready::wait(&cluster, &namespace, created, self.ready_timeout).await
     }

@@ -154,3 +154,108 @@ async fn a_spec_a_pod_cannot_apply_is_refused_with_each_reason() {
     let text = engine.check(&no_image).unwrap_err().to_string();
     assert!(text.contains("needs an image"), "{text}");
 }
+
+#[tokio::test]
+async fn start_after_stop_waits_for_the_old_pod_to_go() {
+    let (cluster, mut server) = mock_cluster();
+    let (manager, _home) = manager(cluster, std::time::Duration::from_secs(30));
+    let mut spec = spec();
+    spec.name = Some(ptest_core::EnvName::new("web").unwrap());
+    // Made but not started: no pod yet, nothing asked of the cluster.
+    let env = manager.create_environment_unstarted(spec).await.unwrap();
+    let name = format!("ptest-web-{}", env.id);
+    let pods = "/api/v1/namespaces/ptest-ci/pods";
+    let (started, ()) = tokio::join!(manager.start_environment(&env), async {
+        let (seen, send) = next(&mut server).await;
+        assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", pods));
+        let pod = seen.body;
+        answer(
+            send,
+            409,
+            &status(
+                409,
+                "AlreadyExists",
+                &format!("pods \"{name}\" already exists"),
+                json!({"name": name, "kind": "pods"}),
+            ),
+        );
+        let (seen, send) = next(&mut server).await;
+        assert_eq!(seen.path, format!("{pods}/{name}"));
+        answer(
+            send,
+            404,
+            &status(
+                404,
+                "NotFound",
+                &format!("pods \"{name}\" not found"),
+                json!({"name": name, "kind": "pods"}),
+            ),
+        );
+        let (seen, send) = next(&mut server).await;
+        assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", pods));
+        answer(
+            send,
+            201,
+            &with_status(
+                &pod,
+                "100",
+                "Running",
+                json!([{"type": "Ready", "status": "True"}]),
+                json!([]),
+            ),
+        );
+    });
+    assert_eq!(
+        started.unwrap().status,
+        ptest_core::EnvironmentStatus::Active
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_shows_the_context_the_server_version_and_what_rbac_allows() {
+    let (cluster, mut server) = mock_cluster();
+    let home = tempfile::tempdir().unwrap();
+    let engine = KubernetesEngine::with_cluster(home.path(), cluster);
+    let doctor = tokio::task::spawn_blocking(move || engine.capabilities());
+    let (seen, send) = next(&mut server).await;
+    assert_eq!(seen.path, "/version");
+    answer(
+        send,
+        200,
+        &json!({
+            "major": "1", "minor": "32", "gitVersion": "v1.32.2", "gitCommit": "67a30c0",
+            "gitTreeState": "clean", "buildDate": "2025-02-12T21:19:47Z", "goVersion": "go1.23.6",
+            "compiler": "gc", "platform": "linux/amd64"
+        }),
+    );
+    for _ in 0..7 {
+        let (seen, send) = next(&mut server).await;
+        assert_eq!(
+            (seen.method.as_str(), seen.path.as_str()),
+            (
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+            )
+        );
+        let attributes = &seen.body["spec"]["resourceAttributes"];
+        assert_eq!(attributes["namespace"], "ptest-ci");
+        // This user may do everything but exec.
+        let allowed = attributes["subresource"] != "exec";
+        let mut review = seen.body.clone();
+        review["status"] = json!({ "allowed": allowed });
+        answer(send, 201, &review);
+    }
+    let findings = doctor.await.unwrap();
+    let find = |check: &str| findings.iter().find(|f| f.check == check).unwrap();
+    assert!(find("context").detail.contains("kind-ptest"));
+    assert!(find("server").ok);
+    assert!(find("server").detail.contains("v1.32.2"));
+    let rbac = find("rbac");
+    assert!(!rbac.ok);
+    assert!(
+        rbac.detail.contains("may not create pods/exec"),
+        "{}",
+        rbac.detail
+    );
+    assert!(rbac.detail.contains("may create pods"), "{}", rbac.detail);
+}

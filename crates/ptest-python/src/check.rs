@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::error::Result;
-use crate::marker::MarkerEnvironment;
 use crate::metadata::{Distribution, installed};
-use crate::requirement::PackageName;
+use crate::pep::marker::MarkerEnvironment;
+use crate::pep::requirement::PackageName;
 use crate::venv::Venv;
 
 /// One unsatisfied requirement.

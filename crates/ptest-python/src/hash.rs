@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::interpreter::Interpreter;
-use crate::requirement::Requirement;
+use crate::pep::requirement::Requirement;
 
 /// Bumped whenever the way inputs are written changes, so old hashes never match new ones.
 const FORMAT: &str = "ptest-python spec v1";

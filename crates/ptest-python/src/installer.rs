@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result, tail};
 use crate::interpreter::find_on_path;
 use crate::metadata::{Distribution, installed};
+use crate::pep::requirement::{PackageName, Requirement, VersionOrUrl};
+use crate::pep::specifier::Operator;
 use crate::probe_cache::ProbeCache;
-use crate::requirement::{PackageName, Requirement, VersionOrUrl};
-use crate::specifier::Operator;
 use crate::venv::Venv;
 use crate::venv_link::VenvLink;
 

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::str::FromStr;
 
 use crate::error::{Error, Result, Tried, tail};
-use crate::marker::MarkerEnvironment;
+use crate::pep::marker::MarkerEnvironment;
+use crate::pep::version::Version;
 use crate::probe_cache::ProbeCache;
-use crate::version::Version;
 
 /// What interpreter the caller asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@
 //! as `pip check` reports it), [`TreeNode`] (the dependency tree), [`SpecHash`] (the content
 //! hash that decides whether a built environment can be reused) and [`clone_venv`] (copying
 //! a finished venv). PEP 440 versions and specifiers and PEP 508 requirements and
-//! markers are parsed here ([`Version`], [`VersionSpecifiers`], [`Requirement`],
-//! [`MarkerTree`]).
+//! markers are parsed in [`pep`], a module of their own ([`Version`], [`VersionSpecifiers`],
+//! [`Requirement`], [`MarkerTree`]).
 //!
 //! A typical flow:
 //!
@@ -42,18 +42,15 @@ pub mod error;
 pub mod hash;
 pub mod installer;
 pub mod interpreter;
-pub mod marker;
 pub mod metadata;
+pub mod pep;
 pub mod probe_cache;
 pub mod project;
 pub mod pyenv;
 mod regular;
-pub mod requirement;
-pub mod specifier;
 pub mod tree;
 pub mod venv;
 mod venv_link;
-pub mod version;
 
 pub use check::{Conflict, check, check_venv};
 pub use clone::{CloneReport, clone_venv};
@@ -63,11 +60,11 @@ pub use installer::{
     Fetched, InstallOutcome, InstallRequest, Installer, InstallerKind, PackageChange,
 };
 pub use interpreter::{Interpreter, PythonRequest};
-pub use marker::{MarkerEnvironment, MarkerTree};
 pub use metadata::{Distribution, freeze, installed, show};
+pub use pep::marker::{MarkerEnvironment, MarkerTree};
+pub use pep::requirement::{PackageName, Requirement, VersionOrUrl};
+pub use pep::specifier::{VersionSpecifier, VersionSpecifiers};
+pub use pep::version::Version;
 pub use probe_cache::ProbeCache;
-pub use requirement::{PackageName, Requirement, VersionOrUrl};
-pub use specifier::{VersionSpecifier, VersionSpecifiers};
 pub use tree::{TreeDisplay, TreeError, TreeNode, tree};
 pub use venv::Venv;
-pub use version::Version;

@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::requirement::{PackageName, Requirement};
+use crate::pep::requirement::{PackageName, Requirement};
+use crate::pep::version::Version;
 use crate::venv::Venv;
-use crate::version::Version;
 
 /// Most bytes of a `METADATA` read (long descriptions included, real ones stay far below).
 const METADATA_MAX: u64 = 32 << 20;

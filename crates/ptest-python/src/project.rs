@@ -8,8 +8,8 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 use crate::installer::{Installer, InstallerKind, run_tool};
-use crate::marker::MarkerEnvironment;
-use crate::requirement::Requirement;
+use crate::pep::marker::MarkerEnvironment;
+use crate::pep::requirement::Requirement;
 
 /// Most bytes of a wheel's `METADATA` read.
 const METADATA_MAX: usize = 32 << 20;

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use crate::error::RequirementError;
-use crate::marker::MarkerEnvironment;
 use crate::metadata::Distribution;
-use crate::requirement::{PackageName, Requirement};
+use crate::pep::marker::MarkerEnvironment;
+use crate::pep::requirement::{PackageName, Requirement};
 
 /// One node of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

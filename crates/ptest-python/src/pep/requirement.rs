@@ -5,8 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::RequirementError;
-use crate::marker::{MarkerTree, parse_marker_at};
-use crate::specifier::VersionSpecifiers;
+use crate::pep::marker::{MarkerTree, parse_marker_at};
+use crate::pep::specifier::VersionSpecifiers;
 
 /// A distribution name normalized per PEP 503 (lower case, runs of `-_.` become one `-`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -310,7 +310,7 @@ impl<'a> Cursor<'a> {
             if version.is_empty() {
                 return Err(self.error(version_start, format!("expected a version after `{op}`")));
             }
-            let spec = crate::specifier::VersionSpecifier::parse(&format!("{op}{version}"))
+            let spec = crate::pep::specifier::VersionSpecifier::parse(&format!("{op}{version}"))
                 .map_err(|e| self.error(start, e.reason))?;
             specs.push(spec);
             self.skip_ws();

@@ -8,7 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::SpecifierError;
-use crate::version::Version;
+use crate::pep::version::Version;
 
 /// A comparison operator of a version specifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

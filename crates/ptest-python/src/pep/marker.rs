@@ -7,9 +7,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::RequirementError;
-use crate::requirement::{Cursor, normalize};
-use crate::specifier::VersionSpecifier;
-use crate::version::Version;
+use crate::pep::requirement::{Cursor, normalize};
+use crate::pep::specifier::VersionSpecifier;
+use crate::pep::version::Version;
 
 /// The values markers are evaluated against, as one interpreter reports them.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

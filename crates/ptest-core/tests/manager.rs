@@ -1,4 +1,5 @@
-//! The manager's Rust API, with the real directory engine.
+//! The manager's Rust API, with a fake engine whose environments are roots and whose
+//! commands are plain host processes (see `support`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
@@ -6,9 +7,12 @@ use std::sync::{Arc, Mutex};
 
 use ptest_core::*;
 
+mod support;
+use support::HostEngine;
+
 fn manager(home: &std::path::Path, max: u32) -> Arc<Manager> {
     let mut engines = EngineRegistry::new();
-    engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
+    engines.register(Arc::new(HostEngine::default()));
     let config = Config {
         max_environments: max,
         ..Config::default()
@@ -105,33 +109,25 @@ async fn shutdown_removes_this_sessions_on_shutdown_environments() {
 async fn interrupted_create_is_marked_error_on_next_open() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().to_owned();
-    // A child process runs the create and is killed while the engine is at work: a
-    // `--path` on a FIFO-blocked parent would be racy, so the child stops itself (SIGSTOP)
-    // from inside the engine's create, via an engine that wraps the directory engine.
+    // A child process runs the create and is killed while the engine is at work: its engine
+    // writes `reached` half-way through and then waits forever.
+    let reached = home.join("reached");
     let exe = std::env::current_exe().unwrap();
     let mut child = std::process::Command::new(exe)
         .args([
             "--exact",
-            "child_creates_and_stops",
+            "child_creates_and_hangs",
             "--ignored",
             "--nocapture",
         ])
         .env("PTEST_TEST_HOME", &home)
+        .stdin(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait for the child to stop itself mid-create, then kill it.
-    let pid = child.id();
-    for _ in 0..1000 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|s| s.trim_start().starts_with('T'))
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    assert!(
+        ptest_testkit::wait_until(std::time::Duration::from_secs(60), || reached.exists()),
+        "the child never reached the engine's create"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -153,60 +149,17 @@ async fn interrupted_create_is_marked_error_on_next_open() {
     assert!(!env.root.exists());
 }
 
-struct StoppingEngine(ptest_local::DirectoryEngine);
-
-#[async_trait::async_trait]
-impl Engine for StoppingEngine {
-    fn level(&self) -> IsolationLevel {
-        self.0.level()
-    }
-    fn capabilities(&self) -> Vec<Finding> {
-        self.0.capabilities()
-    }
-    fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
-        self.0.check(spec)
-    }
-    async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
-        self.0.create(env, ctx).await?;
-        // Stop here, half-way through the manager's create, so the parent can kill us.
-        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP)
-            .unwrap();
-        Ok(())
-    }
-    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
-        self.0.activate(env, ctx).await
-    }
-    async fn spawn(&self, env: &Environment, r: ExecRequest) -> Result<Box<dyn RunningProcess>> {
-        self.0.spawn(env, r).await
-    }
-    async fn kill(&self, env: &Environment, p: &ProcessInfo) -> Result<()> {
-        self.0.kill(env, p).await
-    }
-    async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {
-        self.0.validate(env).await
-    }
-    async fn deactivate(&self, env: &Environment) -> Result<()> {
-        self.0.deactivate(env).await
-    }
-    async fn cleanup(&self, env: &Environment) -> Result<()> {
-        self.0.cleanup(env).await
-    }
-    async fn resource_usage(&self, env: &Environment) -> Result<ResourceUsage> {
-        self.0.resource_usage(env).await
-    }
-}
-
 /// Run by `interrupted_create_is_marked_error_on_next_open` in a child process only.
 #[tokio::test]
 #[ignore = "helper: run in a child process by interrupted_create_is_marked_error_on_next_open"]
-async fn child_creates_and_stops() {
+async fn child_creates_and_hangs() {
     let Some(home) = std::env::var_os("PTEST_TEST_HOME") else {
         return;
     };
     let mut engines = EngineRegistry::new();
-    engines.register(Arc::new(
-        StoppingEngine(ptest_local::DirectoryEngine::new()),
-    ));
+    engines.register(Arc::new(HostEngine {
+        hang_in_create: Some(std::path::Path::new(&home).join("reached")),
+    }));
     let m = Manager::open(Home::at(home), Config::default(), engines).unwrap();
     let _ = m.create_environment(spec("crashed")).await;
 }
@@ -286,40 +239,6 @@ async fn short_and_long_commands_leave_the_same_records() {
     ];
     expected.sort();
     assert_eq!(rows, expected);
-    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
-}
-
-/// An environment whose record has no `isolation` (one made before ptest sandboxed
-/// anything) still runs commands: on the host, in its workspace, with its variables.
-#[tokio::test]
-async fn an_environment_without_an_isolation_record_runs_commands_on_the_host() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = manager(tmp.path(), 100);
-    let mut spec = spec("unrecorded");
-    spec.security = Some(SecurityLevel::Low);
-    m.create_environment(spec).await.unwrap();
-    rusqlite::Connection::open(m.store().path())
-        .unwrap()
-        .execute(
-            "UPDATE environments SET details = json_remove(details, '$.isolation') \
-             WHERE name = 'unrecorded'",
-            [],
-        )
-        .unwrap();
-    let env = m.get_environment("unrecorded").unwrap();
-    assert!(!env.details.contains_key("isolation"));
-    let r = m
-        .execute_command(
-            &env,
-            ExecRequest::new(["sh", "-c", "echo $PTEST_ENV_NAME; pwd; exit 5"]),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.exit_code, Some(5));
-    assert_eq!(
-        r.stdout,
-        format!("unrecorded\n{}\n", env.workspace().display())
-    );
     m.cleanup(&env, RemoveOptions::default()).await.unwrap();
 }
 

@@ -179,7 +179,11 @@ fn uv_through_a_venv_link_starts_no_python_and_scripts_name_the_venv() {
     support::log_starts(&second, &log);
     let outcome = uv.install(&second, &local(&["ptdemo-a==1.0"])).unwrap();
     assert_eq!(outcome.installed().count(), 2);
-    assert_eq!(support::starts(&log), 0, "uv started the venv's python");
+    assert_eq!(
+        ptest_testkit::python::starts(&log),
+        0,
+        "uv started the venv's python"
+    );
 
     let script = std::fs::read_to_string(second.bin_dir().join("ptdemo-a")).unwrap();
     let first_line = script.lines().next().unwrap();
@@ -289,7 +293,7 @@ fn open_reads_an_existing_venv_and_rejects_other_directories() {
 #[test]
 fn pip_older_than_22_3_is_bootstrapped_into_the_venv() {
     let Ok(old) = ptest_python::Interpreter::find(&PythonRequest::Version(vec![3, 7])) else {
-        support::skip::<()>("no Python 3.7 (an interpreter with pip < 22.3) on this host");
+        ptest_testkit::skip::<()>("no Python 3.7 (an interpreter with pip < 22.3) on this host");
         return;
     };
     assert!(old.version.to_string().starts_with("3.7"));

@@ -9,7 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use ptest_python::{Error, Interpreter, ProbeCache, PythonRequest, SpecHash};
-use support::{python, starts};
+use ptest_testkit::python::starts;
+use support::python;
 
 fn is_elf(path: &std::path::Path) -> bool {
     std::fs::read(path).is_ok_and(|bytes| bytes.starts_with(b"\x7fELF"))
@@ -49,7 +50,7 @@ fn a_pyenv_shim_is_resolved_to_the_binary_pyenv_runs() {
     let Some(shim) = shims.first() else {
         // No pyenv here: nothing to compare with (the rules are unit-tested in pyenv.rs).
         assert!(ptest_python::pyenv::resolve_shim(&default.path).is_none());
-        support::skip::<()>("no pyenv shim for python3 on PATH");
+        ptest_testkit::skip::<()>("no pyenv shim for python3 on PATH");
         return;
     };
     let resolved = ptest_python::pyenv::resolve_shim(shim).unwrap();

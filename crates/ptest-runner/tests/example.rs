@@ -4,9 +4,6 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod support;
-/// The Python crate's test support, for its skip rule and interpreter lookup.
-#[path = "../../ptest-python/tests/support/mod.rs"]
-mod wheels;
 
 use std::path::Path;
 
@@ -15,7 +12,7 @@ use support::{Harness, suite, tree_state};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_project_passes_and_stays_untouched() {
-    if wheels::python().is_none() {
+    if !ptest_testkit::runnable(ptest_testkit::python::missing()) {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/project");

@@ -11,7 +11,8 @@ use std::time::Duration;
 use ptest_runner::{
     CaseStatus, ProjectMode, RUN_LABEL, RunOptions, Selection, SuiteStatus, junit, list_text,
 };
-use support::{Harness, alive, jobs, suite, tree_state, written};
+use ptest_testkit::alive;
+use support::{Harness, jobs, suite, tree_state, written};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_suites_see_only_their_own_writes_and_leave_the_project_unchanged() {

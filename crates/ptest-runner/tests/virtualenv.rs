@@ -4,19 +4,16 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
 
 mod support;
-/// The Python crate's test support: its wheelhouse of demo packages and the skip rule.
-#[path = "../../ptest-python/tests/support/mod.rs"]
-mod wheels;
 
 use ptest_runner::{RunOptions, SuiteStatus};
 use support::{Harness, suite};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suites_with_conflicting_package_versions_both_pass() {
-    if wheels::python().is_none() {
+    if !ptest_testkit::runnable(ptest_testkit::python::missing()) {
         return;
     }
-    let house = wheels::wheelhouse().display().to_string();
+    let house = ptest_testkit::wheels::wheelhouse().display().to_string();
     let h = Harness::new();
     h.file(
         "check_b.py",

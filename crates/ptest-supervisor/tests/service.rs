@@ -239,12 +239,7 @@ fn sandboxed() -> bool {
     if has("namespaces") && has("cgroups") {
         return true;
     }
-    let why = format!("needs namespaces and cgroups: {features:?}");
-    if std::env::var_os("PTEST_REQUIRE_ALL").is_some_and(|v| v == "1") {
-        panic!("{why}");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
+    ptest_testkit::runnable(Some(format!("needs namespaces and cgroups: {features:?}")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

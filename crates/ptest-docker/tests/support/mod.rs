@@ -4,7 +4,6 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
@@ -110,10 +109,7 @@ pub async fn fixture() -> Option<Fixture> {
 }
 
 fn skip(why: &str) {
-    if std::env::var("PTEST_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("PTEST_REQUIRE_ALL=1 and {why}");
-    }
-    eprintln!("skipped: {why}");
+    ptest_testkit::skip::<()>(why);
 }
 
 async fn connect() -> Result<Docker, String> {
@@ -127,23 +123,16 @@ async fn connect() -> Result<Docker, String> {
 }
 
 /// Builds [`TEST_IMAGE`] once per test process (with the classic builder, which needs no
-/// registry for `FROM scratch`): the context is `support/Dockerfile` plus `/bin/busybox`
-/// (Debian's busybox-static).
+/// registry for `FROM scratch`) from ptest-testkit's busybox context.
 pub fn test_image() -> Result<String, String> {
     static BUILT: OnceLock<Result<String, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let busybox = Path::new("/bin/busybox");
-            if !busybox.exists() {
-                return Err("/bin/busybox missing: apt-get install busybox-static".into());
+            if let Some(why) = ptest_testkit::busybox::missing() {
+                return Err(why);
             }
             let context = tempfile::tempdir().map_err(|e| e.to_string())?;
-            std::fs::copy(
-                support_dir().join("Dockerfile"),
-                context.path().join("Dockerfile"),
-            )
-            .map_err(|e| e.to_string())?;
-            std::fs::copy(busybox, context.path().join("busybox")).map_err(|e| e.to_string())?;
+            ptest_testkit::busybox::write_context(context.path()).map_err(|e| e.to_string())?;
             let out = Command::new("docker")
                 .args(["build", "-q", "-t", TEST_IMAGE])
                 .arg(context.path())
@@ -159,9 +148,4 @@ pub fn test_image() -> Result<String, String> {
             Ok(TEST_IMAGE.to_owned())
         })
         .clone()
-}
-
-/// This directory.
-pub fn support_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support")
 }

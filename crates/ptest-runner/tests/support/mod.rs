@@ -219,15 +219,5 @@ pub fn can_overlay() -> bool {
     } else {
         return true;
     };
-    if std::env::var("PTEST_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("PTEST_REQUIRE_ALL=1 and this test cannot run: {why}");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-/// Whether a process with this pid exists (and is not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s[s.rfind(')').unwrap() + 2..].starts_with('Z'))
+    ptest_testkit::runnable(Some(why))
 }

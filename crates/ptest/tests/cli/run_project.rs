@@ -1,0 +1,132 @@
+//! Issue 20, deliverable 1: the project under test in `ptest run`, installed the way tox
+//! does. `packages = ["-e .[test]"]` (or `.`, or `install_project = true`) builds the project
+//! into a wheel once per run; each suite's environment gets the project's dependencies (and
+//! its extra's) with its other packages, reused by hash from run to run, and the wheel itself:
+//! tests import the environment's copy of the project, never the user's tree, with uv or pip,
+//! from a project under `/tmp` (where the tests' homes are). The demo project is built by a
+//! backend of its own (`fixtures/inner_backend`), so no network is needed.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+
+use std::path::{Path, PathBuf};
+
+use crate::support::TestHome;
+
+/// The demo project `ptproj` (needs `ptdemo-a`, its `test` extra `ptdemo-c`) in `dir`, whose
+/// template installs it as `packages` says; its suite prints where `ptproj` was imported from.
+fn project(dir: &Path, template: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("src/ptproj")).unwrap();
+    std::fs::create_dir_all(dir.join("_build")).unwrap();
+    std::fs::write(dir.join("src/ptproj/__init__.py"), "VALUE = 'ptproj'\n").unwrap();
+    let backend =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/inner_backend/backend.py");
+    std::fs::copy(backend, dir.join("_build/backend.py")).unwrap();
+    std::fs::write(
+        dir.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\"_build\"]\n\n\
+         [project]\nname = \"ptproj\"\nversion = \"0.1\"\n",
+    )
+    .unwrap();
+    let house = ptest_testkit::wheels::wheelhouse().display().to_string();
+    std::fs::write(
+        dir.join("ptest.toml"),
+        format!(
+            "[env.t]\n{template}\nno_index = true\nfind_links = [{house:?}]\n\n\
+             [[suite]]\nname = \"unit\"\nenv = \"t\"\n\
+             run = \"python -c 'import ptproj, ptdemo_a, ptdemo_c; print(ptproj.__file__)'\"\n"
+        ),
+    )
+    .unwrap();
+    dir.to_owned()
+}
+
+/// Runs the project with `PATH` as given; returns the report.
+fn run(t: &TestHome, dir: &Path, path: &str) -> serde_json::Value {
+    let out = t
+        .ptest(["run", "--project", dir.to_str().unwrap(), "--json"])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        report["suites"][0]["status"],
+        "passed",
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
+/// Where the suite imported `ptproj` from: the environment's venv, not the project.
+fn imported_from_the_environment(report: &serde_json::Value, dir: &Path) {
+    let file = report["suites"][0]["stdout_tail"].as_str().unwrap().trim();
+    assert!(file.contains("/venv/lib/"), "{file}");
+    assert!(!file.starts_with(dir.to_str().unwrap()), "{file}");
+}
+
+/// Whether an environment of this home was cloned from a template (its dependencies).
+fn from_template(t: &TestHome) -> bool {
+    let out = t.ptest(["events", "--json"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().any(|line| {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        e["event"] == "package_installed" && !e["details"]["from_template"].is_null()
+    })
+}
+
+#[test]
+fn an_editable_project_with_an_extra_is_a_wheel_per_run_and_its_dependencies_a_template() {
+    let t = TestHome::new();
+    let dir = project(&t.dir.path().join("proj"), "packages = [\"-e .[test]\"]");
+    let path = std::env::var("PATH").unwrap();
+    let first = run(&t, &dir, &path);
+    imported_from_the_environment(&first, &dir);
+    // The second run reuses the template of the dependencies, and installs this run's wheel.
+    std::fs::write(dir.join("src/ptproj/__init__.py"), "VALUE = 'changed'\n").unwrap();
+    let second = run(&t, &dir, &path);
+    imported_from_the_environment(&second, &dir);
+    assert!(
+        from_template(&t),
+        "the second run did not reuse the template"
+    );
+    let run_id = second["run_id"].as_str().unwrap();
+    let dist = t.home().join("reports").join(run_id).join("dist");
+    assert!(dist.is_dir(), "no wheel under {}", dist.display());
+    assert!(t.names().is_empty());
+}
+
+#[test]
+fn install_project_works_with_pip_when_uv_is_not_on_path() {
+    let t = TestHome::new();
+    let dir = project(
+        &t.dir.path().join("proj"),
+        "install_project = true\npackages = [\"ptdemo-c==1.0\"]",
+    );
+    let path: Vec<String> = std::env::var("PATH")
+        .unwrap()
+        .split(':')
+        .filter(|d| !Path::new(d).join("uv").exists())
+        .map(str::to_owned)
+        .collect();
+    let report = run(&t, &dir, &path.join(":"));
+    imported_from_the_environment(&report, &dir);
+    assert!(t.names().is_empty());
+}
+
+/// `pip = true`: suites that run `python -m pip` find it, in uv-built venvs too.
+#[test]
+fn pip_true_puts_pip_into_the_venv() {
+    let t = TestHome::new();
+    let dir = t.dir.path().join("pipproj");
+    std::fs::create_dir_all(&dir).unwrap();
+    // pip itself comes from PyPI (cached after the first time).
+    std::fs::write(
+        dir.join("ptest.toml"),
+        "[env.t]\npip = true\n\n[[suite]]\nname = \"unit\"\nenv = \"t\"\n\
+         run = \"python -m pip --version\"\n",
+    )
+    .unwrap();
+    let report = run(&t, &dir, &std::env::var("PATH").unwrap());
+    let out = report["suites"][0]["stdout_tail"].as_str().unwrap();
+    assert!(out.starts_with("pip "), "{out}");
+}

@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ptest_sandbox::{Cgroup, CommandSpec, ExitStatus, Limits, Pod, PodSpec, Stdio};
 
@@ -17,17 +17,10 @@ pub const CGROUP_PARENT: &str = "ptest-sandbox-tests";
 /// A PATH that finds the host's tools.
 pub const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Returns `true` when the test may go on; otherwise prints why and returns `false`, or panics
-/// under `PTEST_REQUIRE_ALL=1`.
+/// Returns `true` when the test may go on; otherwise skips by the workspace's rule
+/// ([`ptest_testkit::runnable`]: prints why, or panics under `PTEST_REQUIRE_ALL=1`).
 pub fn require(ok: bool, reason: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if std::env::var("PTEST_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("required capability missing: {reason}");
-    }
-    eprintln!("skipping: {reason}");
-    false
+    ptest_testkit::runnable((!ok).then_some(reason))
 }
 
 /// Whether we can create pods here (root: namespaces and cgroups).
@@ -145,26 +138,16 @@ pub fn sh(pod: &Pod, script: &str) -> Output {
 }
 
 /// Polls `cond` for up to 10 s.
-pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        ptest_testkit::wait_until(Duration::from_secs(10), cond),
+        "timed out waiting for: {what}"
+    );
 }
 
 /// Whether a process with this pid exists (zombies count as gone).
 pub fn process_exists(pid: i32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => {
-            let state = s
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().next())
-                .unwrap_or("X");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
-    }
+    ptest_testkit::alive(pid as u32)
 }
 
 /// The real path of a python3 interpreter (resolving pyenv shims), if there is one.

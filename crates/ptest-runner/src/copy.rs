@@ -167,6 +167,38 @@ pub fn ignored_paths(src: &Path, rules: &IgnoreRules) -> io::Result<Vec<PathBuf>
     Ok(out)
 }
 
+/// A fingerprint of what a copy of `src` would hold: every kept entry's path, kind, size and
+/// modification time (nothing is read), plus git's `HEAD`, `index` and `packed-refs` (a build
+/// that takes its version from git changes with them). Equal fingerprints mean a build of
+/// the project would see the same files.
+pub fn fingerprint(src: &Path, rules: &IgnoreRules) -> io::Result<u64> {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let stat = |path: &Path, rel: &str| {
+        let meta = fs::symlink_metadata(path).map_err(|e| at(e, path))?;
+        let seen = (meta.mode(), meta.len(), meta.mtime(), meta.mtime_nsec());
+        io::Result::Ok((rel.to_owned(), seen))
+    };
+    let mut seen = Vec::new();
+    walk(src, rules, |entry| {
+        if let Entry::Kept { from, rel, .. } = entry {
+            seen.push(stat(from, rel)?);
+        }
+        Ok(())
+    })?;
+    for git in [".git/HEAD", ".git/index", ".git/packed-refs"] {
+        let path = src.join(git);
+        if path.exists() {
+            seen.push(stat(&path, git)?);
+        }
+    }
+    // Directory order is the filesystem's: sorted, the same tree hashes the same.
+    seen.sort();
+    let mut hasher = std::hash::DefaultHasher::new();
+    seen.hash(&mut hasher);
+    Ok(hasher.finish())
+}
+
 /// One entry met by [`walk`].
 enum Entry<'a> {
     /// Skipped by the rules (and, for a directory, not entered).

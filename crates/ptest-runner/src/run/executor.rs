@@ -67,11 +67,7 @@ async fn run_in_env(
     if let (Some(extras), Some(venv)) = (&template.install_project, spec.virtualenv.as_mut()) {
         let home = shared.manager.home();
         let python = venv.python.as_deref();
-        match shared
-            .wheels
-            .get(home, &shared.run_id, &project.dir, python)
-            .await
-        {
+        match shared.wheels.get(home, &project.dir, python).await {
             Ok(wheel) => {
                 venv.project = Some(ptest_core::ProjectWheel {
                     wheel,

@@ -89,9 +89,23 @@ fn an_editable_project_with_an_extra_is_a_wheel_per_run_and_its_dependencies_a_t
         from_template(&t),
         "the second run did not reuse the template"
     );
-    let run_id = second["run_id"].as_str().unwrap();
-    let dist = t.home().join("reports").join(run_id).join("dist");
-    assert!(dist.is_dir(), "no wheel under {}", dist.display());
+    // A wheel is kept per version of the project's files: a run of unchanged files builds
+    // nothing and takes the kept one.
+    let kept = || {
+        std::fs::read_dir(t.home().join("cache/project-wheels"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count()
+    };
+    assert_eq!(kept(), 2);
+    imported_from_the_environment(&run(&t, &dir, &path), &dir);
+    assert_eq!(kept(), 2);
     assert!(t.names().is_empty());
 }
 

@@ -324,7 +324,13 @@ pub(crate) async fn kill(
         .exec(pod, argv, &params)
         .await
         .map_err(|e| exec_error(e, namespace, pod, cluster))?;
-    let status = match attached.take_status() {
+    let status = attached.take_status();
+    // Read what the script says (errors only), so that its stream never fills up.
+    let mut said = String::new();
+    if let Some(mut stderr) = attached.stderr() {
+        let _ = stderr.read_to_string(&mut said).await;
+    }
+    let status = match status {
         Some(status) => status.await,
         None => None,
     };
@@ -335,7 +341,10 @@ pub(crate) async fn kill(
             code => Err(Error::Engine {
                 level: IsolationLevel::Kubernetes,
                 action: "kill a command",
-                message: format!("{pod}: the kill script ended with exit code {code}"),
+                message: format!(
+                    "{pod}: the kill script ended with exit code {code}: {}",
+                    said.trim()
+                ),
             }),
         }),
         None => Err(Error::Engine {

@@ -2,6 +2,12 @@
 # group and every descendant (also those that left the group). Each generation is stopped
 # before its children are looked for, so nothing forks away meanwhile; then all are killed.
 # POSIX sh only: it runs in whatever image the environment has.
+# A command killed as it starts may not have written its pid yet: give it a few seconds.
+tries=0
+while [ ! -s "$1" ] && [ $tries -lt 5 ]; do
+  sleep 1
+  tries=$((tries + 1))
+done
 pid=$(cat "$1" 2>/dev/null) || exit 0
 case $pid in '' | *[!0-9]*) exit 0 ;; esac
 kill -STOP "$pid" 2>/dev/null || exit 0

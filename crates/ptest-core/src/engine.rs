@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use ptest_python::{Conflict, Distribution, InstallOutcome, InstallRequest, TreeNode};
+
 use crate::error::Result;
 use crate::home::Home;
 use crate::model::{
@@ -95,6 +97,29 @@ pub struct EngineTraits {
     /// ptest's fault proxy can serve the environment's ports from its network namespace
     /// (`ptest net`).
     pub network_faults: bool,
+    /// Its environments have Python packages of their own ([`Engine::packages`]).
+    pub packages: bool,
+}
+
+/// An environment's Python packages (`ptest pkg`), from an engine whose environments have a
+/// Python of their own ([`Engine::packages`]). Installs and uninstalls run inside the
+/// environment; reads come from the installed metadata.
+#[async_trait]
+pub trait EnvPackages: Send + Sync {
+    /// Installs `request`, logging `package_installing` and `package_installed`.
+    async fn install(&self, request: InstallRequest) -> Result<InstallOutcome>;
+    /// Uninstalls packages by name.
+    async fn uninstall(&self, names: &[String]) -> Result<InstallOutcome>;
+    /// Every installed distribution, sorted by name.
+    fn list(&self) -> Result<Vec<Distribution>>;
+    /// One installed distribution ([`crate::Error::Missing`] when it is not installed).
+    fn show(&self, name: &str) -> Result<Distribution>;
+    /// `name==version` lines, as `pip freeze` prints them.
+    fn freeze(&self) -> Result<Vec<String>>;
+    /// The dependency tree, from `root` or from every top-level distribution.
+    fn tree(&self, root: Option<&str>) -> Result<Vec<TreeNode>>;
+    /// Unmet requirements, as `pip check` finds them.
+    fn check(&self) -> Result<Vec<Conflict>>;
 }
 
 /// A command that has been spawned and is running.
@@ -157,6 +182,16 @@ pub trait Engine: Send + Sync {
     /// What callers may count on from this level's environments; nothing by default.
     fn traits(&self) -> EngineTraits {
         EngineTraits::default()
+    }
+
+    /// The packages of `env`, one of this engine's environments, where its environments
+    /// have a Python of their own; `None` where they have none.
+    fn packages<'a>(
+        &self,
+        _manager: &'a crate::Manager,
+        _env: Environment,
+    ) -> Option<Result<Box<dyn EnvPackages + 'a>>> {
+        None
     }
 
     /// Optional features (sandboxing, limits) and whether this host offers them; a missing

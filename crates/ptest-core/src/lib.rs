@@ -53,8 +53,8 @@ mod store;
 pub use blocking::blocking;
 pub use config::Config;
 pub use engine::{
-    Engine, EngineContext, EngineRegistry, EngineTraits, ExecRequest, Finding, OutputMode,
-    OverlayRefusal, RunningProcess,
+    Engine, EngineContext, EngineRegistry, EngineTraits, EnvPackages, ExecRequest, Finding,
+    OutputMode, OverlayRefusal, RunningProcess,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

@@ -305,6 +305,29 @@ impl Manager {
         Ok(self.engine(level)?.traits())
     }
 
+    /// The Python packages of `env` (`ptest pkg`), where its level's environments have them.
+    pub fn packages(&self, env: Environment) -> Result<Box<dyn crate::EnvPackages + '_>> {
+        let (name, level) = (env.name.clone(), env.level);
+        if let Some(packages) = self.engine(level)?.packages(self, env) {
+            return packages;
+        }
+        Err(Error::Usage(format!(
+            "{name} is a {level} environment, which has no packages of its own; packages need \
+             --level {}",
+            self.levels_where(|t| t.packages).join(" or --level ")
+        )))
+    }
+
+    /// The names of the levels whose engines have `trait_`, for messages that say where to
+    /// go instead.
+    pub fn levels_where(&self, trait_: impl Fn(&crate::EngineTraits) -> bool) -> Vec<&'static str> {
+        self.engines
+            .levels()
+            .filter(|l| self.traits(*l).is_ok_and(|t| trait_(&t)))
+            .map(|l| l.as_str())
+            .collect()
+    }
+
     /// The engines it runs environments with (a project's templates are checked by them
     /// before a run).
     pub fn engines(&self) -> &EngineRegistry {

@@ -65,6 +65,7 @@ impl Engine for DirectoryEngine {
         ptest_core::EngineTraits {
             root_at_host_path: true,
             network_faults: true,
+            packages: false,
         }
     }
 

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use ptest_core::beneath::Beneath;
-use ptest_core::{
-    Environment, Error, ExecRequest, IsolationEvent, IsolationLevel, Manager, Result,
-};
+use ptest_core::{EnvPackages, Environment, Error, ExecRequest, IsolationEvent, Manager, Result};
 use ptest_python::{
     Conflict, Distribution, Fetched, InstallOutcome, InstallRequest, Installer, Interpreter,
     PackageName, PythonRequest, TreeNode, Venv,
@@ -29,7 +27,8 @@ cp -al -- "$venv" "$saved" || exit 70
 if [ "$status" -ne 0 ]; then rm -rf -- "$venv" && mv -- "$saved" "$venv"; else rm -rf -- "$saved"; fi
 exit "$status""#;
 
-/// A virtualenv environment's packages.
+/// A virtualenv environment's packages ([`VirtualenvEngine`](crate::VirtualenvEngine)'s
+/// [`EnvPackages`]).
 pub struct Packages<'a> {
     manager: &'a Manager,
     env: Environment,
@@ -38,14 +37,8 @@ pub struct Packages<'a> {
 }
 
 impl<'a> Packages<'a> {
-    /// Opens the packages of `env`; a usage error when it is not a virtualenv environment.
+    /// Opens the packages of `env`, a virtualenv environment.
     pub fn open(manager: &'a Manager, env: Environment) -> Result<Self> {
-        if env.level != IsolationLevel::Virtualenv {
-            return Err(Error::Usage(format!(
-                "{} is a {} environment; packages need --level virtualenv",
-                env.name, env.level
-            )));
-        }
         let venv = Venv::open(&venv_path(&env)).map_err(|e| python_error("open the venv", e))?;
         Ok(Self {
             installer: installer_for(&manager.home().cache_dir()),
@@ -53,76 +46,6 @@ impl<'a> Packages<'a> {
             env,
             venv,
         })
-    }
-
-    /// Installs `request`, logging `package_installing` and `package_installed`.
-    ///
-    /// Nothing of the environment's runs on the host: the packages are fetched first, as
-    /// wheels, by the interpreter ptest recorded when it made the venv (never the venv's own,
-    /// which the command can replace) into a directory of ptest's; the wheels are copied into
-    /// the root's `run/` beneath its descriptor; then the installer runs inside the
-    /// environment, as its commands do, offline from that copy. There, a failed install puts
-    /// the venv back as it was: it is saved first (a hard-linked copy beside it) and moved
-    /// back on failure.
-    pub async fn install(&self, request: InstallRequest) -> Result<InstallOutcome> {
-        let base = self.base_python()?;
-        let n = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let batch = format!("{}-{n}", std::process::id());
-        let staging = self
-            .manager
-            .home()
-            .cache_dir()
-            .join("fetch")
-            .join(format!("{}-{batch}", self.env.id));
-        self.manager.record_event(
-            &self.env,
-            IsolationEvent::PackageInstalling,
-            json!({
-                "requirements": request.requirements,
-                "requirement_files": request.requirement_files,
-                "constraint_files": request.constraint_files,
-                "tool": self.installer.kind().name(),
-            }),
-        )?;
-        let started = std::time::Instant::now();
-        let fetched = {
-            let (installer, request, staging, base) = (
-                self.installer.clone(),
-                request.clone(),
-                staging.clone(),
-                base.clone(),
-            );
-            blocking(move || {
-                let _ = std::fs::remove_dir_all(&staging);
-                std::fs::create_dir_all(&staging)
-                    .map_err(|e| Error::io("creating", &staging, e))?;
-                installer
-                    .fetch(&base, &request, &staging)
-                    .map_err(|e| python_error("fetch packages", e))
-            })
-            .await
-        };
-        let house = Path::new("run").join(format!("wheels-{batch}"));
-        let outcome = match fetched {
-            Ok(fetched) => {
-                self.install_fetched(&request, &fetched, &staging, &house, &base)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        let root = Beneath::open(&self.env.root)?;
-        if let Err(e) = root.remove_dir(&house) {
-            tracing::warn!("could not remove {}: {e}", house.display());
-        }
-        let _ = std::fs::remove_dir_all(&staging);
-        let mut outcome = outcome?;
-        outcome.duration = started.elapsed();
-        self.manager.record_event(
-            &self.env,
-            IsolationEvent::PackageInstalled,
-            installed_event(&outcome),
-        )?;
-        Ok(outcome)
     }
 
     /// Copies what [`Installer::fetch`] got into the root at `house` and installs it from
@@ -182,32 +105,6 @@ impl<'a> Packages<'a> {
         ));
         self.run_inside(tool, Some(&backup), "installing packages")
             .await
-    }
-
-    /// Uninstalls packages by name, from inside the environment; naming one that is not
-    /// installed is an error and changes nothing.
-    pub async fn uninstall(&self, names: &[String]) -> Result<InstallOutcome> {
-        let names: Vec<PackageName> = names.iter().map(|n| PackageName::new(n)).collect();
-        let installed = self.list()?;
-        if let Some(missing) = names
-            .iter()
-            .find(|n| !installed.iter().any(|d| &&d.name == n))
-        {
-            return Err(Error::Missing(format!(
-                "package {missing} is not installed in {}; see `ptest pkg list {}`",
-                self.env.name, self.env.name
-            )));
-        }
-        let tool =
-            self.installer
-                .uninstall_command(&self.venv.python(), &self.base_python()?, &names);
-        let outcome = self.run_inside(tool, None, "uninstalling packages").await?;
-        self.manager.record_event(
-            &self.env,
-            IsolationEvent::PackageInstalled,
-            json!({ "tool": outcome.tool, "changes": outcome.changes }),
-        )?;
-        Ok(outcome)
     }
 
     /// Runs the installer's command line `tool` inside the environment (a command of its
@@ -289,13 +186,123 @@ impl<'a> Packages<'a> {
             })
     }
 
+    /// The marker values of the interpreter the venv was made from (recorded by ptest, not
+    /// read from the venv), kept with what it said when the environment was made: no Python
+    /// starts while it is unchanged, and never the venv's own.
+    fn markers(&self) -> Result<ptest_python::MarkerEnvironment> {
+        let probes = probes_for(&self.manager.home().cache_dir());
+        let python = PythonRequest::Path(self.base_python()?);
+        Ok(Interpreter::find_cached(&python, &probes)
+            .map_err(|e| python_error("query the interpreter", e))?
+            .markers)
+    }
+}
+
+#[async_trait::async_trait]
+impl EnvPackages for Packages<'_> {
+    /// Installs `request`, logging `package_installing` and `package_installed`.
+    ///
+    /// Nothing of the environment's runs on the host: the packages are fetched first, as
+    /// wheels, by the interpreter ptest recorded when it made the venv (never the venv's own,
+    /// which the command can replace) into a directory of ptest's; the wheels are copied into
+    /// the root's `run/` beneath its descriptor; then the installer runs inside the
+    /// environment, as its commands do, offline from that copy. There, a failed install puts
+    /// the venv back as it was: it is saved first (a hard-linked copy beside it) and moved
+    /// back on failure.
+    async fn install(&self, request: InstallRequest) -> Result<InstallOutcome> {
+        let base = self.base_python()?;
+        let n = BATCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let batch = format!("{}-{n}", std::process::id());
+        let staging = self
+            .manager
+            .home()
+            .cache_dir()
+            .join("fetch")
+            .join(format!("{}-{batch}", self.env.id));
+        self.manager.record_event(
+            &self.env,
+            IsolationEvent::PackageInstalling,
+            json!({
+                "requirements": request.requirements,
+                "requirement_files": request.requirement_files,
+                "constraint_files": request.constraint_files,
+                "tool": self.installer.kind().name(),
+            }),
+        )?;
+        let started = std::time::Instant::now();
+        let fetched = {
+            let (installer, request, staging, base) = (
+                self.installer.clone(),
+                request.clone(),
+                staging.clone(),
+                base.clone(),
+            );
+            blocking(move || {
+                let _ = std::fs::remove_dir_all(&staging);
+                std::fs::create_dir_all(&staging)
+                    .map_err(|e| Error::io("creating", &staging, e))?;
+                installer
+                    .fetch(&base, &request, &staging)
+                    .map_err(|e| python_error("fetch packages", e))
+            })
+            .await
+        };
+        let house = Path::new("run").join(format!("wheels-{batch}"));
+        let outcome = match fetched {
+            Ok(fetched) => {
+                self.install_fetched(&request, &fetched, &staging, &house, &base)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let root = Beneath::open(&self.env.root)?;
+        if let Err(e) = root.remove_dir(&house) {
+            tracing::warn!("could not remove {}: {e}", house.display());
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        let mut outcome = outcome?;
+        outcome.duration = started.elapsed();
+        self.manager.record_event(
+            &self.env,
+            IsolationEvent::PackageInstalled,
+            installed_event(&outcome),
+        )?;
+        Ok(outcome)
+    }
+
+    /// Uninstalls packages by name, from inside the environment; naming one that is not
+    /// installed is an error and changes nothing.
+    async fn uninstall(&self, names: &[String]) -> Result<InstallOutcome> {
+        let names: Vec<PackageName> = names.iter().map(|n| PackageName::new(n)).collect();
+        let installed = self.list()?;
+        if let Some(missing) = names
+            .iter()
+            .find(|n| !installed.iter().any(|d| &&d.name == n))
+        {
+            return Err(Error::Missing(format!(
+                "package {missing} is not installed in {}; see `ptest pkg list {}`",
+                self.env.name, self.env.name
+            )));
+        }
+        let tool =
+            self.installer
+                .uninstall_command(&self.venv.python(), &self.base_python()?, &names);
+        let outcome = self.run_inside(tool, None, "uninstalling packages").await?;
+        self.manager.record_event(
+            &self.env,
+            IsolationEvent::PackageInstalled,
+            json!({ "tool": outcome.tool, "changes": outcome.changes }),
+        )?;
+        Ok(outcome)
+    }
+
     /// Every installed distribution, sorted by name.
-    pub fn list(&self) -> Result<Vec<Distribution>> {
+    fn list(&self) -> Result<Vec<Distribution>> {
         ptest_python::installed(&self.venv).map_err(|e| python_error("read metadata", e))
     }
 
     /// One distribution by name (any spelling, PEP 503).
-    pub fn show(&self, name: &str) -> Result<Distribution> {
+    fn show(&self, name: &str) -> Result<Distribution> {
         ptest_python::show(&self.venv, name)
             .map_err(|e| python_error("read metadata", e))?
             .ok_or_else(|| {
@@ -307,29 +314,18 @@ impl<'a> Packages<'a> {
     }
 
     /// `name==version` lines.
-    pub fn freeze(&self) -> Result<Vec<String>> {
+    fn freeze(&self) -> Result<Vec<String>> {
         ptest_python::freeze(&self.venv).map_err(|e| python_error("read metadata", e))
     }
 
     /// The dependency tree, from `root` (`name` or `name[extra]`) or from every top package.
-    pub fn tree(&self, root: Option<&str>) -> Result<Vec<TreeNode>> {
+    fn tree(&self, root: Option<&str>) -> Result<Vec<TreeNode>> {
         let markers = self.markers()?;
         ptest_python::tree(&self.list()?, &markers, root).map_err(|e| Error::Usage(e.to_string()))
     }
 
     /// Unmet requirements, as `pip check` finds them.
-    pub fn check(&self) -> Result<Vec<Conflict>> {
+    fn check(&self) -> Result<Vec<Conflict>> {
         Ok(ptest_python::check(&self.list()?, &self.markers()?))
-    }
-
-    /// The marker values of the interpreter the venv was made from (recorded by ptest, not
-    /// read from the venv), kept with what it said when the environment was made: no Python
-    /// starts while it is unchanged, and never the venv's own.
-    fn markers(&self) -> Result<ptest_python::MarkerEnvironment> {
-        let probes = probes_for(&self.manager.home().cache_dir());
-        let python = PythonRequest::Path(self.base_python()?);
-        Ok(Interpreter::find_cached(&python, &probes)
-            .map_err(|e| python_error("query the interpreter", e))?
-            .markers)
     }
 }

@@ -112,7 +112,18 @@ impl Engine for VirtualenvEngine {
     }
 
     fn traits(&self) -> ptest_core::EngineTraits {
-        self.dir.traits()
+        ptest_core::EngineTraits {
+            packages: true,
+            ..self.dir.traits()
+        }
+    }
+
+    fn packages<'a>(
+        &self,
+        manager: &'a ptest_core::Manager,
+        env: Environment,
+    ) -> Option<Result<Box<dyn ptest_core::EnvPackages + 'a>>> {
+        Some(crate::packages::Packages::open(manager, env).map(|p| Box::new(p) as _))
     }
 
     fn capabilities(&self) -> Vec<Finding> {

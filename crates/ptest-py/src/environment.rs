@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use ptest_core::{EnvironmentStatus, ExecRequest, PortName, RemoveOptions, ServiceSpec};
-use ptest_local::Packages;
 use ptest_supervisor::StartFailure;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -277,7 +276,7 @@ impl Environment {
         };
         let shared = self.shared.clone();
         let outcome = block(py, async move {
-            Packages::open(&shared.manager, env)?.install(request).await
+            shared.manager.packages(env)?.install(request).await
         })?;
         convert::to_python(py, &outcome)
     }
@@ -291,9 +290,7 @@ impl Environment {
         let env = self.current()?;
         let shared = self.shared.clone();
         let outcome = block(py, async move {
-            Packages::open(&shared.manager, env)?
-                .uninstall(&names)
-                .await
+            shared.manager.packages(env)?.uninstall(&names).await
         })?;
         convert::to_python(py, &outcome)
     }
@@ -303,7 +300,7 @@ impl Environment {
         let env = self.current()?;
         let shared = self.shared.clone();
         let list = py
-            .detach(|| Packages::open(&shared.manager, env)?.list())
+            .detach(|| shared.manager.packages(env)?.list())
             .py_err()?;
         Ok(list
             .into_iter()
@@ -317,7 +314,7 @@ impl Environment {
         let env = self.current()?;
         let shared = self.shared.clone();
         let conflicts = py
-            .detach(|| Packages::open(&shared.manager, env)?.check())
+            .detach(|| shared.manager.packages(env)?.check())
             .py_err()?;
         convert::to_python(py, &conflicts)
     }

@@ -197,16 +197,10 @@ fn check_can_proxy(manager: &Manager, env: &Environment) -> Result<(), Error> {
         });
     }
     if !manager.traits(env.level)?.network_faults {
-        let able: Vec<&str> = manager
-            .levels()
-            .into_iter()
-            .filter(|l| manager.traits(*l).is_ok_and(|t| t.network_faults))
-            .map(|l| l.as_str())
-            .collect();
         return Err(Error::Usage(format!(
             "network faults on {} environments are not in this build ({} only)",
             env.level,
-            able.join(" and ")
+            manager.levels_where(|t| t.network_faults).join(" and ")
         )));
     }
     if isolation::<NetworkMode>(env, "network") == Some(NetworkMode::None) {

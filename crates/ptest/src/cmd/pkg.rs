@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use ptest_core::Manager;
-use ptest_local::Packages;
 use ptest_python::{InstallOutcome, InstallRequest, TreeDisplay};
 
 use crate::Failure;
@@ -20,7 +19,7 @@ pub async fn run(manager: &Manager, cmd: PkgCommand) -> Result<ExitCode, Failure
         | PkgCommand::Tree { env, .. } => env,
         PkgCommand::List(a) | PkgCommand::Check(a) => &a.name,
     };
-    let packages = Packages::open(manager, manager.get_environment(env_name)?)?;
+    let packages = manager.packages(manager.get_environment(env_name)?)?;
     match cmd {
         PkgCommand::Install(args) => {
             let absolute = |paths: Vec<std::path::PathBuf>| {

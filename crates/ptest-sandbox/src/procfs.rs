@@ -44,17 +44,25 @@ pub fn stat(pid: i32) -> io::Result<Option<ProcStat>> {
         }
         Err(e) => return Err(e),
     };
-    Ok(parse_stat(&text))
+    Ok(parse_stat(text.as_bytes()))
 }
 
-fn parse_stat(text: &str) -> Option<ProcStat> {
+/// Parses the contents of `/proc/<pid>/stat` (those up to field 24 are enough). Allocates
+/// nothing: the watchdog calls it in a forked child.
+pub(crate) fn parse_stat(text: &[u8]) -> Option<ProcStat> {
     // The command name (field 2) may contain spaces and parentheses: fields after it start
     // behind the last ')', with field 3 (the state) first, so field n sits at index n - 3.
-    let rest = &text[text.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| fields.get(n - 3)?.parse().ok();
+    let rest = &text[text.iter().rposition(|&b| b == b')')? + 1..];
+    let mut fields = [""; 22];
+    for (slot, field) in fields
+        .iter_mut()
+        .zip(std::str::from_utf8(rest).ok()?.split_ascii_whitespace())
+    {
+        *slot = field;
+    }
+    let field = |n: usize| fields[n - 3].parse().ok();
     Some(ProcStat {
-        state: *fields.first()?.as_bytes().first()?,
+        state: *fields[0].as_bytes().first()?,
         ppid: field(4)? as u32,
         pgrp: field(5)? as i32,
         session: field(6)? as i32,
@@ -74,7 +82,7 @@ mod tests {
     fn stat_with_odd_command_name_is_parsed() {
         let line = "42 (a) b (c)) S 1 42 43 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 98765 1000 10";
         assert_eq!(
-            parse_stat(line),
+            parse_stat(line.as_bytes()),
             Some(ProcStat {
                 state: b'S',
                 ppid: 1,

@@ -31,6 +31,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{Pid, getpgid};
 
 use crate::error::{Error, Result};
+use crate::procfs;
 use crate::sys;
 
 /// The most descendants of the target a watchdog kills by pid (beyond its process group,
@@ -261,8 +262,7 @@ fn parse_pid(name: &[u8]) -> Option<libc::pid_t> {
 }
 
 /// The parent pid of the process whose `/proc` entry is `name` (NUL-terminated), from its
-/// `stat`: the field after the state, which follows the last `)` (the command name in
-/// parentheses may hold anything).
+/// `stat`.
 fn parent_of(proc: BorrowedFd<'_>, name: &[u8]) -> Option<libc::pid_t> {
     let mut path = [0u8; 32];
     let len = name.iter().position(|b| *b == 0)?;
@@ -276,17 +276,8 @@ fn parent_of(proc: BorrowedFd<'_>, name: &[u8]) -> Option<libc::pid_t> {
     let mut stat = [0u8; 1024];
     let read = sys::read(fd.as_raw_fd(), &mut stat);
     drop(fd);
-    let stat = stat.get(..read.ok()?)?;
-    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
-    // " S PPID ...": skip the state, read the number.
-    let mut fields = after
-        .split(|b| *b == b' ')
-        .filter(|field| !field.is_empty());
-    fields.next()?;
-    let ppid = fields.next()?;
-    let mut terminated = [0u8; 12];
-    terminated.get_mut(..ppid.len())?.copy_from_slice(ppid);
-    parse_pid(&terminated)
+    let stat = procfs::parse_stat(stat.get(..read.ok()?)?)?;
+    libc::pid_t::try_from(stat.ppid).ok()
 }
 
 /// `fd` itself when it is above the standard descriptors, else a close-on-exec copy that is.

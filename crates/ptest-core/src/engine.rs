@@ -194,6 +194,17 @@ pub trait Engine: Send + Sync {
         None
     }
 
+    /// What `env create --dry-run` prints for `spec` (the level's `defaults` applied): the
+    /// objects the engine would make, as text, with nothing made or recorded. `None` where
+    /// the level makes nothing it could show beforehand.
+    async fn manifests(
+        &self,
+        _spec: EnvironmentSpec,
+        _defaults: &crate::config::LevelDefaults,
+    ) -> Option<Result<String>> {
+        None
+    }
+
     /// Optional features (sandboxing, limits) and whether this host offers them; a missing
     /// feature does not make the level unavailable, asking for it is an error.
     fn features(&self) -> Vec<Finding> {

@@ -318,6 +318,20 @@ impl Manager {
         )))
     }
 
+    /// What creating `spec` would make, as its engine shows it (`env create --dry-run`);
+    /// nothing is made or recorded.
+    pub async fn manifests(&self, spec: EnvironmentSpec) -> Result<String> {
+        let level = spec.level;
+        let defaults = self.config.level(level);
+        match self.engine(level)?.manifests(spec, defaults).await {
+            Some(shown) => shown,
+            None => Err(Error::Usage(format!(
+                "--dry-run: the {level} engine has nothing to show before it makes an \
+                 environment (it makes no manifests)"
+            ))),
+        }
+    }
+
     /// The names of the levels whose engines have `trait_`, for messages that say where to
     /// go instead.
     pub fn levels_where(&self, trait_: impl Fn(&crate::EngineTraits) -> bool) -> Vec<&'static str> {

@@ -187,6 +187,9 @@ pub fn unsupported(spec: &EnvironmentSpec) -> Vec<String> {
     if spec.virtualenv.is_some() {
         out.push("settings of the virtualenv level".to_owned());
     }
+    if spec.kubernetes.is_some() {
+        out.push("settings of the kubernetes level (namespace, context)".to_owned());
+    }
     if spec.overlay.is_some() {
         out.push(
             "an overlaid workspace (overlay): a container's /workspace is the root's \

@@ -178,6 +178,14 @@ impl KubernetesEngine {
 
 #[async_trait]
 impl Engine for KubernetesEngine {
+    async fn manifests(
+        &self,
+        spec: EnvironmentSpec,
+        defaults: &LevelDefaults,
+    ) -> Option<Result<String>> {
+        Some(KubernetesEngine::dry_run(self, spec, defaults).await)
+    }
+
     fn level(&self) -> IsolationLevel {
         IsolationLevel::Kubernetes
     }

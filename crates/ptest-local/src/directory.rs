@@ -101,10 +101,10 @@ impl Engine for DirectoryEngine {
     fn check(&self, spec: &EnvironmentSpec) -> Result<()> {
         resolve(spec, HostCaps::get())?;
         sandbox::check_overlay(spec)?;
-        if spec.virtualenv.is_some() || spec.docker.is_some() {
+        if spec.virtualenv.is_some() || spec.docker.is_some() || spec.kubernetes.is_some() {
             return Err(ptest_core::Error::Usage(
-                "settings of another level (python, packages, image) given for a basic \
-                 environment; use --level virtualenv or --level docker"
+                "settings of another level (python, packages, image, namespace) given for a \
+                 basic environment; use --level virtualenv, docker or kubernetes"
                     .into(),
             ));
         }

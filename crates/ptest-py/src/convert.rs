@@ -93,7 +93,11 @@ impl SpecArgs {
     /// The spec, with the level inferred as `ptest env create` infers it (an image means
     /// docker, packages mean virtualenv) and the level's configured cleanup by default.
     pub(crate) fn into_spec(self, config: &ptest_core::Config) -> PyResult<EnvironmentSpec> {
-        let wants_docker = self.image.is_some() || self.build.is_some();
+        let containers = ptest_core::ContainerArgs {
+            image: self.image,
+            build: absolute(self.build.into_iter().collect())?.pop(),
+            ..Default::default()
+        };
         let wants_python = self.python.is_some()
             || !self.packages.is_empty()
             || !self.requirements.is_empty()
@@ -102,7 +106,7 @@ impl SpecArgs {
             || self.index_url.is_some();
         let level: IsolationLevel = match &self.level {
             Some(l) => parse(l)?,
-            None => IsolationLevel::implied(wants_docker, wants_python, config.default_level),
+            None => IsolationLevel::implied(&containers, wants_python, config.default_level),
         };
         let mut spec = Map::new();
         spec.insert("name".into(), json!(self.name));
@@ -157,12 +161,9 @@ impl SpecArgs {
                 }),
             );
         }
-        if wants_docker {
-            spec.insert(
-                "docker".into(),
-                json!({ "image": self.image, "build": absolute(self.build.into_iter().collect())?.pop() }),
-            );
-        }
+        let (docker, kubernetes) = containers.into_sections(level);
+        spec.insert("docker".into(), json!(docker));
+        spec.insert("kubernetes".into(), json!(kubernetes));
         serde_json::from_value(Value::Object(spec))
             .map_err(|e| ConfigError::new_err(format!("bad environment settings: {e}")))
     }

@@ -84,16 +84,15 @@ impl Default for IsolationLevel {
 }
 
 impl IsolationLevel {
-    /// The level a spec calls for when it names none: a container's image or build means
-    /// `docker`, Python settings mean `virtualenv`, anything else `default` (the configured
-    /// one). One rule for `env create`, `ptest.toml` templates and the Python API.
-    pub fn implied(container: bool, python: bool, default: Self) -> Self {
-        if container {
-            Self::Docker
-        } else if python {
-            Self::Virtualenv
-        } else {
-            default
+    /// The level a spec calls for when it names none: what its container settings ask for
+    /// ([`ContainerArgs::level`](crate::model::ContainerArgs::level)), else `virtualenv` for
+    /// Python settings, else `default` (the configured one). One rule for `env create`,
+    /// `ptest.toml` templates and the Python API.
+    pub fn implied(containers: &crate::model::ContainerArgs, python: bool, default: Self) -> Self {
+        match containers.level() {
+            Some(level) => level,
+            None if python => Self::Virtualenv,
+            None => default,
         }
     }
 }

@@ -248,6 +248,67 @@ pub struct KubernetesSpec {
     pub context: Option<String>,
 }
 
+/// A container's settings as given before the level is known (`env create`'s `--image`,
+/// `--build`, `--namespace` and `--context`, the Python API's keywords, a template's keys):
+/// one place decides which level they ask for and which section of the spec they fill.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerArgs {
+    /// The image to run.
+    pub image: Option<String>,
+    /// A directory with a Dockerfile to build the image from.
+    pub build: Option<PathBuf>,
+    /// The cluster namespace.
+    pub namespace: Option<String>,
+    /// The kubeconfig context.
+    pub context: Option<String>,
+}
+
+impl ContainerArgs {
+    /// The level these ask for: a namespace or context means a cluster (`kubernetes`), an
+    /// image or build `docker`; `None` when they ask for none.
+    pub fn level(&self) -> Option<IsolationLevel> {
+        if self.namespace.is_some() || self.context.is_some() {
+            Some(IsolationLevel::Kubernetes)
+        } else if self.image.is_some() || self.build.is_some() {
+            Some(IsolationLevel::Docker)
+        } else {
+            None
+        }
+    }
+
+    /// The spec's sections at `level`: a kubernetes pod runs the image, elsewhere image and
+    /// build are docker's. A namespace or context off the kubernetes level still makes a
+    /// kubernetes section, for the level's engine to refuse with the reason.
+    pub fn into_sections(
+        self,
+        level: IsolationLevel,
+    ) -> (Option<DockerSpec>, Option<KubernetesSpec>) {
+        let cluster = self.namespace.is_some() || self.context.is_some();
+        if level == IsolationLevel::Kubernetes {
+            let pod = KubernetesSpec {
+                image: self.image,
+                namespace: self.namespace,
+                context: self.context,
+            };
+            let docker = self.build.map(|build| DockerSpec {
+                image: None,
+                build: Some(build),
+            });
+            return (docker, Some(pod));
+        }
+        let docker = (self.image.is_some() || self.build.is_some()).then_some(DockerSpec {
+            image: self.image,
+            build: self.build,
+        });
+        let pod = cluster.then_some(KubernetesSpec {
+            image: None,
+            namespace: self.namespace,
+            context: self.context,
+        });
+        (docker, pod)
+    }
+}
+
 impl EnvironmentSpec {
     /// A spec at `level` with the `on_request` policy and nothing else set.
     pub fn new(level: IsolationLevel) -> Self {

@@ -18,8 +18,9 @@ pub use enums::{
     ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
-    DockerSpec, Environment, EnvironmentSpec, KubernetesSpec, Labels, Limits, NetworkMode,
-    OverlaySpec, ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
+    ContainerArgs, DockerSpec, Environment, EnvironmentSpec, KubernetesSpec, Labels, Limits,
+    NetworkMode, OverlaySpec, ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL, ResourceUsage,
+    VirtualenvSpec,
 };
 pub use event::Event;
 pub use lease::AddressLease;

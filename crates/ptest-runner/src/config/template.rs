@@ -159,6 +159,8 @@ pub struct EnvTemplate {
     pub virtualenv: Option<VirtualenvSpec>,
     /// The container of a `docker` environment.
     pub docker: Option<ptest_core::DockerSpec>,
+    /// The pod of a `kubernetes` environment.
+    pub kubernetes: Option<ptest_core::KubernetesSpec>,
     /// Resource limits.
     pub limits: Limits,
     /// Network mode.
@@ -197,6 +199,7 @@ impl EnvTemplate {
             level: IsolationLevel::default(),
             virtualenv: None,
             docker: None,
+            kubernetes: None,
             limits: Limits::default(),
             network: None,
             allow: Vec::new(),
@@ -244,14 +247,15 @@ impl EnvTemplate {
             || c.index_url.is_some()
             || !c.extra_index_urls.is_empty()
             || c.offline;
-        let container = c.image.is_some() || c.build.is_some();
-        let level = c.level.unwrap_or_else(|| {
-            IsolationLevel::implied(container, python_keys, IsolationLevel::default())
-        });
-        let docker = container.then(|| ptest_core::DockerSpec {
+        let containers = ptest_core::ContainerArgs {
             image: c.image.as_ref().map(|i| i.get_ref().clone()),
             build: c.build.as_ref().map(|b| dir.join(b.get_ref())),
+            ..Default::default()
+        };
+        let level = c.level.unwrap_or_else(|| {
+            IsolationLevel::implied(&containers, python_keys, IsolationLevel::default())
         });
+        let (docker, kubernetes) = containers.into_sections(level);
         let virtualenv = python_keys.then(|| VirtualenvSpec {
             python,
             packages: packages
@@ -283,6 +287,7 @@ impl EnvTemplate {
             level,
             virtualenv,
             docker,
+            kubernetes,
             limits: c.limits,
             network: c.network,
             allow: c.allow,
@@ -313,6 +318,7 @@ impl EnvTemplate {
         spec.security = self.security;
         spec.virtualenv = self.virtualenv.clone();
         spec.docker = self.docker.clone();
+        spec.kubernetes = self.kubernetes.clone();
         spec.ports = self.ports.clone();
         spec
     }

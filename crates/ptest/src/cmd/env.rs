@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use ptest_core::{
-    DockerSpec, EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel,
-    KubernetesSpec, Limits, Manager, OutputMode, RemoveOptions, VirtualenvSpec,
+    ContainerArgs, EnvFilter, Environment, EnvironmentSpec, ExecRequest, IsolationLevel, Limits,
+    Manager, OutputMode, RemoveOptions, VirtualenvSpec,
 };
 
 use crate::Failure;
@@ -28,36 +28,22 @@ pub async fn run(manager: &Manager, cmd: EnvCommand) -> Result<ExitCode, Failure
     }
 }
 
-async fn create(manager: &Manager, mut args: CreateArgs) -> Result<ExitCode, Failure> {
+async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure> {
     let wants_python = args.python.is_some()
         || !args.packages.is_empty()
         || !args.requirements.is_empty()
         || !args.constraints.is_empty()
         || args.index.given();
-    let wants_kube = args.namespace.is_some() || args.context.is_some();
-    let level = args.level.unwrap_or_else(|| {
-        if wants_kube {
-            IsolationLevel::Kubernetes
-        } else {
-            let wants_docker = args.image.is_some() || args.build.is_some();
-            IsolationLevel::implied(wants_docker, wants_python, manager.config().default_level)
-        }
-    });
-    if level != IsolationLevel::Kubernetes && (wants_kube || args.dry_run) {
-        return Err(ptest_core::Error::Usage(format!(
-            "--namespace, --context and --dry-run are for the kubernetes level, not {level}"
-        ))
-        .into());
-    }
-    let kubernetes = (level == IsolationLevel::Kubernetes).then(|| KubernetesSpec {
-        image: args.image.take(),
-        namespace: args.namespace,
-        context: args.context,
-    });
-    let docker = (args.image.is_some() || args.build.is_some()).then(|| DockerSpec {
+    let containers = ContainerArgs {
         image: args.image,
         build: args.build.map(|b| std::path::absolute(&b).unwrap_or(b)),
+        namespace: args.namespace,
+        context: args.context,
+    };
+    let level = args.level.unwrap_or_else(|| {
+        IsolationLevel::implied(&containers, wants_python, manager.config().default_level)
     });
+    let (docker, kubernetes) = containers.into_sections(level);
     // Files are named relative to where the user stands; the engine may run elsewhere.
     let absolute = |paths: Vec<std::path::PathBuf>| -> Result<Vec<_>, Failure> {
         paths
@@ -113,9 +99,8 @@ async fn create(manager: &Manager, mut args: CreateArgs) -> Result<ExitCode, Fai
         overlay: None,
     };
     if args.dry_run {
-        // What would be made, as manifests; nothing is recorded and no cluster is asked.
-        let engine = ptest_kube::KubernetesEngine::new(manager.home().path());
-        print!("{}", engine.dry_run(spec, defaults).await?);
+        // What would be made, as its engine shows it; nothing is made or recorded.
+        print!("{}", manager.manifests(spec).await?);
         return Ok(ExitCode::SUCCESS);
     }
     let env = if args.no_start {

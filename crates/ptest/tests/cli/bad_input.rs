@@ -133,7 +133,12 @@ fn unknown_level_and_values_are_usage_errors() {
     ])
     .assert()
     .code(2)
-    .stderr(contains("for the kubernetes level"));
+    .stderr(contains("settings of the kubernetes level"));
+    // A level whose engine shows nothing beforehand says so.
+    t.ptest(["env", "create", "x", "--image", "busybox:1.36", "--dry-run"])
+        .assert()
+        .code(2)
+        .stderr(contains("--dry-run: the docker engine has nothing to show"));
     assert!(t.names().is_empty());
 }
 

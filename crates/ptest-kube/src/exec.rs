@@ -9,7 +9,8 @@
 //! Kubernetes has no call that kills an exec'd command, and closing the stream does not end
 //! it. So every command runs under a small wrapper ([`WRAPPER`]) that writes its pid to
 //! `/ptest/run/exec-<token>.pid` and then becomes the command (`exec`), in its working
-//! directory and with its variables; [`kill`] runs [`KILL_TREE`] in the pod, which stops and
+//! directory and with the environment's variables as they are now (a port leased since the
+//! pod was made included) and the request's; [`kill`] runs [`KILL_TREE`] in the pod, which stops and
 //! kills that process, its process group and every descendant (found through `/proc`, which
 //! the pod's shared PID namespace shows). A command has no pid on ptest's host: ptest records
 //! pid 0, and the token (random, 63 bits) in the start time's place, which is all a later
@@ -35,7 +36,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::api_error::{Call, chain};
 use crate::connect::Cluster;
-use crate::pod::{CONTAINER, POD_ROOT, POD_WORKSPACE};
+use crate::pod::{CONTAINER, POD_ROOT, POD_WORKSPACE, command_env};
 
 /// Runs as `sh -c WRAPPER sh PIDFILE CWD VAR=VALUE... COMMAND ARG...`: records its pid, moves
 /// to the working directory and becomes the command with its variables.
@@ -56,9 +57,9 @@ pub fn pid_file(token: u64) -> String {
     format!("{POD_ROOT}/run/exec-{token:016x}.pid")
 }
 
-/// The argv the pod runs for `request`, under the wrapper; the command's own variables (the
-/// environment's are the container's) come first.
-pub fn wrapped_argv(request: &ExecRequest, token: u64) -> Vec<String> {
+/// The argv the pod runs for `request` under the wrapper, with `vars` set: the
+/// environment's (its ports leased since the pod was made among them) and the request's.
+pub fn wrapped_argv(vars: &[(String, String)], request: &ExecRequest, token: u64) -> Vec<String> {
     let cwd = match &request.cwd {
         Some(rel) => format!("{POD_ROOT}/{}", rel.display()),
         None => POD_WORKSPACE.to_owned(),
@@ -67,7 +68,7 @@ pub fn wrapped_argv(request: &ExecRequest, token: u64) -> Vec<String> {
         .into_iter()
         .map(str::to_owned)
         .chain([pid_file(token), cwd])
-        .chain(request.env.iter().map(|(k, v)| format!("{k}={v}")))
+        .chain(vars.iter().map(|(k, v)| format!("{k}={v}")))
         .chain(request.argv.iter().cloned())
         .collect()
 }
@@ -121,6 +122,10 @@ pub(crate) async fn spawn(
         return Err(Error::Usage("no command given".into()));
     }
     let token = token()?;
+    let vars: Vec<(String, String)> = command_env(env)
+        .into_iter()
+        .chain(request.env.iter().cloned())
+        .collect();
     let (started_at, started) = (Timestamp::now(), Instant::now());
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
     let params = AttachParams::default()
@@ -129,7 +134,7 @@ pub(crate) async fn spawn(
         .stdout(true)
         .stderr(true);
     let attached = api
-        .exec(pod, wrapped_argv(&request, token), &params)
+        .exec(pod, wrapped_argv(&vars, &request, token), &params)
         .await
         .map_err(|e| exec_error(e, namespace, pod, cluster))?;
     Ok(PodProcess {
@@ -449,9 +454,12 @@ mod tests {
     #[test]
     fn the_wrapper_gets_cwd_variables_and_command_in_order() {
         let mut request = ExecRequest::new(["python", "-c", "print(1)"]);
-        request.env = vec![("A".into(), "1 2".into())];
         request.cwd = Some("workspace/sub".into());
-        let argv = wrapped_argv(&request, 0xab);
+        let vars = [
+            ("PTEST_PORT_HTTP".to_owned(), "20080".to_owned()),
+            ("A".to_owned(), "1 2".to_owned()),
+        ];
+        let argv = wrapped_argv(&vars, &request, 0xab);
         assert_eq!(
             argv,
             [
@@ -461,6 +469,7 @@ mod tests {
                 "sh",
                 "/ptest/run/exec-00000000000000ab.pid",
                 "/ptest/workspace/sub",
+                "PTEST_PORT_HTTP=20080",
                 "A=1 2",
                 "python",
                 "-c",

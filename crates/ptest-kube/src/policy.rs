@@ -1,7 +1,7 @@
 //! `--network` and `--allow` as a NetworkPolicy selecting the environment's pod. A policy is
 //! enforced only by a network plugin that honours NetworkPolicy (Calico, Cilium, kube-router,
-//! ...); on one that does not (kind's default kindnet before 0.24, flannel) it is accepted and
-//! does nothing, which ptest cannot see from the API.
+//! ...); on one that does not (flannel, for one) it is accepted and does nothing, which ptest
+//! cannot see from the API.
 //!
 //! | network | policy |
 //! |---|---|

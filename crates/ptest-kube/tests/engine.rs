@@ -40,7 +40,8 @@ async fn exec_asks_for_the_exec_subresource_with_stdout_and_stderr_apart() {
             "stdout=true",
             "stderr=true",
             "command=sh&command=-c&command=",
-            "&command=/workspace&command=A=1&command=echo&command=hi",
+            "&command=/workspace&command=PTEST_ENV_ID=0a1b2c3d4e5f&command=PTEST_ENV_NAME=web",
+            "&command=A=1&command=echo&command=hi",
         ] {
             assert!(query.contains(part), "{part} not in {query}");
         }

@@ -110,13 +110,6 @@ pub(crate) struct Strings {
     pub(crate) cwd: CString,
 }
 
-fn cstring(what: &'static str, s: &OsStr) -> Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| Error::InvalidSpec {
-        what,
-        reason: format!("{s:?} contains a NUL byte"),
-    })
-}
-
 impl Strings {
     pub(crate) fn new(spec: &CommandSpec) -> Result<Strings> {
         let Some(arg0) = spec.argv.first() else {
@@ -129,7 +122,7 @@ impl Strings {
         let argv = spec
             .argv
             .iter()
-            .map(|a| cstring("argv", a))
+            .map(|a| sys::c_string("argv", a))
             .collect::<Result<Vec<_>>>()?;
         let mut envp = Vec::with_capacity(spec.env.len());
         let mut path_var = None;
@@ -146,10 +139,10 @@ impl Strings {
             let mut kv = name.clone();
             kv.push("=");
             kv.push(value);
-            envp.push(cstring("env", &kv)?);
+            envp.push(sys::c_string("env", &kv)?);
         }
         let candidates = if arg0.as_bytes().contains(&b'/') {
-            vec![cstring("argv", arg0)?]
+            vec![sys::c_string("argv", arg0)?]
         } else {
             let Some(path_var) = path_var else {
                 return Err(Error::InvalidSpec {
@@ -167,7 +160,7 @@ impl Strings {
                     let mut full = dir.to_vec();
                     full.push(b'/');
                     full.extend_from_slice(arg0.as_bytes());
-                    cstring("PATH", OsStr::from_bytes(&full))
+                    sys::c_string("PATH", OsStr::from_bytes(&full))
                 })
                 .collect::<Result<Vec<_>>>()?
         };
@@ -176,7 +169,7 @@ impl Strings {
             argv,
             envp,
             candidates,
-            cwd: cstring("cwd", spec.cwd.as_os_str())?,
+            cwd: sys::c_string("cwd", spec.cwd.as_os_str())?,
         })
     }
 }

@@ -1070,11 +1070,18 @@ pub(crate) fn pidfd_open(pid: libc::pid_t) -> Result<OwnedFd, Errno> {
 
 /// `path` as a C string for a system call; a path with a NUL byte is refused.
 pub(crate) fn cpath(path: impl AsRef<std::ffi::OsStr>) -> crate::Result<std::ffi::CString> {
+    c_string("path", path.as_ref())
+}
+
+/// `s` as a C string; one with a NUL byte is refused as an invalid `what`.
+pub(crate) fn c_string(
+    what: &'static str,
+    s: &std::ffi::OsStr,
+) -> crate::Result<std::ffi::CString> {
     use std::os::unix::ffi::OsStrExt;
-    let path = path.as_ref();
-    std::ffi::CString::new(path.as_bytes()).map_err(|_| crate::Error::InvalidSpec {
-        what: "path",
-        reason: format!("{path:?} contains a NUL byte"),
+    std::ffi::CString::new(s.as_bytes()).map_err(|_| crate::Error::InvalidSpec {
+        what,
+        reason: format!("{s:?} contains a NUL byte"),
     })
 }
 

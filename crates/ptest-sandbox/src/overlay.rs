@@ -25,7 +25,7 @@ use rustix::mount::{
 };
 
 use crate::error::{Error, Result};
-use crate::pod::Pod;
+use crate::pod::{Pod, check_absolute};
 use crate::step_pipe::step_pipe;
 use crate::sys;
 use crate::sys::cpath;
@@ -177,16 +177,7 @@ impl Pod {
 }
 
 fn check_path(what: &'static str, path: &Path) -> Result<()> {
-    let clean = path.is_absolute()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-    if !clean {
-        return Err(Error::InvalidSpec {
-            what,
-            reason: format!("{} must be absolute, without . or ..", path.display()),
-        });
-    }
+    check_absolute(what, path)?;
     // Option strings separate layers with ':' and options with ','; escaping them is read
     // differently by the kernel's old and new option parsers, so such paths are refused.
     if path

@@ -19,6 +19,7 @@ mod userns;
 mod view;
 
 pub use spec::{Bind, HostView, NetworkMode, PodSpec, Scratch};
+pub(crate) use view::check_absolute;
 
 use std::fs;
 use std::io;
@@ -34,7 +35,6 @@ use crate::error::{Error, Result};
 use crate::procfs;
 use crate::sys::{self, cpath};
 use crate::zygote;
-use view::check_absolute;
 
 /// A running pod: its holder process, identified by pid and start time.
 ///

@@ -151,7 +151,7 @@ fn under(prefix: &str, path: &Path) -> Result<CString> {
     cpath(OsStr::from_bytes(&bytes))
 }
 
-pub(super) fn check_absolute(what: &'static str, path: &Path) -> Result<()> {
+pub(crate) fn check_absolute(what: &'static str, path: &Path) -> Result<()> {
     let clean = path.is_absolute()
         && path
             .components()

@@ -1,6 +1,7 @@
 //! cgroups: limits, readings, kill, removal, listing.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! and size-limited tmpfs mounts.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod support;
 

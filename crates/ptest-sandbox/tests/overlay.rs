@@ -1,6 +1,7 @@
 //! Copy-on-write layers in a running pod, on the real kernel's overlayfs.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Pods: namespaces, filesystem view, network, lifecycle.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! ask, and what ends them.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on purpose
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod support;
 

@@ -10,9 +10,9 @@
 //! it. So every command runs under a small wrapper ([`WRAPPER`]) that writes its pid to
 //! `/ptest/run/exec-<token>.pid` and then becomes the command (`exec`), in its working
 //! directory and with the environment's variables as they are now (a port leased since the
-//! pod was made included) and the request's; [`kill`] runs [`KILL_TREE`] in the pod, which stops and
-//! kills that process, its process group and every descendant (found through `/proc`, which
-//! the pod's shared PID namespace shows). A command has no pid on ptest's host: ptest records
+//! pod was made included) and the request's. `kill` runs [`KILL_TREE`] in the pod, which stops
+//! and kills that process, its process group and every descendant (found through `/proc`,
+//! which the pod's shared PID namespace shows). A command has no pid on ptest's host: ptest records
 //! pid 0, and the token (random, 63 bits) in the start time's place, which is all a later
 //! `kill` needs. The pid file is in the environment's own volume: a command can change it,
 //! and with it only which of its own pod's processes gets killed.

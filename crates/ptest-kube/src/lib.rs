@@ -16,7 +16,7 @@
 //! `cleanup` the pod, the policy and the root. `collect_garbage` deletes pods, services and
 //! network policies labelled with this home whose environment is gone, and never anything
 //! unlabelled. The API server's refusals become errors naming what to change
-//! ([`api_error`]).
+//! (`api_error`).
 //!
 //! Everything sent to the cluster is built by pure functions ([`manifest::Manifests`]), which
 //! is also what `env create --dry-run -o yaml` prints ([`KubernetesEngine::dry_run`]).

@@ -3,7 +3,7 @@
 //! pulled, a container killed for memory) is surfaced as it is, with the image or limit it
 //! concerns.
 //!
-//! [`judge`] reads one Pod as the API server returns it; [`wait`] follows the pod with a watch
+//! [`judge`] reads one Pod as the API server returns it; `wait` follows the pod with a watch
 //! (`fieldSelector=metadata.name=<pod>`) from the version its creation returned, judging each
 //! change, until it is Ready, has failed for good, or the time is up (then the last reason
 //! it was waiting for is the error).

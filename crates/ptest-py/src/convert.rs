@@ -148,18 +148,20 @@ impl SpecArgs {
         spec.insert("ports".into(), json!(self.ports));
         spec.insert("allow".into(), json!(self.allow));
         if wants_python {
-            spec.insert(
-                "virtualenv".into(),
-                json!({
-                    "python": self.python,
-                    "packages": self.packages,
-                    "requirements": absolute(self.requirements)?,
-                    "constraints": absolute(self.constraints)?,
-                    "find_links": self.find_links,
-                    "no_index": self.no_index,
-                    "index_url": self.index_url,
-                }),
-            );
+            // Every field named (no `..Default::default()`): a new one cannot be missed here.
+            let venv = ptest_core::VirtualenvSpec {
+                python: self.python,
+                packages: self.packages,
+                requirements: absolute(self.requirements)?,
+                constraints: absolute(self.constraints)?,
+                find_links: self.find_links,
+                no_index: self.no_index,
+                index_url: self.index_url,
+                extra_index_urls: Vec::new(),
+                offline: false,
+                project: None,
+            };
+            spec.insert("virtualenv".into(), json!(venv));
         }
         let (docker, kubernetes) = containers.into_sections(level);
         spec.insert("docker".into(), json!(docker));

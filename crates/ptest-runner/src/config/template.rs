@@ -280,7 +280,8 @@ impl EnvTemplate {
             index_url: c.index_url.clone(),
             extra_index_urls: c.extra_index_urls.clone(),
             offline: c.offline,
-            ..VirtualenvSpec::default()
+            // Set per run, from the project's wheel (`install_project`).
+            project: None,
         });
         Self {
             name: name.to_owned(),

@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
         Command::Port(cmd) => cmd::port::run(&manager, cmd),
         Command::Proc(cmd) => cmd::proc::run(&manager, cmd).await,
-        Command::Ps(args) => cmd::proc::run(&manager, cmd::proc::ProcCommand::List(args)).await,
+        Command::Ps(args) => cmd::proc::run(&manager, cli::proc::ProcCommand::List(args)).await,
         Command::Supervise { id } => cmd::proc::supervise(&manager, id).await,
         Command::Net(cmd) => cmd::net::run(&manager, cmd).await,
         Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,

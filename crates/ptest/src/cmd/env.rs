@@ -8,7 +8,7 @@ use ptest_core::{
 };
 
 use crate::Failure;
-use crate::cli::{CreateArgs, EnvCommand, ExecArgs, ListArgs, NameArgs, RmArgs, StatsArgs};
+use crate::cli::{CreateArgs, EnvCommand, EnvListArgs, ExecArgs, NameArgs, RmArgs, StatsArgs};
 use crate::output::{self, Table};
 
 /// Runs one `env` subcommand.
@@ -122,7 +122,7 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
     Ok(ExitCode::SUCCESS)
 }
 
-fn list(manager: &Manager, args: ListArgs) -> Result<ExitCode, Failure> {
+fn list(manager: &Manager, args: EnvListArgs) -> Result<ExitCode, Failure> {
     let mut envs = manager.list_environments(&EnvFilter {
         level: args.level,
         status: args.status,

@@ -1,4 +1,8 @@
-//! The command line, declared with clap.
+//! The command line, declared with clap: the top level and `env`, `run`, `pkg`, ... here,
+//! `proc` and `net` in modules of their own. Command bodies are in `cmd/`.
+
+pub mod net;
+pub mod proc;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,12 +65,12 @@ pub enum Command {
     Port(PortCommand),
     /// Start, list, follow, stop and wait for background processes (services) of environments.
     #[command(subcommand)]
-    Proc(crate::cmd::proc::ProcCommand),
+    Proc(proc::ProcCommand),
     /// List background processes (same as `proc list`).
-    Ps(crate::cmd::proc::ListArgs),
+    Ps(proc::ProcListArgs),
     /// Inject network faults (latency, bandwidth, resets, outages) on environments' ports.
     #[command(subcommand)]
-    Net(crate::cmd::net::NetCommand),
+    Net(net::NetCommand),
     /// Serve the fault proxy a control file describes (started by `net fault`; not for
     /// direct use).
     #[command(name = "__proxy", hide = true)]
@@ -197,7 +201,7 @@ pub enum EnvCommand {
     Create(Box<CreateArgs>),
     /// List environments.
     #[command(alias = "ls")]
-    List(ListArgs),
+    List(EnvListArgs),
     /// Show one environment.
     Show(NameArgs),
     /// Run a command in an environment; its exit code becomes ptest's.
@@ -374,8 +378,8 @@ impl Command {
     /// its reader goes away (`ptest events | head`), as coreutils do; one that changes state
     /// keeps going, so that it finishes (and cleans up) whoever reads its output.
     pub fn only_prints(&self) -> bool {
-        use crate::cmd::net::NetCommand;
-        use crate::cmd::proc::ProcCommand;
+        use net::NetCommand;
+        use proc::ProcCommand;
         matches!(
             self,
             Command::Events(_)
@@ -553,7 +557,7 @@ impl IndexArgs {
 
 /// Arguments of `env list`.
 #[derive(Debug, Args)]
-pub struct ListArgs {
+pub struct EnvListArgs {
     /// Only this level.
     #[arg(long)]
     pub level: Option<IsolationLevel>,
@@ -720,14 +724,14 @@ fn parse_dns_label(s: &str) -> Result<String, String> {
     }
 }
 
-fn parse_pair(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_pair(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     ptest_core::duration::parse(s)
 }
 

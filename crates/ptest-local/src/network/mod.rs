@@ -19,6 +19,17 @@
 //! Everything here is named after the home's hash and the environment's id, and only those
 //! names are ever removed.
 
+mod dns;
+mod gc;
+mod hub;
+mod nft;
+
+pub(crate) use dns::ResolvedRule;
+use dns::*;
+pub(crate) use gc::collect_garbage;
+use hub::*;
+use nft::*;
+
 use std::net::{Ipv4Addr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -67,17 +78,6 @@ pub(crate) struct BridgeState {
     pub home: PathBuf,
 }
 
-/// An `--allow` rule and what it resolved to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ResolvedRule {
-    /// The rule as given.
-    pub rule: String,
-    /// The networks it allows (`a.b.c.d/n`).
-    pub networks: Vec<String>,
-    /// The port, if only one.
-    pub port: Option<u16>,
-}
-
 /// The names a home's bridge goes by, and where its files are.
 #[derive(Clone)]
 struct Names {
@@ -111,13 +111,6 @@ impl Names {
         let record: HubRecord = serde_json::from_str(&text).ok()?;
         Hub::open(record.holder, record.start_time, &self.uplink)
     }
-}
-
-/// Which process holds a home's hub, kept in `<home>/network.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct HubRecord {
-    holder: i32,
-    start_time: u64,
 }
 
 /// The link of `env` inside the hub: `e<id>` (13 bytes, under the kernel's 15).
@@ -277,299 +270,6 @@ pub(crate) async fn disconnect(env: &Environment) -> Result<()> {
     .await
 }
 
-/// What a `ptest` killed mid-create left on `home`'s bridge: links and rules of environments
-/// not in `live_ids` are removed, then the hub and host table if no environment is left.
-pub(crate) fn collect_garbage(home: &Home, live_ids: &[String]) -> Vec<Removal> {
-    let names = Names::of(home);
-    collect(&names, live_ids)
-        .unwrap_or_else(|e| vec![removal(&names.bridge, "", "bridge network", Some(e))])
-}
-
-fn removal(name: &str, id: &str, reason: &str, error: Option<String>) -> Removal {
-    Removal {
-        name: name.to_owned(),
-        id: id.to_owned(),
-        action: "removed",
-        reason: reason.to_owned(),
-        error,
-    }
-}
-
-fn collect(names: &Names, live_ids: &[String]) -> std::result::Result<Vec<Removal>, String> {
-    let mut out = Vec::new();
-    // A hub's holder is started first, its uplink next and its record last: a home with
-    // none of them never had one.
-    if !names.record.exists()
-        && !bridge::link_exists(&names.uplink)
-        && bridge::stray_holders(&names.uplink, None).is_empty()
-    {
-        return Ok(out);
-    }
-    let _lock = lock_home(&names.lock).map_err(|e| e.to_string())?;
-    // Holders whose creator died before recording them (under the lock: none is being made).
-    let recorded = std::fs::read_to_string(&names.record)
-        .ok()
-        .and_then(|t| serde_json::from_str::<HubRecord>(&t).ok())
-        .map(|r| (r.holder, r.start_time));
-    for (pid, start) in bridge::stray_holders(&names.uplink, recorded) {
-        bridge::kill_holder(pid, start);
-        out.push(removal(
-            &names.bridge,
-            "",
-            &format!("unrecorded bridge holder {pid}"),
-            None,
-        ));
-    }
-    let Some(hub) = names.open_hub() else {
-        // A holder without its uplink, an uplink or a host table without a hub: leftovers of
-        // a crash.
-        let record: Option<HubRecord> = std::fs::read_to_string(&names.record)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let table = host_table_exists(&names.bridge);
-        let dropped = if table {
-            drop_host_table(&names.bridge)
-        } else {
-            Ok(())
-        };
-        let error = dropped
-            .and_then(|()| match &record {
-                Some(r) => Hub::remove(r.holder, r.start_time, &names.uplink),
-                None => bridge::remove_link(&names.uplink),
-            })
-            .map_err(|e| e.to_string())
-            .and_then(|()| remove_record(&names.record))
-            .err();
-        out.push(removal(&names.bridge, "", "orphaned bridge network", error));
-        return Ok(out);
-    };
-    let ids = member_ids(&hub).map_err(|e| e.to_string())?;
-    let dead: Vec<&str> = ids
-        .iter()
-        .map(String::as_str)
-        .filter(|id| !live_ids.iter().any(|l| l == id))
-        .collect();
-    if !dead.is_empty() {
-        let error = forget(&hub, &names.bridge, &dead)
-            .err()
-            .map(|e| e.to_string());
-        for id in &dead {
-            out.push(removal(
-                &link_name(id),
-                id,
-                "orphaned bridge link of this home",
-                error.clone(),
-            ));
-        }
-    }
-    if hub.links().is_ok_and(|l| l.is_empty()) {
-        let error = retire_if_empty(&hub, &names.bridge, &names.record)
-            .err()
-            .map(|e| e.to_string());
-        out.push(removal(
-            &names.bridge,
-            "",
-            "bridge network no environment uses",
-            error,
-        ));
-    }
-    Ok(out)
-}
-
-/// Takes the home's network lock (released when the descriptor is dropped).
-fn lock_home(path: &Path) -> Result<OwnedFd> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("opening", path, e))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| Error::io("locking", path, e.into()))?;
-    Ok(file.into())
-}
-
-/// The hub of this home, made (with its filtering tables and the host's forwarding table)
-/// if it is not there. Its subnet is the first free /24 of 10.128.0.0/10 from a start
-/// picked by the home's hash. Called under the lock.
-fn ensure_hub(names: &Names) -> Result<Hub> {
-    if let Some(hub) = names.open_hub() {
-        return Ok(hub);
-    }
-    // What is left of a hub that is not whole (its holder or uplink gone) goes first.
-    if let Some(old) = std::fs::read_to_string(&names.record)
-        .ok()
-        .and_then(|t| serde_json::from_str::<HubRecord>(&t).ok())
-    {
-        Hub::remove(old.holder, old.start_time, &names.uplink)
-            .map_err(|e| engine_error("set up the bridge", e))?;
-    }
-    let start = u32::from_str_radix(&names.hash[..4], 16).expect("the hash is hex") % 16384;
-    let candidates = (0..16384u32).map(|i| {
-        let n = (start + i) % 16384;
-        Subnet::new(
-            Ipv4Addr::new(10, 128 + (n >> 8) as u8, (n & 0xff) as u8, 0),
-            24,
-        )
-    });
-    let hub = Hub::create_on_free_subnet(&names.uplink, candidates)
-        .map_err(|e| engine_error("set up the bridge", e))?;
-    ptest_core::failpoint::failpoint("create.bridge_unrecorded");
-    let subnet = hub.subnet();
-    let record = HubRecord {
-        holder: hub.holder(),
-        start_time: hub.start_time(),
-    };
-    let made = hub
-        .nft("install the bridge's filter", &hub_ruleset())
-        .and_then(|_| {
-            bridge::nft(
-                "install the port forwarding",
-                &host_ruleset(&names.bridge, &names.uplink, subnet),
-            )
-        })
-        .map_err(|e| engine_error("set up the bridge", e))
-        .and_then(|_| {
-            std::fs::write(
-                &names.record,
-                serde_json::to_vec(&record).expect("serializes"),
-            )
-            .map_err(|e| Error::io("writing", &names.record, e))
-        });
-    if let Err(e) = made {
-        let _ = hub.destroy();
-        if host_table_exists(&names.bridge) {
-            let _ = drop_host_table(&names.bridge);
-        }
-        return Err(e);
-    }
-    Ok(hub)
-}
-
-/// The hub's filter: links send only from their own address; environments' packets pass
-/// as replies or by their chain (see the module documentation).
-fn hub_ruleset() -> String {
-    format!(
-        "table bridge {HUB_TABLE} {{
-  set owned {{ type ifname . ipv4_addr; }}
-  chain prerouting {{
-    type filter hook prerouting priority filter; policy drop;
-    iifname \"{peer}\" accept
-    ether type arp iifname . arp saddr ip @owned accept
-    ether type ip iifname . ip saddr @owned accept
-  }}
-}}
-table ip {HUB_TABLE} {{
-  map members {{ type ipv4_addr : verdict; }}
-  chain forward {{
-    type filter hook forward priority filter; policy accept;
-    ct state established,related accept
-    ip saddr vmap @members
-  }}
-  chain input {{
-    type filter hook input priority filter; policy accept;
-    ct state established,related accept
-    ip saddr vmap @members
-  }}
-}}
-",
-        peer = bridge::UPLINK_PEER
-    )
-}
-
-/// The host's table: leased ports reach their environment (from anywhere, loopback
-/// included), and the subnet is masqueraded beyond the host.
-fn host_ruleset(table: &str, uplink: &str, subnet: Subnet) -> String {
-    // Declaring then deleting the table first replaces a leftover of a crash in one batch.
-    format!(
-        "table ip {table} {{}}
-delete table ip {table}
-table ip {table} {{
-  map ports {{ type inet_service : ipv4_addr; }}
-  chain output {{
-    type nat hook output priority -100; policy accept;
-    fib daddr type local dnat ip to tcp dport map @ports
-    fib daddr type local dnat ip to udp dport map @ports
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority -100; policy accept;
-    fib daddr type local dnat ip to tcp dport map @ports
-    fib daddr type local dnat ip to udp dport map @ports
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority 100; policy accept;
-    oifname \"{uplink}\" ip saddr 127.0.0.0/8 masquerade
-    oifname != \"{uplink}\" ip saddr {subnet} masquerade
-  }}
-}}
-"
-    )
-}
-
-fn host_table_exists(table: &str) -> bool {
-    bridge::nft(
-        "look for the host table",
-        &format!("list table ip {table}\n"),
-    )
-    .is_ok()
-}
-
-/// Turns `rules` into networks: addresses as given; a name is an environment of this home on
-/// the bridge (`leased`), `host` (the gateway), or a host name looked up now.
-fn resolve_rules(
-    rules: &[AllowRule],
-    leased: &[(String, Ipv4Addr)],
-    gateway: Ipv4Addr,
-) -> Result<Vec<ResolvedRule>> {
-    rules
-        .iter()
-        .map(|rule| {
-            let networks = match &rule.host {
-                AllowHost::Net { addr, prefix } => vec![format!("{addr}/{prefix}")],
-                AllowHost::Name(name) => {
-                    let addrs: Vec<Ipv4Addr> =
-                        if let Some((_, a)) = leased.iter().find(|(n, _)| n == name) {
-                            vec![*a]
-                        } else if name == "host" {
-                            vec![gateway]
-                        } else {
-                            lookup(name).map_err(|why| {
-                                Error::Usage(format!(
-                                    "--allow {rule}: {name:?} is no environment on this home's \
-                                 bridge, not `host`, and not a host name that resolves ({why})"
-                                ))
-                            })?
-                        };
-                    addrs.iter().map(|a| format!("{a}/32")).collect()
-                }
-            };
-            Ok(ResolvedRule {
-                rule: rule.to_string(),
-                networks,
-                port: rule.port,
-            })
-        })
-        .collect()
-}
-
-/// The IPv4 addresses `name` resolves to.
-fn lookup(name: &str) -> std::result::Result<Vec<Ipv4Addr>, String> {
-    let mut addrs: Vec<Ipv4Addr> = (name, 0)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?
-        .filter_map(|a| match a.ip() {
-            std::net::IpAddr::V4(v4) => Some(v4),
-            std::net::IpAddr::V6(_) => None,
-        })
-        .collect();
-    addrs.sort();
-    addrs.dedup();
-    if addrs.is_empty() {
-        return Err("no IPv4 address".into());
-    }
-    Ok(addrs)
-}
-
 /// Plugs the pod in and installs its chain; its link is not on the bridge yet, so nothing
 /// flows before its rules are in place.
 fn plug(hub: &Hub, state: &BridgeState, id: &str, pid: i32) -> Result<()> {
@@ -708,54 +408,6 @@ fn forget(hub: &Hub, host_table: &str, ids: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// `(address, chain)` pairs of the hub's `members` map, from `nft list ruleset` output.
-fn members_of(ruleset: &str) -> Vec<(Ipv4Addr, String)> {
-    elements(ruleset, "map members")
-        .iter()
-        .filter_map(|e| {
-            let (addr, verdict) = e.split_once(':')?;
-            let chain = verdict.trim().strip_prefix("jump")?.trim();
-            Some((addr.trim().parse().ok()?, chain.to_owned()))
-        })
-        .collect()
-}
-
-/// Ports of a `ports` map listing that point at one of `addresses`.
-fn forwarded_to(listing: &str, addresses: &[Ipv4Addr]) -> Vec<u16> {
-    elements(listing, "map ports")
-        .iter()
-        .filter_map(|e| {
-            let (port, addr) = e.split_once(':')?;
-            let addr: Ipv4Addr = addr.trim().parse().ok()?;
-            addresses.contains(&addr).then_some(())?;
-            port.trim().parse().ok()
-        })
-        .collect()
-}
-
-/// The elements of the set or map `header` (`map members`) in an `nft list` listing:
-/// `elements = { a : b, c : d }`, possibly over several lines.
-fn elements(listing: &str, header: &str) -> Vec<String> {
-    let Some(start) = listing.find(header) else {
-        return Vec::new();
-    };
-    let rest = &listing[start..];
-    let end = rest
-        .find("\n\t}")
-        .or_else(|| rest.find("\n    }"))
-        .unwrap_or(rest.len());
-    let block = &rest[..end];
-    let Some(open) = block.find("elements = {") else {
-        return Vec::new();
-    };
-    let body = &block[open + "elements = {".len()..];
-    let body = &body[..body.find('}').unwrap_or(body.len())];
-    body.split(',')
-        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|e| !e.is_empty())
-        .collect()
-}
-
 /// Removes the hub and the host table when no environment is plugged in any more.
 fn retire_if_empty(hub: &Hub, host_table: &str, record: &Path) -> Result<()> {
     let fail = |e: ptest_sandbox::Error| engine_error("remove the bridge", e);
@@ -767,24 +419,6 @@ fn retire_if_empty(hub: &Hub, host_table: &str, record: &Path) -> Result<()> {
     }
     hub.destroy().map_err(fail)?;
     remove_record(record).map_err(|e| engine_error("remove the bridge", e))
-}
-
-/// Forgets which process held the hub, once it is gone.
-fn remove_record(record: &Path) -> std::result::Result<(), String> {
-    match std::fs::remove_file(record) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(format!("removing {}: {e}", record.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
-fn drop_host_table(table: &str) -> ptest_sandbox::Result<()> {
-    bridge::nft(
-        "remove the host table",
-        &format!("delete table ip {table}\n"),
-    )
-    .map(drop)
 }
 
 #[cfg(test)]

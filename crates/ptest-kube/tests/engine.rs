@@ -150,6 +150,12 @@ async fn a_spec_a_pod_cannot_apply_is_refused_with_each_reason() {
     let text = engine.check(&refused).unwrap_err().to_string();
     assert!(text.contains("--pids"), "{text}");
     assert!(text.contains("--network host"), "{text}");
+    let mut of_a_run = spec();
+    of_a_run
+        .labels
+        .insert(ptest_core::RUN_LABEL.into(), "0a1b2c".into());
+    let text = engine.check(&of_a_run).unwrap_err().to_string();
+    assert!(text.contains("empty workspace"), "{text}");
     let mut no_image = spec();
     no_image.kubernetes = None;
     let text = engine.check(&no_image).unwrap_err().to_string();

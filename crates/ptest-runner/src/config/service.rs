@@ -84,14 +84,22 @@ pub struct ServiceContainer {
 }
 
 impl ServiceContainer {
-    /// The spec of its environment: a `docker` one with its image, named `name` when given.
+    /// The spec of its environment: of the level its image asks for (see
+    /// [`ptest_core::ContainerArgs`]), named `name` when given.
     pub fn spec(&self, name: Option<ptest_core::EnvName>) -> ptest_core::EnvironmentSpec {
-        let mut spec = ptest_core::EnvironmentSpec::new(ptest_core::IsolationLevel::Docker);
-        spec.name = name;
-        spec.docker = Some(ptest_core::DockerSpec {
+        let containers = ptest_core::ContainerArgs {
             image: self.image.clone(),
             build: self.build.clone(),
-        });
+            ..Default::default()
+        };
+        let level = ptest_core::IsolationLevel::implied(
+            &containers,
+            false,
+            ptest_core::IsolationLevel::default(),
+        );
+        let mut spec = ptest_core::EnvironmentSpec::new(level);
+        spec.name = name;
+        (spec.docker, spec.kubernetes) = containers.into_sections(level);
         spec
     }
 

@@ -99,6 +99,9 @@ pub struct EngineTraits {
     pub network_faults: bool,
     /// Its environments have Python packages of their own ([`Engine::packages`]).
     pub packages: bool,
+    /// Its environments' workspace is a directory on this host, under the root ptest made:
+    /// `ptest run` copies, overlays or binds the project there.
+    pub host_workspace: bool,
 }
 
 /// An environment's Python packages (`ptest pkg`), from an engine whose environments have a

@@ -215,6 +215,15 @@ impl Engine for DockerEngine {
         IsolationLevel::Docker
     }
 
+    fn traits(&self) -> ptest_core::EngineTraits {
+        // The root is a directory on this host, its workspace bind-mounted into the
+        // container; paths inside are the container's own.
+        ptest_core::EngineTraits {
+            host_workspace: true,
+            ..ptest_core::EngineTraits::default()
+        }
+    }
+
     async fn collect_garbage(
         &self,
         _home: &ptest_core::Home,

@@ -66,6 +66,7 @@ impl Engine for DirectoryEngine {
             root_at_host_path: true,
             network_faults: true,
             packages: false,
+            host_workspace: true,
         }
     }
 

@@ -385,9 +385,10 @@ impl Project {
     }
 
     /// Asks each template's engine what only it can judge, pointing at the key it refuses:
-    /// whether it can make the template's environments at all (an image on a level that runs
-    /// none, a requirements file missing), an asked-for `project = "overlay"` that it never
-    /// mounts, and a `split = "pytest"` whose plugin its commands would not see. Called
+    /// whether its environments' workspace is on this host (where the project goes), whether
+    /// it can make them at all (an image on a level that runs none, a requirements file
+    /// missing), an asked-for `project = "overlay"` that it never mounts, and a
+    /// `split = "pytest"` whose plugin its commands would not see. Called
     /// once the engines are known, before anything is made.
     pub fn check_engines(&self, engines: &ptest_core::EngineRegistry) -> Result<(), ProjectError> {
         let written = &self.written;
@@ -415,6 +416,26 @@ impl Project {
         for name in self.templates.keys() {
             let (template, engine) = engine(name)?;
             let (table, project) = written.templates.get(name).cloned().unzip();
+            if !engine.traits().host_workspace {
+                let local: Vec<&str> = engines
+                    .levels()
+                    .filter(|l| engines.get(*l).is_some_and(|e| e.traits().host_workspace))
+                    .map(|l| l.as_str())
+                    .collect();
+                return Err(err(
+                    table,
+                    format!(
+                        "environment template {name:?}: ptest run puts the project in an \
+                         environment's workspace on this host, and a {} environment's \
+                         workspace is elsewhere",
+                        template.level
+                    ),
+                    &format!(
+                        "run these suites at a level whose workspace is on this host: {}",
+                        local.join(", ")
+                    ),
+                ));
+            }
             let spec = template.spec(
                 ptest_core::EnvName::new("check").expect("valid"),
                 Default::default(),

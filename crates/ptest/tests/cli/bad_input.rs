@@ -261,3 +261,23 @@ fn out_of_range_limits_are_refused_at_parse_time_with_the_range() {
         .code(2)
         .stderr(contains("ptest.toml:2:").and(contains("greater than 0")));
 }
+
+/// A `ptest run` template at a level whose workspace is not on this host (a pod) is refused
+/// where it is written, before anything is made: the suites would run without the project.
+#[test]
+fn a_run_template_whose_workspace_is_elsewhere_is_refused_at_its_table() {
+    let t = TestHome::new();
+    let dir = t.dir.path().join("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ptest.toml"),
+        "[env.pods]\nlevel = \"kubernetes\"\nimage = \"busybox:1.36\"\n\n[[suite]]\nname = \"s\"\nenv = \"pods\"\nrun = \"true\"\n",
+    )
+    .unwrap();
+    t.ptest(["run", "--project", dir.to_str().unwrap()])
+        .assert()
+        .code(2)
+        .stderr(contains("workspace is elsewhere"))
+        .stderr(contains("ptest.toml:1"));
+    assert!(t.names().is_empty());
+}

@@ -201,14 +201,15 @@ pub enum Error {
     },
 
     /// An engine operation failed.
-    #[error("{level} engine could not {action}: {message}")]
+    #[error("{level} engine could not {action}: {source}")]
     Engine {
         /// The engine's level.
         level: IsolationLevel,
         /// What it was doing.
         action: &'static str,
-        /// What went wrong.
-        message: String,
+        /// What went wrong: the engine's own error where it has one (an I/O error, the
+        /// sandbox's, the Docker or Kubernetes client's), else a message.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// The state store failed.
@@ -293,12 +294,10 @@ impl Error {
     /// directory engine) says which level failed, not which it delegated to.
     pub fn at_level(self, level: IsolationLevel) -> Self {
         match self {
-            Error::Engine {
-                action, message, ..
-            } => Error::Engine {
+            Error::Engine { action, source, .. } => Error::Engine {
                 level,
                 action,
-                message,
+                source,
             },
             other => other,
         }

@@ -55,7 +55,7 @@ pub(crate) fn engine_error(action: &'static str, message: impl Display) -> Error
     Error::Engine {
         level: IsolationLevel::Docker,
         action,
-        message: message.to_string(),
+        source: message.to_string().into(),
     }
 }
 

@@ -47,7 +47,8 @@ impl Call {
                 _ => Error::Engine {
                     level: IsolationLevel::Kubernetes,
                     action: self.action,
-                    message: format!("{} ({} {})", status.message, status.code, status.reason),
+                    source: format!("{} ({} {})", status.message, status.code, status.reason)
+                        .into(),
                 },
             },
             kube::Error::HyperError(_) | kube::Error::Service(_) => Error::LevelUnavailable {
@@ -60,7 +61,7 @@ impl Call {
             e => Error::Engine {
                 level: IsolationLevel::Kubernetes,
                 action: self.action,
-                message: chain(&e),
+                source: chain(&e).into(),
             },
         }
     }

@@ -157,10 +157,11 @@ impl KubernetesEngine {
                     return Err(Error::Engine {
                         level: IsolationLevel::Kubernetes,
                         action: "create the pod",
-                        message: format!(
+                        source: format!(
                             "{namespace}/{name} exists and was still there after {}s",
                             self.ready_timeout.as_secs()
-                        ),
+                        )
+                        .into(),
                     });
                 }
                 Err(e) => return Err(GET_POD.error(e, namespace, cluster)),

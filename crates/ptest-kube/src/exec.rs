@@ -89,12 +89,13 @@ pub fn exit_code(status: &Status) -> Result<i32> {
         _ => Err(Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: "run a command",
-            message: format!(
+            source: format!(
                 "the exec ended with {} {}: {}",
                 status.code.unwrap_or_default(),
                 status.reason.as_deref().unwrap_or("no reason"),
                 status.message.as_deref().unwrap_or("no message")
-            ),
+            )
+            .into(),
         }),
     }
 }
@@ -154,7 +155,7 @@ fn token() -> Result<u64> {
     getrandom::fill(&mut bytes).map_err(|e| Error::Engine {
         level: IsolationLevel::Kubernetes,
         action: "run a command",
-        message: format!("no random source: {e}"),
+        source: format!("no random source: {e}").into(),
     })?;
     Ok(u64::from_le_bytes(bytes) >> 1)
 }
@@ -179,7 +180,7 @@ fn exec_error(e: kube::Error, namespace: &str, pod: &str, cluster: &Cluster) -> 
         kube::Error::UpgradeConnection(_) => Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: EXEC.action,
-            message: format!("{pod}: {}", chain(&e)),
+            source: format!("{pod}: {}", chain(&e)).into(),
         },
         _ => EXEC.error(e, namespace, cluster),
     }
@@ -216,7 +217,7 @@ async fn pump(reader: Option<impl AsyncRead + Unpin>, to: &mut Destination) -> R
         let n = reader.read(&mut buf).await.map_err(|e| Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: "read a command's output",
-            message: e.to_string(),
+            source: e.into(),
         })?;
         if n == 0 {
             return Ok(());
@@ -229,7 +230,7 @@ fn sink_of(fd: &std::os::fd::OwnedFd) -> Result<Sink> {
     let copy = fd.try_clone().map_err(|e| Error::Engine {
         level: IsolationLevel::Kubernetes,
         action: "pass a command's output on",
-        message: e.to_string(),
+        source: e.into(),
     })?;
     Ok(Box::pin(tokio::fs::File::from_std(std::fs::File::from(
         copy,
@@ -272,7 +273,7 @@ impl RunningProcess for PodProcess {
         let status = status.ok_or_else(|| Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: "read a command's exit status",
-            message: "the exec stream ended without the command's status".into(),
+            source: "the exec stream ended without the command's status".into(),
         })?;
         let exit_code = exit_code(&status)?;
         let captured = |d: Destination| match d {
@@ -346,16 +347,17 @@ pub(crate) async fn kill(
             code => Err(Error::Engine {
                 level: IsolationLevel::Kubernetes,
                 action: "kill a command",
-                message: format!(
+                source: format!(
                     "{pod}: the kill script ended with exit code {code}: {}",
                     said.trim()
-                ),
+                )
+                .into(),
             }),
         }),
         None => Err(Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: "kill a command",
-            message: format!("{pod}: the exec stream ended without a status"),
+            source: format!("{pod}: the exec stream ended without a status").into(),
         }),
     }
 }

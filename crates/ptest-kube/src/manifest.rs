@@ -46,7 +46,7 @@ fn yaml<T: serde::Serialize>(doc: &T) -> Result<String> {
     serde_saphyr::to_string(doc).map_err(|e| Error::Engine {
         level: IsolationLevel::Kubernetes,
         action: "write the manifests as YAML",
-        message: e.to_string(),
+        source: e.into(),
     })
 }
 

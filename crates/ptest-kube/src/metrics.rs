@@ -35,7 +35,7 @@ pub(crate) async fn usage(cluster: &Cluster, namespace: &str, pod: &str) -> Resu
         .map_err(|e| Error::Engine {
             level: IsolationLevel::Kubernetes,
             action: METRICS.action,
-            message: e.to_string(),
+            source: e.into(),
         })?;
     let metrics: PodMetrics = match cluster.client.request(request).await {
         Ok(m) => m,

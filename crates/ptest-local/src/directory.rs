@@ -224,7 +224,7 @@ impl Engine for DirectoryEngine {
                 let u = cgroup.usage().map_err(|e| ptest_core::Error::Engine {
                     level: env.level,
                     action: "read the cgroup",
-                    message: e.to_string(),
+                    source: e.into(),
                 })?;
                 usage.memory_bytes = u.memory_current;
                 usage.memory_peak_bytes = u.memory_peak;

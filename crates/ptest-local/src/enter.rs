@@ -45,11 +45,11 @@ enum Ending {
     Relay(oneshot::Receiver<Result<ExitStatus>>),
 }
 
-fn spawn_error(e: impl std::fmt::Display) -> Error {
+fn spawn_error(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Engine {
         level: ptest_core::IsolationLevel::Basic,
         action: "run a command in the sandbox",
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -131,9 +131,8 @@ pub(crate) fn spawn(
         e @ ptest_sandbox::Error::HolderGone { .. } => Error::Engine {
             level: env.level,
             action: "enter the sandbox",
-            message: format!(
-                "{e}; the environment's holder is gone: remove it with `ptest env rm`"
-            ),
+            source: format!("{e}; the environment's holder is gone: remove it with `ptest env rm`")
+                .into(),
         },
         e => spawn_error(e),
     };

@@ -41,7 +41,7 @@ fn sandbox_error(action: &'static str, e: ptest_sandbox::Error) -> Error {
     Error::Engine {
         level: IsolationLevel::Basic,
         action,
-        message: e.to_string(),
+        source: e.into(),
     }
 }
 
@@ -421,9 +421,8 @@ pub(crate) fn attach_with(env: &Environment, cgroup: Option<Cgroup>) -> Result<O
         .map_err(|e| Error::Engine {
             level: env.level,
             action: "enter the sandbox",
-            message: format!(
-                "{e}; the environment's holder is gone: remove it with `ptest env rm`"
-            ),
+            source: format!("{e}; the environment's holder is gone: remove it with `ptest env rm`")
+                .into(),
         })
 }
 

@@ -73,7 +73,7 @@ pub(crate) fn python_error(action: &'static str, e: ptest_python::Error) -> Erro
         other => Error::Engine {
             level: IsolationLevel::Virtualenv,
             action,
-            message: other.to_string(),
+            source: other.into(),
         },
     }
 }

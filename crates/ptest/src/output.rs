@@ -18,7 +18,12 @@ pub fn error(e: &dyn std::error::Error) {
     let mut text = format!("{red}error{red:#}: {e}");
     let mut source = e.source();
     while let Some(cause) = source {
-        text.push_str(&format!("\n  caused by: {cause}"));
+        // Most messages name their cause already ("reading X: No such file"): only what
+        // they do not say is added.
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(&format!("\n  caused by: {said}"));
+        }
         source = cause.source();
     }
     let _ = writeln!(anstream::stderr(), "{text}");

@@ -127,7 +127,7 @@ fn engine_error(action: &'static str, message: impl ToString) -> Error {
     Error::Engine {
         level: IsolationLevel::Basic,
         action,
-        message: message.to_string(),
+        source: message.to_string().into(),
     }
 }
 

@@ -308,12 +308,13 @@ async fn wait_applied(
     Err(Error::Engine {
         level: env.level,
         action: "apply network faults",
-        message: format!(
+        source: format!(
             "the proxy for port {port} (process {}) did not confirm the change within {}; its \
              last output:\n{tail}",
             process_name(port),
             humantime::format_duration(APPLY_TIMEOUT)
-        ),
+        )
+        .into(),
     }
     .into())
 }

@@ -6,15 +6,12 @@
 //! environment from an [`EnvironmentSpec`], run commands in it, remove it. Each step is one
 //! store transaction with its [`IsolationEvent`]; the engine only does the host-side work.
 //!
-//! ```
-//! # use std::sync::Arc;
+//! ```no_run
 //! # use ptest_core::*;
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> ptest_core::Result<()> {
-//! # let tmp = tempfile::tempdir().unwrap();
-//! let mut engines = EngineRegistry::new();
-//! engines.register(Arc::new(ptest_local::DirectoryEngine::new()));
-//! let manager = Manager::open(Home::at(tmp.path()), Config::default(), engines)?;
+//! # async fn demo(home: &std::path::Path, engines: EngineRegistry) -> ptest_core::Result<()> {
+//! // `engines` holds the levels this program has: ptest-local's `DirectoryEngine` for
+//! // `basic`, registered with `engines.register(Arc::new(DirectoryEngine::new()))`.
+//! let manager = Manager::open(Home::at(home), Config::default(), engines)?;
 //!
 //! let spec = EnvironmentSpec::new(IsolationLevel::Basic).name(EnvName::new("demo")?);
 //! let env = manager.create_environment(spec).await?;

@@ -87,7 +87,8 @@ use bollard::models::{
     PortBinding, ResourcesUlimits,
 };
 use ptest_core::{
-    Environment, EnvironmentSpec, NetworkMode, RUN_LABEL, SecurityLevel, limited_root, root,
+    Environment, EnvironmentSpec, MEDIUM_CAP_DROP, NetworkMode, RUN_LABEL, SecurityLevel,
+    limited_root, root,
 };
 
 /// Label naming the environment id a Docker object belongs to.
@@ -102,17 +103,6 @@ pub const CONTAINER_ROOT: &str = "/ptest";
 pub const CONTAINER_WORKSPACE: &str = "/workspace";
 /// The user of `high` and `strict` containers (`nobody:nogroup`).
 pub const UNPRIVILEGED_USER: &str = "65534:65534";
-/// Capabilities dropped at `medium`: those a test suite has no business with (raw sockets,
-/// device nodes, audit, chroot, file capabilities), keeping what package installs need
-/// (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`, `SETUID`, `SETGID`, `KILL`, `NET_BIND_SERVICE`, ...).
-pub const MEDIUM_CAP_DROP: [&str; 6] = [
-    "NET_RAW",
-    "MKNOD",
-    "AUDIT_WRITE",
-    "SYS_CHROOT",
-    "SETFCAP",
-    "SETPCAP",
-];
 /// The size of a container's `/tmp` without `--disk` or `--files`: room for what test suites
 /// unpack and build there, bounded so that a runaway writer stops short of the host's memory.
 pub const DEFAULT_TMP_SIZE: u64 = 1 << 30;

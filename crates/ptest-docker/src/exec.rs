@@ -261,20 +261,15 @@ impl RunningProcess for DockerProcess {
                 .is_some_and(|(file, before)| crate::cgroup::oom_kills(file) > Some(*before));
         Ok(ProcessResult {
             oom_killed,
-            command: self.command,
             pid: Some(self.pid).filter(|p| *p != 0),
             exit_code,
-            signal: None,
-            stdout: stdout.text,
-            stderr: stderr.text,
-            stdout_truncated: stdout.truncated,
-            stdout_file: stdout.file,
-            stderr_truncated: stderr.truncated,
-            stderr_file: stderr.file,
-            started_at: self.started_at,
-            ended_at: Timestamp::now(),
-            duration: ended - self.started,
-            timed_out: false,
+            ..ProcessResult::captured(
+                self.command,
+                self.started_at,
+                ended - self.started,
+                stdout,
+                stderr,
+            )
         })
     }
 }

@@ -285,23 +285,16 @@ impl RunningProcess for PodProcess {
             },
         };
         let (stdout, stderr) = (captured(out), captured(err));
+        // The exec's Status says nothing of an OOM kill; it shows as exit code 137.
         Ok(ProcessResult {
-            command: self.command,
-            pid: None,
             exit_code: Some(exit_code),
-            signal: None,
-            stdout: stdout.text,
-            stderr: stderr.text,
-            stdout_truncated: stdout.truncated,
-            stdout_file: stdout.file,
-            stderr_truncated: stderr.truncated,
-            stderr_file: stderr.file,
-            started_at: self.started_at,
-            ended_at: Timestamp::now(),
-            duration: ended - self.started,
-            timed_out: false,
-            // The exec's Status does not say; an OOM kill shows as exit code 137.
-            oom_killed: false,
+            ..ProcessResult::captured(
+                self.command,
+                self.started_at,
+                ended - self.started,
+                stdout,
+                stderr,
+            )
         })
     }
 }

@@ -42,7 +42,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use ptest_core::{Environment, EnvironmentSpec, SecurityLevel};
+use ptest_core::{Environment, EnvironmentSpec, MEDIUM_CAP_DROP, SecurityLevel};
 
 use crate::labels::{labels, object_name};
 
@@ -52,16 +52,6 @@ pub const POD_ROOT: &str = "/ptest";
 pub const POD_WORKSPACE: &str = "/workspace";
 /// The name of the pod's one container.
 pub const CONTAINER: &str = "env";
-/// Capabilities dropped at `medium`: the docker level's list (`MEDIUM_CAP_DROP` there), so
-/// both levels mean the same by `medium`.
-pub const MEDIUM_CAP_DROP: [&str; 6] = [
-    "NET_RAW",
-    "MKNOD",
-    "AUDIT_WRITE",
-    "SYS_CHROOT",
-    "SETFCAP",
-    "SETPCAP",
-];
 /// The uid and gid of `high` and `strict` pods (`nobody:nogroup`).
 pub const UNPRIVILEGED_ID: i64 = 65534;
 /// The container's command: sleep "forever" (68 years); commands come through exec.
@@ -269,10 +259,5 @@ mod tests {
             port_name("abcdefghijklmn-x").as_deref(),
             Some("abcdefghijklmn")
         );
-    }
-
-    #[test]
-    fn medium_drops_what_the_docker_level_drops() {
-        assert_eq!(MEDIUM_CAP_DROP, ptest_docker::container::MEDIUM_CAP_DROP);
     }
 }

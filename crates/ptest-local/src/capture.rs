@@ -70,21 +70,17 @@ impl Capture {
         );
         let ended = ended?;
         Ok(ProcessResult {
-            command: self.command,
             pid: Some(pid),
             exit_code: ended.exit_code,
             signal: ended.signal,
-            stdout: stdout.text,
-            stderr: stderr.text,
-            stdout_truncated: stdout.truncated,
-            stdout_file: stdout.file,
-            stderr_truncated: stderr.truncated,
-            stderr_file: stderr.file,
-            started_at: self.started_at,
-            ended_at: Timestamp::now(),
-            duration: self.started.elapsed(),
-            timed_out: false,
             oom_killed: ended.oom_killed,
+            ..ProcessResult::captured(
+                self.command,
+                self.started_at,
+                self.started.elapsed(),
+                stdout,
+                stderr,
+            )
         })
     }
 }

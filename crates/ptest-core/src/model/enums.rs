@@ -203,6 +203,19 @@ wire_enum! {
     }
 }
 
+/// Capabilities a container drops at security `medium` (the docker and kubernetes levels
+/// alike): those a test suite has no business with (raw sockets, device nodes, audit,
+/// chroot, file capabilities), keeping what package installs need (`CHOWN`,
+/// `DAC_OVERRIDE`, `FOWNER`, `SETUID`, `SETGID`, `KILL`, `NET_BIND_SERVICE`, ...).
+pub const MEDIUM_CAP_DROP: [&str; 6] = [
+    "NET_RAW",
+    "MKNOD",
+    "AUDIT_WRITE",
+    "SYS_CHROOT",
+    "SETFCAP",
+    "SETPCAP",
+];
+
 wire_enum! {
     /// When an environment is removed.
     CleanupPolicy {

@@ -14,8 +14,8 @@ mod socket;
 
 pub use allow::{AllowHost, AllowRule};
 pub use enums::{
-    CleanupPolicy, EnvironmentStatus, IsolationEvent, IsolationLevel, NetworkStatus, ProcessStatus,
-    ResourceType, SecurityLevel, UnknownValue,
+    CleanupPolicy, EnvironmentStatus, IsolationEvent, IsolationLevel, MEDIUM_CAP_DROP,
+    NetworkStatus, ProcessStatus, ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
     ContainerArgs, DockerSpec, Environment, EnvironmentSpec, KubernetesSpec, Labels, Limits,

@@ -52,6 +52,35 @@ pub struct ProcessResult {
 }
 
 impl ProcessResult {
+    /// The result of `command`, started at `started_at` and ended now after `duration`, with
+    /// its output as captured; no exit status, pid or OOM kill yet: an engine sets what it
+    /// learnt (`ProcessResult { exit_code, ..ProcessResult::captured(..) }`).
+    pub fn captured(
+        command: Vec<String>,
+        started_at: Timestamp,
+        duration: Duration,
+        stdout: crate::captured::Captured,
+        stderr: crate::captured::Captured,
+    ) -> Self {
+        ProcessResult {
+            command,
+            pid: None,
+            exit_code: None,
+            signal: None,
+            stdout: stdout.text,
+            stderr: stderr.text,
+            stdout_truncated: stdout.truncated,
+            stdout_file: stdout.file,
+            stderr_truncated: stderr.truncated,
+            stderr_file: stderr.file,
+            started_at,
+            ended_at: Timestamp::now(),
+            duration,
+            timed_out: false,
+            oom_killed: false,
+        }
+    }
+
     /// Whether it exited with code 0 before any timeout: a command killed for its timeout may
     /// still report 0 (a shell's `wait` does once its children are killed).
     pub fn success(&self) -> bool {

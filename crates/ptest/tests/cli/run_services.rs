@@ -74,6 +74,7 @@ fn a_sandboxed_suite_reaches_its_container_service_by_name_and_port() {
          && exec httpd -f -p 8080 -h /tmp/www'\"\nports = [8080]\nready_port = \"8080\"\n",
     )
     .unwrap();
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
     let report = run_json(&t, &dir);
     let suite = &report["suites"][0];
     assert_eq!(suite["status"], "passed", "{report}");
@@ -81,6 +82,8 @@ fn a_sandboxed_suite_reaches_its_container_service_by_name_and_port() {
         suite["stdout_tail"], "hello-from-the-service\nhello-from-the-service\n",
         "{report}"
     );
+    // The name went into the suite's own view of /etc/hosts, not the host's.
+    assert_eq!(std::fs::read_to_string("/etc/hosts").unwrap(), hosts);
     // Nothing is left: no environment, no container.
     assert!(t.names().is_empty(), "{:?}", t.names());
     assert!(containers(&t).is_empty(), "{:?}", containers(&t));

@@ -343,13 +343,7 @@ impl Attempted {
         attempt: u32,
         plugin: Option<Plugin>,
     ) -> std::io::Result<Attempted> {
-        let dir = shared
-            .manager
-            .home()
-            .path()
-            .join("reports")
-            .join(&shared.run_id)
-            .join("output");
+        let dir = shared.report_dir().join("output");
         std::fs::create_dir_all(&dir)?;
         let suite = shared.project.suite(&unit.suite);
         let mut stem = suite.map_or_else(|| unit.suite.clone(), Suite::env_stem);

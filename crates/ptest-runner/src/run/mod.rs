@@ -122,6 +122,17 @@ struct Shared {
     wheels: crate::project_wheel::Wheels,
 }
 
+impl Shared {
+    /// The run's directory of reports and output: `$PTEST_HOME/reports/<run id>/`.
+    fn report_dir(&self) -> PathBuf {
+        self.manager
+            .home()
+            .path()
+            .join("reports")
+            .join(&self.run_id)
+    }
+}
+
 impl Run {
     /// Plans a run of `project` with the suites `selection` picks (and their dependencies),
     /// under a fresh run id; each planned suite's `run` carries the selection's arguments.

@@ -297,13 +297,7 @@ impl Services {
             ));
             return Ok(());
         }
-        let dir = shared
-            .manager
-            .home()
-            .path()
-            .join("reports")
-            .join(&shared.run_id)
-            .join("hosts");
+        let dir = shared.report_dir().join("hosts");
         let file = dir.join(env.name.as_str());
         let mut text =
             String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");

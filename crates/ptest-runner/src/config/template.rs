@@ -39,92 +39,69 @@ pub enum ProjectMode {
 
 /// An `[env.NAME]` table as written in `ptest.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+// Every key may be left out: a missing one is `Default`'s.
+#[serde(default, deny_unknown_fields)]
 pub struct EnvTemplateConfig {
     /// Isolation level; `virtualenv` when any Python key is set, else `basic`.
-    #[serde(default)]
     pub level: Option<IsolationLevel>,
     /// Interpreter of a virtualenv (`3.11`, a path or a command), or a list of them: each
     /// suite of the template then runs once per entry, as `NAME[py3.11]`.
-    #[serde(default)]
     pub python: Option<Spanned<PythonKey>>,
     /// Requirements to install (`requests==2.31`, `.`, `-e ./sub`).
-    #[serde(default)]
     pub packages: Vec<String>,
     /// Requirements files, relative to the project directory.
-    #[serde(default)]
     pub requirements: Vec<PathBuf>,
     /// Constraints files, relative to the project directory.
-    #[serde(default)]
     pub constraints: Vec<PathBuf>,
     /// Directories of wheels (relative to the project directory) or URLs.
-    #[serde(default)]
     pub find_links: Vec<String>,
     /// Install from `find_links` only.
-    #[serde(default)]
     pub no_index: bool,
     /// The package index to use instead of PyPI (as `env create --index-url`).
-    #[serde(default)]
     pub index_url: Option<String>,
     /// More package indexes (as `--extra-index-url`).
-    #[serde(default)]
     pub extra_index_urls: Vec<String>,
     /// Use nothing from the network (as `--offline`).
-    #[serde(default)]
     pub offline: bool,
     /// Resource limits, passed to the engine (which refuses what it cannot apply).
-    #[serde(default)]
     pub limits: Limits,
     /// Network mode, passed to the engine.
-    #[serde(default)]
     pub network: Option<NetworkMode>,
     /// Where a `bridge` environment may send (`HOST[:PORT]`, as `env create --allow`).
-    #[serde(default)]
     pub allow: Vec<AllowRule>,
     /// Host Unix sockets shown inside at their own paths (`env create --expose-socket`).
-    #[serde(default)]
     pub expose_sockets: Vec<ExposedSocket>,
     /// Security level, passed to the engine.
-    #[serde(default)]
     pub security: Option<SecurityLevel>,
     /// When a suite's environment goes: `immediate` (the default) when the suite ends,
     /// `on_shutdown` when the run ends, `on_request` kept until `ptest env rm`, `scheduled`
     /// kept until `ptest gc` after `ttl`, `never` kept until `ptest env rm --force`.
-    #[serde(default)]
     pub cleanup: Option<Spanned<CleanupPolicy>>,
     /// Time to live of a kept environment under the `scheduled` policy.
-    #[serde(default, with = "ptest_core::duration::option")]
+    #[serde(with = "ptest_core::duration::option")]
     pub ttl: Option<Duration>,
     /// Keep the environments after the run (as `cleanup = "on_request"`, or under the
     /// `scheduled` or `never` policy when one is given).
-    #[serde(default)]
     pub keep: bool,
     /// How suites see the project: `overlay`, `copy` or `bind` (see [`ProjectMode`]); by
     /// default `overlay` where the environment is sandboxed, else `copy`.
-    #[serde(default)]
     pub project: Option<Spanned<ProjectMode>>,
     /// Named host ports leased to each environment (`PTEST_PORT_<NAME>` in its commands).
-    #[serde(default)]
     pub ports: Vec<PortName>,
     /// Variables for every command of its suites (tox's `setenv`); a suite's own `env_vars`
     /// win.
-    #[serde(default)]
     pub env_vars: BTreeMap<String, String>,
     /// Install the project under test (as `packages = ["."]`): built once per run into a
     /// wheel, its dependencies installed with the other packages, the wheel into each suite's
     /// environment.
-    #[serde(default)]
     pub install_project: bool,
     /// Image of a `docker` environment (as `env create --image`); implies `level = "docker"`.
-    #[serde(default)]
     pub image: Option<Spanned<String>>,
     /// Directory with a Dockerfile, relative to the project, built into the image of a
     /// `docker` environment (as `env create --build`); implies `level = "docker"`.
-    #[serde(default)]
     pub build: Option<Spanned<PathBuf>>,
     /// Put pip into the venv (uv makes venvs without it), for suites that run
     /// `python -m pip`: installed like any other package, so part of the template's hash.
-    #[serde(default)]
     pub pip: bool,
 }
 

@@ -140,6 +140,31 @@ pub trait RunningProcess: Send {
     async fn wait(self: Box<Self>) -> Result<ProcessResult>;
 }
 
+impl Finding {
+    /// Whether an object outside the store carries `env`'s and its home's owner labels
+    /// ([`crate::ENV_LABEL`], [`crate::HOME_LABEL`]), read through `label`, for
+    /// `env validate`.
+    pub fn owner_labels<'a>(
+        env: &Environment,
+        home_hash: &str,
+        label: impl Fn(&str) -> Option<&'a str>,
+    ) -> Finding {
+        let (env_label, home_label) = (label(crate::ENV_LABEL), label(crate::HOME_LABEL));
+        Finding {
+            check: "labels".into(),
+            ok: env_label == Some(env.id.as_str()) && home_label == Some(home_hash),
+            detail: format!(
+                "{}={} {}={} (expected {} and {home_hash})",
+                crate::ENV_LABEL,
+                env_label.unwrap_or("<none>"),
+                crate::HOME_LABEL,
+                home_label.unwrap_or("<none>"),
+                env.id,
+            ),
+        }
+    }
+}
+
 /// What the engine found when asked whether an environment is intact.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {

@@ -92,9 +92,9 @@ use ptest_core::{
 };
 
 /// Label naming the environment id a Docker object belongs to.
-pub const LABEL_ENV: &str = "ptest.env";
+pub const LABEL_ENV: &str = ptest_core::ENV_LABEL;
 /// Label naming (by hash, see [`home_hash`]) the `PTEST_HOME` that made a Docker object.
-pub const LABEL_HOME: &str = "ptest.home";
+pub const LABEL_HOME: &str = ptest_core::HOME_LABEL;
 /// Label with the environment's name, for people reading `docker ps`.
 pub const LABEL_NAME: &str = "ptest.name";
 /// Where the environment root is mounted (read-only) inside the container.

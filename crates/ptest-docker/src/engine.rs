@@ -20,9 +20,7 @@ use ptest_core::{
 use tokio::sync::OnceCell;
 
 use crate::connection::{Connection, docker_host, engine_error, is_not_found, message_of};
-use crate::container::{
-    self, LABEL_ENV, LABEL_HOME, container_name, effective_network, effective_security, home_hash,
-};
+use crate::container::{self, container_name, effective_network, effective_security, home_hash};
 use crate::gc::{self, Reaped};
 use crate::{exec, image, network};
 
@@ -449,20 +447,9 @@ impl Engine for DockerEngine {
                             .unwrap_or_else(|| "unknown".into()),
                     });
                     let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
-                    let env_label = labels.get(LABEL_ENV).map(String::as_str);
-                    let home_label = labels.get(LABEL_HOME).map(String::as_str);
-                    out.push(Finding {
-                        check: "labels".into(),
-                        ok: env_label == Some(env.id.as_str())
-                            && home_label == Some(self.home_hash.as_str()),
-                        detail: format!(
-                            "{LABEL_ENV}={} {LABEL_HOME}={} (expected {} and {})",
-                            env_label.unwrap_or("<none>"),
-                            home_label.unwrap_or("<none>"),
-                            env.id,
-                            self.home_hash
-                        ),
-                    });
+                    out.push(Finding::owner_labels(env, &self.home_hash, |key| {
+                        labels.get(key).map(String::as_str)
+                    }));
                 }
                 Err(e) => out.push(Finding {
                     check: "container".into(),

@@ -18,7 +18,7 @@ use ptest_core::{
 use crate::api_error::{Call, is_not_found};
 use crate::connect::{Cluster, Clusters, Lookup};
 use crate::gc::{self, Target, Targets};
-use crate::labels::{LABEL_ENV, LABEL_HOME, object_name};
+use crate::labels::object_name;
 use crate::manifest::{self, Manifests};
 use crate::ready::{self, Verdict};
 use crate::{doctor, exec, metrics, policy};
@@ -303,22 +303,9 @@ impl Engine for KubernetesEngine {
                             },
                         });
                         let labels = pod.metadata.labels.unwrap_or_default();
-                        let (env_label, home_label) = (
-                            labels.get(LABEL_ENV).map(String::as_str),
-                            labels.get(LABEL_HOME).map(String::as_str),
-                        );
-                        out.push(Finding {
-                            check: "labels".into(),
-                            ok: env_label == Some(env.id.as_str())
-                                && home_label == Some(self.home_hash.as_str()),
-                            detail: format!(
-                                "{LABEL_ENV}={} {LABEL_HOME}={} (expected {} and {})",
-                                env_label.unwrap_or("<none>"),
-                                home_label.unwrap_or("<none>"),
-                                env.id,
-                                self.home_hash
-                            ),
-                        });
+                        out.push(Finding::owner_labels(env, &self.home_hash, |key| {
+                            labels.get(key).map(String::as_str)
+                        }));
                     }
                     Err(e) if is_not_found(&e) => out.push(Finding {
                         check: "pod".into(),

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use ptest_core::{Environment, RUN_LABEL};
 
 /// Label naming the environment id an object belongs to.
-pub const LABEL_ENV: &str = "ptest.env";
+pub const LABEL_ENV: &str = ptest_core::ENV_LABEL;
 /// Label naming (by hash) the `PTEST_HOME` that made an object.
-pub const LABEL_HOME: &str = "ptest.home";
+pub const LABEL_HOME: &str = ptest_core::HOME_LABEL;
 /// Label with the environment's name, for people reading `kubectl get pods` and for
 /// `--allow <env name>` rules of its neighbours.
 pub const LABEL_NAME: &str = "ptest.name";

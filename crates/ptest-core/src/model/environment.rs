@@ -22,6 +22,12 @@ pub type Labels = BTreeMap<String, String>;
 /// The label every environment of a `ptest run` carries, with the run id as value: engines
 /// group a run's environments by it (a docker run's own bridge network).
 pub const RUN_LABEL: &str = "ptest.run";
+/// Label naming the environment id an object outside the store (a container, a pod) belongs
+/// to: what the reapers match it back by.
+pub const ENV_LABEL: &str = "ptest.env";
+/// Label naming (by hash) the `PTEST_HOME` that made such an object: a reaper touches only
+/// its own home's.
+pub const HOME_LABEL: &str = "ptest.home";
 
 /// The label naming the process that runs a `ptest run`'s environments, `PID:START_TICKS`
 /// ([`crate::liveness::ProcessId`]): `ptest gc` removes the `on_shutdown` environments of a

@@ -384,7 +384,7 @@ impl Engine for DockerEngine {
         Ok(())
     }
 
-    async fn activate(&self, env: &Environment, _ctx: &dyn EngineContext) -> Result<()> {
+    async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
         let docker = self.docker().await?;
         let name = container_name(env);
         docker.start_container(&name, None).await.map_err(|e| {
@@ -396,7 +396,20 @@ impl Engine for DockerEngine {
                 ""
             };
             engine_error("start the container", format!("{name}: {message}{hint}"))
-        })
+        })?;
+        // Where the container's OOM kills are counted, so that a command's exec reads the
+        // count before it starts: one killed before its pid is known is still told apart.
+        let pid = docker
+            .inspect_container(&name, None)
+            .await
+            .ok()
+            .and_then(|c| c.state?.pid)
+            .and_then(|p| u32::try_from(p).ok())
+            .filter(|p| *p != 0);
+        if let Some(file) = pid.and_then(crate::cgroup::oom_kill_file) {
+            ctx.note(exec::OOM_COUNTER, serde_json::json!(file))?;
+        }
+        Ok(())
     }
 
     async fn spawn(

@@ -60,6 +60,10 @@ pub(crate) struct DockerProcess {
     watchdog: Option<Watchdog>,
 }
 
+/// The key of a docker environment's details naming the file its container's OOM kills are
+/// counted in (noted at activation).
+pub(crate) const OOM_COUNTER: &str = "oom_counter";
+
 /// Starts `request` in `container`: working directory `/workspace`, the environment's
 /// variables (container paths) plus the request's.
 pub(crate) async fn spawn(
@@ -76,6 +80,13 @@ pub(crate) async fn spawn(
         .chain(request.env)
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
+    // The container's OOM kills so far, read before the command exists (see `OOM_COUNTER`).
+    let oom = env
+        .details
+        .get(OOM_COUNTER)
+        .and_then(|f| f.as_str())
+        .map(PathBuf::from)
+        .and_then(|f| crate::cgroup::oom_kills(&f).map(|n| (f, n)));
     let (started_at, started) = (Timestamp::now(), Instant::now());
     let created = docker
         .create_exec(
@@ -141,13 +152,17 @@ pub(crate) async fn spawn(
     } else {
         watch(docker, &created.id, pid).await?
     };
-    let (ticks, oom) = if pid == 0 {
-        (0, None)
-    } else {
-        let oom = crate::cgroup::oom_kill_file(pid)
-            .and_then(|f| crate::cgroup::oom_kills(&f).map(|n| (f, n)));
-        (ptest_core::liveness::start_ticks(pid).unwrap_or(0), oom)
+    let ticks = match pid {
+        0 => 0,
+        pid => ptest_core::liveness::start_ticks(pid).unwrap_or(0),
     };
+    // An environment activated before the counter was noted: read it now, by the pid.
+    let oom = oom.or_else(|| {
+        let file = (pid != 0)
+            .then(|| crate::cgroup::oom_kill_file(pid))
+            .flatten()?;
+        crate::cgroup::oom_kills(&file).map(|n| (file, n))
+    });
     Ok(DockerProcess {
         docker: docker.clone(),
         exec_id: created.id,

@@ -217,8 +217,13 @@ run = "sleep 300 & echo $! > @OUT@/pid; wait"
     );
     let run = ptest_runner::Run::new(project, &Selection::default()).unwrap();
     let pid_file = h.out().join("pid");
+    // The shell creates the file before `echo` writes the pid: cancel once it is whole.
     let cancel = async move {
-        while !pid_file.is_file() {
+        while std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .is_none()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };

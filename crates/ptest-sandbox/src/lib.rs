@@ -82,6 +82,8 @@ pub use command::{CommandSpec, ExitStatus, Stdio};
 pub use error::{Error, Result};
 pub use landlock::FsRules;
 pub use overlay::Overlay;
-pub use pod::{Bind, HostView, NetworkMode, Pod, PodSpec, Scratch};
+pub use pod::{
+    Bind, HostView, NetworkMode, Pod, PodSpec, Scratch, hold_pods_in_this_program, serve_if_holder,
+};
 pub use relay::spawn_in_cgroup;
 pub use rlimit::Rlimits;

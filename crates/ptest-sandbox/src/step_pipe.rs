@@ -92,6 +92,13 @@ impl AsRawFd for StepWriter {
     }
 }
 
+/// A write end handed over across `execveat` (the pod holder's new image).
+impl From<OwnedFd> for StepWriter {
+    fn from(fd: OwnedFd) -> StepWriter {
+        StepWriter(fd)
+    }
+}
+
 impl From<StepWriter> for OwnedFd {
     fn from(writer: StepWriter) -> OwnedFd {
         writer.0

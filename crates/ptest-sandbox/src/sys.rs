@@ -669,6 +669,28 @@ pub(crate) fn execve(
     errno()
 }
 
+/// `execveat(2)` of the file `program` is open on (`AT_EMPTY_PATH`; an `O_PATH` descriptor
+/// will do); returns only on failure.
+pub(crate) fn execveat(
+    program: BorrowedFd<'_>,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
+    // SAFETY: argv and envp are NULL-terminated arrays of pointers to NUL-terminated strings
+    // owned by the caller and alive until exec; the path is the empty string.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            program.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    errno()
+}
+
 /// Installs `handler` for `sig` (plain `sa_handler`, `SA_RESTART`).
 pub(crate) fn set_handler(sig: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     // SAFETY: action is zero-initialised then filled; handler is a valid extern "C" fn that

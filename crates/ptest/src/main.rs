@@ -39,6 +39,8 @@ fn exit_code(failure: &Failure) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // A pod holder this program re-executed ([`open_manager`]) serves its pod from here on.
+    ptest_sandbox::serve_if_holder();
     let cli = Cli::parse();
     if cli.command.only_prints() {
         // Rust ignores SIGPIPE, so a closed reader would make the next print panic: end
@@ -110,6 +112,11 @@ fn engines(home: &Home) -> EngineRegistry {
 /// Opens the manager on `$PTEST_HOME` with every engine this build has.
 fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
     let home = Home::from_env()?;
+    // An idle environment's holder then costs a small process's memory, not a copy of this
+    // one's; where /proc/self/exe cannot be opened, holders fork only.
+    if let Err(e) = ptest_sandbox::hold_pods_in_this_program() {
+        tracing::debug!("pod holders will not re-execute ptest: {e}");
+    }
     let engines = engines(&home);
     Ok(Manager::open(home, config, engines)?)
 }

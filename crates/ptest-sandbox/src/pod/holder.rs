@@ -1,13 +1,14 @@
 //! Making the holder: [`Pod::create`] forks the first child (new session, cgroup, user
 //! namespace when not root, the other namespaces), which forks the holder; the holder runs
-//! the planned view ([`super::view`]) and starts serving commands ([`crate::zygote`]). Both
-//! report over one [`crate::step_pipe`]: the holder's pid, then readiness or the step that
-//! failed.
+//! the planned view ([`super::view`]) and starts serving commands ([`crate::zygote`]), in
+//! this image or, when the caller opted in, in a fresh one ([`super::program`]). They report
+//! over one [`crate::step_pipe`]: the holder's pid, then readiness or the step that failed.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
+use super::program;
 use super::userns::{UserNsSetup, check_user_namespaces};
 use super::view::build_ops;
 use super::{NetworkMode, Pod, PodSpec};
@@ -22,10 +23,12 @@ use crate::zygote::Zygote;
 /// the fixed step, that failed): the holder's pid, sent by the first child...
 const HOLDER_PID: u32 = u32::MAX;
 /// ...and the holder's readiness.
-const READY: u32 = u32::MAX - 1;
+pub(super) const READY: u32 = u32::MAX - 1;
+/// The re-executed holder could not start serving ([`program::serve_if_holder`]).
+pub(super) const PROGRAM_FAILED: u32 = u32::MAX - 2;
 
 /// Fixed steps of the first child and the holder, numbered after the ops.
-const STEP_NAMES: [&str; 8] = [
+const STEP_NAMES: [&str; 9] = [
     "setsid",
     "join cgroup",
     "unshare user namespace",
@@ -34,7 +37,15 @@ const STEP_NAMES: [&str; 8] = [
     "fork holder",
     "listen for commands on /dev/.ptest/exec.sock",
     "scope abstract Unix sockets (Landlock)",
+    "re-execute the holder's program",
 ];
+
+/// Where the holder serves commands: in the caller's image (forked), or in a fresh image of
+/// the program that opted in ([`program`]).
+enum Server {
+    Here(Zygote),
+    Exec(std::os::fd::BorrowedFd<'static>),
+}
 
 impl Pod {
     /// Creates the holder and waits until its namespaces and filesystem view are ready.
@@ -107,14 +118,20 @@ impl Pod {
         let mut keep: Vec<RawFd> = cgroup_fds.iter().map(AsRawFd::as_raw_fd).collect();
         keep.push(writer.as_raw_fd());
         keep.extend(scope.as_ref().map(|r| r.as_fd().as_raw_fd()));
+        let program = program::program();
+        keep.extend(program.map(|p| p.as_raw_fd()));
         keep.sort_unstable();
         let n_ops = ops.len() as u32;
-        let zygote = Zygote::new().map_err(|e| {
-            Error::syscall(
-                "map the pod holder's buffers",
-                io::Error::from_raw_os_error(e),
-            )
-        })?;
+        // A holder that re-executes maps its buffers in its new image.
+        let server = match program {
+            Some(program) => Server::Exec(program),
+            None => Server::Here(Zygote::new().map_err(|e| {
+                Error::syscall(
+                    "map the pod holder's buffers",
+                    io::Error::from_raw_os_error(e),
+                )
+            })?),
+        };
 
         let pid =
             sys::fork().map_err(|e| Error::syscall("fork", io::Error::from_raw_os_error(e)))?;
@@ -178,11 +195,21 @@ impl Pod {
                 Ok(fds) => fds,
                 Err(e) => report.fail(n_ops + 6, e),
             };
-            report.send(READY, 0);
-            drop(writer);
-            zygote.serve(listener, signals);
+            match server {
+                Server::Exec(program) => {
+                    // SAFETY: this holder never returns to the code owning its descriptors: it
+                    // becomes the new image or exits.
+                    let e = unsafe { program::exec(program, listener, signals, report) };
+                    report.fail(n_ops + 8, e)
+                }
+                Server::Here(zygote) => {
+                    report.send(READY, 0);
+                    drop(writer);
+                    zygote.serve(listener, signals);
+                }
+            }
         }
-        drop(zygote);
+        drop(server);
         drop(scope);
         drop(writer);
         drop(devnull);
@@ -205,6 +232,12 @@ impl Pod {
             match step {
                 HOLDER_PID => holder = Some(value),
                 READY => outcome = Some(Ok(())),
+                PROGRAM_FAILED => {
+                    outcome = Some(Err(Error::HolderSetup {
+                        step: "map the pod holder's buffers".into(),
+                        source: io::Error::from_raw_os_error(value),
+                    }));
+                }
                 _ => {
                     let step = match ops.get(step as usize) {
                         Some(op) => op.describe(),

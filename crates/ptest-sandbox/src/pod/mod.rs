@@ -14,10 +14,12 @@
 //! of a creator that is not root; here, the running pod and what can be done with it.
 
 mod holder;
+mod program;
 mod spec;
 mod userns;
 mod view;
 
+pub use program::{hold_pods_in_this_program, serve_if_holder};
 pub use spec::{Bind, HostView, NetworkMode, PodSpec, Scratch};
 pub(crate) use view::check_absolute;
 

@@ -132,6 +132,14 @@ impl std::fmt::Display for StringError {
 impl std::error::Error for StringError {}
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    // The common case, a store at this version, takes no lock: the exclusive transaction
+    // would serialize every concurrent `ptest` call on its way in.
+    let current: usize = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .ctx("reading the schema version")?;
+    if current == migrations::MIGRATIONS.len() {
+        return Ok(());
+    }
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Exclusive)
         .ctx("starting the migration")?;
@@ -186,6 +194,48 @@ fn optional_timestamp(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Time
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `ptest` call opens the store while another holds the write lock (a long `env
+    /// create`): a store at this schema version is only read on the way in.
+    #[test]
+    fn a_current_store_opens_while_another_process_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        let writer = Connection::open(&path).unwrap();
+        writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let opened = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                let store = Store::open(&path);
+                // The writer still holds its lock: no 60 s busy wait happened first.
+                store.map(|s| s.schema_version().unwrap())
+            }
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(opened as usize, migrations::MIGRATIONS.len());
+        writer.execute_batch("COMMIT").unwrap();
+    }
+
+    /// Every call looks for changes whose owner died; the search reads the owners' index,
+    /// not every environment's row.
+    #[test]
+    fn the_search_for_interrupted_changes_uses_the_owners_index() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state.db")).unwrap();
+        let plan: String = store
+            .lock()
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT id, name, status, owner_pid, owner_ticks \
+                 FROM environments WHERE owner_pid IS NOT NULL",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("environments_owner"), "{plan}");
+    }
 
     #[test]
     fn an_old_database_is_migrated_and_keeps_its_rows() {

@@ -102,6 +102,9 @@ pub struct EngineTraits {
     /// Its environments' workspace is a directory on this host, under the root ptest made:
     /// `ptest run` copies, overlays or binds the project there.
     pub host_workspace: bool,
+    /// A copy of a host directory can be placed in its environments ([`Engine::copy_in`]):
+    /// how `ptest run` puts the project in a workspace that is not on this host.
+    pub copies_in: bool,
 }
 
 /// An environment's Python packages (`ptest pkg`), from an engine whose environments have a
@@ -285,6 +288,26 @@ pub trait Engine: Send + Sync {
             name: env.name.to_string(),
             action: "renew the overlay of",
             why: format!("the {} level mounts no overlay", env.level),
+        })
+    }
+
+    /// Makes directory `to` of `env` (relative to its root, as an [`ExecRequest::cwd`] handed
+    /// to an engine) a copy of the host directory `from`: what `to` held before is removed,
+    /// then `from`'s files, directories and symbolic links (as links) are written there. How
+    /// `ptest run` places the project where the workspace is not on this host
+    /// ([`EngineTraits::copies_in`]). `Err(`[`crate::Error::Unsupported`]`)` where the engine
+    /// cannot.
+    async fn copy_in(
+        &self,
+        env: &Environment,
+        from: &std::path::Path,
+        to: &std::path::Path,
+    ) -> Result<()> {
+        let _ = (from, to);
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "copy a directory into",
+            why: format!("the {} level takes no copy of a host directory", env.level),
         })
     }
 

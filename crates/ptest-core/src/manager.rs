@@ -664,6 +664,14 @@ impl Manager {
         self.engine(env.level)?.renew_overlay(&env).await
     }
 
+    /// Makes directory `to` of `env` (relative to its root) a copy of the host directory
+    /// `from`, through its engine (see [`crate::Engine::copy_in`]), as its stored record says
+    /// where the environment is.
+    pub async fn copy_in(&self, env: &Environment, from: &Path, to: &Path) -> Result<()> {
+        let env = self.get_environment(env.id.as_str())?;
+        self.engine(env.level)?.copy_in(&env, from, to).await
+    }
+
     fn wrong_state(&self, env: &Environment, action: &'static str, hint: &str) -> Error {
         Error::WrongState {
             name: env.name.to_string(),

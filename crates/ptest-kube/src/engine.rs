@@ -21,7 +21,7 @@ use crate::gc::{self, Target, Targets};
 use crate::labels::object_name;
 use crate::manifest::{self, Manifests};
 use crate::ready::{self, Verdict};
-use crate::{doctor, exec, metrics, policy};
+use crate::{copy, doctor, exec, metrics, policy};
 
 /// How long `env create` waits for a pod to be Ready by default: room for an image pull.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(300);
@@ -191,6 +191,14 @@ impl Engine for KubernetesEngine {
         IsolationLevel::Kubernetes
     }
 
+    fn traits(&self) -> ptest_core::EngineTraits {
+        // The workspace is a volume of the pod, on a node: `ptest run` copies the project in.
+        ptest_core::EngineTraits {
+            copies_in: true,
+            ..ptest_core::EngineTraits::default()
+        }
+    }
+
     fn capabilities(&self) -> Vec<Finding> {
         doctor::findings(&self.clusters)
     }
@@ -273,6 +281,11 @@ impl Engine for KubernetesEngine {
     async fn kill(&self, env: &Environment, process: &ProcessInfo) -> Result<()> {
         let (cluster, namespace) = self.target(env).await?;
         exec::kill(&cluster, &namespace, &object_name(env), process).await
+    }
+
+    async fn copy_in(&self, env: &Environment, from: &Path, to: &Path) -> Result<()> {
+        let (cluster, namespace) = self.target(env).await?;
+        copy::copy_in(&cluster, &namespace, &object_name(env), from, to).await
     }
 
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {

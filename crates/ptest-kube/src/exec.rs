@@ -15,7 +15,9 @@
 //! which the pod's shared PID namespace shows). A command has no pid on ptest's host: ptest records
 //! pid 0, and the token (random, 63 bits) in the start time's place, which is all a later
 //! `kill` needs. The pid file is in the environment's own volume: a command can change it,
-//! and with it only which of its own pod's processes gets killed.
+//! and with it only which of its own pod's processes gets killed. A request's variable whose
+//! value is a path beneath the environment's root on this host is given as the same path
+//! beneath the root in the pod ([`in_pod`]).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -125,7 +127,12 @@ pub(crate) async fn spawn(
     let token = token()?;
     let vars: Vec<(String, String)> = command_env(env)
         .into_iter()
-        .chain(request.env.iter().cloned())
+        .chain(
+            request
+                .env
+                .iter()
+                .map(|(k, v)| (k.clone(), in_pod(&env.root, v))),
+        )
         .collect();
     let (started_at, started) = (Timestamp::now(), Instant::now());
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
@@ -149,6 +156,17 @@ pub(crate) async fn spawn(
     })
 }
 
+/// A variable's `value` as the pod sees it: a path beneath the environment's root on this
+/// host (`ptest run`'s `PTEST_PROJECT_DIR`) names the same file beneath [`POD_ROOT`], where the
+/// root's volume is; any other value is left as it is.
+pub fn in_pod(root: &std::path::Path, value: &str) -> String {
+    match std::path::Path::new(value).strip_prefix(root) {
+        Ok(rel) if root.is_absolute() && rel.as_os_str().is_empty() => POD_ROOT.to_owned(),
+        Ok(rel) if root.is_absolute() => format!("{POD_ROOT}/{}", rel.display()),
+        _ => value.to_owned(),
+    }
+}
+
 /// A fresh token: 63 random bits (it is stored as a start time, a signed 64-bit integer).
 fn token() -> Result<u64> {
     let mut bytes = [0u8; 8];
@@ -161,7 +179,7 @@ fn token() -> Result<u64> {
 }
 
 /// An exec that could not start: kube reports the upgrade's refusal by status code only.
-fn exec_error(e: kube::Error, namespace: &str, pod: &str, cluster: &Cluster) -> Error {
+pub(crate) fn exec_error(e: kube::Error, namespace: &str, pod: &str, cluster: &Cluster) -> Error {
     use kube::client::UpgradeConnectionError::ProtocolSwitch;
     match &e {
         kube::Error::UpgradeConnection(ProtocolSwitch(code)) if code.as_u16() == 403 => {
@@ -444,6 +462,19 @@ mod tests {
         let state = std::fs::read_to_string(format!("/proc/{escaped}/stat")).unwrap_or_default();
         assert!(state.is_empty() || state.contains(") Z "), "{state}");
         assert!(!pid_file.exists());
+    }
+
+    #[test]
+    fn a_value_naming_a_path_beneath_the_root_names_it_in_the_pod() {
+        let root = std::path::Path::new("/h/envs/0a1b");
+        assert_eq!(in_pod(root, "/h/envs/0a1b/workspace"), "/ptest/workspace");
+        assert_eq!(in_pod(root, "/h/envs/0a1b"), "/ptest");
+        assert_eq!(
+            in_pod(root, "/h/envs/0a1bc/workspace"),
+            "/h/envs/0a1bc/workspace"
+        );
+        assert_eq!(in_pod(root, "workspace"), "workspace");
+        assert_eq!(in_pod(root, "1 2"), "1 2");
     }
 
     #[test]

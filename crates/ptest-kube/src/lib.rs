@@ -12,7 +12,9 @@
 //! workspace; `activeDeadlineSeconds` from the TTL) and waits for it to be Ready, surfacing
 //! the scheduler's and kubelet's reasons when it is not ([`ready`]). `spawn` runs a command
 //! through the exec subresource, stdout and stderr apart, its exit code from the status
-//! channel; `kill` kills its tree in the pod ([`exec`]). `deactivate` deletes the pod;
+//! channel; `kill` kills its tree in the pod ([`exec`]). `copy_in` makes a directory of the
+//! pod a copy of a host directory, a tar streamed into `tar -x` through an exec's stdin
+//! ([`copy`]): how `ptest run` puts the project in. `deactivate` deletes the pod;
 //! `cleanup` the pod, the policy and the root. `collect_garbage` deletes pods, services and
 //! network policies labelled with this home whose environment is gone, and never anything
 //! unlabelled. The API server's refusals become errors naming what to change
@@ -22,11 +24,12 @@
 //! is also what `env create --dry-run -o yaml` prints ([`KubernetesEngine::dry_run`]).
 //!
 //! Not done yet: the port-forward that would make `PTEST_PORT_<NAME>` reach a pod's port from
-//! this host (the port is a container port; `kubectl port-forward` reaches it), copying the
-//! project into a pod for `ptest run`, and `ptest run --resume`.
+//! this host (the port is a container port; `kubectl port-forward` reaches it), copying files
+//! out of a pod, and `ptest run --resume`.
 
 mod api_error;
 pub mod connect;
+pub mod copy;
 mod doctor;
 mod engine;
 pub mod exec;

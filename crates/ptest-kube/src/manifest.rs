@@ -9,7 +9,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use ptest_core::config::LevelDefaults;
 use ptest_core::{
     AllowHost, CleanupPolicy, EnvId, Environment, EnvironmentSpec, EnvironmentStatus, Error,
-    IsolationLevel, NetworkMode, RUN_LABEL, Result,
+    IsolationLevel, NetworkMode, Result,
 };
 
 use crate::{pod, policy};
@@ -115,11 +115,6 @@ pub fn unsupported(spec: &EnvironmentSpec) -> Vec<String> {
         spec.docker.is_some(),
         "settings of the docker level (--build: build the image and push it where the \
          cluster pulls from, then give it with --image)",
-    );
-    refuse(
-        spec.labels.contains_key(RUN_LABEL),
-        "an environment of a `ptest run` (label ptest.run): the project is not copied into a \
-         pod yet (that needs tar over exec), and its suites would run in an empty workspace",
     );
     refuse(
         spec.overlay.is_some(),

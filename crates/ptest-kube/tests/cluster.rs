@@ -147,3 +147,35 @@ async fn a_missing_namespace_and_a_missing_image_leave_nothing() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_directory_replaces_the_workspace_in_the_pod() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let m = manager(cluster, home.path());
+    let env = m.create_environment(spec("copyin")).await.unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests")).unwrap();
+    std::fs::write(project.path().join("tests/a.txt"), "from the host\n").unwrap();
+    std::os::unix::fs::symlink("tests/a.txt", project.path().join("link")).unwrap();
+    let workspace = std::path::Path::new("workspace");
+    // Twice: the second copy replaces what the first left (and what a command wrote).
+    m.copy_in(&env, project.path(), workspace).await.unwrap();
+    let wrote = ExecRequest::new(["sh", "-c", "echo stale > left-over"]);
+    assert!(m.execute_command(&env, wrote).await.unwrap().success());
+    m.copy_in(&env, project.path(), workspace).await.unwrap();
+    let seen = m
+        .execute_command(
+            &env,
+            ExecRequest::new(["sh", "-c", "ls -A; cat link; readlink link"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.stdout, "link\ntests\nfrom the host\ntests/a.txt\n",
+        "{seen:?}"
+    );
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+}

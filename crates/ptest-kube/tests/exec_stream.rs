@@ -5,92 +5,21 @@
 
 #![allow(clippy::unwrap_used)]
 
-use futures_util::SinkExt;
+mod support;
+
 use ptest_core::{Engine, ExecRequest, ProcessInfo};
-use ptest_kube::{Cluster, KubernetesEngine};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use support::websocket::{V4, accept, active_env as env, engine, send};
 
 /// Serves one exec: answers the upgrade, sends `frames` (channel, bytes) and closes. Returns
 /// the request's target (path and query) once done.
 async fn serve_one(listener: tokio::net::TcpListener, frames: Vec<(u8, Vec<u8>)>) -> String {
-    let (mut stream, _) = listener.accept().await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let target = head.split(' ').nth(1).unwrap().to_owned();
-    let key = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap();
-    let protocols = head
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("sec-websocket-protocol"))
-        .unwrap();
-    assert!(protocols.contains("v4.channel.k8s.io"), "{protocols}");
-    let answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    );
-    stream.write_all(answer.as_bytes()).await.unwrap();
-    let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
+    let (target, mut ws) = accept(&listener, V4).await;
     for (channel, data) in frames {
-        let mut frame = vec![channel];
-        frame.extend(data);
-        ws.send(Message::binary(frame)).await.unwrap();
+        send(&mut ws, channel, &data).await;
     }
     ws.close(None).await.unwrap();
     target
-}
-
-/// An engine whose cluster is the local server at `listener`.
-fn engine(listener: &tokio::net::TcpListener, home: &std::path::Path) -> KubernetesEngine {
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let mut config = kube::Config::new(url.parse().unwrap());
-    config.default_namespace = "ptest-ci".into();
-    let client = kube::Client::try_from(config).unwrap();
-    KubernetesEngine::with_cluster(home, Cluster::new(client, &url, "kind-ptest"))
-}
-
-fn env(root: &std::path::Path) -> ptest_core::Environment {
-    let mut spec = ptest_core::EnvironmentSpec::new(ptest_core::IsolationLevel::Kubernetes);
-    spec.kubernetes = Some(ptest_core::KubernetesSpec {
-        image: Some("busybox:1.36".into()),
-        ..Default::default()
-    });
-    let now = jiff::Timestamp::now();
-    ptest_core::Environment {
-        id: serde_json::from_value(json!("0a1b2c3d4e5f")).unwrap(),
-        name: ptest_core::EnvName::new("web").unwrap(),
-        level: ptest_core::IsolationLevel::Kubernetes,
-        status: ptest_core::EnvironmentStatus::Active,
-        root: root.to_owned(),
-        spec,
-        created_at: now,
-        updated_at: now,
-        expires_at: None,
-        activated_at: None,
-        deactivated_at: None,
-        last_activity: None,
-        error: None,
-        details: [("namespace".to_owned(), json!("ptest-ci"))]
-            .into_iter()
-            .collect(),
-        ports: Default::default(),
-    }
 }
 
 #[tokio::test]
@@ -168,4 +97,157 @@ async fn success_on_the_status_channel_is_exit_code_zero_and_kill_runs_the_scrip
     // The kill script, given the pid file of the command with that token.
     assert!(target.contains("exec-00000000000000ab.pid"), "{target}");
     assert!(target.contains("kill"), "{target}");
+}
+
+/// Serves one exec that reads stdin: collects what comes on channel 0 until it is a whole tar
+/// archive (its end-of-archive blocks, padded to a record), then ends with `Success`, as `tar
+/// -x` does without waiting for stdin to close. Returns the target and the bytes.
+async fn serve_unpack(listener: tokio::net::TcpListener) -> (String, Vec<u8>) {
+    use futures_util::StreamExt;
+    let (target, mut ws) = accept(&listener, V4).await;
+    let mut stdin = Vec::new();
+    let whole = |b: &[u8]| {
+        b.len() >= 1024
+            && b.len().is_multiple_of(10240)
+            && b[b.len() - 1024..].iter().all(|&x| x == 0)
+    };
+    while !whole(&stdin) {
+        let message = ws.next().await.unwrap().unwrap();
+        let data = message.into_data();
+        if data.first() == Some(&0) {
+            stdin.extend_from_slice(&data[1..]);
+        }
+    }
+    let success = json!({"metadata": {}, "status": "Success"});
+    send(&mut ws, 3, &serde_json::to_vec(&success).unwrap()).await;
+    ws.close(None).await.unwrap();
+    (target, stdin)
+}
+
+/// The query's values for `key`, decoded.
+fn query_values(target: &str, key: &str) -> Vec<String> {
+    let query = target.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| support::percent_decode(v))
+        .collect()
+}
+
+#[tokio::test]
+async fn copy_in_streams_the_tree_as_a_tar_into_the_unpacking_execs_stdin() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let engine = engine(&listener, home.path());
+    let env = env(home.path());
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("tests")).unwrap();
+    std::fs::write(
+        project.path().join("tests/test_a.py"),
+        "def test_a():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("ptest.toml"), "[env.k]\n").unwrap();
+    // Bigger than one chunk, so that the archive goes in several frames.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(project.path().join("data.bin"), &big).unwrap();
+    std::os::unix::fs::symlink("tests/test_a.py", project.path().join("link.py")).unwrap();
+
+    let server = tokio::spawn(serve_unpack(listener));
+    engine
+        .copy_in(&env, project.path(), std::path::Path::new("workspace"))
+        .await
+        .unwrap();
+    let (target, stdin) = server.await.unwrap();
+
+    assert!(
+        target.starts_with("/api/v1/namespaces/ptest-ci/pods/ptest-web-0a1b2c3d4e5f/exec?"),
+        "{target}"
+    );
+    assert_eq!(query_values(&target, "stdin"), ["true"]);
+    assert_eq!(query_values(&target, "container"), ["env"]);
+    assert_eq!(
+        query_values(&target, "command"),
+        [
+            "sh",
+            "-c",
+            ptest_kube::copy::UNPACK,
+            "sh",
+            "/ptest/workspace"
+        ]
+    );
+    let mut archive = tar::Archive::new(&stdin[..]);
+    let mut found = std::collections::BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let kind = entry.header().entry_type();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+        found.insert(path, (kind, bytes, link));
+    }
+    let names: Vec<&str> = found.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "data.bin",
+            "link.py",
+            "ptest.toml",
+            "tests/",
+            "tests/test_a.py"
+        ]
+    );
+    assert_eq!(found["data.bin"].1, big);
+    assert_eq!(found["tests/test_a.py"].1, b"def test_a():\n    pass\n");
+    assert!(found["tests/"].0.is_dir());
+    assert!(found["link.py"].0.is_symlink());
+    assert_eq!(found["link.py"].2.as_deref(), Some("tests/test_a.py"));
+}
+
+#[tokio::test]
+async fn copy_in_reports_the_pods_refusal_and_does_not_wait_for_the_rest() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let engine = engine(&listener, home.path());
+    let env = env(home.path());
+    let project = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(project.path().join("data.bin"), &big).unwrap();
+    // An image without tar: the shell says so and the exec ends at once, stdin unread.
+    let status = json!({
+        "metadata": {}, "status": "Failure",
+        "message": "command terminated with non-zero exit code: exit code 127",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": "127"}]}
+    });
+    let server = tokio::spawn(serve_one(
+        listener,
+        vec![
+            (2, b"sh: exec: line 0: tar: not found\n".to_vec()),
+            (3, serde_json::to_vec(&status).unwrap()),
+        ],
+    ));
+    let e = engine
+        .copy_in(&env, project.path(), std::path::Path::new("workspace"))
+        .await
+        .unwrap_err()
+        .to_string();
+    server.await.unwrap();
+    assert!(e.contains("exit code 127"), "{e}");
+    assert!(e.contains("tar: not found"), "{e}");
+}
+
+#[tokio::test]
+async fn copy_in_refuses_a_destination_outside_the_root() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let engine = engine(&listener, home.path());
+    let env = env(home.path());
+    let e = engine
+        .copy_in(&env, home.path(), std::path::Path::new("../etc"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ptest_core::ErrorKind::Usage);
 }

@@ -67,6 +67,7 @@ impl Engine for DirectoryEngine {
             network_faults: true,
             packages: false,
             host_workspace: true,
+            copies_in: false,
         }
     }
 

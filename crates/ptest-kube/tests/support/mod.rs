@@ -15,6 +15,8 @@ use ptest_core::{
 use ptest_kube::Cluster;
 use tower_test::mock::{Handle, SendResponse};
 
+pub mod websocket;
+
 /// The id every test environment has, so manifests are the same on every run.
 pub const ID: &str = "0a1b2c3d4e5f";
 /// The home hash tests label with.
@@ -149,7 +151,8 @@ pub fn status(
     })
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with its `%XX` escapes and `+` (a space) decoded, as a query string is written.
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -416,25 +416,74 @@ impl Project {
         for name in self.templates.keys() {
             let (template, engine) = engine(name)?;
             let (table, project) = written.templates.get(name).cloned().unzip();
-            if !engine.traits().host_workspace {
-                let local: Vec<&str> = engines
+            let traits = engine.traits();
+            let local: Vec<&str> = engines
+                .levels()
+                .filter(|l| engines.get(*l).is_some_and(|e| e.traits().host_workspace))
+                .map(|l| l.as_str())
+                .collect();
+            if !traits.host_workspace && !traits.copies_in {
+                let placed: Vec<&str> = engines
                     .levels()
-                    .filter(|l| engines.get(*l).is_some_and(|e| e.traits().host_workspace))
+                    .filter(|l| {
+                        engines
+                            .get(*l)
+                            .is_some_and(|e| e.traits().host_workspace || e.traits().copies_in)
+                    })
                     .map(|l| l.as_str())
                     .collect();
                 return Err(err(
                     table,
                     format!(
                         "environment template {name:?}: ptest run puts the project in an \
-                         environment's workspace on this host, and a {} environment's \
-                         workspace is elsewhere",
+                         environment's workspace, and a {} environment's workspace is \
+                         elsewhere, where ptest cannot copy it",
                         template.level
                     ),
                     &format!(
-                        "run these suites at a level whose workspace is on this host: {}",
-                        local.join(", ")
+                        "run these suites at a level ptest can put the project in: {}",
+                        placed.join(", ")
                     ),
                 ));
+            }
+            if !traits.host_workspace {
+                // The project is copied in; what reads or shares the workspace on this host
+                // cannot work there.
+                let elsewhere = |what: String| {
+                    err(
+                        table.clone(),
+                        format!(
+                            "environment template {name:?}: {what}, and a {} environment's \
+                             workspace is not on this host",
+                            template.level
+                        ),
+                        &format!(
+                            "run such suites at a level whose workspace is on this host: {}",
+                            local.join(", ")
+                        ),
+                    )
+                };
+                if template.project == Some(ProjectMode::Bind) {
+                    return Err(elsewhere(
+                        "project = \"bind\" runs suites in the project's own directory".into(),
+                    ));
+                }
+                for suite in self.suites.iter().filter(|s| s.env == *name) {
+                    if suite.junit.is_some() {
+                        return Err(elsewhere(format!(
+                            "suite {:?} has junit, which ptest reads from the workspace on \
+                             this host (it copies nothing out of an environment yet)",
+                            suite.name
+                        )));
+                    }
+                    if !suite.services.is_empty() {
+                        return Err(elsewhere(format!(
+                            "suite {:?} has services, which ptest run starts and reaches only \
+                             in environments on this host",
+                            suite.name
+                        )));
+                    }
+                }
             }
             let spec = template.spec(
                 ptest_core::EnvName::new("check").expect("valid"),

@@ -426,6 +426,11 @@ async fn attempts(
         ProjectMode::Bind => project.dir.clone(),
         _ => env.workspace(),
     };
+    // Where the workspace is not on this host, the copy made under the root goes in from there.
+    let copies_in = shared
+        .manager
+        .traits(env.level)
+        .is_ok_and(|t| !t.host_workspace && t.copies_in);
     for attempt in 1..=retries + 1 {
         report.attempts = attempt;
         let started = Instant::now();
@@ -435,6 +440,14 @@ async fn attempts(
                 .map_err(|e| format!("copying the project into {}: {e}", dir.display())),
             ProjectMode::Overlay if attempt > 1 => renew_overlay(&shared.manager, env).await,
             _ => Ok(()),
+        };
+        let prepared = match prepared {
+            Ok(()) if copies_in && mode == ProjectMode::Copy => shared
+                .manager
+                .copy_in(env, &dir, Path::new("workspace"))
+                .await
+                .map_err(|e| format!("copying the project into the environment: {e}")),
+            prepared => prepared,
         };
         // Setup's and run's whole output go to files of the run's report directory; only
         // tails come back into memory.

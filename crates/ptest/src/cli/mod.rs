@@ -51,6 +51,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the test suites of ptest.toml, each in its own environment, in parallel.
+    ///
+    /// Each suite gets a private copy of the project (or an overlay, or the project itself:
+    /// the template's `project`). In a pod (`level = "kubernetes"`) the copy goes in as a tar
+    /// through the exec subresource; there `junit`, services and `project = "bind"` are
+    /// refused, since they need the workspace on this host.
     Run(RunArgs),
     /// Write a commented starter ptest.toml for the project in the current directory.
     Init(InitArgs),

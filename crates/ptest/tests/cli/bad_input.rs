@@ -262,22 +262,43 @@ fn out_of_range_limits_are_refused_at_parse_time_with_the_range() {
         .stderr(contains("ptest.toml:2:").and(contains("greater than 0")));
 }
 
-/// A `ptest run` template at a level whose workspace is not on this host (a pod) is refused
-/// where it is written, before anything is made: the suites would run without the project.
+/// A `ptest run` template at a level whose workspace is not on this host (a pod) loads: the
+/// project is copied in. What reads or shares that workspace on this host (junit, services,
+/// `project = "bind"`) is refused where the template is written, before anything is made.
 #[test]
-fn a_run_template_whose_workspace_is_elsewhere_is_refused_at_its_table() {
+fn a_run_template_whose_workspace_is_elsewhere_loads_and_refuses_what_needs_it_here() {
     let t = TestHome::new();
     let dir = t.dir.path().join("proj");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("ptest.toml"),
-        "[env.pods]\nlevel = \"kubernetes\"\nimage = \"busybox:1.36\"\n\n[[suite]]\nname = \"s\"\nenv = \"pods\"\nrun = \"true\"\n",
-    )
-    .unwrap();
-    t.ptest(["run", "--project", dir.to_str().unwrap()])
+    let file = dir.join("ptest.toml");
+    let template = "[env.pods]\nlevel = \"kubernetes\"\nimage = \"busybox:1.36\"\n";
+    let suite = "\n[[suite]]\nname = \"s\"\nenv = \"pods\"\nrun = \"true\"\n";
+    std::fs::write(&file, format!("{template}{suite}")).unwrap();
+    t.ptest(["config", "validate", file.to_str().unwrap()])
         .assert()
-        .code(2)
-        .stderr(contains("workspace is elsewhere"))
-        .stderr(contains("ptest.toml:1"));
+        .success();
+    let refused = [
+        (
+            format!("{template}{suite}junit = \"report.xml\"\n"),
+            "suite \"s\" has junit",
+        ),
+        (
+            format!("{template}{suite}[[suite.services]]\nname = \"db\"\nrun = \"sleep 60\"\n"),
+            "suite \"s\" has services",
+        ),
+        (
+            format!("{template}project = \"bind\"\n{suite}"),
+            "project = \"bind\"",
+        ),
+    ];
+    for (text, why) in refused {
+        std::fs::write(&file, text).unwrap();
+        t.ptest(["run", "--project", dir.to_str().unwrap()])
+            .assert()
+            .code(2)
+            .stderr(contains(why))
+            .stderr(contains("workspace is not on this host"))
+            .stderr(contains("ptest.toml:1"));
+    }
     assert!(t.names().is_empty());
 }

@@ -17,6 +17,7 @@ use ptest_core::{
 
 use crate::api_error::{Call, is_not_found};
 use crate::connect::{Cluster, Clusters, Lookup};
+use crate::forward::Forwards;
 use crate::gc::{self, Target, Targets};
 use crate::labels::object_name;
 use crate::manifest::{self, Manifests};
@@ -61,6 +62,7 @@ pub struct KubernetesEngine {
     home_hash: String,
     clusters: Clusters,
     ready_timeout: Duration,
+    forwards: Forwards,
 }
 
 impl KubernetesEngine {
@@ -83,6 +85,7 @@ impl KubernetesEngine {
             home,
             clusters,
             ready_timeout: READY_TIMEOUT,
+            forwards: Forwards::default(),
         }
     }
 
@@ -264,7 +267,24 @@ impl Engine for KubernetesEngine {
             Err(e) => return Err(CREATE_POD.error(e, &namespace, &cluster)),
         };
         Self::note_target(ctx, &cluster, &namespace)?;
-        ready::wait(&cluster, &namespace, created, self.ready_timeout).await
+        ready::wait(&cluster, &namespace, created, self.ready_timeout).await?;
+        // Kept by this process while the environment is active (see `forward`).
+        self.forwards.start(
+            env.id.as_str(),
+            &cluster,
+            &namespace,
+            &object_name(env),
+            env.ports.values().copied(),
+        )
+    }
+
+    fn port_lease_changed(&self, env: &Environment, port: u16, leased: bool) -> Result<()> {
+        if leased {
+            self.forwards.add(env.id.as_str(), port).map(drop)
+        } else {
+            self.forwards.remove(env.id.as_str(), port);
+            Ok(())
+        }
     }
 
     async fn spawn(
@@ -337,9 +357,10 @@ impl Engine for KubernetesEngine {
         Ok(out)
     }
 
-    /// Deletes the pod (its workspace volume with it); the network policy stays until
-    /// `cleanup`, and `activate` makes a new pod.
+    /// Stops this process's port-forwards and deletes the pod (its workspace volume with it);
+    /// the network policy stays until `cleanup`, and `activate` makes a new pod.
     async fn deactivate(&self, env: &Environment) -> Result<()> {
+        self.forwards.stop(env.id.as_str());
         if !env.details.contains_key("namespace") {
             return Ok(()); // nothing was made on a cluster
         }

@@ -23,9 +23,11 @@
 //! Everything sent to the cluster is built by pure functions ([`manifest::Manifests`]), which
 //! is also what `env create --dry-run -o yaml` prints ([`KubernetesEngine::dry_run`]).
 //!
-//! Not done yet: the port-forward that would make `PTEST_PORT_<NAME>` reach a pod's port from
-//! this host (the port is a container port; `kubectl port-forward` reaches it), copying files
-//! out of a pod, and `ptest run --resume`.
+//! Once the pod is Ready, `activate` also forwards each leased port from `127.0.0.1` of this
+//! host to the pod ([`forward`]), for as long as this process keeps the environment active.
+//!
+//! Not done yet: a port-forward that outlives the process that started the environment,
+//! copying files out of a pod, and `ptest run --resume`.
 
 mod api_error;
 pub mod connect;
@@ -33,6 +35,7 @@ pub mod copy;
 mod doctor;
 mod engine;
 pub mod exec;
+pub mod forward;
 pub mod gc;
 pub mod labels;
 pub mod manifest;

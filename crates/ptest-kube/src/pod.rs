@@ -32,7 +32,7 @@
 //!
 //! Each port leased to the environment is a container port of the same number, named after
 //! the lease (shortened to Kubernetes' 15 characters), so `PTEST_PORT_<NAME>` is where a
-//! service inside listens.
+//! service inside listens; [`crate::forward`] makes it reachable from this host.
 
 use std::collections::BTreeMap;
 

@@ -524,3 +524,66 @@ async fn gc_deletes_only_this_homes_labelled_objects_of_gone_environments() {
             .all(|r| r.error.is_none() && r.id == "aaaaaaaaaaaa")
     );
 }
+
+/// A leased port is forwarded from this host while the environment is active in this
+/// process: a connection to `127.0.0.1:PORT` asks for the pod's portforward of that port;
+/// `env stop` ends the listening.
+#[tokio::test]
+async fn a_leased_port_is_forwarded_from_this_host_until_the_environment_stops() {
+    let (cluster, mut server) = mock_cluster();
+    let (manager, _home) = manager(cluster, Duration::from_secs(30));
+    let mut spec = named("web");
+    spec.ports = vec!["http".parse().unwrap()];
+    let (env, name) = {
+        let server = &mut server;
+        let mut name = String::new();
+        let answered = async {
+            let (pod_name, pod) = expect_pod_created(server).await;
+            name = pod_name;
+            let send = expect_watch(server, &name, "100").await;
+            answer_events(
+                send,
+                &[event(
+                    "MODIFIED",
+                    &with_status(&pod, "101", "Running", ready_conditions(), json!([])),
+                )],
+            );
+        };
+        let env = create(&manager, spec, answered).await.unwrap();
+        (env, name)
+    };
+    let port = env.ports[&"http".parse().unwrap()];
+
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (seen, send) = next(&mut server).await;
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.path, format!("{PODS}/{name}/portforward"));
+    assert_eq!(seen.query, format!("&ports={port}"));
+    // Refused (as RBAC would): the relay ends and closes the connection.
+    answer(
+        send,
+        403,
+        &status(403, "Forbidden", "pods \"x\" is forbidden", json!({})),
+    );
+    let mut rest = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut conn, &mut rest).await;
+    assert!(rest.is_empty());
+
+    let (stopped, ()) = tokio::join!(
+        manager.stop_environment(&env),
+        expect_pod_deleted(&mut server, &name)
+    );
+    stopped.unwrap();
+    // Nothing listens there any more (the listener goes as its task is dropped).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "still listening");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    no_more_requests(&mut server).await;
+}

@@ -179,3 +179,42 @@ async fn a_copied_directory_replaces_the_workspace_in_the_pod() {
     );
     m.cleanup(&env, RemoveOptions::default()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leased_port_is_reached_from_this_host_while_the_environment_is_active() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let m = std::sync::Arc::new(manager(cluster, home.path()));
+    let mut spec = spec("fwd");
+    spec.ports = vec!["http".parse().unwrap()];
+    let env = m.create_environment(spec).await.unwrap();
+    let port = env.ports[&"http".parse().unwrap()];
+    // A one-shot server in the pod, on the leased port (busybox's nc).
+    let serving = {
+        let (m, env) = (m.clone(), env.clone());
+        tokio::spawn(async move {
+            let serve = "echo hello from the pod | nc -l -p \"$PTEST_PORT_HTTP\"";
+            m.execute_command(&env, ExecRequest::new(["sh", "-c", serve]))
+                .await
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        // Until nc listens, the pod refuses and the forward closes the connection.
+        let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        // nc keeps the connection open after its line: read just the line.
+        let mut got = vec![0u8; "hello from the pod\n".len()];
+        let read = tokio::io::AsyncReadExt::read_exact(&mut conn, &mut got).await;
+        if read.is_ok() || std::time::Instant::now() > deadline {
+            break String::from_utf8_lossy(&got).into_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(got, "hello from the pod\n");
+    let _ = serving.await;
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+}

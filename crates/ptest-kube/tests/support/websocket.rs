@@ -63,12 +63,17 @@ pub async fn send(ws: &mut WebSocketStream<TcpStream>, channel: u8, data: &[u8])
     ws.send(Message::binary(frame)).await.unwrap();
 }
 
-/// An engine whose cluster is the local server at `listener` (namespace `ptest-ci`).
-pub fn engine(listener: &TcpListener, home: &std::path::Path) -> KubernetesEngine {
+/// A client of the local server at `listener` (namespace `ptest-ci`), and its URL.
+pub fn client(listener: &TcpListener) -> (kube::Client, String) {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let mut config = kube::Config::new(url.parse().unwrap());
     config.default_namespace = "ptest-ci".into();
-    let client = kube::Client::try_from(config).unwrap();
+    (kube::Client::try_from(config).unwrap(), url)
+}
+
+/// An engine whose cluster is the local server at `listener` (namespace `ptest-ci`).
+pub fn engine(listener: &TcpListener, home: &std::path::Path) -> KubernetesEngine {
+    let (client, url) = client(listener);
     KubernetesEngine::with_cluster(home, Cluster::new(client, &url, "kind-ptest"))
 }
 

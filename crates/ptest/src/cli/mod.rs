@@ -310,7 +310,10 @@ pub struct CreateArgs {
     /// Build it but start nothing in it: status `created` until `ptest env start`.
     #[arg(long)]
     pub no_start: bool,
-    /// Lease a host port under this name (PTEST_PORT_<NAME> in every command), repeatable.
+    /// Lease a host port under this name (PTEST_PORT_<NAME> in every command), repeatable. A
+    /// kubernetes environment's port is a container port, forwarded from 127.0.0.1 of this host
+    /// only while the process that started it runs (`ptest run`, a library or Python caller),
+    /// never after `env create` returns.
     #[arg(long = "port", value_name = "NAME")]
     pub ports: Vec<PortName>,
     /// Default timeout of commands run in it, e.g. 10m.

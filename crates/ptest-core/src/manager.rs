@@ -12,8 +12,9 @@ use crate::engine::{EngineContext, EngineRegistry, ExecRequest, Finding, Running
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::model::{
-    CleanupPolicy, Environment, EnvironmentSpec, EnvironmentStatus as S, Event, IsolationEvent,
-    IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, Removal, ResourceUsage,
+    CleanupPolicy, EnvSummary, Environment, EnvironmentSpec, EnvironmentStatus as S, Event,
+    IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, Removal,
+    ResourceUsage,
 };
 use crate::name::EnvId;
 use crate::ports::{PortLease, PortName};
@@ -842,6 +843,22 @@ impl Manager {
             .environments()?
             .into_iter()
             .filter(|e| filter.matches(e))
+            .collect())
+    }
+
+    /// [`Manager::list_environments`] as [`EnvSummary`]s: what a listing shows, at a cost that
+    /// does not grow with what each record holds.
+    pub fn list_summaries(&self, filter: &EnvFilter) -> Result<Vec<EnvSummary>> {
+        if filter.labels.is_empty() {
+            return self
+                .store
+                .environment_summaries(filter.level, filter.status);
+        }
+        // Labels live in the spec: filter whole records.
+        Ok(self
+            .list_environments(filter)?
+            .into_iter()
+            .map(EnvSummary::from)
             .collect())
     }
 

@@ -294,3 +294,46 @@ async fn filtered_listeners_are_removable_and_subscriptions_see_other_managers()
     let next = sub.next(&a).await.unwrap();
     assert_eq!(next.env_name.as_deref(), Some("four"));
 }
+
+/// What `env list` prints comes from one query of the shown columns; it says what the whole
+/// records say, under every filter.
+#[tokio::test]
+async fn summaries_say_what_the_records_say_under_each_filter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manager(tmp.path(), 100);
+    let mut kept = spec("kept");
+    kept.cleanup = CleanupPolicy::Never;
+    m.create_environment(kept).await.unwrap();
+    let mut labelled = spec("labelled");
+    labelled.labels.insert("team".into(), "blue".into());
+    m.create_environment(labelled).await.unwrap();
+    let stopped = m.create_environment(spec("stopped")).await.unwrap();
+    m.stop_environment(&stopped).await.unwrap();
+    let filters = [
+        EnvFilter::default(),
+        EnvFilter {
+            status: Some(EnvironmentStatus::Active),
+            ..EnvFilter::default()
+        },
+        EnvFilter {
+            level: Some(IsolationLevel::Basic),
+            status: Some(EnvironmentStatus::Inactive),
+            ..EnvFilter::default()
+        },
+        EnvFilter {
+            labels: vec![("team".into(), "blue".into())],
+            ..EnvFilter::default()
+        },
+    ];
+    for filter in &filters {
+        let whole: Vec<EnvSummary> = m
+            .list_environments(filter)
+            .unwrap()
+            .into_iter()
+            .map(EnvSummary::from)
+            .collect();
+        let summaries = m.list_summaries(filter).unwrap();
+        assert!(!whole.is_empty(), "{filter:?} lists nothing");
+        assert_eq!(summaries, whole, "{filter:?}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Printing: aligned tables for people, JSON for programs, errors on stderr. Colors follow
 //! NO_COLOR and whether the stream is a terminal (anstream strips them otherwise).
 
+use std::fmt::Write as _;
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
@@ -65,7 +66,8 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Prints it on stdout.
+    /// Prints it on stdout, in one write: a line-buffered stdout would make a system call
+    /// per row, the largest per-environment cost of `env list`.
     pub fn print(&self) {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.len()).collect();
         for row in &self.rows {
@@ -74,27 +76,27 @@ impl Table {
             }
         }
         let bold = Style::new().bold();
-        let mut out = anstream::stdout().lock();
         let last = widths.len().saturating_sub(1);
-        let line = |cells: Vec<(String, Style)>, out: &mut dyn Write| {
-            let mut text = String::new();
-            for (i, (cell, style)) in cells.into_iter().enumerate() {
+        let mut text = String::new();
+        let mut line = |cells: &mut dyn Iterator<Item = (&str, &Style)>| {
+            let start = text.len();
+            for (i, (cell, style)) in cells.enumerate() {
                 let pad = if i == last {
                     0
                 } else {
                     widths[i] + 2 - cell.chars().count()
                 };
-                text.push_str(&format!("{style}{cell}{style:#}{}", " ".repeat(pad)));
+                let _ = write!(text, "{style}{cell}{style:#}{:pad$}", "");
             }
-            let _ = writeln!(out, "{}", text.trim_end());
+            let end = text[start..].trim_end().len();
+            text.truncate(start + end);
+            text.push('\n');
         };
-        line(
-            self.header.iter().map(|h| (h.to_string(), bold)).collect(),
-            &mut out,
-        );
+        line(&mut self.header.iter().map(|h| (*h, &bold)));
         for row in &self.rows {
-            line(row.clone(), &mut out);
+            line(&mut row.iter().map(|(cell, style)| (cell.as_str(), style)));
         }
+        let _ = anstream::stdout().lock().write_all(text.as_bytes());
     }
 }
 

@@ -347,6 +347,41 @@ impl EnvironmentSpec {
     }
 }
 
+/// What a listing shows of an environment ([`crate::Manager::list_summaries`]): its own
+/// columns and one field of its spec, read without parsing the rest of the record (parsing
+/// whole records was most of `env list`'s cost per environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvSummary {
+    /// As [`Environment::id`].
+    pub id: EnvId,
+    /// As [`Environment::name`].
+    pub name: EnvName,
+    /// As [`Environment::level`].
+    pub level: IsolationLevel,
+    /// As [`Environment::status`].
+    pub status: EnvironmentStatus,
+    /// The spec's cleanup policy.
+    pub cleanup: CleanupPolicy,
+    /// As [`Environment::created_at`].
+    pub created_at: Timestamp,
+    /// Host path of the root directory.
+    pub root: PathBuf,
+}
+
+impl From<Environment> for EnvSummary {
+    fn from(env: Environment) -> EnvSummary {
+        EnvSummary {
+            id: env.id,
+            name: env.name,
+            level: env.level,
+            status: env.status,
+            cleanup: env.spec.cleanup,
+            created_at: env.created_at,
+            root: env.root,
+        }
+    }
+}
+
 /// An environment as recorded in the state store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {

@@ -18,9 +18,9 @@ pub use enums::{
     NetworkStatus, ProcessStatus, ResourceType, SecurityLevel, UnknownValue,
 };
 pub use environment::{
-    ContainerArgs, DockerSpec, ENV_LABEL, Environment, EnvironmentSpec, HOME_LABEL, KubernetesSpec,
-    Labels, Limits, NetworkMode, OverlaySpec, ProjectWheel, RUN_LABEL, RUN_OWNER_LABEL,
-    ResourceUsage, VirtualenvSpec,
+    ContainerArgs, DockerSpec, ENV_LABEL, EnvSummary, Environment, EnvironmentSpec, HOME_LABEL,
+    KubernetesSpec, Labels, Limits, NetworkMode, OverlaySpec, ProjectWheel, RUN_LABEL,
+    RUN_OWNER_LABEL, ResourceUsage, VirtualenvSpec,
 };
 pub use event::Event;
 pub use lease::AddressLease;

@@ -237,6 +237,40 @@ impl Store {
             .ctx("listing environments")
     }
 
+    /// [`EnvSummary`]s, oldest first, of the environments at `level` and in `status` (each
+    /// when given): one query, nothing parsed but the shown columns.
+    pub fn environment_summaries(
+        &self,
+        level: Option<IsolationLevel>,
+        status: Option<EnvironmentStatus>,
+    ) -> Result<Vec<EnvSummary>> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, name, level, status, json_extract(spec, '$.cleanup'), created_at, \
+                 root FROM environments WHERE (?1 IS NULL OR level = ?1) \
+                 AND (?2 IS NULL OR status = ?2) ORDER BY created_at, name",
+            )
+            .ctx("listing environments")?;
+        stmt.query_map(
+            params![level.map(|l| l.to_string()), status.map(|s| s.to_string())],
+            |row| {
+                Ok(EnvSummary {
+                    id: EnvId::from_stored(row.get(0)?),
+                    name: parsed(1, row.get::<_, String>(1)?.parse())?,
+                    level: parsed(2, row.get::<_, String>(2)?.parse())?,
+                    status: parsed(3, row.get::<_, String>(3)?.parse())?,
+                    cleanup: parsed(4, row.get::<_, String>(4)?.parse())?,
+                    created_at: timestamp(row, 5)?,
+                    root: PathBuf::from(row.get::<_, String>(6)?),
+                })
+            },
+        )
+        .ctx("listing environments")?
+        .collect::<rusqlite::Result<_>>()
+        .ctx("listing environments")
+    }
+
     /// Ids of environments created by `session` (for the `on_shutdown` policy).
     pub(crate) fn session_environments(&self, session: &str) -> Result<Vec<String>> {
         let conn = self.lock();

@@ -32,8 +32,8 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use crate::error::{Error, Result, StoreContext};
 use crate::liveness::ProcessId;
 use crate::model::{
-    Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent, Limits, ProcessInfo,
-    ProcessStatus,
+    EnvSummary, Environment, EnvironmentSpec, EnvironmentStatus, Event, IsolationEvent,
+    IsolationLevel, Limits, ProcessInfo, ProcessStatus,
 };
 use crate::name::{EnvId, EnvName};
 use crate::ports::{PortLease, PortName, PortRange};

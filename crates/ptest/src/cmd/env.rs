@@ -123,20 +123,25 @@ async fn create(manager: &Manager, args: CreateArgs) -> Result<ExitCode, Failure
 }
 
 fn list(manager: &Manager, args: EnvListArgs) -> Result<ExitCode, Failure> {
-    let mut envs = manager.list_environments(&EnvFilter {
+    let filter = EnvFilter {
         level: args.level,
         status: args.status,
         labels: args.labels,
-    })?;
-    if let Some(path) = &args.path {
-        let path =
-            std::path::absolute(path).map_err(|e| ptest_core::Error::io("resolving", path, e))?;
-        envs.retain(|e| e.root == path);
-    }
+    };
+    let path = match &args.path {
+        Some(path) => Some(
+            std::path::absolute(path).map_err(|e| ptest_core::Error::io("resolving", path, e))?,
+        ),
+        None => None,
+    };
     if args.json {
+        let mut envs = manager.list_environments(&filter)?;
+        envs.retain(|e| path.as_ref().is_none_or(|p| e.root == *p));
         output::json(&envs);
         return Ok(ExitCode::SUCCESS);
     }
+    let mut envs = manager.list_summaries(&filter)?;
+    envs.retain(|e| path.as_ref().is_none_or(|p| e.root == *p));
     let mut table = Table::new(vec![
         "NAME", "ID", "LEVEL", "STATUS", "CLEANUP", "AGE", "ROOT",
     ]);
@@ -146,7 +151,7 @@ fn list(manager: &Manager, args: EnvListArgs) -> Result<ExitCode, Failure> {
             (env.id.to_string(), Default::default()),
             (env.level.to_string(), Default::default()),
             (env.status.to_string(), output::status_style(env.status)),
-            (env.spec.cleanup.to_string(), Default::default()),
+            (env.cleanup.to_string(), Default::default()),
             (output::age(env.created_at), Default::default()),
             (env.root.display().to_string(), Default::default()),
         ]);

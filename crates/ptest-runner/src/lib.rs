@@ -40,6 +40,9 @@
 //!    as JSON, JUnit ([`junit::to_junit`]) and self-contained HTML ([`html::to_html`]) to
 //!    `$PTEST_HOME/reports/<run id>/` and wherever asked. [`init::starter`] is `ptest init`'s
 //!    starter file.
+//! 5. As it goes, a run keeps its state (selection, options, plan, each finished shard's
+//!    report) in `state.json` beside its reports; [`Run::resume`] is `ptest run --resume`:
+//!    the rest of a run whose ptest died, in new environments, its finished shards kept.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -82,5 +85,5 @@ pub use report::{
     TestCaseReport, suites_phrase,
 };
 pub use reporter::{Reporter, Silent};
-pub use run::{RUN_LABEL, Run, RunOptions};
+pub use run::{RUN_LABEL, ResumeError, Run, RunOptions, STATE_FILE};
 pub use select::{PlannedSuite, Selection, list_text};

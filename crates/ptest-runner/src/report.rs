@@ -281,6 +281,10 @@ pub struct RunReport {
     pub project: String,
     /// When it started.
     pub started_at: Timestamp,
+    /// When each `ptest run --resume` of it started, when it was resumed (its `started_at`
+    /// and `duration` then cover the whole run, from the first start).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_at: Vec<Timestamp>,
     /// How long it took.
     #[serde(with = "ptest_core::duration::seconds")]
     pub duration: Duration,

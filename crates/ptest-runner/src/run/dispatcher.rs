@@ -15,6 +15,7 @@ use crate::report::{ErrorClass, RunReport, SuiteReport, SuiteStatus};
 use crate::reporter::Reporter;
 
 use super::executor::run_unit;
+use super::resume::{self, Journal};
 use super::{RUN_LABEL, Run, RunOptions, Shared, Stop, Unit, skipped};
 
 impl Run {
@@ -29,9 +30,12 @@ impl Run {
         reporter: Arc<dyn Reporter>,
         cancel: impl Future<Output = ()> + Send,
     ) -> RunReport {
-        let started_at = Timestamp::now();
         let start = Instant::now();
         let jobs = options.effective_jobs();
+        let report_dir = crate::reports::run_dir(&manager.home().path().join("reports"), &self.id);
+        // Saved as the run goes, for `ptest run --resume` (see `resume`).
+        let mut journal = Journal::begin(&self, &report_dir, &options, Timestamp::now());
+        let started_at = journal.started_at();
         reporter.run_started(&self.id, &self.plan, jobs);
         let shared = Arc::new(Shared {
             run_id: self.id.clone(),
@@ -71,6 +75,24 @@ impl Run {
         let mut task_unit: HashMap<tokio::task::Id, (usize, usize)> = HashMap::new();
         let mut free_slots: BTreeSet<usize> = (0..jobs).collect();
         let mut no_more: Option<String> = None;
+        // A resumed run: the shards that finished before stand as they ended; what is left of
+        // the run's environments goes, and the rest run again in new ones.
+        let before = journal.finished_before(&units);
+        for (u, report) in before {
+            reporter.suite_finished(&report);
+            finish(&mut left, &report);
+            if options.fail_fast && !report.status.is_success() && no_more.is_none() {
+                no_more = Some(format!("fail-fast: {} did not pass", report.display_name()));
+            }
+            results[u] = Some(report);
+        }
+        if journal.resumed() {
+            pending.retain(|&u| results[u].is_none());
+            let finished: Vec<SuiteReport> = results.iter().flatten().cloned().collect();
+            sweep(&manager, &self.id, &finished).await;
+            let rerun: Vec<&Unit> = pending.iter().map(|&u| &units[u]).collect();
+            resume::clear_output(&report_dir, &self.project, &rerun);
+        }
         let (mut cancelled, mut timed_out) = (false, false);
         let deadline = options.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut cancel = std::pin::pin!(cancel);
@@ -97,6 +119,10 @@ impl Run {
                     let report = skipped(&self.project, unit, reason);
                     reporter.suite_finished(&report);
                     finish(&mut left, &report);
+                    if !cancelled {
+                        // A cancelled run ends here: what it did not finish is not saved.
+                        journal.record(&report);
+                    }
                     results[u] = Some(report);
                     pending.remove(i);
                     continue;
@@ -145,6 +171,9 @@ impl Run {
                     };
                     reporter.suite_finished(&report);
                     finish(&mut left, &report);
+                    if !cancelled {
+                        journal.record(&report);
+                    }
                     if options.fail_fast && !report.status.is_success() && no_more.is_none() {
                         no_more = Some(format!("fail-fast: {} did not pass", report.display_name()));
                     }
@@ -169,11 +198,21 @@ impl Run {
             .map(|r| r.expect("every unit is reported"))
             .collect();
         sweep(&manager, &self.id, &suites).await;
+        let duration = if journal.resumed() {
+            // From the first start: the whole run, the time it lay dead included.
+            Timestamp::now()
+                .duration_since(started_at)
+                .try_into()
+                .unwrap_or_default()
+        } else {
+            start.elapsed()
+        };
         let report = RunReport {
             run_id: self.id,
             project: self.project.file.display().to_string(),
             started_at,
-            duration: start.elapsed(),
+            resumed_at: journal.resumed_at(),
+            duration,
             cancelled,
             timed_out,
             jobs,

@@ -29,7 +29,10 @@ pub use ptest_core::RUN_LABEL;
 
 mod dispatcher;
 mod executor;
+mod resume;
 mod services;
+
+pub use resume::{ResumeError, STATE_FILE};
 
 /// Lines and bytes kept of a suite's output in the report.
 const TAIL_LINES: usize = 40;
@@ -73,6 +76,8 @@ pub struct Run {
     id: String,
     project: Arc<Project>,
     plan: Vec<PlannedSuite>,
+    /// What its state keeps (`state.json`, see `resume`), and the state it resumes.
+    saved: resume::Saved,
 }
 
 /// Why running suites were interrupted.
@@ -147,6 +152,7 @@ impl Run {
             id: ptest_core::EnvId::random().to_string(),
             project: Arc::new(project),
             plan,
+            saved: resume::Saved::new(selection),
         })
     }
 

@@ -151,6 +151,22 @@ pub struct RunArgs {
     /// The project: a ptest.toml or its directory (default: found from here upwards).
     #[arg(long, value_name = "PATH")]
     pub project: Option<PathBuf>,
+    /// Finish run RUN whose ptest died (RUN: the id `ptest run` prints as it starts, or
+    /// `last`). Suites that finished keep their results and are not run again; the others
+    /// run in new environments (what is left of the run's old ones is removed first, and
+    /// what `ptest gc` removed meanwhile is simply re-created); the reports cover the whole
+    /// run. The run's own project, selection and options apply (only -j may be given).
+    /// Exit 3 for an unknown run, one that finished or one whose ptest still runs; exit 2
+    /// when ptest.toml's planned suites changed since the run started.
+    #[arg(
+        long,
+        value_name = "RUN",
+        conflicts_with_all = [
+            "suites", "tags", "exclude_tags", "list", "fail_fast", "retries", "timeout",
+            "keep", "keep_failed", "project", "args",
+        ]
+    )]
+    pub resume: Option<String>,
     /// Print the run report (or with --list, the plan) as JSON on stdout instead of live
     /// lines; `--json=PATH` writes it to PATH and keeps the live lines.
     #[arg(

@@ -12,58 +12,26 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ptest_core::Manager;
 use ptest_runner::reports::{self, ReportKind};
 use ptest_runner::{
-    PlannedSuite, Project, Reporter, Run, RunOptions, RunReport, Selection, SuiteReport,
-    SuiteStatus, list_text, suites_phrase,
+    PlannedSuite, Project, Reporter, ResumeError, Run, RunOptions, RunReport, Selection,
+    SuiteReport, SuiteStatus, list_text, suites_phrase,
 };
 
 use crate::Failure;
 use crate::cli::RunArgs;
 
-/// Plans and runs the selected suites; exits 0 when all passed (flaky included), 1 when any
-/// failed or timed out, 130 when cancelled with Ctrl-C.
+/// Plans and runs the selected suites (or, with `--resume`, the rest of a run whose ptest
+/// died); exits 0 when all passed (flaky included), 1 when any failed or timed out, 130 when
+/// cancelled with Ctrl-C.
 pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let mut project = match &args.project {
-        Some(path) => Project::load(path),
-        None => Project::discover(&cwd),
-    }
-    .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
-    project
-        .check_engines(manager.engines())
-        .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
-    let jobs = RunOptions {
-        jobs: args.jobs.unwrap_or(0),
-        ..RunOptions::default()
-    }
-    .effective_jobs();
     let reports_dir = manager.home().path().join("reports");
-    ptest_runner::split::resolve_auto_shards(&mut project, &reports_dir, jobs);
-    let selection = Selection {
-        names: args.suites,
-        tags: args.tags,
-        exclude_tags: args.exclude_tags,
-        args: (!args.args.is_empty()).then_some(args.args),
-    };
-    let run =
-        Run::new(project, &selection).map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
-    if args.list {
-        if args.json.is_some() {
-            crate::output::json(&run.plan());
-        } else {
-            print!("{}", list_text(run.plan()));
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let options = RunOptions {
-        jobs: args.jobs.unwrap_or(0),
-        fail_fast: args.fail_fast,
-        retries: args.retries,
-        timeout: args.timeout,
-        keep: args.keep,
-        keep_failed: args.keep_failed,
-        supervisor: std::env::current_exe().ok(),
-    };
     let json_stdout = args.json.as_deref() == Some(Path::new("-"));
+    let (run, options) = match &args.resume {
+        Some(id) => resumed(&manager, id, args.jobs, json_stdout)?,
+        None => match planned(&manager, &args, &reports_dir)? {
+            Some(planned) => planned,
+            None => return Ok(ExitCode::SUCCESS),
+        },
+    };
     let reporter: Arc<dyn Reporter> = if json_stdout {
         Arc::new(ptest_runner::Silent)
     } else {
@@ -113,6 +81,86 @@ pub async fn run(manager: Manager, args: RunArgs) -> Result<ExitCode, Failure> {
         println!("{}", report.to_json());
     }
     Ok(ExitCode::from(report.exit_code().clamp(0, 255) as u8))
+}
+
+/// The run `args` asks for and its options; `None` when `--list` printed the plan.
+fn planned(
+    manager: &Manager,
+    args: &RunArgs,
+    reports_dir: &Path,
+) -> Result<Option<(Run, RunOptions)>, Failure> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut project = match &args.project {
+        Some(path) => Project::load(path),
+        None => Project::discover(&cwd),
+    }
+    .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    project
+        .check_engines(manager.engines())
+        .map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    let jobs = RunOptions {
+        jobs: args.jobs.unwrap_or(0),
+        ..RunOptions::default()
+    }
+    .effective_jobs();
+    ptest_runner::split::resolve_auto_shards(&mut project, reports_dir, jobs);
+    let selection = Selection {
+        names: args.suites.clone(),
+        tags: args.tags.clone(),
+        exclude_tags: args.exclude_tags.clone(),
+        args: (!args.args.is_empty()).then(|| args.args.clone()),
+    };
+    let run =
+        Run::new(project, &selection).map_err(|e| Failure::Diagnostic(miette::Report::new(e)))?;
+    if args.list {
+        if args.json.is_some() {
+            crate::output::json(&run.plan());
+        } else {
+            print!("{}", list_text(run.plan()));
+        }
+        return Ok(None);
+    }
+    let options = RunOptions {
+        jobs: args.jobs.unwrap_or(0),
+        fail_fast: args.fail_fast,
+        retries: args.retries,
+        timeout: args.timeout,
+        keep: args.keep,
+        keep_failed: args.keep_failed,
+        supervisor: std::env::current_exe().ok(),
+    };
+    Ok(Some((run, options)))
+}
+
+/// `--resume RUN`: the rest of run `id` with the options it started with (`-j` as given
+/// now, if given).
+fn resumed(
+    manager: &Manager,
+    id: &str,
+    jobs: Option<usize>,
+    quiet: bool,
+) -> Result<(Run, RunOptions), Failure> {
+    let (run, mut options) = Run::resume(manager, id).map_err(|e| match e {
+        ResumeError::Project(e) => Failure::Diagnostic(miette::Report::new(e)),
+        ResumeError::Select(e) => Failure::Diagnostic(miette::Report::new(e)),
+        ResumeError::Core(e) => Failure::Core(e),
+        e => Failure::Core(ptest_core::Error::Usage(e.to_string())),
+    })?;
+    options.jobs = jobs.unwrap_or(options.jobs);
+    options.supervisor = std::env::current_exe().ok();
+    if !quiet {
+        let shards: u32 = run.plan().iter().map(|p| p.shards).sum();
+        let done = run.finished_before().unwrap_or(0);
+        let bold = Style::new().bold();
+        let _ = writeln!(
+            anstream::stderr(),
+            "{bold}    Resuming{bold:#} run {} of {}: {done} of {shards} shard(s) finished \
+             before, the rest run now",
+            run.id(),
+            run.project().file.display(),
+        );
+    }
+    Ok((run, options))
 }
 
 /// Live progress on stderr, nextest style: a line per suite as it ends (and retries), and

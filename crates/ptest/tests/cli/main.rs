@@ -31,6 +31,7 @@ mod run_docker;
 mod run_matrix;
 mod run_owner;
 mod run_project;
+mod run_resume;
 mod run_services;
 mod run_split;
 mod run_summary;

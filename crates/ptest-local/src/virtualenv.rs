@@ -217,14 +217,13 @@ impl Engine for VirtualenvEngine {
         // template holds them.
         let project_deps = match &spec.project {
             Some(project) => {
-                let (python, wheel, markers, extras) = (
-                    interpreter.path.clone(),
+                let (wheel, markers, extras) = (
                     project.wheel.clone(),
                     interpreter.markers.clone(),
                     project.extras.clone(),
                 );
                 blocking(move || {
-                    let requires = ptest_python::project::wheel_requires(&python, &wheel)
+                    let requires = ptest_python::project::wheel_requires(&wheel)
                         .map_err(|e| python_error("read the project's wheel", e))?;
                     ptest_python::project::applicable(&requires, &markers, &extras)
                         .map_err(|e| python_error("read the project's wheel", e))

@@ -51,6 +51,7 @@ mod regular;
 pub mod tree;
 pub mod venv;
 mod venv_link;
+pub mod wheel;
 
 pub use check::{Conflict, check, check_venv};
 pub use clone::{CloneReport, clone_venv};

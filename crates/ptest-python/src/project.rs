@@ -67,20 +67,10 @@ pub fn build_wheel(
     })
 }
 
-/// The `Requires-Dist` entries of `wheel`'s metadata, read by `python` (a wheel is a zip;
-/// the interpreter is the one ptest found, never an environment's).
-pub fn wheel_requires(python: &Path, wheel: &Path) -> Result<Vec<String>> {
-    const READ: &str = "import sys, zipfile\n\
-        z = zipfile.ZipFile(sys.argv[1])\n\
-        name = next(n for n in z.namelist() if n.count('/') == 1 and n.endswith('.dist-info/METADATA'))\n\
-        sys.stdout.buffer.write(z.read(name)[:int(sys.argv[2])])\n";
-    let text = run_tool(
-        Command::new(python)
-            .args(["-I", "-c", READ])
-            .arg(wheel)
-            .arg(METADATA_MAX.to_string()),
-        &format!("reading the metadata of {}", wheel.display()),
-    )?;
+/// The `Requires-Dist` entries of `wheel`'s metadata, read from the wheel by ptest itself
+/// (see [`crate::wheel`]): no interpreter starts for it.
+pub fn wheel_requires(wheel: &Path) -> Result<Vec<String>> {
+    let text = crate::wheel::metadata(wheel, METADATA_MAX)?;
     let text = String::from_utf8_lossy(&text);
     Ok(text
         .lines()

@@ -109,6 +109,45 @@ fn an_editable_project_with_an_extra_is_a_wheel_per_run_and_its_dependencies_a_t
     assert!(t.names().is_empty());
 }
 
+/// The command lines a run started through ptest-python's tools, from its debug log.
+fn tools_run(t: &TestHome, dir: &Path) -> Vec<String> {
+    let out = t
+        .ptest(["run", "--project", dir.to_str().unwrap()])
+        .env("PTEST_LOG", "ptest_python=debug")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    log.lines()
+        .filter_map(|l| l.split_once(" running command=").map(|(_, c)| c.to_owned()))
+        .collect()
+}
+
+/// Whether `command` starts Python with a script of ptest's (`-c`), not a tool (`-m pip`).
+fn runs_python_script(command: &str) -> bool {
+    let program = command.split(' ').next().unwrap_or_default();
+    let python = Path::new(program)
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("python"));
+    python && command.split(' ').any(|word| word == "-c")
+}
+
+/// The project's dependencies come from its wheel's METADATA, which ptest reads from the
+/// wheel itself, not with a `python -c` per suite: a run of unchanged files (its wheel kept,
+/// its template reused, its interpreters' answers cached) starts Python only to install.
+#[test]
+fn a_warm_run_starts_no_python_to_read_the_wheels_metadata() {
+    let t = TestHome::new();
+    let dir = project(&t.dir.path().join("proj"), "packages = [\".[test]\"]");
+    tools_run(&t, &dir);
+    let warm = tools_run(&t, &dir);
+    assert!(!warm.is_empty(), "the warm run installed nothing");
+    let scripts: Vec<&String> = warm.iter().filter(|c| runs_python_script(c)).collect();
+    assert!(scripts.is_empty(), "{scripts:?}");
+    assert!(t.names().is_empty());
+}
+
 #[test]
 fn install_project_works_with_pip_when_uv_is_not_on_path() {
     let t = TestHome::new();

@@ -12,7 +12,7 @@ use clap::Parser;
 use ptest_core::config::{ConfigError, ConfigSources, LoadedConfig};
 use ptest_core::{EngineRegistry, ErrorKind, Home, Manager};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, Deferred};
 
 /// Why `ptest` itself failed.
 #[derive(Debug, thiserror::Error)]
@@ -124,24 +124,25 @@ fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Completions { shell } = cli.command {
         use clap::CommandFactory;
+        cli::build_eagerly();
         clap_complete::generate(shell, &mut Cli::command(), "ptest", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    if let Command::Config(cmd) = &cli.command {
+    if let Command::Config(Deferred(cmd)) = &cli.command {
         return cmd::config::run(
             cmd,
             || load_config(&cli),
             || Ok(engines(&Home::from_env()?)),
         );
     }
-    if let Command::Init(args) = &cli.command {
+    if let Command::Init(Deferred(args)) = &cli.command {
         return cmd::init::run(args);
     }
     // A proxy runs inside its environment's sandbox, where ptest's home is hidden.
     if let Command::Proxy { control } = &cli.command {
         return cmd::net::serve(control).await;
     }
-    if let Command::Doctor(args) = &cli.command
+    if let Command::Doctor(Deferred(args)) = &cli.command
         && args.repair
     {
         return cmd::doctor::repair(args.json);
@@ -149,18 +150,20 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let loaded = load_config(&cli)?;
     let manager = open_manager(loaded.config)?;
     match cli.command {
-        Command::Run(args) => cmd::run::run(manager, args).await,
-        Command::Env(cmd) => cmd::env::run(&manager, cmd).await,
-        Command::Port(cmd) => cmd::port::run(&manager, cmd),
-        Command::Proc(cmd) => cmd::proc::run(&manager, cmd).await,
-        Command::Ps(args) => cmd::proc::run(&manager, cli::proc::ProcCommand::List(args)).await,
+        Command::Run(Deferred(args)) => cmd::run::run(manager, args).await,
+        Command::Env(Deferred(cmd)) => cmd::env::run(&manager, cmd).await,
+        Command::Port(Deferred(cmd)) => cmd::port::run(&manager, cmd),
+        Command::Proc(Deferred(cmd)) => cmd::proc::run(&manager, cmd).await,
+        Command::Ps(Deferred(args)) => {
+            cmd::proc::run(&manager, cli::proc::ProcCommand::List(args)).await
+        }
         Command::Supervise { id } => cmd::proc::supervise(&manager, id).await,
-        Command::Net(cmd) => cmd::net::run(&manager, cmd).await,
-        Command::Pkg(cmd) => cmd::pkg::run(&manager, cmd).await,
-        Command::Events(args) => cmd::events::run(&manager, args).await,
-        Command::Gc(args) => cmd::gc::run(&manager, args).await,
-        Command::Doctor(args) => cmd::doctor::run(&manager, args),
-        Command::Status(args) => cmd::status::run(&manager, args),
+        Command::Net(Deferred(cmd)) => cmd::net::run(&manager, cmd).await,
+        Command::Pkg(Deferred(cmd)) => cmd::pkg::run(&manager, cmd).await,
+        Command::Events(Deferred(args)) => cmd::events::run(&manager, args).await,
+        Command::Gc(Deferred(args)) => cmd::gc::run(&manager, args).await,
+        Command::Doctor(Deferred(args)) => cmd::doctor::run(&manager, args),
+        Command::Status(Deferred(args)) => cmd::status::run(&manager, args),
         Command::Config(_)
         | Command::Completions { .. }
         | Command::Init(_)

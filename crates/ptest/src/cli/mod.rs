@@ -1,6 +1,7 @@
 //! The command line, declared with clap: the top level and `env`, `run`, `pkg`, ... here,
 //! `proc` and `net` in modules of their own. Command bodies are in `cmd/`.
 
+mod deferred;
 pub mod net;
 pub mod proc;
 
@@ -8,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+pub use deferred::{Deferred, build_eagerly};
 use ptest_core::{
     AllowRule, ByteSize, CleanupPolicy, EnvName, EnvironmentStatus, ExposedSocket, IsolationLevel,
     NetworkMode, PortName, SecurityLevel, limit_range,
@@ -56,26 +58,26 @@ pub enum Command {
     /// the template's `project`). In a pod (`level = "kubernetes"`) the copy goes in as a tar
     /// through the exec subresource; there `junit`, services and `project = "bind"` are
     /// refused, since they need the workspace on this host.
-    Run(RunArgs),
+    Run(Deferred<RunArgs>),
     /// Write a commented starter ptest.toml for the project in the current directory.
-    Init(InitArgs),
+    Init(Deferred<InitArgs>),
     /// Create, inspect, run commands in and remove environments.
     #[command(subcommand)]
-    Env(EnvCommand),
+    Env(Deferred<EnvCommand>),
     /// Install, inspect and check Python packages of a virtualenv environment.
     #[command(subcommand)]
-    Pkg(PkgCommand),
+    Pkg(Deferred<PkgCommand>),
     /// Lease, list and release host ports (clash-free across every ptest on this host).
     #[command(subcommand)]
-    Port(PortCommand),
+    Port(Deferred<PortCommand>),
     /// Start, list, follow, stop and wait for background processes (services) of environments.
     #[command(subcommand)]
-    Proc(proc::ProcCommand),
+    Proc(Deferred<proc::ProcCommand>),
     /// List background processes (same as `proc list`).
-    Ps(proc::ProcListArgs),
+    Ps(Deferred<proc::ProcListArgs>),
     /// Inject network faults (latency, bandwidth, resets, outages) on environments' ports.
     #[command(subcommand)]
-    Net(net::NetCommand),
+    Net(Deferred<net::NetCommand>),
     /// Serve the fault proxy a control file describes (started by `net fault`; not for
     /// direct use).
     #[command(name = "__proxy", hide = true)]
@@ -90,18 +92,18 @@ pub enum Command {
         id: i64,
     },
     /// Show the event log (what happened to which environment, and when).
-    Events(EventsArgs),
+    Events(Deferred<EventsArgs>),
     /// Remove what the cleanup policies say is due, and records whose root vanished.
-    Gc(GcArgs),
+    Gc(Deferred<GcArgs>),
     /// Report which levels and features this host supports, and why not; with --repair,
     /// rebuild a damaged state database from the roots on the host.
-    Doctor(DoctorArgs),
+    Doctor(Deferred<DoctorArgs>),
     /// Summarize this home: environments by level and status, what the quotas hold, and
     /// whether the holders and supervisors ptest keeps are alive.
-    Status(StatusArgs),
+    Status(Deferred<StatusArgs>),
     /// Show or check the configuration.
     #[command(subcommand)]
-    Config(ConfigCommand),
+    Config(Deferred<ConfigCommand>),
     /// Print a shell completion script (e.g. `ptest completions bash > /etc/bash_completion.d/ptest`).
     Completions {
         /// The shell.
@@ -410,23 +412,23 @@ impl Command {
                 | Command::Ps(_)
                 | Command::Doctor(_)
                 | Command::Completions { .. }
-                | Command::Config(ConfigCommand::Show(_))
-                | Command::Env(
+                | Command::Config(Deferred(ConfigCommand::Show(_)))
+                | Command::Env(Deferred(
                     EnvCommand::List(_)
                         | EnvCommand::Show(_)
                         | EnvCommand::Stats(_)
                         | EnvCommand::Validate(_)
-                )
-                | Command::Pkg(
+                ))
+                | Command::Pkg(Deferred(
                     PkgCommand::List(_)
                         | PkgCommand::Show { .. }
                         | PkgCommand::Freeze { .. }
                         | PkgCommand::Tree { .. }
                         | PkgCommand::Check(_)
-                )
-                | Command::Port(PortCommand::List { .. })
-                | Command::Proc(ProcCommand::List(_) | ProcCommand::Logs(_))
-                | Command::Net(NetCommand::List(_))
+                ))
+                | Command::Port(Deferred(PortCommand::List { .. }))
+                | Command::Proc(Deferred(ProcCommand::List(_) | ProcCommand::Logs(_)))
+                | Command::Net(Deferred(NetCommand::List(_)))
         )
     }
 }

@@ -52,3 +52,10 @@ bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
     --below "ptest env exec (medium: pod)|bwrap --unshare-all" \
     "${notes[@]}" -- "${contenders[@]}"
 "$PTEST" env rm em el ed >/dev/null
+
+# A CLI call that does nothing but start and print: what every other call pays first.
+bench_compare cli-start "a CLI call on its own: \`ptest --version\`" \
+    --limit "true (fork/exec)" --ptest "ptest --version" \
+    --note "loading and starting the binary, parsing the command line, printing one line; no state is opened" \
+    --at-most "ptest --version|1.3" \
+    -- "ptest --version" "$PTEST --version" "true (fork/exec)" "true"

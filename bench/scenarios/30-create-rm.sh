@@ -17,6 +17,7 @@ bench_compare create-rm-cli "environment create + remove (CLI), sandboxed level"
     --limit "mkdir d && rmdir d" --ptest "create + rm (medium: pod)" \
     --note "all pay one sh; ptest two more processes, each opening the state; create writes the root's five directories, its marker and events, makes the cgroup and (medium) starts the holder; rm kills the cgroup and removes tree and cgroup" \
     --note "bwrap builds PID/mount/IPC/UTS/net/user namespaces and tears them down when \`true\` exits: the setup a pod pays once" \
+    --below "create + rm (medium: pod)|bwrap --unshare-all setup (sh -c)" \
     -- "${contenders[@]}"
 
 iters=$((QUICK ? 100 : 400))

@@ -2,27 +2,49 @@
 # pod holder each) one by one (CLI, then library), and at each checkpoint measure exec, create +
 # rm of one more, and list at that population against their limits; then exec in each and
 # remove all. The slope between checkpoints is the cost of one more environment existing. Peak
-# RSS of `ptest env list` / `env exec` per checkpoint, of the holders, and of the whole library
-# run. The full run repeats the library run at `--security low` (cgroup only).
-if ((QUICK)); then checkpoints=(50 100); else checkpoints=(50 100 200 500); fi
+# RSS of `ptest env list` / `env exec` per checkpoint, the holders' memory per environment
+# (against a process that only calls pause(), what a Kubernetes pod's pause container runs), and
+# the whole library run's. The full run goes to 2,000 environments and repeats the library run
+# at `--security low` (cgroup only).
+if ((QUICK)); then checkpoints=(50 500); else checkpoints=(50 500 1000 2000); fi
 max=${checkpoints[-1]}
 samples=$((QUICK ? 20 : 60))
 
-# Sum of the memory of this home's pod holders (nothing else runs in an idle environment), found
-# from `env list --json` (details.sandbox.holder_pid): "RSS PSS" in KiB. A holder is forked from
-# ptest, so its RSS counts pages it shares; PSS divides shared pages among their users.
-holders_mem() {
-    local rss=0 pss=0 pid kb
-    for pid in $("$PTEST" env list --json | "$PY" -c '
-import json, sys
-print(" ".join(str(e.get("details", {}).get("sandbox", {}).get("holder_pid", "")) for e in json.load(sys.stdin)))'); do
-        kb=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
-        rss=$((rss + ${kb:-0}))
-        kb=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null || true)
-        pss=$((pss + ${kb:-0}))
+# Memory of processes (nothing else runs in an idle environment than its holder): "RSS PSS
+# PRIVATE_DIRTY" in KiB, each the mean over PIDS. RSS counts the pages a process shares; PSS
+# divides shared pages among their users; private dirty is what it alone has written.
+mem_per_process() {
+    local rss=0 pss=0 dirty=0 n=0 pid
+    for pid in "$@"; do
+        read -r r p d < <(awk '/^Rss:/ { r = $2 } /^Pss:/ { p = $2 } /^Private_Dirty:/ { d = $2 }
+            END { print r + 0, p + 0, d + 0 }' "/proc/$pid/smaps_rollup" 2>/dev/null || echo "0 0 0")
+        rss=$((rss + r)) pss=$((pss + p)) dirty=$((dirty + d)) n=$((n + 1))
     done
-    echo "$rss $pss"
+    ((n)) || n=1
+    echo "$((rss / n)) $((pss / n)) $((dirty / n))"
 }
+# This home's pod holders, from `env list --json` (details.sandbox.holder_pid).
+holder_pids() {
+    "$PTEST" env list --json | "$PY" -c '
+import json, sys
+print(" ".join(str(e.get("details", {}).get("sandbox", {}).get("holder_pid", "")) for e in json.load(sys.stdin)))'
+}
+
+# The reference: as many processes as the first checkpoint that only call pause(), statically
+# linked as a pod's pause container is (skipped where no C compiler is found).
+if command -v cc >/dev/null &&
+    printf '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n' |
+    cc -x c -O2 -static -o "$SCRATCH/pause" - 2>/dev/null; then
+    pauses=()
+    for ((i = 0; i < checkpoints[0]; i++)); do
+        "$SCRATCH/pause" &
+        pauses+=($!)
+    done
+    sleep 0.2
+    read -r prss ppss pdirty <<<"$(mem_per_process "${pauses[@]}")"
+    kill "${pauses[@]}"
+    wait "${pauses[@]}" 2>/dev/null || true
+fi
 
 # --- CLI -------------------------------------------------------------------------------------
 home=$(bench_home)
@@ -54,9 +76,16 @@ for n in "${checkpoints[@]}"; do
     bench_record "$OUT/scale-cli.n$n.fill.json" "create (filling up to N)" "$fill"
     bench_metric scale-cli "peak RSS of \`ptest env list\`" "$n" "$(bench_max_rss "$PTEST" env list)" KiB
     bench_metric scale-cli "peak RSS of \`ptest env exec\`" "$n" "$(bench_max_rss "$PTEST" env exec s0 -- true)" KiB
-    read -r hrss hpss <<<"$(holders_mem)"
-    bench_metric scale-cli "memory of all pod holders: sum of RSS" "$n" "$hrss" KiB
-    bench_metric scale-cli "memory of all pod holders: sum of PSS (shared pages divided)" "$n" "$hpss" KiB
+    # shellcheck disable=SC2046
+    read -r hrss hpss hdirty <<<"$(mem_per_process $(holder_pids))"
+    bench_metric scale-cli "memory of an idle environment (its pod holder): RSS" "$n" "$hrss" KiB
+    bench_metric scale-cli "memory of an idle environment (its pod holder): PSS" "$n" "$hpss" KiB
+    bench_metric scale-cli "memory of an idle environment (its pod holder): private dirty" "$n" "$hdirty" KiB
+    if [[ -n ${ppss:-} && $n == "${checkpoints[0]}" ]]; then
+        bench_metric scale-cli "reference: a static process that only calls pause(): RSS" "$n" "$prss" KiB
+        bench_metric scale-cli "reference: a static process that only calls pause(): PSS" "$n" "$ppss" KiB
+        bench_metric scale-cli "reference: a static process that only calls pause(): private dirty" "$n" "$pdirty" KiB
+    fi
 done
 bench_log "scale-cli: exec in each of $max, then remove each"
 each=$(mktemp "$SCRATCH/each.XXXXXX")

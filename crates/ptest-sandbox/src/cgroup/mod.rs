@@ -5,6 +5,12 @@
 //! (this covers "hybrid" hosts whose v2 mount has no controllers); otherwise a `cgroup2` mount is
 //! used. A [`Cgroup`] is always `<parent>/<name>` below the hierarchy root (in v1: the same
 //! relative path in each controller's mount: memory, cpu, cpuacct, pids, freezer).
+//!
+//! A parent's CPU weight follows its groups: creating or removing a group sets the parent's
+//! weight (v1 `cpu.shares`, v2 `cpu.weight`) to what one process weighs at the parent's level
+//! (1024, 100) for each group under it, up to one per CPU. Without that, every group under
+//! one parent would share one process's weight against the host's other processes: under
+//! contention, two pods running a test suite each would get the CPU time of one process.
 
 mod v1;
 mod v2;
@@ -504,6 +510,7 @@ impl Cgroup {
             Hierarchy::V2(root) => Imp::V2(v2::CgroupV2::create(&root, parent, &rel, limits)?),
         };
         tracing::debug!(parent, name, ?limits, "created cgroup");
+        weigh_parent(parent);
         Ok(Cgroup {
             parent: parent.into(),
             name: name.into(),
@@ -680,6 +687,7 @@ impl Cgroup {
             rmdir_retry(&dir)?;
         }
         tracing::debug!(parent = self.parent, name = self.name, "removed cgroup");
+        weigh_parent(&self.parent);
         Ok(())
     }
 
@@ -700,6 +708,41 @@ impl Cgroup {
         }
         Ok(None)
     }
+}
+
+/// Sets `parent`'s CPU weight to one process's (v1 `cpu.shares` 1024, v2 `cpu.weight` 100)
+/// for each group under it, at least one and at most one per CPU this process may use (so
+/// idle groups never make a busy one outweigh the host), and returns it. Best effort: `None`
+/// where there is no CPU controller or the file cannot be written. Two processes changing
+/// groups at once may leave it one group off until the next change.
+fn weigh_parent(parent: &str) -> Option<u64> {
+    let (dir, file, unit, max) = match Hierarchy::detect().ok()? {
+        Hierarchy::V1(mounts) => (
+            mounts.path(Controller::Cpu)?.join(parent),
+            "cpu.shares",
+            1024,
+            262_144,
+        ),
+        Hierarchy::V2(root) => (root.join(parent), "cpu.weight", 100, 10_000),
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    // Only as far as the cap: a parent of thousands of groups costs no more than one of a few.
+    let groups = fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .take(cpus)
+        .count();
+    let weight = (unit * groups.max(1) as u64).min(max);
+    let path = dir.join(file);
+    if read_u64(&path).ok()? != weight
+        && let Err(e) = write_file(&path, &weight.to_string())
+    {
+        tracing::debug!(error = %e, "could not weigh the parent cgroup");
+        return None;
+    }
+    tracing::debug!(parent, groups, weight, "weighed the parent cgroup");
+    Some(weight)
 }
 
 /// Polls `pids` until it returns an empty list, sending SIGKILL to whatever it finds.
@@ -739,6 +782,56 @@ mod tests {
         assert!(validate_component("n", "a/b").is_err());
         assert!(validate_parent("ptest/inner").is_ok());
         assert!(validate_parent("ptest//inner").is_err());
+    }
+
+    /// The CPU weight file of `parent` and what one group weighs there, where this host can
+    /// give a parent a weight (a cgroup hierarchy with a CPU controller, and root); else a
+    /// skip is printed.
+    fn weight_file(parent: &str) -> Option<(PathBuf, u64)> {
+        let found = match Hierarchy::detect().ok()? {
+            Hierarchy::V1(mounts) => Some((
+                mounts
+                    .path(Controller::Cpu)?
+                    .join(parent)
+                    .join("cpu.shares"),
+                1024,
+            )),
+            Hierarchy::V2(root) => Some((root.join(parent).join("cpu.weight"), 100)),
+        };
+        let writable = rustix::process::geteuid().is_root();
+        if found.is_none() || !writable {
+            eprintln!("skipped: giving a cgroup a weight needs root and a CPU controller");
+        }
+        found.filter(|_| writable)
+    }
+
+    #[test]
+    fn a_parent_weighs_as_many_processes_as_it_has_groups_up_to_the_cpus() {
+        let parent = format!("ptest-weight-test-{}", std::process::id());
+        let Some((file, unit)) = weight_file(&parent) else {
+            return;
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
+        let weight = || read_u64(&file).expect("the parent's weight");
+        let mut groups = Vec::new();
+        for n in 1..=cpus + 1 {
+            let name = format!("g{n}");
+            groups.push(Cgroup::create(&parent, &name, &Limits::default()).expect("a cgroup"));
+            assert_eq!(weight(), unit * n.min(cpus), "{n} groups, {cpus} CPUs");
+        }
+        while let Some(group) = groups.pop() {
+            group.remove().expect("removed");
+            let left = groups.len() as u64;
+            assert_eq!(weight(), unit * left.clamp(1, cpus), "{left} groups left");
+        }
+        // The parent itself: one directory per v1 hierarchy, or the one v2 directory.
+        let dirs = match Hierarchy::detect().expect("detected above") {
+            Hierarchy::V1(mounts) => mounts.0.iter().map(|(_, m)| m.join(&parent)).collect(),
+            Hierarchy::V2(root) => vec![root.join(&parent)],
+        };
+        for dir in dirs {
+            let _ = fs::remove_dir(dir);
+        }
     }
 
     #[test]

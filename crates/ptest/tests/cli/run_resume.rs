@@ -13,7 +13,7 @@ use predicates::str::contains;
 
 use crate::support::TestHome;
 
-/// Writes the project: `fast` passes, `failing` fails, `slow` waits for the file `go`, and
+/// Writes the project: `fast` passes (in two shards), `failing` fails, `slow` waits for the file `go`, and
 /// `after` waits for `slow`. Each appends a line to `counts/<suite>` as it starts.
 fn project(t: &TestHome) -> PathBuf {
     let counts = t.dir.path().join("counts");
@@ -21,7 +21,7 @@ fn project(t: &TestHome) -> PathBuf {
     let c = counts.display();
     let text = format!(
         "[env.lo]\nsecurity = \"low\"\n\n\
-         [[suite]]\nname = \"fast\"\nenv = \"lo\"\nrun = \"echo x >> {c}/fast\"\n\n\
+         [[suite]]\nname = \"fast\"\nenv = \"lo\"\nparallel = 2\nrun = \"echo x >> {c}/fast\"\n\n\
          [[suite]]\nname = \"failing\"\nenv = \"lo\"\nrun = \"echo x >> {c}/failing; exit 1\"\n\n\
          [[suite]]\nname = \"slow\"\nenv = \"lo\"\n\
          run = \"echo x >> {c}/slow; while [ ! -f {c}/go ]; do sleep 0.05; done\"\n\n\
@@ -52,11 +52,11 @@ fn state(t: &TestHome) -> Option<(String, serde_json::Value)> {
     ))
 }
 
-/// Starts `ptest run -j 3` and waits until `fast` and `failing` are saved as finished and
-/// `slow` runs; returns the child and the run id.
-fn start_run(t: &TestHome, counts: &Path) -> (std::process::Child, String) {
+/// Starts `ptest run -j 3 EXTRA...` and waits until both shards of `fast` and `failing` are
+/// saved as finished and `slow` runs; returns the child and the run id.
+fn start_run(t: &TestHome, counts: &Path, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = t
-        .std_command(["run", "-j", "3"])
+        .std_command(["run", "-j", "3"].iter().chain(extra))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -69,7 +69,7 @@ fn start_run(t: &TestHome, counts: &Path) -> (std::process::Child, String) {
                 .iter()
                 .map(|r| r["name"].as_str().unwrap())
                 .collect();
-            if finished.contains(&"fast")
+            if finished.iter().filter(|n| **n == "fast").count() == 2
                 && finished.contains(&"failing")
                 && count(counts, "slow") == 1
             {
@@ -90,8 +90,8 @@ fn kill(mut child: std::process::Child) {
 }
 
 /// Resumes run `id` (as `arg` names it: the id or `last`) after letting `slow` end, and
-/// checks the run came out whole.
-fn resume_finishes(t: &TestHome, counts: &Path, arg: &str, id: &str) {
+/// checks the run came out whole; returns the report.
+fn resume_finishes(t: &TestHome, counts: &Path, arg: &str, id: &str) -> serde_json::Value {
     std::fs::write(counts.join("go"), "").unwrap();
     let out = t
         .ptest(["run", "--resume", arg, "--json"])
@@ -107,23 +107,27 @@ fn resume_finishes(t: &TestHome, counts: &Path, arg: &str, id: &str) {
         1,
         "{report}"
     );
-    let statuses: Vec<(&str, &str)> = report["suites"]
+    let statuses: Vec<(&str, Option<u64>, &str)> = report["suites"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["name"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .map(|s| {
+            let name = s["name"].as_str().unwrap();
+            (name, s["shard"].as_u64(), s["status"].as_str().unwrap())
+        })
         .collect();
     assert_eq!(
         statuses,
         [
-            ("fast", "passed"),
-            ("failing", "failed"),
-            ("slow", "passed"),
-            ("after", "passed"),
+            ("fast", Some(0), "passed"),
+            ("fast", Some(1), "passed"),
+            ("failing", None, "failed"),
+            ("slow", None, "passed"),
+            ("after", None, "passed"),
         ]
     );
     // Finished suites did not run again; the interrupted one and the one never started did.
-    assert_eq!(count(counts, "fast"), 1);
+    assert_eq!(count(counts, "fast"), 2);
     assert_eq!(count(counts, "failing"), 1);
     assert_eq!(count(counts, "slow"), 2);
     assert_eq!(count(counts, "after"), 1);
@@ -132,32 +136,33 @@ fn resume_finishes(t: &TestHome, counts: &Path, arg: &str, id: &str) {
         &std::fs::read_to_string(t.home().join("reports").join(id).join("report.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(written["suites"].as_array().unwrap().len(), 4);
-    assert!(t.names().is_empty(), "{:?}", t.names());
+    assert_eq!(written["suites"].as_array().unwrap().len(), 5);
     // Now it is finished: nothing to resume.
     t.ptest(["run", "--resume", id])
         .assert()
         .code(3)
         .stderr(contains(format!("run {id} already finished")));
+    report
 }
 
 #[test]
 fn resume_reruns_only_what_a_killed_run_did_not_finish() {
     let t = TestHome::new();
     let counts = project(&t);
-    let (child, id) = start_run(&t, &counts);
+    let (child, id) = start_run(&t, &counts, &[]);
     kill(child);
     // The interrupted suite's environment outlives the killed ptest.
     let left = t.names();
     assert_eq!(left, [format!("run-{id}-slow")]);
     resume_finishes(&t, &counts, &id, &id);
+    assert!(t.names().is_empty(), "{:?}", t.names());
 }
 
 #[test]
 fn resume_recreates_what_gc_removed() {
     let t = TestHome::new();
     let counts = project(&t);
-    let (child, id) = start_run(&t, &counts);
+    let (child, id) = start_run(&t, &counts, &[]);
     kill(child);
     let gc = t.json(["gc"]);
     assert!(
@@ -169,13 +174,14 @@ fn resume_recreates_what_gc_removed() {
     );
     assert!(t.names().is_empty());
     resume_finishes(&t, &counts, "last", &id);
+    assert!(t.names().is_empty(), "{:?}", t.names());
 }
 
 #[test]
 fn a_running_run_or_a_changed_project_is_not_resumed() {
     let t = TestHome::new();
     let counts = project(&t);
-    let (child, id) = start_run(&t, &counts);
+    let (child, id) = start_run(&t, &counts, &[]);
     t.ptest(["run", "--resume", &id])
         .assert()
         .code(3)
@@ -191,6 +197,29 @@ fn a_running_run_or_a_changed_project_is_not_resumed() {
     assert_eq!(t.names(), [format!("run-{id}-slow")]);
     std::fs::write(&file, text).unwrap();
     resume_finishes(&t, &counts, &id, &id);
+    assert!(t.names().is_empty(), "{:?}", t.names());
+}
+
+#[test]
+fn a_resumed_run_keeps_what_its_options_keep() {
+    let t = TestHome::new();
+    let counts = project(&t);
+    let (child, id) = start_run(&t, &counts, &["--keep"]);
+    kill(child);
+    let report = resume_finishes(&t, &counts, &id, &id);
+    // `--keep` was the run's: the environments of the shards that finished before the kill
+    // survived the resume, and those of the shards it ran are kept too; nothing else is there.
+    let mut kept: Vec<String> = report["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["env_name"].as_str().unwrap().to_owned())
+        .collect();
+    kept.sort();
+    let mut names = t.names();
+    names.sort();
+    assert_eq!(names, kept);
+    assert_eq!(names.len(), 5, "{names:?}");
 }
 
 #[test]

@@ -88,6 +88,8 @@ pub(crate) unsafe trait Zeroable: Copy {}
 unsafe impl Zeroable for u8 {}
 // SAFETY: all-zero is the null pointer, a valid raw pointer value.
 unsafe impl Zeroable for *const libc::c_char {}
+// SAFETY: three integers; all-zero polls descriptor 0 for nothing.
+unsafe impl Zeroable for libc::pollfd {}
 
 /// `len` zeroed values in anonymous memory straight from the kernel (`mmap`): pages that cost
 /// nothing until touched, whatever state malloc's heap is in. A large `calloc` in a process

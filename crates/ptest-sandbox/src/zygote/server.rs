@@ -31,9 +31,9 @@ pub(crate) struct Zygote {
     buf: ZeroPages<u8>,
     /// argv, NULL, environment, NULL, candidates: pointers into `buf`.
     ptrs: ZeroPages<*const libc::c_char>,
-    clients: Box<[Client]>,
+    clients: ZeroPages<Client>,
     /// signalfd, listener, then one per client in `clients` order.
-    pollfds: Box<[libc::pollfd]>,
+    pollfds: ZeroPages<libc::pollfd>,
     /// The [`Profile::Strict`] filter.
     seccomp: Filter,
     /// The [`Profile::Container`] filter.
@@ -43,6 +43,9 @@ pub(crate) struct Zygote {
     /// Where a command runs from its start to `execve` ([`sys::vfork_on`]).
     stack: ZeroPages<u8>,
 }
+
+// SAFETY: three integers; all-zero is a valid (unused) entry.
+unsafe impl sys::Zeroable for Client {}
 
 /// The failing step (a [`Step`] number) and errno.
 type Failure = (u32, Errno);
@@ -70,24 +73,10 @@ impl Zygote {
         Ok(Zygote {
             buf: ZeroPages::new(REQUEST_MAX)?,
             ptrs: ZeroPages::new(STRINGS_MAX + 2)?,
-            clients: vec![
-                Client {
-                    fd: -1,
-                    pid: 0,
-                    flags: 0,
-                };
-                CLIENTS_MAX
-            ]
-            .into_boxed_slice(),
-            pollfds: vec![
-                libc::pollfd {
-                    fd: -1,
-                    events: 0,
-                    revents: 0,
-                };
-                CLIENTS_MAX + 2
-            ]
-            .into_boxed_slice(),
+            // Entries are written before they are read (the first `n`), so they need no
+            // filling: a table's pages are touched only as far as connections reach.
+            clients: ZeroPages::new(CLIENTS_MAX)?,
+            pollfds: ZeroPages::new(CLIENTS_MAX + 2)?,
             seccomp: Filter::new(Profile::Strict),
             seccomp_container: Filter::new(Profile::Container),
             last_cap: launch::last_cap().ok(),

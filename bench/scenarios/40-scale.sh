@@ -35,6 +35,9 @@ print(" ".join(str(e.get("details", {}).get("sandbox", {}).get("holder_pid", "")
 if command -v cc >/dev/null &&
     printf '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n' |
     cc -x c -O2 -static -o "$SCRATCH/pause" - 2>/dev/null; then
+    # A freshly written file's pages are dirty in the page cache and would count as private
+    # dirty memory of whoever maps them: write both programs back first.
+    sync "$SCRATCH/pause" "$PTEST"
     pauses=()
     for ((i = 0; i < checkpoints[0]; i++)); do
         "$SCRATCH/pause" &

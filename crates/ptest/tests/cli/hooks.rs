@@ -95,7 +95,8 @@ timeout = "300ms"
     // The supervisor runs the hooks in order: the failing one's event comes after the
     // first hook's files.
     let exit_5_failed = |all: &[serde_json::Value]| {
-        all.iter().any(|e| e["event"] == "hook_failed" && e["details"]["hook"] == "exit 5")
+        all.iter()
+            .any(|e| e["event"] == "hook_failed" && e["details"]["hook"] == "exit 5")
     };
     ptest_testkit::wait_until(Duration::from_secs(20), || exit_5_failed(&events(&t)));
     let all = events(&t);

@@ -47,7 +47,8 @@
 //! ```
 //!
 //! Everything that runs between `fork` and `execve`, and the holder's whole life (it is forked
-//! from the caller and never execs), is async-signal-safe system calls on data prepared
+//! from the caller, and re-executes only a program that opted in with
+//! [`hold_pods_in_this_program`]), is async-signal-safe system calls on data prepared
 //! beforehand, so these functions may be called from a multi-threaded program. They block
 //! (briefly): call them from a dedicated thread, not from an async task.
 

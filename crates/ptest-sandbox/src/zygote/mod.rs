@@ -26,7 +26,8 @@
 //!    connection hangs up first (the caller dropped it or died), the holder SIGKILLs the
 //!    command's process group, unless the command was to outlive its caller.
 //!
-//! The holder was forked from a possibly multi-threaded program and never execs, so it must
+//! The holder was forked from a possibly multi-threaded program and, unless that program
+//! opted in to re-executing it ([`crate::hold_pods_in_this_program`]), never execs, so it must
 //! not allocate: everything it uses (request buffer, pointer array, client table, poll array,
 //! seccomp filter) is allocated by [`Zygote::new`] before the fork, and its loop (one `poll`
 //! over a signalfd for SIGCHLD, the listening socket and the clients) makes only system calls.

@@ -56,7 +56,7 @@ pub(super) fn program() -> Option<BorrowedFd<'static>> {
 /// returns; in any other process, returns at once.
 ///
 /// Call it first in `main`, before any thread or descriptor exists: the holder is recognised
-/// by its only argument being [`ARG0`] while it is PID 1, which no command line of a program
+/// by its only argument being `ptest-pod-holder` while it is PID 1, which no command line of a program
 /// started the ordinary way has.
 pub fn serve_if_holder() {
     let mut args = std::env::args_os();

@@ -785,24 +785,21 @@ mod tests {
     }
 
     /// The CPU weight file of `parent` and what one group weighs there, where this host can
-    /// give a parent a weight (a cgroup hierarchy with a CPU controller, and root); else a
-    /// skip is printed.
+    /// give a parent a weight (a cgroup hierarchy with a CPU controller, and root); else it
+    /// skips (a failure under `PTEST_REQUIRE_ALL=1`).
     fn weight_file(parent: &str) -> Option<(PathBuf, u64)> {
-        let found = match Hierarchy::detect().ok()? {
-            Hierarchy::V1(mounts) => Some((
-                mounts
-                    .path(Controller::Cpu)?
-                    .join(parent)
-                    .join("cpu.shares"),
-                1024,
-            )),
-            Hierarchy::V2(root) => Some((root.join(parent).join("cpu.weight"), 100)),
-        };
-        let writable = rustix::process::geteuid().is_root();
-        if found.is_none() || !writable {
-            eprintln!("skipped: giving a cgroup a weight needs root and a CPU controller");
+        let found = Hierarchy::detect()
+            .ok()
+            .and_then(|hierarchy| match hierarchy {
+                Hierarchy::V1(mounts) => mounts
+                    .path(Controller::Cpu)
+                    .map(|cpu| (cpu.join(parent).join("cpu.shares"), 1024)),
+                Hierarchy::V2(root) => Some((root.join(parent).join("cpu.weight"), 100)),
+            });
+        if found.is_none() || !rustix::process::geteuid().is_root() {
+            return ptest_testkit::skip("giving a cgroup a weight needs root and a CPU controller");
         }
-        found.filter(|_| writable)
+        found
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-use ptest_core::{Engine, ExecRequest, OutputMode, ProcessInfo};
+use ptest_core::{Engine, ExecRequest, OutputMode};
 use serde_json::json;
 use support::websocket::{V4, accept, active_env, engine, send};
 

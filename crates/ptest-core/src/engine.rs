@@ -105,6 +105,10 @@ pub struct EngineTraits {
     /// A copy of a host directory can be placed in its environments ([`Engine::copy_in`]):
     /// how `ptest run` puts the project in a workspace that is not on this host.
     pub copies_in: bool,
+    /// A file or directory of its environments can be copied to this host
+    /// ([`Engine::copy_out`]): how `ptest run` reads a suite's JUnit report from a workspace
+    /// that is not on this host.
+    pub copies_out: bool,
 }
 
 /// An environment's Python packages (`ptest pkg`), from an engine whose environments have a
@@ -308,6 +312,28 @@ pub trait Engine: Send + Sync {
             name: env.name.to_string(),
             action: "copy a directory into",
             why: format!("the {} level takes no copy of a host directory", env.level),
+        })
+    }
+
+    /// Copies the file or directory `from` of `env` (relative to its root, as
+    /// [`Engine::copy_in`]'s `to`) into the existing host directory `to`, under its own name:
+    /// what `to` held under that name is replaced; nothing else of `to` is touched. Only
+    /// regular files, directories and symbolic links that stay within the copy come out, and
+    /// no more than the engine's bound. How `ptest run` reads a suite's JUnit report where the
+    /// workspace is not on this host ([`EngineTraits::copies_out`]).
+    /// `Err(`[`crate::Error::Missing`]`)` where `from` is not there;
+    /// `Err(`[`crate::Error::Unsupported`]`)` where the engine cannot.
+    async fn copy_out(
+        &self,
+        env: &Environment,
+        from: &std::path::Path,
+        to: &std::path::Path,
+    ) -> Result<()> {
+        let _ = (from, to);
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "copy a file out of",
+            why: format!("the {} level gives no copy of its files", env.level),
         })
     }
 

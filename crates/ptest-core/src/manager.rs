@@ -673,6 +673,14 @@ impl Manager {
         self.engine(env.level)?.copy_in(&env, from, to).await
     }
 
+    /// Copies the file or directory `from` of `env` (relative to its root) into the host
+    /// directory `to`, through its engine (see [`crate::Engine::copy_out`]), as its stored
+    /// record says where the environment is.
+    pub async fn copy_out(&self, env: &Environment, from: &Path, to: &Path) -> Result<()> {
+        let env = self.get_environment(env.id.as_str())?;
+        self.engine(env.level)?.copy_out(&env, from, to).await
+    }
+
     fn wrong_state(&self, env: &Environment, action: &'static str, hint: &str) -> Error {
         Error::WrongState {
             name: env.name.to_string(),

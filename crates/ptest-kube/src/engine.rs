@@ -195,9 +195,11 @@ impl Engine for KubernetesEngine {
     }
 
     fn traits(&self) -> ptest_core::EngineTraits {
-        // The workspace is a volume of the pod, on a node: `ptest run` copies the project in.
+        // The workspace is a volume of the pod, on a node: `ptest run` copies the project in,
+        // and a suite's JUnit report out.
         ptest_core::EngineTraits {
             copies_in: true,
+            copies_out: true,
             ..ptest_core::EngineTraits::default()
         }
     }
@@ -306,6 +308,11 @@ impl Engine for KubernetesEngine {
     async fn copy_in(&self, env: &Environment, from: &Path, to: &Path) -> Result<()> {
         let (cluster, namespace) = self.target(env).await?;
         copy::copy_in(&cluster, &namespace, &object_name(env), from, to).await
+    }
+
+    async fn copy_out(&self, env: &Environment, from: &Path, to: &Path) -> Result<()> {
+        let (cluster, namespace) = self.target(env).await?;
+        copy::copy_out(&cluster, &namespace, &object_name(env), from, to).await
     }
 
     async fn validate(&self, env: &Environment) -> Result<Vec<Finding>> {

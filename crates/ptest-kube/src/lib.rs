@@ -14,7 +14,9 @@
 //! through the exec subresource, stdout and stderr apart, its exit code from the status
 //! channel; `kill` kills its tree in the pod ([`exec`]). `copy_in` makes a directory of the
 //! pod a copy of a host directory, a tar streamed into `tar -x` through an exec's stdin
-//! ([`copy`]): how `ptest run` puts the project in. `deactivate` deletes the pod;
+//! ([`copy`]): how `ptest run` puts the project in; `copy_out` brings one file or directory
+//! of the pod to this host, the stdout of `tar -c` unpacked by rules that keep it within the
+//! copy (how `ptest run` reads a suite's JUnit report). `deactivate` deletes the pod;
 //! `cleanup` the pod, the policy and the root. `collect_garbage` deletes pods, services and
 //! network policies labelled with this home whose environment is gone, and never anything
 //! unlabelled. The API server's refusals become errors naming what to change
@@ -26,8 +28,8 @@
 //! Once the pod is Ready, `activate` also forwards each leased port from `127.0.0.1` of this
 //! host to the pod ([`forward`]), for as long as this process keeps the environment active.
 //!
-//! Not done yet: a port-forward that outlives the process that started the environment,
-//! copying files out of a pod, and `ptest run --resume`.
+//! Not done yet: a port-forward that outlives the process that started the environment, and
+//! `ptest run --resume`.
 
 mod api_error;
 pub mod connect;

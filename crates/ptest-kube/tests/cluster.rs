@@ -181,6 +181,46 @@ async fn a_copied_directory_replaces_the_workspace_in_the_pod() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_command_wrote_in_the_pod_is_copied_out_to_this_host() {
+    let Some(cluster) = cluster().await else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let m = manager(cluster, home.path());
+    let env = m.create_environment(spec("copyout")).await.unwrap();
+    let wrote = ExecRequest::new([
+        "sh",
+        "-c",
+        "mkdir -p reports/sub && echo '<testsuite/>' > reports/sub/a.xml \
+         && ln -s sub/a.xml reports/latest.xml",
+    ]);
+    assert!(m.execute_command(&env, wrote).await.unwrap().success());
+    let to = tempfile::tempdir().unwrap();
+    let reports = std::path::Path::new("workspace/reports");
+    m.copy_out(&env, reports, to.path()).await.unwrap();
+    let copied = to.path().join("reports");
+    assert_eq!(
+        std::fs::read_to_string(copied.join("sub/a.xml")).unwrap(),
+        "<testsuite/>\n"
+    );
+    assert_eq!(
+        std::fs::read_link(copied.join("latest.xml")).unwrap(),
+        std::path::Path::new("sub/a.xml")
+    );
+    // One file, beside what is there.
+    let file = std::path::Path::new("workspace/reports/sub/a.xml");
+    m.copy_out(&env, file, to.path()).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(to.path().join("a.xml")).unwrap(),
+        "<testsuite/>\n"
+    );
+    let missing = std::path::Path::new("workspace/no-such.xml");
+    let e = m.copy_out(&env, missing, to.path()).await.unwrap_err();
+    assert!(matches!(e, ptest_core::Error::Missing(_)), "{e:?}");
+    m.cleanup(&env, RemoveOptions::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leased_port_is_reached_from_this_host_while_the_environment_is_active() {
     let Some(cluster) = cluster().await else {
         return;

@@ -124,17 +124,6 @@ async fn serve_unpack(listener: tokio::net::TcpListener) -> (String, Vec<u8>) {
     (target, stdin)
 }
 
-/// The query's values for `key`, decoded.
-fn query_values(target: &str, key: &str) -> Vec<String> {
-    let query = target.split_once('?').unwrap().1;
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| support::percent_decode(v))
-        .collect()
-}
-
 #[tokio::test]
 async fn copy_in_streams_the_tree_as_a_tar_into_the_unpacking_execs_stdin() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -165,10 +154,10 @@ async fn copy_in_streams_the_tree_as_a_tar_into_the_unpacking_execs_stdin() {
         target.starts_with("/api/v1/namespaces/ptest-ci/pods/ptest-web-0a1b2c3d4e5f/exec?"),
         "{target}"
     );
-    assert_eq!(query_values(&target, "stdin"), ["true"]);
-    assert_eq!(query_values(&target, "container"), ["env"]);
+    assert_eq!(support::query_values(&target, "stdin"), ["true"]);
+    assert_eq!(support::query_values(&target, "container"), ["env"]);
     assert_eq!(
-        query_values(&target, "command"),
+        support::query_values(&target, "command"),
         [
             "sh",
             "-c",

@@ -68,6 +68,7 @@ impl Engine for DirectoryEngine {
             packages: false,
             host_workspace: true,
             copies_in: false,
+            copies_out: false,
         }
     }
 

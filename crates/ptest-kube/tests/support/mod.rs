@@ -176,6 +176,17 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// The values for `key` in the query of a request's `target` (path and query), decoded.
+pub fn query_values(target: &str, key: &str) -> Vec<String> {
+    let query = target.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
 /// A manager on a fresh home whose kubernetes engine reaches `cluster`, waiting `ready` for
 /// pods; the home's directory goes with the returned guard.
 pub fn manager(

@@ -447,8 +447,8 @@ impl Project {
                 ));
             }
             if !traits.host_workspace {
-                // The project is copied in; what reads or shares the workspace on this host
-                // cannot work there.
+                // The project is copied in (and a JUnit report out, where the engine can);
+                // what reads or shares the workspace on this host cannot work there.
                 let elsewhere = |what: String| {
                     err(
                         table.clone(),
@@ -469,10 +469,11 @@ impl Project {
                     ));
                 }
                 for suite in self.suites.iter().filter(|s| s.env == *name) {
-                    if suite.junit.is_some() {
+                    // Read on this host once copied out (`copies_out`).
+                    if suite.junit.is_some() && !traits.copies_out {
                         return Err(elsewhere(format!(
-                            "suite {:?} has junit, which ptest reads from the workspace on \
-                             this host (it copies nothing out of an environment yet)",
+                            "suite {:?} has junit, which ptest reads on this host, and it \
+                             copies nothing out of such an environment",
                             suite.name
                         )));
                     }

@@ -695,7 +695,15 @@ async fn run_attempt(
         && outcome.result.is_some()
     {
         let kept = output.junit_copy();
-        if ingest(base, rel, &kept, &mut outcome).await
+        let read = match copy_out_junit(shared, env, rel).await {
+            Ok(Some((copied, name))) => ingest(&copied, &name, &kept, &mut outcome).await,
+            Ok(None) => ingest(base, rel, &kept, &mut outcome).await,
+            Err(warning) => {
+                outcome.warnings.push(warning);
+                false
+            }
+        };
+        if read
             && in_workspace
             && let Some(result) = &mut outcome.result
         {
@@ -756,6 +764,39 @@ async fn watch_progress<T>(
 
 /// Most ptest reads of a JUnit file.
 const JUNIT_MAX: u64 = 64 << 20;
+
+/// Where `env`'s workspace is not on this host, copies the suite's JUnit file `rel` (relative
+/// to the workspace) out of the environment into `run/junit` of its root on this host, emptied
+/// first: that directory and the file's name, to be read there (a file the suite did not write
+/// is not there). `None` where the workspace is on this host; `Err`, a warning.
+async fn copy_out_junit(
+    shared: &Shared,
+    env: &Environment,
+    rel: &Path,
+) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        format!(
+            "JUnit file {} could not be copied out of the environment ({e}); the suite's \
+             result stands without per-test results",
+            rel.display()
+        )
+    };
+    let traits = shared.manager.traits(env.level).map_err(|e| cannot(&e))?;
+    if traits.host_workspace {
+        return Ok(None);
+    }
+    let name = rel.file_name().ok_or_else(|| cannot(&"it names no file"))?;
+    let dir = env.root.join("run").join("junit");
+    let _ = tokio::fs::remove_dir_all(&dir).await;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| cannot(&e))?;
+    let from = Path::new("workspace").join(rel);
+    match shared.manager.copy_out(env, &from, &dir).await {
+        Ok(()) | Err(ptest_core::Error::Missing(_)) => Ok(Some((dir, name.into()))),
+        Err(e) => Err(cannot(&e)),
+    }
+}
 
 /// Reads the suite's JUnit file `rel` beneath `base` into the outcome, and keeps a copy of it
 /// at `keep` (in the run's report directory, since the environment goes); whether it did. A

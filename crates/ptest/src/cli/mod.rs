@@ -56,8 +56,9 @@ pub enum Command {
     ///
     /// Each suite gets a private copy of the project (or an overlay, or the project itself:
     /// the template's `project`). In a pod (`level = "kubernetes"`) the copy goes in as a tar
-    /// through the exec subresource; there `junit`, services and `project = "bind"` are
-    /// refused, since they need the workspace on this host.
+    /// through the exec subresource, and a suite's `junit` report comes back out as one;
+    /// services and `project = "bind"` are refused there, since they need the workspace on
+    /// this host.
     Run(Deferred<RunArgs>),
     /// Write a commented starter ptest.toml for the project in the current directory.
     Init(Deferred<InitArgs>),

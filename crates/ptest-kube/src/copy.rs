@@ -502,7 +502,12 @@ pub(crate) async fn copy_out(
         pack_argv(&dir, name),
         Stream::Stdout,
     )
-    .await?;
+    .await
+    // Missing stays for the file: a pod that is gone is another failure.
+    .map_err(|e| match e {
+        Error::Missing(gone) => failed_to(ACTION, gone),
+        e => e,
+    })?;
     let mut stdout = attached.stdout().expect("the exec was asked for stdout");
     let stderr = attached.stderr();
     let status = attached.take_status();

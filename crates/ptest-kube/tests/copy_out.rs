@@ -338,3 +338,29 @@ async fn a_source_outside_the_root_is_refused_before_any_request() {
         assert_eq!(e.kind(), ptest_core::ErrorKind::Usage, "{from}");
     }
 }
+
+#[tokio::test]
+async fn a_pod_that_is_gone_is_not_taken_for_a_missing_file() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let local = Local::new().await;
+    let answering = async {
+        let (mut stream, _) = local.listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let gone = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        stream.write_all(gone.as_bytes()).await.unwrap();
+    };
+    let copying = local.engine.copy_out(
+        &local.env,
+        Path::new("workspace/junit.xml"),
+        local.to.path(),
+    );
+    let ((), copied) = tokio::join!(answering, copying);
+    let e = copied.unwrap_err();
+    assert!(!matches!(e, ptest_core::Error::Missing(_)), "{e:?}");
+    assert!(e.to_string().contains("is gone"), "{e}");
+}

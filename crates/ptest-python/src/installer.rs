@@ -260,6 +260,17 @@ impl Installer {
         }
         args.extend(request.extra_args.iter().map(OsString::from));
         args.extend(request.requirements.iter().map(OsString::from));
+        if matches!(self.kind, InstallerKind::Uv { .. }) && from_cache_first(request) {
+            // Every version is fixed: the index can add nothing uv's cache (or find_links)
+            // already holds, and asking it is most of an install from a warm cache (uv
+            // revalidates every index page it used, 0.15 s of a 0.2 s install here).
+            let mut offline = args.clone();
+            offline.insert(1, "--offline".into());
+            match self.run_changing(venv, offline, "installing packages from the cache") {
+                Ok(outcome) => return Ok(outcome),
+                Err(e) => tracing::debug!("not all in uv's cache, asking the index: {e}"),
+            }
+        }
         self.run_changing(venv, args, "installing packages")
     }
 
@@ -682,6 +693,51 @@ fn check_requirements(request: &InstallRequest) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `request` can be tried from uv's cache alone before the index is asked: it asks
+/// the index (not `--offline`, `--no-index`), passes nothing through, and pins every
+/// requirement, its own and its files' lines, to one version (`name==1.2`, markers allowed),
+/// so that the cache's answer is the index's.
+fn from_cache_first(request: &InstallRequest) -> bool {
+    if request.offline || request.no_index || request.upgrade || !request.extra_args.is_empty() {
+        return false;
+    }
+    let pinned = |text: &str| {
+        Requirement::parse(text).is_ok_and(|r| {
+            let specifiers = r.specifiers();
+            let mut all = specifiers.iter();
+            matches!(&r.version_or_url, VersionOrUrl::Specifiers(_))
+                && all.next().is_some_and(|s| s.operator() == Operator::Equal)
+                && all.next().is_none()
+        })
+    };
+    let lines = request
+        .requirement_files
+        .iter()
+        .map(std::fs::read_to_string);
+    let mut files = Vec::new();
+    for text in lines {
+        match text {
+            Ok(text) => files.push(text),
+            Err(_) => return false,
+        }
+    }
+    let file_lines = files.iter().flat_map(|t| t.lines()).filter_map(|l| {
+        let l = l.split(" #").next().unwrap_or("").trim();
+        (!l.is_empty() && !l.starts_with('#')).then_some(l)
+    });
+    let mut all = request
+        .requirements
+        .iter()
+        .map(String::as_str)
+        .chain(file_lines);
+    let mut any = false;
+    let pinned_all = all.all(|r| {
+        any = true;
+        pinned(r)
+    });
+    any && pinned_all
 }
 
 /// The options every install passes the same way, wherever it runs.

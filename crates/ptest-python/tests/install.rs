@@ -159,6 +159,46 @@ fn uv_copies_from_the_shared_cache_so_no_venv_can_change_it() {
     );
 }
 
+/// With every version pinned, uv is asked for the cache's (and find-links') answer first and
+/// the index is not asked at all: behind an index that cannot be reached, a pinned install
+/// (in a requirements file too) succeeds, an unpinned one fails asking it.
+#[test]
+fn pinned_requirements_come_from_the_cache_without_asking_the_index() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let Some(uv) = support::uv_installer(&dir.path().join("cache")) else {
+        return;
+    };
+    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+    let unreachable = |requirements: &[&str], files: Vec<std::path::PathBuf>| InstallRequest {
+        no_index: false,
+        index_url: Some("http://127.0.0.1:9/simple".into()),
+        requirement_files: files,
+        ..local(requirements)
+    };
+    let pinned = venv(dir.path(), "pinned", &python, &uv);
+    let outcome = uv
+        .install(&pinned, &unreachable(&["ptdemo-b==2.0"], Vec::new()))
+        .unwrap();
+    assert_eq!(outcome.installed().count(), 1);
+    let file = dir.path().join("requirements.txt");
+    std::fs::write(
+        &file,
+        "# pinned\nptdemo-c==1.0\nptdemo-a==1.0 # and its\nptdemo-b==2.1\n",
+    )
+    .unwrap();
+    let from_file = venv(dir.path(), "file", &python, &uv);
+    let outcome = uv
+        .install(&from_file, &unreachable(&[], vec![file]))
+        .unwrap();
+    assert_eq!(outcome.installed().count(), 3);
+    let loose = venv(dir.path(), "loose", &python, &uv);
+    let e = uv
+        .install(&loose, &unreachable(&["ptdemo-b>=2.0"], Vec::new()))
+        .unwrap_err();
+    assert!(e.to_string().contains("127.0.0.1"), "{e}");
+}
+
 /// Through its stable venv link, uv installs into a venv it has never seen without starting
 /// that venv's python (a `.pth` line logs every start), and the scripts it writes name the
 /// venv itself, not the link; a second install at once takes another link.

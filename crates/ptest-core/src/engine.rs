@@ -38,6 +38,40 @@ pub enum OutputMode {
     },
 }
 
+/// A writer an engine passes a command's output on through, as it comes ([`OutputMode::sinks`]).
+pub type OutputSink = std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>;
+
+impl OutputMode {
+    /// The stdout and stderr writers of a mode that passes output on: the caller's own streams
+    /// (`Inherit`) or copies of the given descriptors (`Fds`); `None` for `Capture`. For engines
+    /// that relay a command's streams themselves (the command is not a child of this host).
+    pub fn sinks(&self) -> std::io::Result<Option<(OutputSink, OutputSink)>> {
+        let file = |fd: &OwnedFd| -> std::io::Result<OutputSink> {
+            Ok(Box::pin(tokio::fs::File::from_std(std::fs::File::from(
+                fd.try_clone()?,
+            ))))
+        };
+        Ok(match self {
+            OutputMode::Capture => None,
+            OutputMode::Inherit => Some((
+                Box::pin(tokio::io::stdout()) as OutputSink,
+                Box::pin(tokio::io::stderr()) as OutputSink,
+            )),
+            OutputMode::Fds { stdout, stderr } => {
+                Some((file(stdout.as_ref())?, file(stderr.as_ref())?))
+            }
+        })
+    }
+}
+
+/// Writes `bytes` through `sink`. A closed stdout or stderr of the caller does not stop the
+/// command: the rest of its output is dropped.
+pub async fn pass_on(sink: &mut OutputSink, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let _ = sink.write_all(bytes).await;
+    let _ = sink.flush().await;
+}
+
 /// A command to run in an environment.
 #[derive(Debug, Clone, Default)]
 pub struct ExecRequest {

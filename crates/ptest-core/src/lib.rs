@@ -51,7 +51,7 @@ pub use blocking::blocking;
 pub use config::Config;
 pub use engine::{
     Engine, EngineContext, EngineRegistry, EngineTraits, EnvPackages, ExecRequest, Finding,
-    OutputMode, OverlayRefusal, RunningProcess,
+    OutputMode, OutputSink, OverlayRefusal, RunningProcess, pass_on,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use home::Home;

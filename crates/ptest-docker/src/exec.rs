@@ -27,10 +27,11 @@ use futures_util::{Stream, StreamExt};
 use jiff::Timestamp;
 use ptest_core::captured::BoundedOutput;
 use ptest_core::{
-    Environment, Error, ExecRequest, OutputMode, ProcessInfo, ProcessResult, Result, RunningProcess,
+    Environment, Error, ExecRequest, OutputMode, ProcessInfo, ProcessResult, Result,
+    RunningProcess, pass_on,
 };
 use ptest_sandbox::watchdog::Watchdog;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 use crate::connection::{engine_error, message_of, status_of};
 use crate::container::{CONTAINER_ROOT, CONTAINER_WORKSPACE, command_env};
@@ -218,24 +219,25 @@ impl RunningProcess for DockerProcess {
         let exec = &self.exec_id[..self.exec_id.len().min(12)];
         let mut stdout = BoundedOutput::new(&self.root, format!("exec-{exec}.stdout.log"));
         let mut stderr = BoundedOutput::new(&self.root, format!("exec-{exec}.stderr.log"));
-        // Where passed-on output goes: the caller's stdout and stderr, or the given descriptors.
-        let (mut out, mut err): (Sink, Sink) = match &self.mode {
-            OutputMode::Fds { stdout, stderr } => (sink_of(stdout)?, sink_of(stderr)?),
-            _ => (Box::pin(tokio::io::stdout()), Box::pin(tokio::io::stderr())),
-        };
-        let capture = matches!(self.mode, OutputMode::Capture);
+        // Where passed-on output goes: the caller's stdout and stderr, or the given
+        // descriptors; captured where there is none.
+        let mut sinks = self
+            .mode
+            .sinks()
+            .map_err(|e| engine_error("pass a command's output on", e))?;
         while let Some(chunk) = self.output.next().await {
             let chunk = chunk.map_err(|e| engine_error("read a command's output", e))?;
-            match chunk {
-                LogOutput::StdOut { message } | LogOutput::Console { message } if capture => {
+            match (chunk, &mut sinks) {
+                (LogOutput::StdOut { message } | LogOutput::Console { message }, None) => {
                     stdout.push(&message)
                 }
-                LogOutput::StdErr { message } if capture => stderr.push(&message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    pass_on(&mut out, &message).await
-                }
-                LogOutput::StdErr { message } => pass_on(&mut err, &message).await,
-                LogOutput::StdIn { .. } => {}
+                (LogOutput::StdErr { message }, None) => stderr.push(&message),
+                (
+                    LogOutput::StdOut { message } | LogOutput::Console { message },
+                    Some((out, _)),
+                ) => pass_on(out, &message).await,
+                (LogOutput::StdErr { message }, Some((_, err))) => pass_on(err, &message).await,
+                (LogOutput::StdIn { .. }, _) => {}
             }
         }
         let ended = Instant::now();
@@ -287,25 +289,6 @@ impl RunningProcess for DockerProcess {
             )
         })
     }
-}
-
-/// Writes output through to the caller's stream as it comes. A closed stdout or stderr of the
-/// caller does not stop the command: the rest of its output is dropped.
-type Sink = Pin<Box<dyn AsyncWrite + Send>>;
-
-/// A writer onto a copy of `fd`.
-fn sink_of(fd: &std::os::fd::OwnedFd) -> Result<Sink> {
-    let copy = fd
-        .try_clone()
-        .map_err(|e| engine_error("pass a command's output on", e))?;
-    Ok(Box::pin(tokio::fs::File::from_std(std::fs::File::from(
-        copy,
-    ))))
-}
-
-async fn pass_on(sink: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) {
-    let _ = sink.write_all(bytes).await;
-    let _ = sink.flush().await;
 }
 
 /// Kills the process tree of `process` in `container`: its process group and every descendant

@@ -20,7 +20,6 @@
 //! beneath the root in the pod ([`in_pod`]).
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -31,10 +30,10 @@ use kube::Api;
 use kube::api::{AttachParams, AttachedProcess};
 use ptest_core::captured::BoundedOutput;
 use ptest_core::{
-    Environment, Error, ExecRequest, IsolationLevel, OutputMode, ProcessInfo, ProcessResult,
-    Result, RunningProcess,
+    Environment, Error, ExecRequest, IsolationLevel, OutputMode, OutputSink, ProcessInfo,
+    ProcessResult, Result, RunningProcess, pass_on,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::api_error::{Call, chain};
 use crate::connect::Cluster;
@@ -204,24 +203,17 @@ pub(crate) fn exec_error(e: kube::Error, namespace: &str, pod: &str, cluster: &C
     }
 }
 
-type Sink = Pin<Box<dyn AsyncWrite + Send>>;
-
 /// Where one stream goes: captured, or passed on as it comes.
 enum Destination {
     Capture(BoundedOutput),
-    Pass(Sink),
+    Pass(OutputSink),
 }
 
 impl Destination {
     async fn take(&mut self, bytes: &[u8]) {
         match self {
             Destination::Capture(out) => out.push(bytes),
-            // A closed stdout or stderr of the caller does not stop the command: the rest of
-            // its output is dropped.
-            Destination::Pass(sink) => {
-                let _ = sink.write_all(bytes).await;
-                let _ = sink.flush().await;
-            }
+            Destination::Pass(sink) => pass_on(sink, bytes).await,
         }
     }
 }
@@ -244,17 +236,6 @@ async fn pump(reader: Option<impl AsyncRead + Unpin>, to: &mut Destination) -> R
     }
 }
 
-fn sink_of(fd: &std::os::fd::OwnedFd) -> Result<Sink> {
-    let copy = fd.try_clone().map_err(|e| Error::Engine {
-        level: IsolationLevel::Kubernetes,
-        action: "pass a command's output on",
-        source: e.into(),
-    })?;
-    Ok(Box::pin(tokio::fs::File::from_std(std::fs::File::from(
-        copy,
-    ))))
-}
-
 #[async_trait]
 impl RunningProcess for PodProcess {
     fn pid(&self) -> (u32, u64) {
@@ -263,18 +244,16 @@ impl RunningProcess for PodProcess {
 
     async fn wait(mut self: Box<Self>) -> Result<ProcessResult> {
         let name = |stream: &str| format!("exec-{:016x}.{stream}.log", self.token);
-        let (mut out, mut err) = match &self.mode {
-            OutputMode::Capture => (
+        let sinks = self.mode.sinks().map_err(|e| Error::Engine {
+            level: IsolationLevel::Kubernetes,
+            action: "pass a command's output on",
+            source: e.into(),
+        })?;
+        let (mut out, mut err) = match sinks {
+            Some((out, err)) => (Destination::Pass(out), Destination::Pass(err)),
+            None => (
                 Destination::Capture(BoundedOutput::new(&self.root, name("stdout"))),
                 Destination::Capture(BoundedOutput::new(&self.root, name("stderr"))),
-            ),
-            OutputMode::Inherit => (
-                Destination::Pass(Box::pin(tokio::io::stdout())),
-                Destination::Pass(Box::pin(tokio::io::stderr())),
-            ),
-            OutputMode::Fds { stdout, stderr } => (
-                Destination::Pass(sink_of(stdout)?),
-                Destination::Pass(sink_of(stderr)?),
             ),
         };
         let status = self.attached.take_status();

@@ -33,6 +33,18 @@ pub struct VirtualenvEngine {
 }
 
 impl VirtualenvEngine {
+    /// The finished template `env`'s venv was made from or saved as, and the base
+    /// interpreter ptest found for it, from what `create` noted.
+    fn template_of(&self, env: &Environment) -> Option<(PathBuf, PathBuf)> {
+        let digest = env.details.get("spec_hash")?.get("digest")?.as_str()?;
+        let python = env.details.get("python")?.get("path")?.as_str()?;
+        let template = self.cache.join("templates").join(digest.get(..16)?);
+        template
+            .join("complete")
+            .is_file()
+            .then(|| (template.join("venv"), PathBuf::from(python)))
+    }
+
     /// The engine, caching downloads and templates under `home`'s `cache/`.
     pub fn new(home: &Home) -> Self {
         Self {
@@ -414,6 +426,22 @@ impl Engine for VirtualenvEngine {
     }
 
     async fn cleanup(&self, env: &Environment) -> Result<()> {
+        if let Some((template, python)) = self.template_of(env) {
+            let used = venv_path(env);
+            // An optimisation for the template's next clones: a failure is logged only.
+            let compiled = blocking(move || {
+                let template = Venv::open(&template).map_err(|e| python_error("open", e))?;
+                ptest_python::bytecode::compile_imported(&template, &used, &python)
+                    .map_err(|e| python_error("compile a template's modules", e))
+            })
+            .await;
+            if let Err(e) = compiled {
+                tracing::warn!(
+                    "not compiling what {} imported in its template: {e}",
+                    env.name
+                );
+            }
+        }
         self.dir.cleanup(env).await.map_err(virtualenv)
     }
 

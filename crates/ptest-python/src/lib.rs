@@ -36,6 +36,7 @@
 //! Everything here is synchronous (`std::process`); an async caller runs it on a blocking
 //! thread.
 
+pub mod bytecode;
 pub mod check;
 pub mod clone;
 pub mod error;

@@ -284,6 +284,59 @@ fn a_module_poisoned_in_one_environment_reaches_no_other() {
 }
 
 #[test]
+fn removing_an_environment_teaches_its_template_the_bytecode_it_used() {
+    // uv compiles nothing at install: what the first environment's command imported is
+    // compiled in the template when it is removed, so the next clone imports it compiled.
+    let t = TestHome::new();
+    ptest(&t, &["env", "create", "first", "-p", "ptdemo-a==1.0"])
+        .assert()
+        .success();
+    ptest(
+        &t,
+        &[
+            "env",
+            "exec",
+            "first",
+            "--",
+            "python",
+            "-c",
+            "import ptdemo_a",
+        ],
+    )
+    .env_remove("PYTHONDONTWRITEBYTECODE")
+    .assert()
+    .success();
+    ptest(&t, &["env", "rm", "first"]).assert().success();
+    ptest(&t, &["env", "create", "second", "-p", "ptdemo-a==1.0"])
+        .assert()
+        .success();
+    let verbose = [
+        "env",
+        "exec",
+        "second",
+        "--",
+        "python",
+        "-v",
+        "-c",
+        "import ptdemo_a",
+    ];
+    let output = ptest(&t, &verbose)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("# code object from")
+                && l.contains("ptdemo_a/__pycache__/__init__.")),
+        "ptdemo_a was compiled again, not loaded from the template's bytecode:\n{stderr}"
+    );
+}
+
+#[test]
 fn a_second_environment_starts_no_python_to_find_its_interpreter() {
     let python = match ptest_python::Interpreter::find(&ptest_python::PythonRequest::Default) {
         Ok(python) => python,

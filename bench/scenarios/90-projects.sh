@@ -39,6 +39,11 @@ for v in 3.11 3.12; do
     ln -sf "$found" "$pybin/python$v"
 done
 export PATH=$pybin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
+# As in a developer's shell: Python writes the bytecode of what it imports. (This VM's agent
+# environment sets PYTHONDONTWRITEBYTECODE=1; tox drops it from its commands' environment,
+# ptest passes the caller's on, so left set it would compile every module in ptest's runs
+# alone.)
+unset PYTHONDONTWRITEBYTECODE
 
 # tox-uv in a venv of its own: installed next to tox it would take over the runner scenario's.
 toxuv=$BENCH/.tools/tox-uv

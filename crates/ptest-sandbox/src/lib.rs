@@ -47,10 +47,10 @@
 //! ```
 //!
 //! Everything that runs between `fork` and `execve`, and the holder's whole life (it is forked
-//! from the caller, and re-executes only a program that opted in with
-//! [`hold_pods_in_this_program`]), is async-signal-safe system calls on data prepared
-//! beforehand, so these functions may be called from a multi-threaded program. They block
-//! (briefly): call them from a dedicated thread, not from an async task.
+//! from the caller, and executes a program only when the caller opted in with
+//! [`hold_pods_in_program`] or [`hold_pods_in_this_program`]), is async-signal-safe system
+//! calls on data prepared beforehand, so these functions may be called from a multi-threaded
+//! program. They block (briefly): call them from a dedicated thread, not from an async task.
 
 #![cfg(target_os = "linux")]
 // Every `unsafe` block says why it holds (`// SAFETY:`); the workspace denies warnings.
@@ -84,7 +84,8 @@ pub use error::{Error, Result};
 pub use landlock::FsRules;
 pub use overlay::Overlay;
 pub use pod::{
-    Bind, HostView, NetworkMode, Pod, PodSpec, Scratch, hold_pods_in_this_program, serve_if_holder,
+    Bind, HostView, NetworkMode, Pod, PodSpec, Scratch, hold_pods_in_program,
+    hold_pods_in_this_program, serve_if_holder,
 };
 pub use relay::spawn_in_cgroup;
 pub use rlimit::Rlimits;

@@ -19,7 +19,7 @@ mod spec;
 mod userns;
 mod view;
 
-pub use program::{hold_pods_in_this_program, serve_if_holder};
+pub use program::{hold_pods_in_program, hold_pods_in_this_program, serve_if_holder};
 pub use spec::{Bind, HostView, NetworkMode, PodSpec, Scratch};
 pub(crate) use view::check_absolute;
 

@@ -1,22 +1,29 @@
-//! A holder in a fresh image: a program that opts in ([`hold_pods_in_this_program`]) has its
-//! pod holders re-execute it once their view is ready, and [`serve_if_holder`], called first
-//! in its `main`, turns that new image into the holder's command server.
+//! A holder in a fresh image: a program that opts in ([`hold_pods_in_program`],
+//! [`hold_pods_in_this_program`]) has its pod holders execute a program once their view is
+//! ready, and [`serve_if_holder`], called first in that program's `main`, turns the new image
+//! into the holder's command server.
 //!
 //! A holder that only forks keeps every page its creator had written: the creator's heap,
 //! its dead stack frames, the relocated data of its image. When a short-lived `ptest env
 //! create` exits, those pages become the holder's own, about 1 MB of private memory for each
 //! idle environment. After `execve` the holder holds what a small process holds (its
-//! command server's buffers are mapped untouched). A library caller (the Python package, a
-//! test binary) does not opt in: its holders fork only, as before, sharing the still-living
-//! caller's pages.
+//! command server's buffers are mapped untouched), and the smaller the program the less:
+//! every page of a program's relocated data (its GOT, `.data.rel.ro`) is written at start and
+//! private to each holder, so a program that links only the holder
+//! ([`hold_pods_in_program`]) costs less than one that re-executes a large binary
+//! ([`hold_pods_in_this_program`]). A library caller (the Python package, a test binary) does
+//! not opt in: its holders fork only, as before, sharing the still-living caller's pages.
 //!
 //! The protocol between the two images is fixed: the new image is started with
 //! [`ARG0`] as its only argument, as PID 1 of the pod, with the listening socket at
 //! [`LISTENER_FD`], the SIGCHLD signalfd at [`SIGNALS_FD`] (SIGCHLD still blocked: `execve`
-//! keeps the mask) and the step pipe at [`REPORT_FD`], on which it reports readiness.
+//! keeps the mask) and the step pipe at [`REPORT_FD`], on which it reports readiness. The
+//! program must therefore be built from this same crate as its creator (the command server's
+//! requests are this crate's too).
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use crate::step_pipe::StepWriter;
@@ -29,35 +36,50 @@ pub(super) const LISTENER_FD: RawFd = 3;
 pub(super) const SIGNALS_FD: RawFd = 4;
 pub(super) const REPORT_FD: RawFd = 5;
 
-/// This program's own image, opened once by [`hold_pods_in_this_program`].
+/// The program holders execute, opened once by [`hold_pods_in_program`].
 static PROGRAM: OnceLock<OwnedFd> = OnceLock::new();
 
-/// Makes the pod holders this process creates from now on re-execute its program (which must
-/// call [`serve_if_holder`] before anything else in `main`), so that an idle pod costs a
-/// small process's memory rather than a copy of this one's.
-pub fn hold_pods_in_this_program() -> std::io::Result<()> {
+/// Makes the pod holders this process creates from now on execute `program`, whose `main`
+/// must call [`serve_if_holder`] before anything else, so that an idle pod costs a small
+/// process's memory rather than a copy of this one's. The smaller `program` is, the less each
+/// idle pod holds: a program that does nothing but [`serve_if_holder`] (as ptest's
+/// `ptest-pod-holder`) holds less than [`hold_pods_in_this_program`]'s re-executed caller.
+///
+/// `program` is opened now (`O_PATH`, close-on-exec) and that file is what every holder runs,
+/// whatever later happens to the path; the first call that succeeds wins. Holders execute it
+/// with their creator's privileges, so it must be as trusted as the caller's own binary (the
+/// `ptest` CLI takes the one installed beside itself) and built from the same version of this
+/// crate. Errors are those of `open(2)`: a `NotFound` leaves the caller free to fall back.
+pub fn hold_pods_in_program(program: &Path) -> std::io::Result<()> {
     if PROGRAM.get().is_none() {
-        let exe = rustix::fs::open(
-            "/proc/self/exe",
+        let fd = rustix::fs::open(
+            program,
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let _ = PROGRAM.set(exe);
+        let _ = PROGRAM.set(fd);
     }
     Ok(())
 }
 
-/// The program holders re-execute, if this process opted in.
+/// Makes the pod holders this process creates from now on re-execute its own program (which
+/// must call [`serve_if_holder`] before anything else in `main`): [`hold_pods_in_program`]
+/// with `/proc/self/exe`, for a program that ships no smaller holder.
+pub fn hold_pods_in_this_program() -> std::io::Result<()> {
+    hold_pods_in_program(Path::new("/proc/self/exe"))
+}
+
+/// The program holders execute, if this process opted in.
 pub(super) fn program() -> Option<BorrowedFd<'static>> {
     PROGRAM.get().map(AsFd::as_fd)
 }
 
-/// In a re-executed holder (see the module docs), serves the pod's commands and never
+/// In a holder's new image (see the module docs), serves the pod's commands and never
 /// returns; in any other process, returns at once.
 ///
 /// Call it first in `main`, before any thread or descriptor exists: the holder is recognised
-/// by its only argument being `ptest-pod-holder` while it is PID 1, which no command line of a program
-/// started the ordinary way has.
+/// by its only argument being `ptest-pod-holder` while it is PID 1, which no command line of a
+/// program started the ordinary way has.
 pub fn serve_if_holder() {
     let mut args = std::env::args_os();
     let is_holder = args

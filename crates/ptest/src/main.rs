@@ -39,7 +39,8 @@ fn exit_code(failure: &Failure) -> u8 {
 }
 
 fn main() -> ExitCode {
-    // A pod holder this program re-executed ([`open_manager`]) serves its pod from here on.
+    // A pod holder that re-executed this program ([`hold_pods_in_a_fresh_image`]) serves its
+    // pod from here on.
     ptest_sandbox::serve_if_holder();
     let cli = Cli::parse();
     if cli.command.only_prints() {
@@ -109,14 +110,26 @@ fn engines(home: &Home) -> EngineRegistry {
     engines
 }
 
-/// Opens the manager on `$PTEST_HOME` with every engine this build has.
-fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
-    let home = Home::from_env()?;
-    // An idle environment's holder then costs a small process's memory, not a copy of this
-    // one's; where /proc/self/exe cannot be opened, holders fork only.
+/// Has this process's pod holders execute `ptest-pod-holder` from ptest's own directory (as
+/// trusted as ptest itself: whoever can replace one can replace the other), or else ptest
+/// again: an idle environment's holder then costs a small process's memory, not a copy of
+/// this one's, and the small program less than ptest (whose relocated data alone dirties
+/// tens of KiB in each holder). Where neither can be opened, holders fork only.
+fn hold_pods_in_a_fresh_image() {
+    let beside = std::env::current_exe().map(|exe| exe.with_file_name("ptest-pod-holder"));
+    match beside.and_then(|program| ptest_sandbox::hold_pods_in_program(&program)) {
+        Ok(()) => return,
+        Err(e) => tracing::debug!("pod holders will not execute ptest-pod-holder: {e}"),
+    }
     if let Err(e) = ptest_sandbox::hold_pods_in_this_program() {
         tracing::debug!("pod holders will not re-execute ptest: {e}");
     }
+}
+
+/// Opens the manager on `$PTEST_HOME` with every engine this build has.
+fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
+    let home = Home::from_env()?;
+    hold_pods_in_a_fresh_image();
     let engines = engines(&home);
     Ok(Manager::open(home, config, engines)?)
 }

@@ -30,14 +30,19 @@ import json, sys
 print(" ".join(str(e.get("details", {}).get("sandbox", {}).get("holder_pid", "")) for e in json.load(sys.stdin)))'
 }
 
+# A freshly written file's pages are dirty in the page cache and would count as private dirty
+# memory of whoever maps them: write the programs back first (ptest, and the ptest-pod-holder
+# built beside it that the holders run; a --rev from before it has none).
+sync "$PTEST"
+holder_program=$(dirname "$PTEST")/ptest-pod-holder
+[[ ! -e $holder_program ]] || sync "$holder_program"
+
 # The reference: as many processes as the first checkpoint that only call pause(), statically
 # linked as a pod's pause container is (skipped where no C compiler is found).
 if command -v cc >/dev/null &&
     printf '#include <unistd.h>\nint main(void) { for (;;) pause(); }\n' |
     cc -x c -O2 -static -o "$SCRATCH/pause" - 2>/dev/null; then
-    # A freshly written file's pages are dirty in the page cache and would count as private
-    # dirty memory of whoever maps them: write both programs back first.
-    sync "$SCRATCH/pause" "$PTEST"
+    sync "$SCRATCH/pause"
     pauses=()
     for ((i = 0; i < checkpoints[0]; i++)); do
         "$SCRATCH/pause" &

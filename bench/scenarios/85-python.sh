@@ -1,5 +1,5 @@
-# Python (ptest-env, issue 16): the wheel built in release mode into bench/target (sharing the
-# ptest build), installed with testcontainers into bench/.tools/py-venv.
+# Python (ptest-env, issue 16): the wheel built in release mode into the target dir of the run's
+# ptest build (bench/target, or bench/target/rev with --rev), installed with testcontainers into bench/.tools/py-venv.
 # 1. exec: `env.exec(["true"])` from Python in a sandboxed (medium) environment against the
 #    Rust library's `Manager::execute_command(["true"])` in the same kind of environment (the
 #    limit: what the bindings wrap) and `subprocess.run(["true"])`. Python rounds (env.exec and
@@ -13,7 +13,7 @@
 venv=$BENCH/.tools/py-venv
 src=${BENCH_SRC:-$BENCH/..}
 bench_log "python: building the ptest-env wheel (release) from $src and its venv"
-wheel=$(CARGO_TARGET_DIR=$BENCH/target "$src/scripts/build-wheel" --release | tail -n 1)
+wheel=$(CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$BENCH/target} "$src/scripts/build-wheel" --release | tail -n 1)
 if [[ ! -x $venv/bin/python ]]; then
     "$PY" -m venv "$venv"
 fi

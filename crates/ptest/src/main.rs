@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod holder_build;
 mod output;
 
 use std::process::ExitCode;
@@ -116,14 +117,57 @@ fn engines(home: &Home) -> EngineRegistry {
 /// this one's, and the small program less than ptest (whose relocated data alone dirties
 /// tens of KiB in each holder). Where neither can be opened, holders fork only.
 fn hold_pods_in_a_fresh_image() {
-    let beside = std::env::current_exe().map(|exe| exe.with_file_name("ptest-pod-holder"));
-    match beside.and_then(|program| ptest_sandbox::hold_pods_in_program(&program)) {
+    match holder_program().and_then(|program| ptest_sandbox::hold_pods_in_program(&program)) {
         Ok(()) => return,
         Err(e) => tracing::debug!("pod holders will not execute ptest-pod-holder: {e}"),
     }
     if let Err(e) = ptest_sandbox::hold_pods_in_this_program() {
         tracing::debug!("pod holders will not re-execute ptest: {e}");
     }
+}
+
+/// The ELF section in which both binaries carry [`holder_build::HOLDER_BUILD`].
+const HOLDER_SECTION: &[u8] = b".ptest_holder_build";
+
+/// `ptest-pod-holder` beside this executable, when its holder code is this build's. `cargo
+/// run -p ptest` relinks `ptest` alone: a holder left from before a change to the pod's
+/// protocol must not serve this build's pods.
+fn holder_program() -> std::io::Result<std::path::PathBuf> {
+    let program = std::env::current_exe()?.with_file_name("ptest-pod-holder");
+    let theirs = holder_build_of(&program)?;
+    if theirs != holder_build::HOLDER_BUILD {
+        return Err(std::io::Error::other(format!(
+            "{} is of another build of the holder ({} where this ptest has {})",
+            program.display(),
+            String::from_utf8_lossy(&theirs),
+            String::from_utf8_lossy(&holder_build::HOLDER_BUILD),
+        )));
+    }
+    Ok(program)
+}
+
+/// The holder build `program` carries, read from its section headers and that one section
+/// (a few small reads, nothing run).
+fn holder_build_of(program: &std::path::Path) -> std::io::Result<[u8; 16]> {
+    use object::read::elf::{FileHeader, SectionHeader};
+    let invalid = |e: object::Error| std::io::Error::other(format!("{}: {e}", program.display()));
+    let file = object::ReadCache::new(std::fs::File::open(program)?);
+    let header = object::elf::FileHeader64::<object::Endianness>::parse(&file).map_err(invalid)?;
+    let endian = header.endian().map_err(invalid)?;
+    let sections = header.sections(endian, &file).map_err(invalid)?;
+    let (_, section) = sections
+        .section_by_name(endian, HOLDER_SECTION)
+        .ok_or_else(|| {
+            std::io::Error::other(format!("{} has no holder build", program.display()))
+        })?;
+    let data = section.data(endian, &file).map_err(invalid)?;
+    data.try_into().map_err(|_| {
+        std::io::Error::other(format!(
+            "{}: a holder build of {} bytes",
+            program.display(),
+            data.len()
+        ))
+    })
 }
 
 /// Opens the manager on `$PTEST_HOME` with every engine this build has.

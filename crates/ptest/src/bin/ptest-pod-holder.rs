@@ -8,11 +8,16 @@
 //! command), which is how `ptest net fault` starts a port's fault proxy below `strict`: so it
 //! serves `__proxy CONTROL_FILE` as `ptest __proxy` does.
 
+#[path = "../holder_build.rs"]
+mod holder_build;
+
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Kept for `ptest` to read from this file: nothing here refers to it otherwise.
+    std::hint::black_box(&holder_build::HOLDER_BUILD);
     // In a pod holder, serves its pod and never returns.
     ptest_sandbox::serve_if_holder();
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();

@@ -1136,34 +1136,52 @@ fn an_idle_environments_holder_is_a_fresh_small_process() {
     assert_eq!(seen, "y\ny\n2\n");
 }
 
-/// Where no `ptest-pod-holder` is installed beside ptest (a copy of ptest alone), the holder
-/// re-executes ptest itself, still a fresh image, and serves commands.
+/// Where no `ptest-pod-holder` is installed beside ptest (a copy of ptest alone), or the one
+/// there is of another build of the holder's code (`cargo run -p ptest` relinks ptest alone),
+/// the holder re-executes ptest itself, still a fresh image, and serves commands.
 #[test]
-fn a_holder_re_executes_ptest_where_no_holder_program_is_beside_it() {
+fn a_holder_re_executes_ptest_where_no_holder_program_of_its_build_is_beside_it() {
     let t = TestHome::new();
     if !sandbox_available(&t) {
         return;
     }
-    let alone = t.dir.path().join("alone");
-    std::fs::create_dir(&alone).unwrap();
-    let ptest = alone.join("ptest");
-    // A hard link names this directory in /proc/self/exe as a copy does, without copying.
-    if std::fs::hard_link(env!("CARGO_BIN_EXE_ptest"), &ptest).is_err() {
-        std::fs::copy(env!("CARGO_BIN_EXE_ptest"), &ptest).unwrap();
+    // The holder program with its build (16 hex digits, in a section of its own) changed.
+    let mut other_build = std::fs::read(env!("CARGO_BIN_EXE_ptest-pod-holder")).unwrap();
+    let build = env!("PTEST_HOLDER_BUILD").as_bytes();
+    let at = other_build
+        .windows(build.len())
+        .position(|w| w == build)
+        .expect("the holder carries its build");
+    other_build[at..at + build.len()].copy_from_slice(b"0123456789abcdef");
+    for (case, holder) in [("alone", None), ("other-build", Some(&other_build))] {
+        let dir = t.dir.path().join(case);
+        std::fs::create_dir(&dir).unwrap();
+        let ptest = dir.join("ptest");
+        // A hard link names this directory in /proc/self/exe as a copy does, without copying.
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_ptest"), &ptest).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_ptest"), &ptest).unwrap();
+        }
+        if let Some(holder) = holder {
+            let path = dir.join("ptest-pod-holder");
+            std::fs::write(&path, holder).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
+        let run = |args: &[&str]| {
+            let bound = t.std_command(args);
+            let mut cmd = std::process::Command::new(&ptest);
+            cmd.env_clear()
+                .envs(bound.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .current_dir(t.cwd())
+                .args(args);
+            assert_cmd::Command::from_std(cmd)
+        };
+        let name = format!("idle-{case}");
+        run(&["env", "create", &name]).assert().success();
+        assert_fresh_holder(holder_pid(&t, &name), &ptest, 512);
+        run(&["env", "exec", &name, "--", "echo", "served"])
+            .assert()
+            .success()
+            .stdout("served\n");
     }
-    let alone_ptest = |args: &[&str]| {
-        let bound = t.std_command(args);
-        let mut cmd = std::process::Command::new(&ptest);
-        cmd.env_clear()
-            .envs(bound.get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .current_dir(t.cwd())
-            .args(args);
-        assert_cmd::Command::from_std(cmd)
-    };
-    alone_ptest(&["env", "create", "idle"]).assert().success();
-    assert_fresh_holder(holder_pid(&t, "idle"), &ptest, 512);
-    alone_ptest(&["env", "exec", "idle", "--", "echo", "served"])
-        .assert()
-        .success()
-        .stdout("served\n");
 }

@@ -146,8 +146,8 @@ fn holder_program() -> std::io::Result<std::path::PathBuf> {
     Ok(program)
 }
 
-/// The holder build `program` carries, read from its section headers and that one section
-/// (a few small reads, nothing run).
+/// The holder build `program` carries, read from its section headers, their names and that
+/// one section: four small reads, nothing run.
 fn holder_build_of(program: &std::path::Path) -> std::io::Result<[u8; 16]> {
     use object::read::elf::{FileHeader, SectionHeader};
     let invalid = |e: object::Error| std::io::Error::other(format!("{}: {e}", program.display()));
@@ -155,11 +155,22 @@ fn holder_build_of(program: &std::path::Path) -> std::io::Result<[u8; 16]> {
     let header = object::elf::FileHeader64::<object::Endianness>::parse(&file).map_err(invalid)?;
     let endian = header.endian().map_err(invalid)?;
     let sections = header.sections(endian, &file).map_err(invalid)?;
-    let (_, section) = sections
-        .section_by_name(endian, HOLDER_SECTION)
-        .ok_or_else(|| {
-            std::io::Error::other(format!("{} has no holder build", program.display()))
-        })?;
+    // The names in one read (looked up one by one, each would be a read of its own).
+    let names = sections
+        .section(object::SectionIndex(
+            header.shstrndx(endian, &file).map_err(invalid)? as usize,
+        ))
+        .and_then(|names| names.data(endian, &file))
+        .map_err(invalid)?;
+    let named = |section: &&object::elf::SectionHeader64<object::Endianness>| {
+        names
+            .get(section.sh_name(endian) as usize..)
+            .and_then(|rest| rest.strip_prefix(HOLDER_SECTION))
+            .is_some_and(|rest| rest.first() == Some(&0))
+    };
+    let section = sections.iter().find(named).ok_or_else(|| {
+        std::io::Error::other(format!("{} has no holder build", program.display()))
+    })?;
     let data = section.data(endian, &file).map_err(invalid)?;
     data.try_into().map_err(|_| {
         std::io::Error::other(format!(

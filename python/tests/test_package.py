@@ -48,6 +48,12 @@ def test_python_and_the_cli_see_the_same_environments(
         listed = json.loads(cli("env", "list", "--json").stdout)
         assert "from-python" in [e["name"] for e in listed]
         assert cli("env", "create", "from-cli").returncode == 0
+        # Its idle holder runs the small program the wheel installed beside `ptest`.
+        shown = json.loads(cli("env", "show", "from-cli", "--json").stdout)
+        sandbox = shown["environment"]["details"].get("sandbox")
+        if sandbox:
+            holder = Path(f"/proc/{sandbox['holder_pid']}/exe").resolve()
+            assert holder == (Path(sys.executable).parent / "ptest-pod-holder").resolve()
         other = ptest_manager.get("from-cli")
         assert other.status == "active"
         assert other.exec(["sh", "-c", "echo $PTEST_ENV_NAME"]).stdout == "from-cli\n"

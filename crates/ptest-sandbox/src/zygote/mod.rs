@@ -27,9 +27,10 @@
 //!    command's process group, unless the command was to outlive its caller.
 //!
 //! The holder was forked from a possibly multi-threaded program and, unless that program
-//! opted in to re-executing it ([`crate::hold_pods_in_this_program`]), never execs, so it must
-//! not allocate: everything it uses (request buffer, pointer array, client table, poll array,
-//! seccomp filter) is allocated by [`Zygote::new`] before the fork, and its loop (one `poll`
+//! opted in to a fresh image ([`crate::hold_pods_in_program`],
+//! [`crate::hold_pods_in_this_program`]), never execs, so it must not allocate: everything it
+//! uses (request buffer, pointer array, client table, poll array, seccomp filter) is
+//! allocated by [`Zygote::new`] before the fork, and its loop (one `poll`
 //! over a signalfd for SIGCHLD, the listening socket and the clients) makes only system calls.
 //!
 //! One file per side of the socket: [`client`] is the caller's (encode the request, read the

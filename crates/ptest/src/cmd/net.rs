@@ -133,9 +133,10 @@ fn check_can_proxy(manager: &Manager, env: &Environment) -> Result<(), Error> {
     Ok(())
 }
 
-/// The program that runs `ptest __proxy` inside the environment. Below `strict` this very
-/// binary, reached through `/proc/self/exe` of the supervisor's forked child, wherever it is
-/// installed and whatever the pod shows. At `strict` Landlock lets a command execute only
+/// The program that runs `ptest __proxy` inside the environment. Below `strict` the pod
+/// holder's own program (`ptest-pod-holder`, or this very binary where the holder re-executes
+/// it; both serve `__proxy`), reached through `/proc/self/exe` of the supervisor's forked
+/// child, wherever it is installed and whatever the pod shows. At `strict` Landlock lets a command execute only
 /// what its pod shows, which is not where a dev build lives: the proxy runs from a private
 /// copy in `run/net/` (never a hard link: the environment's command could write through one
 /// into the host's binary), made in the directory held open beneath the root, new

@@ -1,9 +1,9 @@
 //! The build of the pod holder's code, in both of this package's binaries: `ptest` gives its
 //! pods to the `ptest-pod-holder` beside it only when that file carries the same value (see
-//! `holder_program` in `main.rs`). It is a digest of the holder's sources (`build.rs`), kept
-//! in a section of its own so that it can be read from the file without running it.
+//! `holder.rs`). It is a digest of the holder's sources (`build.rs`), kept in a section of its
+//! own so that it can be read from the file without running it.
 
-/// 16 hexadecimal digits (`PTEST_HOLDER_BUILD` from `build.rs`), in the section `main.rs`
+/// 16 hexadecimal digits (`PTEST_HOLDER_BUILD` from `build.rs`), in the section `holder.rs`
 /// reads (`HOLDER_SECTION`).
 #[used]
 #[unsafe(link_section = ".ptest_holder_build")]

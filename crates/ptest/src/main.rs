@@ -3,6 +3,7 @@
 
 mod cli;
 mod cmd;
+mod holder;
 mod holder_build;
 mod output;
 
@@ -40,8 +41,8 @@ fn exit_code(failure: &Failure) -> u8 {
 }
 
 fn main() -> ExitCode {
-    // A pod holder that re-executed this program ([`hold_pods_in_a_fresh_image`]) serves its
-    // pod from here on.
+    // A pod holder that re-executed this program ([`holder::hold_pods_in_a_fresh_image`])
+    // serves its pod from here on.
     ptest_sandbox::serve_if_holder();
     let cli = Cli::parse();
     if cli.command.only_prints() {
@@ -111,80 +112,10 @@ fn engines(home: &Home) -> EngineRegistry {
     engines
 }
 
-/// Has this process's pod holders execute `ptest-pod-holder` from ptest's own directory (as
-/// trusted as ptest itself: whoever can replace one can replace the other), or else ptest
-/// again: an idle environment's holder then costs a small process's memory, not a copy of
-/// this one's, and the small program less than ptest (whose relocated data alone dirties
-/// tens of KiB in each holder). Where neither can be opened, holders fork only.
-fn hold_pods_in_a_fresh_image() {
-    match holder_program().and_then(|program| ptest_sandbox::hold_pods_in_program(&program)) {
-        Ok(()) => return,
-        Err(e) => tracing::debug!("pod holders will not execute ptest-pod-holder: {e}"),
-    }
-    if let Err(e) = ptest_sandbox::hold_pods_in_this_program() {
-        tracing::debug!("pod holders will not re-execute ptest: {e}");
-    }
-}
-
-/// The ELF section in which both binaries carry [`holder_build::HOLDER_BUILD`].
-const HOLDER_SECTION: &[u8] = b".ptest_holder_build";
-
-/// `ptest-pod-holder` beside this executable, when its holder code is this build's. `cargo
-/// run -p ptest` relinks `ptest` alone: a holder left from before a change to the pod's
-/// protocol must not serve this build's pods.
-fn holder_program() -> std::io::Result<std::path::PathBuf> {
-    let program = std::env::current_exe()?.with_file_name("ptest-pod-holder");
-    let theirs = holder_build_of(&program)?;
-    if theirs != holder_build::HOLDER_BUILD {
-        return Err(std::io::Error::other(format!(
-            "{} is of another build of the holder ({} where this ptest has {})",
-            program.display(),
-            String::from_utf8_lossy(&theirs),
-            String::from_utf8_lossy(&holder_build::HOLDER_BUILD),
-        )));
-    }
-    Ok(program)
-}
-
-/// The holder build `program` carries, read from its section headers, their names and that
-/// one section: four small reads, nothing run.
-fn holder_build_of(program: &std::path::Path) -> std::io::Result<[u8; 16]> {
-    use object::read::elf::{FileHeader, SectionHeader};
-    let invalid = |e: object::Error| std::io::Error::other(format!("{}: {e}", program.display()));
-    let file = object::ReadCache::new(std::fs::File::open(program)?);
-    let header = object::elf::FileHeader64::<object::Endianness>::parse(&file).map_err(invalid)?;
-    let endian = header.endian().map_err(invalid)?;
-    let sections = header.sections(endian, &file).map_err(invalid)?;
-    // The names in one read (looked up one by one, each would be a read of its own).
-    let names = sections
-        .section(object::SectionIndex(
-            header.shstrndx(endian, &file).map_err(invalid)? as usize,
-        ))
-        .and_then(|names| names.data(endian, &file))
-        .map_err(invalid)?;
-    let named = |section: &&object::elf::SectionHeader64<object::Endianness>| {
-        names
-            .get(section.sh_name(endian) as usize..)
-            .and_then(|rest| rest.strip_prefix(HOLDER_SECTION))
-            .is_some_and(|rest| rest.first() == Some(&0))
-    };
-    let section = sections.iter().find(named).ok_or_else(|| {
-        std::io::Error::other(format!("{} has no holder build", program.display()))
-    })?;
-    let data = section.data(endian, &file).map_err(invalid)?;
-    data.try_into().map_err(|_| {
-        std::io::Error::other(format!(
-            "{}: a holder build of {} bytes",
-            program.display(),
-            data.len()
-        ))
-    })
-}
-
 /// Opens the manager on `$PTEST_HOME` with every engine this build has.
 fn open_manager(config: ptest_core::Config) -> Result<Manager, Failure> {
     let home = Home::from_env()?;
-    hold_pods_in_a_fresh_image();
+    holder::hold_pods_in_a_fresh_image();
     let engines = engines(&home);
     Ok(Manager::open(home, config, engines)?)
 }

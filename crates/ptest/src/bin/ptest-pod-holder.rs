@@ -1,6 +1,6 @@
 //! `ptest-pod-holder`: the program an idle environment's pod holder runs. `ptest` has its
-//! holders execute this file when it is installed beside it (see `hold_pods_in_a_fresh_image`
-//! in `main.rs`): linking little more than the holder's command server, it is written to
+//! holders execute this file when it is installed beside it and of its build (see
+//! `holder.rs`): linking little more than the holder's command server, it is written to
 //! (relocated) in a page or two where a re-executed `ptest` dirties tens of KiB in every idle
 //! holder.
 //!

@@ -44,6 +44,15 @@ fn main() -> ExitCode {
     // A pod holder that re-executed this program ([`holder::hold_pods_in_a_fresh_image`])
     // serves its pod from here on.
     ptest_sandbox::serve_if_holder();
+    // `ptest --version` alone, as clap would print it, before clap builds anything: the
+    // question tools ask most often of an installed binary needs nothing else.
+    let mut args = std::env::args_os().skip(1);
+    if let (Some(flag), None) = (args.next(), args.next())
+        && (flag == "--version" || flag == "-V")
+    {
+        println!("ptest {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     if cli.command.only_prints() {
         // Rust ignores SIGPIPE, so a closed reader would make the next print panic: end

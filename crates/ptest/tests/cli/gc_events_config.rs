@@ -264,6 +264,22 @@ fn completions_are_generated() {
         .stdout(contains("_ptest"));
 }
 
+/// `--version` and `-V` alone are answered before clap builds the command line (issue 21),
+/// as clap answers them elsewhere on it.
+#[test]
+fn the_version_is_the_same_however_it_is_asked_for() {
+    let t = TestHome::new();
+    let expected = format!("ptest {}\n", env!("CARGO_PKG_VERSION"));
+    for args in [
+        &["--version"][..],
+        &["-V"],
+        &["--version", "--help"],
+        &["-V", "env"],
+    ] {
+        t.ptest(args).assert().success().stdout(expected.clone());
+    }
+}
+
 /// A listing whose reader has gone (`ptest events | head`) ends quietly, without a panic.
 #[test]
 fn a_listing_ends_quietly_when_its_reader_goes() {

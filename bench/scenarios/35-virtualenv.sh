@@ -35,7 +35,7 @@ fi
     ROUNDS=$((QUICK ? 1 : 2)) WARMUP=2 RUNS=$((QUICK ? 5 : 8))
     bench_compare virtualenv "virtualenv create + remove (empty venv)" \
         --limit "uv venv + rm -rf" --ptest "ptest env create --level virtualenv + rm" \
-        --note "uv is on PATH, so ptest creates venvs with uv; an empty venv has one spec hash, so after the first run every ptest create is a hard-link clone of its template" \
+        --note "uv is on PATH, so ptest creates venvs with uv; an empty venv has one spec hash, so after the first run every ptest create is a clone of its template (copies, reflinked where the filesystem can)" \
         --note "ptest keeps what an interpreter and uv said about themselves in \$PTEST_HOME/cache/probes (trusted while the binary is unchanged) and resolves pyenv shims without running them, so a create after the first starts no subprocess" \
         --note "ptest's row also pays two ptest processes, the sandbox (cgroup + pod holder) and the environment's bookkeeping" \
         "${notes[@]}" -- "${contenders[@]}"

@@ -54,7 +54,11 @@ pub fn compile_imported(template: &Venv, used: &Path, python: &Path) -> Result<u
         command.args(["-I", "-c", COMPILE_SCRIPT]).args(chunk);
         run_tool(&mut command, "compiling a template's modules")?;
     }
-    tracing::debug!(template = %template.root().display(), compiled = wanted.len(), "compiled what a clone imported");
+    tracing::debug!(
+        template = %template.root().display(),
+        compiled = wanted.len(),
+        "compiled what a clone imported"
+    );
     Ok(wanted.len())
 }
 

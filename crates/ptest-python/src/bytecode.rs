@@ -47,19 +47,60 @@ pub fn compile_imported(template: &Venv, used: &Path, python: &Path) -> Result<u
     if wanted.is_empty() {
         return Ok(0);
     }
-    // Argument lists are bounded by the kernel (a quarter of the stack limit): a few
-    // thousand paths at a time stay far below.
-    for chunk in wanted.chunks(2000) {
-        let mut command = Command::new(python);
-        command.args(["-I", "-c", COMPILE_SCRIPT]).args(chunk);
-        run_tool(&mut command, "compiling a template's modules")?;
-    }
+    // A run's last removal compiles while nothing else runs: with one compiler per core
+    // its wait is shorter (0.30 → 0.2 s for pytest's 101 modules on 2 cores here).
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(wanted.len().div_ceil(FEWEST_PER_COMPILER));
+    std::thread::scope(|scope| {
+        let compilers: Vec<_> = deal(&wanted, workers)
+            .into_iter()
+            .map(|share| scope.spawn(move || compile(python, &share)))
+            .collect();
+        compilers
+            .into_iter()
+            .try_for_each(|c| c.join().expect("a compiler's thread does not panic"))
+    })?;
     tracing::debug!(
         template = %template.root().display(),
         compiled = wanted.len(),
         "compiled what a clone imported"
     );
     Ok(wanted.len())
+}
+
+/// Modules below which a second compiler is not worth its interpreter's start (~15 ms).
+const FEWEST_PER_COMPILER: usize = 16;
+
+/// `paths` dealt into `hands` shares of about equal bytes: largest first, each to the
+/// share with the fewest bytes so far.
+fn deal(paths: &[PathBuf], hands: usize) -> Vec<Vec<PathBuf>> {
+    let mut sized: Vec<(u64, &PathBuf)> = paths
+        .iter()
+        .map(|p| (fs::metadata(p).map_or(0, |m| m.len()), p))
+        .collect();
+    sized.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
+    let mut shares = vec![(0u64, Vec::new()); hands.max(1)];
+    for (size, path) in sized {
+        let lightest = shares
+            .iter_mut()
+            .min_by_key(|(bytes, _)| *bytes)
+            .expect("at least one share");
+        lightest.0 += size;
+        lightest.1.push(path.clone());
+    }
+    shares.into_iter().map(|(_, share)| share).collect()
+}
+
+/// Compiles `paths` with `python`, a few thousand at a time: argument lists are bounded by
+/// the kernel (a quarter of the stack limit).
+fn compile(python: &Path, paths: &[PathBuf]) -> Result<()> {
+    for chunk in paths.chunks(2000) {
+        let mut command = Command::new(python);
+        command.args(["-I", "-c", COMPILE_SCRIPT]).args(chunk);
+        run_tool(&mut command, "compiling a template's modules")?;
+    }
+    Ok(())
 }
 
 /// Compiles each path given, with checked hashes; a source that does not compile is left for
@@ -169,5 +210,28 @@ mod tests {
         let stems = pyc_stems(&cache, &mut 100);
         let names: Vec<_> = stems.iter().map(|s| s.to_str().unwrap()).collect();
         assert_eq!(names, ["a", "b", "d"]);
+    }
+
+    #[test]
+    fn deals_every_path_once_into_shares_of_about_equal_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = [900, 500, 400, 300, 100, 100]
+            .iter()
+            .enumerate()
+            .map(|(i, size)| {
+                let path = dir.path().join(format!("m{i}.py"));
+                fs::write(&path, vec![b'#'; *size]).unwrap();
+                path
+            })
+            .collect();
+        let shares = deal(&paths, 2);
+        let bytes = |share: &Vec<PathBuf>| -> u64 {
+            share.iter().map(|p| fs::metadata(p).unwrap().len()).sum()
+        };
+        assert_eq!(shares.iter().map(bytes).collect::<Vec<_>>(), [1200, 1100]);
+        let mut all: Vec<_> = shares.concat();
+        all.sort();
+        assert_eq!(all, paths);
+        assert_eq!(deal(&paths, 0).concat().len(), paths.len());
     }
 }

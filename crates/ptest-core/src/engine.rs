@@ -289,6 +289,25 @@ pub trait Engine: Send + Sync {
     /// through `ctx`.
     async fn create(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()>;
 
+    /// Installs the project's wheel without its dependencies (the spec's packages carried
+    /// them) into `env`, just after [`Engine::create`] and before anything ran in it:
+    /// [`crate::Manager::create_environment_then`] hands the wheel over only then, so that
+    /// building it overlaps the engine's own work. `Err(`[`crate::Error::Unsupported`]`)`
+    /// where the level installs no Python packages.
+    async fn install_project(
+        &self,
+        env: &Environment,
+        project: &crate::model::ProjectWheel,
+        ctx: &dyn EngineContext,
+    ) -> Result<()> {
+        let _ = (project, ctx);
+        Err(crate::Error::Unsupported {
+            name: env.name.to_string(),
+            action: "install a project's wheel into",
+            why: format!("the {} level installs no Python packages", env.level),
+        })
+    }
+
     /// Starts what the environment needs to run commands (a sandbox holder, a container).
     async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()>;
 

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::model::{
     CleanupPolicy, EnvSummary, Environment, EnvironmentSpec, EnvironmentStatus as S, Event,
-    IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, Removal,
-    ResourceUsage,
+    IsolationEvent, IsolationLevel, ProcessInfo, ProcessResult, ProcessStatus, ProjectWheel,
+    Removal, ResourceUsage,
 };
 use crate::name::EnvId;
 use crate::ports::{PortLease, PortName};
@@ -395,16 +395,34 @@ impl Manager {
     /// is taken. If the engine fails, what it made is removed and the record deleted; if even
     /// that fails, the record stays in `error` for `env rm` to retry.
     pub async fn create_environment(&self, spec: EnvironmentSpec) -> Result<Environment> {
-        self.create_with(spec, true).await
+        self.create_with(spec, true, None).await
+    }
+
+    /// Creates an environment as [`Manager::create_environment`] does, with the project's
+    /// wheel that `project` comes to installed (without dependencies: the spec's packages
+    /// name them) after the engine built the rest and before the environment starts. The
+    /// wheel is awaited only then, so it can be built while the engine works; if it cannot
+    /// be had, the create fails and is undone like any engine failure.
+    pub async fn create_environment_then(
+        &self,
+        spec: EnvironmentSpec,
+        project: impl Future<Output = Result<ProjectWheel>> + Send,
+    ) -> Result<Environment> {
+        self.create_with(spec, true, Some(Box::pin(project))).await
     }
 
     /// Creates an environment and leaves it `created`: built, nothing started in it (no
     /// holder, no container running), no command can run until [`Manager::start_environment`].
     pub async fn create_environment_unstarted(&self, spec: EnvironmentSpec) -> Result<Environment> {
-        self.create_with(spec, false).await
+        self.create_with(spec, false, None).await
     }
 
-    async fn create_with(&self, spec: EnvironmentSpec, start: bool) -> Result<Environment> {
+    async fn create_with(
+        &self,
+        spec: EnvironmentSpec,
+        start: bool,
+        project: Option<std::pin::Pin<Box<dyn Future<Output = Result<ProjectWheel>> + Send + '_>>>,
+    ) -> Result<Environment> {
         let spec = self.with_level_defaults(spec)?;
         let engine = self.engine(spec.level)?.clone();
         engine.check(&spec)?;
@@ -474,6 +492,14 @@ impl Manager {
                     },
                 )
                 .await?;
+            if let Some(project) = project {
+                let project = project.await?;
+                let recorder = Recorder {
+                    manager: self,
+                    env: &env,
+                };
+                engine.install_project(&env, &project, &recorder).await?;
+            }
             crate::failpoint::failpoint("create.engine_created");
             // What the engine noted while creating (its details) is what activation builds
             // on: a virtualenv's base interpreter, bound into the sandbox.

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use ptest_core::{
     Engine, EngineContext, Environment, EnvironmentSpec, Error, ExecRequest, Finding, Home,
-    IsolationEvent, IsolationLevel, ProcessInfo, ResourceUsage, Result, RunningProcess,
+    IsolationEvent, IsolationLevel, ProcessInfo, ProjectWheel, ResourceUsage, Result,
+    RunningProcess,
 };
 use ptest_python::{
     InstallOutcome, InstallRequest, Installer, InstallerKind, Interpreter, ProbeCache,
@@ -279,7 +280,7 @@ impl Engine for VirtualenvEngine {
                 IsolationEvent::PackageInstalled,
                 json!({ "from_template": hash.short(), "copied": report.copied }),
             )?;
-            return install_project(ctx, &installer, &venv_dir, &spec).await;
+            return install_spec_project(ctx, &installer, &venv_dir, &spec).await;
         }
 
         // Any other spec starts from the interpreter's empty venv, kept as the template of the
@@ -330,7 +331,16 @@ impl Engine for VirtualenvEngine {
                 tracing::warn!("could not save the venv template: {e}");
             }
         }
-        install_project(ctx, &installer, &venv_dir, &spec).await
+        install_spec_project(ctx, &installer, &venv_dir, &spec).await
+    }
+
+    async fn install_project(
+        &self,
+        env: &Environment,
+        project: &ProjectWheel,
+        ctx: &dyn EngineContext,
+    ) -> Result<()> {
+        install_project(ctx, &self.installer(), &venv_path(env), project).await
     }
 
     async fn activate(&self, env: &Environment, ctx: &dyn EngineContext) -> Result<()> {
@@ -451,17 +461,27 @@ impl Engine for VirtualenvEngine {
 }
 
 /// Installs the project's wheel, when the spec has one, without its dependencies (they came
-/// with the other requirements). On the host: the environment is new, no command of it has
-/// run yet.
-async fn install_project(
+/// with the other requirements).
+async fn install_spec_project(
     ctx: &dyn EngineContext,
     installer: &Installer,
     venv_dir: &Path,
     spec: &ptest_core::VirtualenvSpec,
 ) -> Result<()> {
-    let Some(project) = &spec.project else {
-        return Ok(());
-    };
+    match &spec.project {
+        Some(project) => install_project(ctx, installer, venv_dir, project).await,
+        None => Ok(()),
+    }
+}
+
+/// Installs the project's wheel without its dependencies. On the host: the environment is
+/// new, no command of it has run yet.
+async fn install_project(
+    ctx: &dyn EngineContext,
+    installer: &Installer,
+    venv_dir: &Path,
+    project: &ProjectWheel,
+) -> Result<()> {
     let venv = Venv::open(venv_dir).map_err(|e| python_error("open the venv", e))?;
     let request = InstallRequest {
         requirements: vec![project.wheel.display().to_string()],

@@ -2,7 +2,8 @@
 //! `-e .`, `.[test]`, `install_project = true`). Each suite's environment then gets the
 //! project's dependencies with its other packages (reused by hash) and this wheel without
 //! dependencies: tests import the environment's own copy, never the user's tree, from `/tmp`
-//! or anywhere.
+//! or anywhere. Where `pyproject.toml` declares the dependencies, the environment is made
+//! while the wheel builds (see `run::executor`); else the wheel is read for them first.
 //!
 //! A run builds the wheel once: with the first interpreter a suite asks for, and again for
 //! another interpreter only when the wheel is not pure Python (its tags name an ABI or a

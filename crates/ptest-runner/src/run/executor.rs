@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use ptest_core::{
     EnvName, Environment, EnvironmentSpec, ExecRequest, Manager, OutputMode, OverlaySpec,
-    ProcessResult, RemoveOptions,
+    ProcessResult, ProjectWheel, RemoveOptions,
 };
 use tokio::sync::watch;
 
@@ -64,17 +64,35 @@ async fn run_in_env(
     let labels = unit.labels(&shared.run_id);
     let disposal = template.disposal(shared.options.keep);
     let mut spec = template.spec(env_name, labels);
+    // Where pyproject.toml states the project's dependencies, they go with the other
+    // packages and the wheel is built while the environment is made (it is installed last);
+    // else the wheel comes first, to be read for them.
+    let mut wheel_later = None;
     if let (Some(extras), Some(venv)) = (&template.install_project, spec.virtualenv.as_mut()) {
-        let home = shared.manager.home();
-        let python = venv.python.as_deref();
-        match shared.wheels.get(home, &project.dir, python).await {
-            Ok(wheel) => {
-                venv.project = Some(ptest_core::ProjectWheel {
-                    wheel,
+        match ptest_python::project::declared_requires(&project.dir, extras) {
+            Some(requires) => {
+                venv.packages.extend(requires);
+                wheel_later = Some(ProjectLater {
+                    python: venv.python.clone(),
                     extras: extras.clone(),
                 });
             }
-            Err(e) => return error(report, "installing the project", &e),
+            None => {
+                let home = shared.manager.home();
+                match shared
+                    .wheels
+                    .get(home, &project.dir, venv.python.as_deref())
+                    .await
+                {
+                    Ok(wheel) => {
+                        venv.project = Some(ProjectWheel {
+                            wheel,
+                            extras: extras.clone(),
+                        });
+                    }
+                    Err(e) => return error(report, "installing the project", &e),
+                }
+            }
         }
     }
     match disposal {
@@ -94,7 +112,14 @@ async fn run_in_env(
     // Creation is not interrupted: an engine's blocking work (an install) would go on after
     // the future was dropped. The stop is checked right after.
     let mut layer_warnings = Vec::new();
-    let (env, mode) = match create(shared, template, spec, &mut layer_warnings).await {
+    let made = create(
+        shared,
+        template,
+        spec,
+        wheel_later.as_ref(),
+        &mut layer_warnings,
+    );
+    let (env, mode) = match made.await {
         Ok(made) => made,
         Err((what, e)) => {
             report.warnings = layer_warnings;
@@ -186,16 +211,18 @@ async fn run_in_env(
 /// template's `project`, or by default an overlay where the environment is sandboxed and a
 /// copy elsewhere. A default overlay that cannot be had (no namespaces here, or a mount
 /// overlayfs refuses) falls back to a copy, with a warning in `warnings` saying why; an
-/// asked-for one is an error (what was being made, and why).
+/// asked-for one is an error (what was being made, and why). With `wheel_later`, the
+/// project's wheel is installed once the engine made the rest.
 async fn create(
     shared: &Shared,
     template: &EnvTemplate,
     spec: EnvironmentSpec,
+    wheel_later: Option<&ProjectLater>,
     warnings: &mut Vec<String>,
 ) -> Result<(Environment, ProjectMode), (String, ptest_core::Error)> {
     let manager = &shared.manager;
     let plain = |spec, mode| async move {
-        match manager.create_environment(spec).await {
+        match make(shared, spec, wheel_later).await {
             Ok(env) => Ok((env, mode)),
             Err(e) => Err((String::new(), e)),
         }
@@ -236,7 +263,7 @@ async fn create(
         warnings.push(copied(&why));
         return plain(spec, ProjectMode::Copy).await;
     }
-    match manager.create_environment(overlaid).await {
+    match make(shared, overlaid, wheel_later).await {
         Ok(env) => Ok((env, ProjectMode::Overlay)),
         Err(e @ ptest_core::Error::Overlay { .. }) if asked.is_none() => {
             warnings.push(copied(&e));
@@ -248,6 +275,42 @@ async fn create(
         )),
         Err(e) => Err((String::new(), e)),
     }
+}
+
+/// The project's wheel for an environment whose spec already names its dependencies: for
+/// which interpreter (the template's) and with which extras.
+struct ProjectLater {
+    python: Option<String>,
+    extras: Vec<String>,
+}
+
+/// Makes the environment of `spec`; with `wheel_later`, the run's wheel of the project is
+/// built (or taken from the cache) while the engine works and installed after.
+async fn make(
+    shared: &Shared,
+    spec: EnvironmentSpec,
+    wheel_later: Option<&ProjectLater>,
+) -> Result<Environment, ptest_core::Error> {
+    let manager = &shared.manager;
+    let Some(later) = wheel_later else {
+        return manager.create_environment(spec).await;
+    };
+    let wheel = || {
+        let python = later.python.as_deref();
+        shared
+            .wheels
+            .get(manager.home(), &shared.project.dir, python)
+    };
+    let project = async {
+        Ok(ProjectWheel {
+            wheel: wheel().await?,
+            extras: later.extras.clone(),
+        })
+    };
+    // The build starts now, beside the engine's work, not when the engine asks for the
+    // wheel: a run builds its wheel once, so that ask waits for this build.
+    let (_, made) = tokio::join!(wheel(), manager.create_environment_then(spec, project));
+    made
 }
 
 /// What an overlaid project hides: the paths a copy leaves out, found once per run.

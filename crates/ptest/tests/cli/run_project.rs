@@ -12,9 +12,17 @@ use std::path::{Path, PathBuf};
 
 use crate::support::TestHome;
 
-/// The demo project `ptproj` (needs `ptdemo-a`, its `test` extra `ptdemo-c`) in `dir`, whose
-/// template installs it as `packages` says; its suite prints where `ptproj` was imported from.
-fn project(dir: &Path, template: &str) -> PathBuf {
+/// `ptproj`'s dependencies as its `pyproject.toml` declares them (what the backend writes).
+const DECLARED: &str = "dependencies = [\"ptdemo-a==1.0\"]\n\
+                        optional-dependencies = { test = [\"ptdemo-c==1.0\"] }\n";
+
+/// `ptproj`'s dependencies left to the backend: only the wheel says them.
+const DYNAMIC: &str = "dynamic = [\"dependencies\", \"optional-dependencies\"]\n";
+
+/// The demo project `ptproj` (needs `ptdemo-a`, its `test` extra `ptdemo-c`; `deps` says so
+/// in its `pyproject.toml` or not) in `dir`, whose template installs it as `packages` says;
+/// its suite prints where `ptproj` was imported from.
+fn project(dir: &Path, deps: &str, template: &str) -> PathBuf {
     std::fs::create_dir_all(dir.join("src/ptproj")).unwrap();
     std::fs::create_dir_all(dir.join("_build")).unwrap();
     std::fs::write(dir.join("src/ptproj/__init__.py"), "VALUE = 'ptproj'\n").unwrap();
@@ -23,8 +31,10 @@ fn project(dir: &Path, template: &str) -> PathBuf {
     std::fs::copy(backend, dir.join("_build/backend.py")).unwrap();
     std::fs::write(
         dir.join("pyproject.toml"),
-        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\"_build\"]\n\n\
-         [project]\nname = \"ptproj\"\nversion = \"0.1\"\n",
+        format!(
+            "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\"_build\"]\n\n\
+         [project]\nname = \"ptproj\"\nversion = \"0.1\"\n{deps}"
+        ),
     )
     .unwrap();
     let house = ptest_testkit::wheels::wheelhouse().display().to_string();
@@ -42,11 +52,14 @@ fn project(dir: &Path, template: &str) -> PathBuf {
 
 /// Runs the project with `PATH` as given; returns the report.
 fn run(t: &TestHome, dir: &Path, path: &str) -> serde_json::Value {
-    let out = t
-        .ptest(["run", "--project", dir.to_str().unwrap(), "--json"])
-        .env("PATH", path)
-        .output()
-        .unwrap();
+    run_with(t, dir, &[("PATH", path)])
+}
+
+/// Runs the project with the variables `vars` set; returns the report.
+fn run_with(t: &TestHome, dir: &Path, vars: &[(&str, &str)]) -> serde_json::Value {
+    let mut command = t.ptest(["run", "--project", dir.to_str().unwrap(), "--json"]);
+    command.envs(vars.iter().copied());
+    let out = command.output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(
@@ -77,7 +90,11 @@ fn from_template(t: &TestHome) -> bool {
 #[test]
 fn an_editable_project_with_an_extra_is_a_wheel_per_run_and_its_dependencies_a_template() {
     let t = TestHome::new();
-    let dir = project(&t.dir.path().join("proj"), "packages = [\"-e .[test]\"]");
+    let dir = project(
+        &t.dir.path().join("proj"),
+        DECLARED,
+        "packages = [\"-e .[test]\"]",
+    );
     let path = std::env::var("PATH").unwrap();
     let first = run(&t, &dir, &path);
     imported_from_the_environment(&first, &dir);
@@ -106,6 +123,26 @@ fn an_editable_project_with_an_extra_is_a_wheel_per_run_and_its_dependencies_a_t
     assert_eq!(kept(), 2);
     imported_from_the_environment(&run(&t, &dir, &path), &dir);
     assert_eq!(kept(), 2);
+    assert!(t.names().is_empty());
+}
+
+/// Where `pyproject.toml` declares the dependencies, the environments are made while the
+/// wheel builds: this build ends only once a template holds `ptdemo-a`, which a run that
+/// waited for the wheel first would never see (the backend then fails after a minute).
+#[test]
+fn declared_dependencies_are_installed_while_the_wheel_builds() {
+    let t = TestHome::new();
+    let dir = project(
+        &t.dir.path().join("proj"),
+        DECLARED,
+        "packages = [\".[test]\"]",
+    );
+    let waits_for = t
+        .home()
+        .join("cache/templates/*/venv/lib/python*/site-packages/ptdemo_a*");
+    let waits_for = waits_for.to_str().unwrap();
+    let report = run_with(&t, &dir, &[("PTPROJ_BUILD_WAITS_FOR", waits_for)]);
+    imported_from_the_environment(&report, &dir);
     assert!(t.names().is_empty());
 }
 
@@ -139,7 +176,11 @@ fn runs_python_script(command: &str) -> bool {
 #[test]
 fn a_warm_run_starts_no_python_to_read_the_wheels_metadata() {
     let t = TestHome::new();
-    let dir = project(&t.dir.path().join("proj"), "packages = [\".[test]\"]");
+    let dir = project(
+        &t.dir.path().join("proj"),
+        DYNAMIC,
+        "packages = [\".[test]\"]",
+    );
     tools_run(&t, &dir);
     let warm = tools_run(&t, &dir);
     assert!(!warm.is_empty(), "the warm run installed nothing");
@@ -153,6 +194,7 @@ fn install_project_works_with_pip_when_uv_is_not_on_path() {
     let t = TestHome::new();
     let dir = project(
         &t.dir.path().join("proj"),
+        DECLARED,
         "install_project = true\npackages = [\"ptdemo-c==1.0\"]",
     );
     let path: Vec<String> = std::env::var("PATH")

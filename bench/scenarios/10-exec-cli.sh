@@ -54,8 +54,18 @@ bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
 "$PTEST" env rm em el ed >/dev/null
 
 # A CLI call that does nothing but start and print: what every other call pays first.
+# The floor under it: a Rust program that only prints (std's start-up, dynamically linked like
+# ptest, built as release builds are).
+hello=$SCRATCH/rust-hello
+start=()
+if bench_requires rustc; then
+    printf 'fn main() {\n    println!("ptest 0.1.0");\n}\n' >"$hello.rs"
+    rustc -C opt-level=3 -o "$hello" "$hello.rs"
+    start=("Rust hello-world (rustc -O)" "$hello")
+fi
 bench_compare cli-start "a CLI call on its own: \`ptest --version\`" \
     --limit "true (fork/exec)" --ptest "ptest --version" \
     --note "loading and starting the binary, parsing the command line, printing one line; no state is opened" \
+    --note "the Rust hello-world is the floor of any Rust binary here: std's start-up and one print, no more" \
     --at-most "ptest --version|1.3" \
-    -- "ptest --version" "$PTEST --version" "true (fork/exec)" "true"
+    -- "ptest --version" "$PTEST --version" "true (fork/exec)" "true" "${start[@]}"

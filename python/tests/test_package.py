@@ -234,7 +234,11 @@ def test_a_docker_environment_from_python(ptest_manager: ptest.Manager, busybox_
 
 def test_ctrl_c_interrupts_a_blocking_call_and_ends_its_command(tmp_path: Path) -> None:
     script = tmp_path / "interrupted.py"
+    # Python keeps an inherited SIG_IGN for SIGINT (a run started in the background by a
+    # shell without job control has it), so the script takes Ctrl-C as a terminal gives it.
     script.write_text(
+        "import signal\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "import ptest\n"
         "env = ptest.Manager().create_environment()\n"
         "print(env.name, flush=True)\n"

@@ -52,6 +52,9 @@ const ENV_COLUMNS: &str = "id, name, level, status, root, spec, created_at, upda
 const PROCESS_COLUMNS: &str =
     "id, env_id, pid, start_ticks, command, status, started_at, ended_at, exit_code, signal";
 
+/// How long a call waits for another process's lock on the store before it gives up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// WAL pages after which a commit checkpoints: a command writes about five.
 const WAL_PAGES: i64 = 128;
 
@@ -60,10 +63,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Self> {
         let mut conn = Connection::open(path).ctx("opening the database")?;
         // Many ptest processes write at once: wait for the lock rather than fail.
-        conn.busy_timeout(Duration::from_secs(60))
+        conn.busy_timeout(BUSY_TIMEOUT)
             .ctx("setting the busy timeout")?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .ctx("enabling WAL")?;
+        enable_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .ctx("setting synchronous")?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -131,6 +133,24 @@ impl std::fmt::Display for StringError {
 
 impl std::error::Error for StringError {}
 
+/// Switches the store to WAL (a no-op once it is). SQLite does not call the busy handler
+/// while it changes a database's journal mode, so when many `ptest` processes open a new
+/// store at once, all but one are refused at once: they wait here instead, as for any lock.
+fn enable_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            done => return done.ctx("enabling WAL"),
+        }
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     // The common case, a store at this version, takes no lock: the exclusive transaction
     // would serialize every concurrent `ptest` call on its way in.
@@ -194,6 +214,30 @@ fn optional_timestamp(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<Time
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Many `ptest` calls against a new home open its store at the same moment: each waits
+    /// for the others' locks, none is refused (CI once saw "enabling WAL: database is locked").
+    #[test]
+    fn a_new_store_opened_by_many_at_once_opens_for_all() {
+        for _ in 0..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("state.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(16));
+            let openers: Vec<_> = (0..16)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        Store::open(&path).map(|store| store.schema_version().unwrap())
+                    })
+                })
+                .collect();
+            for opener in openers {
+                let version = opener.join().unwrap().unwrap();
+                assert_eq!(version as usize, migrations::MIGRATIONS.len());
+            }
+        }
+    }
 
     /// A `ptest` call opens the store while another holds the write lock (a long `env
     /// create`): a store at this schema version is only read on the way in.

@@ -44,6 +44,7 @@ contenders=(
     "ptest env create with 10 packages, new spec + rm (template built)" "sh -c 'n=\$(date +%s%N); $PTEST env create --python $PY$cpkgs --package ptbench-0[x\$n]==1.0 $idx v && $PTEST env rm v'"
     "ptest env create + ptest pkg install 10 + rm" "sh -c '$PTEST env create --level virtualenv --python $PY v && $PTEST pkg install v$pkgs $idx && $PTEST env rm v'"
     "uv venv + uv pip install 10 + rm -rf" "sh -c 'uv venv -q -p $PY v && uv pip install -q -p v/bin/python$pkgs $idx && rm -rf v'"
+    "uv venv + uv pip install --no-cache 10 + rm -rf (nothing shared)" "sh -c 'uv venv -q -p $PY v && uv pip install -q --no-cache -p v/bin/python$pkgs $idx && rm -rf v'"
 )
 notes=()
 if ((!QUICK)); then
@@ -65,6 +66,7 @@ bench_record "$OUT/packages.json" "first create with 10 packages + rm (builds th
         --note "10 local wheels, every contender \`--find-links DIR --no-index\` (no network); caches warm after the warm-up runs" \
         --note "reuse by hash: an environment whose spec (interpreter, packages, index options) hashes like an earlier one is cloned from its template (copies, never hard links: no file is shared between environments); ptest runs uv with UV_LINK_MODE=copy, the uv row keeps uv's default (hard links from its cache); \`pkg install\` into an existing environment always runs the installer (uv)" \
         --note "uv caches what an interpreter says about itself by the path it is given, and each environment's venv has a new path: ptest hands uv a link to the venv at a path that stays the same (\`cache/venv-links/\`), so uv starts no python, as in the uv row, which installs into the same \`v/bin/python\` every time" \
+        --note "nothing shared: what \`ptest pkg install\` runs inside the environment is uv with \`--no-cache\` (a cache the command could write to would be shared with every other environment, issue 23), so uv asks the venv's python about itself (~45 ms here) and unpacks every wheel anew; this uv row does the same on the host" \
         --note "new spec: the extra \`ptbench-0[x<n>]\` names an extra the package lacks (uv warns, installs the same files) so that every run hashes to a spec never seen before" \
         --note "the first-create row is timed alone (no CPU column), in a fresh PTEST_HOME each time" \
         "${notes[@]}" -- "${contenders[@]}"

@@ -54,18 +54,22 @@ bench_compare exec-cli "exec in an environment (CLI), sandboxed level" \
 "$PTEST" env rm em el ed >/dev/null
 
 # A CLI call that does nothing but start and print: what every other call pays first.
-# The floor under it: a Rust program that only prints (std's start-up, dynamically linked like
-# ptest, built as release builds are).
+# The floor under it: a Rust program that only prints (std's start-up), linked as ptest's
+# release build is (scripts/release-flags: statically where the host has glibc).
 hello=$SCRATCH/rust-hello
 start=()
 if bench_requires rustc; then
     printf 'fn main() {\n    println!("ptest 0.1.0");\n}\n' >"$hello.rs"
-    rustc -C opt-level=3 -o "$hello" "$hello.rs"
-    start=("Rust hello-world (rustc -O)" "$hello")
+    link=()
+    if [[ -n $("$BENCH/../scripts/release-flags") ]]; then
+        link=(-C target-feature=+crt-static -C relocation-model=static)
+    fi
+    rustc -C opt-level=3 "${link[@]}" -o "$hello" "$hello.rs"
+    start=("Rust hello-world (rustc -O, linked like ptest)" "$hello")
 fi
 bench_compare cli-start "a CLI call on its own: \`ptest --version\`" \
     --limit "true (fork/exec)" --ptest "ptest --version" \
     --note "loading and starting the binary, parsing the command line, printing one line; no state is opened" \
-    --note "the Rust hello-world is the floor of any Rust binary here: std's start-up and one print, no more" \
+    --note "the Rust hello-world is the floor of any Rust binary here: std's start-up and one print, no more; it and ptest are linked as scripts/release-flags says (statically, without a dynamic loader, where the host has glibc), so either can start faster than the dynamically linked \`true\`" \
     --at-most "ptest --version|1.3" \
     -- "ptest --version" "$PTEST --version" "true (fork/exec)" "true" "${start[@]}"

@@ -131,9 +131,12 @@ pub(crate) async fn spawn(
             "the engine detached an exec that asked to be attached",
         ));
     };
-    // The engine answers the attach before the process exists: wait for its pid.
+    // The engine answers the attach before the process exists: wait for its pid while the
+    // command runs. Without a pid the process is recorded with none, and `proc start` waits
+    // for its end (once in CI, a 30 s command: most likely a loaded dockerd slower than the
+    // 10 s this waited before).
     let mut pid = 0;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let inspect = docker
             .inspect_exec(&created.id)

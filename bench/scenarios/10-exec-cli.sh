@@ -60,10 +60,7 @@ hello=$SCRATCH/rust-hello
 start=()
 if bench_requires rustc; then
     printf 'fn main() {\n    println!("ptest 0.1.0");\n}\n' >"$hello.rs"
-    link=()
-    if [[ -n $("$BENCH/../scripts/release-flags") ]]; then
-        link=(-C target-feature=+crt-static -C relocation-model=static)
-    fi
+    read -r -a link <<<"$("$BENCH/../scripts/release-flags" --rustc)"
     rustc -C opt-level=3 "${link[@]}" -o "$hello" "$hello.rs"
     start=("Rust hello-world (rustc -O, linked like ptest)" "$hello")
 fi

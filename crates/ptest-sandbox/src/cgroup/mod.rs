@@ -725,7 +725,7 @@ fn weigh_parent(parent: &str) -> Option<u64> {
         ),
         Hierarchy::V2(root) => (root.join(parent), "cpu.weight", 100, 10_000),
     };
-    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let cpus = usable_cpus();
     // Only as far as the cap: a parent of thousands of groups costs no more than one of a few.
     let groups = fs::read_dir(&dir)
         .ok()?
@@ -743,6 +743,13 @@ fn weigh_parent(parent: &str) -> Option<u64> {
     }
     tracing::debug!(parent, groups, weight, "weighed the parent cgroup");
     Some(weight)
+}
+
+/// The CPUs this process may run on (its affinity mask): what caps a parent's weight. One
+/// system call, where `available_parallelism` also reads `/proc/self/cgroup` and the CPU
+/// quota files (~27 µs, on every create and remove); a quota limits time, not weight.
+fn usable_cpus() -> usize {
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count().max(1) as usize)
 }
 
 /// Polls `pids` until it returns an empty list, sending SIGKILL to whatever it finds.
@@ -808,7 +815,7 @@ mod tests {
         let Some((file, unit)) = weight_file(&parent) else {
             return;
         };
-        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
+        let cpus = usable_cpus() as u64;
         let weight = || read_u64(&file).expect("the parent's weight");
         let mut groups = Vec::new();
         for n in 1..=cpus + 1 {
